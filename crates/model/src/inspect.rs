@@ -1,0 +1,135 @@
+//! Docker-shaped JSON for `weft inspect` and `weft network inspect`, built from the records.
+
+use serde_json::{json, Map, Value};
+
+use crate::{ContainerRecord, NetworkRecord, Status};
+
+fn rfc3339(secs: u64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), enough for timestamps after 1970.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The `docker inspect` shape of a container.
+pub fn container_inspect(c: &ContainerRecord) -> Value {
+    let mut networks = Map::new();
+    for e in &c.endpoints {
+        networks.insert(
+            e.network_name.clone(),
+            json!({
+                "NetworkID": e.network_id,
+                "EndpointID": e.endpoint_id,
+                "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                "IPAddress": e.ip.to_string(),
+                "IPPrefixLen": e.prefix_len,
+                "MacAddress": e.mac,
+            }),
+        );
+    }
+    let primary = c.endpoints.first();
+    json!({
+        "Id": c.id,
+        "Created": rfc3339(c.created),
+        "Path": c.spec.cmd.first().cloned().unwrap_or_default(),
+        "Args": c.spec.cmd.iter().skip(1).collect::<Vec<_>>(),
+        "Name": format!("/{}", c.name),
+        "State": {
+            "Status": c.state.status.to_string(),
+            "Running": c.state.status == Status::Running,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "StartedAt": rfc3339(c.state.started_at),
+            "FinishedAt": rfc3339(c.state.finished_at),
+        },
+        "LogPath": c.log_path,
+        "Config": {
+            "Hostname": c.spec.hostname.clone().unwrap_or_default(),
+            "Env": c.spec.env,
+            "Cmd": c.spec.cmd,
+        },
+        "HostConfig": {
+            "NetworkMode": c.network_mode().to_string(),
+            "Dns": c.spec.dns,
+            "DnsSearch": c.spec.dns_search,
+            "ExtraHosts": c.spec.extra_hosts,
+            "AutoRemove": c.spec.auto_remove,
+        },
+        "NetworkSettings": {
+            "SandboxKey": c.sandbox_key.clone().unwrap_or_default(),
+            "IPAddress": primary.map(|e| e.ip.to_string()).unwrap_or_default(),
+            "IPPrefixLen": primary.map(|e| e.prefix_len).unwrap_or(0),
+            "Gateway": primary.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
+            "MacAddress": primary.map(|e| e.mac.clone()).unwrap_or_default(),
+            "Networks": networks,
+        },
+    })
+}
+
+/// The `docker network inspect` shape of a network; `containers` lists (id, name, endpoint).
+pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Value {
+    let mut members = Map::new();
+    for c in containers {
+        for e in c.endpoints.iter().filter(|e| e.network_id == n.id) {
+            members.insert(
+                c.id.clone(),
+                json!({
+                    "Name": c.name,
+                    "EndpointID": e.endpoint_id,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
+                }),
+            );
+        }
+    }
+    let mut ipam = json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()});
+    if let Some(r) = n.ip_range {
+        ipam["IPRange"] = Value::String(r.to_string());
+    }
+    let mut options: Map<String, Value> =
+        n.options.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    options.insert("com.docker.network.bridge.name".into(), n.bridge.clone().into());
+    options.insert("com.docker.network.driver.mtu".into(), n.mtu.to_string().into());
+    options.insert("com.docker.network.bridge.enable_icc".into(), n.icc.to_string().into());
+    options.insert(
+        "com.docker.network.bridge.enable_ip_masquerade".into(),
+        n.masquerade.to_string().into(),
+    );
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": rfc3339(n.created),
+        "Scope": "local",
+        "Driver": n.driver,
+        "IPAM": {"Driver": "default", "Config": [ipam]},
+        "Internal": n.internal,
+        "Containers": members,
+        "Options": options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,38 @@
+//! The data model of weft: the records the engine keeps in its store (networks, containers,
+//! endpoints), the request and response types of the API, and the validation of everything a user
+//! types (names, CIDRs, `--net` modes, `inspect -f` templates). Nothing here touches the kernel, so
+//! every parser is unit-tested without root.
+
+mod inspect;
+mod names;
+mod records;
+mod template;
+
+pub use inspect::{container_inspect, network_inspect};
+pub use names::{
+    new_id, short_id, validate_container_name, validate_hostname, validate_ifname,
+    validate_network_name,
+};
+pub use records::*;
+pub use template::render as render_template;
+
+/// Errors in user input. Each message is one lowercase line naming the bad value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed")]
+    ContainerName(String),
+    #[error("invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed")]
+    NetworkName(String),
+    #[error("invalid hostname {0:?}")]
+    Hostname(String),
+    #[error("invalid interface name {0:?}: 1 to 15 bytes, no '/', ':' or whitespace")]
+    IfName(String),
+    #[error("invalid network mode {0:?}: expected bridge, host, none, container:NAME or a network name")]
+    NetworkMode(String),
+    #[error("invalid --add-host {0:?}: expected NAME:IP")]
+    AddHost(String),
+    #[error("invalid environment variable {0:?}: expected KEY=VALUE")]
+    Env(String),
+    #[error("invalid template {template:?}: {reason}")]
+    Template { template: String, reason: String },
+}

@@ -1,0 +1,265 @@
+//! The records the engine keeps in its store and the request types of the API. Field names follow
+//! Docker's API where Docker has the same concept (PascalCase on the wire).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::{validate_container_name, validate_network_name, ModelError};
+
+/// The name of the default network, as in Docker.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// `--net` / `HostConfig.NetworkMode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// A network by name; `bridge` is the default network.
+    Network(String),
+    /// The host's network namespace.
+    Host,
+    /// A new namespace with only `lo`.
+    None,
+    /// Share the network namespace of another container.
+    Container(String),
+}
+
+impl FromStr for NetworkMode {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "" | "default" | DEFAULT_NETWORK => Ok(Self::Network(DEFAULT_NETWORK.into())),
+            "host" => Ok(Self::Host),
+            "none" => Ok(Self::None),
+            _ => {
+                if let Some(target) = s.strip_prefix("container:") {
+                    validate_container_name(target)
+                        .map_err(|_| ModelError::NetworkMode(s.to_string()))?;
+                    return Ok(Self::Container(target.to_string()));
+                }
+                validate_network_name(s).map_err(|_| ModelError::NetworkMode(s.to_string()))?;
+                Ok(Self::Network(s.to_string()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Network(n) => f.write_str(n),
+            Self::Host => f.write_str("host"),
+            Self::None => f.write_str("none"),
+            Self::Container(c) => write!(f, "container:{c}"),
+        }
+    }
+}
+
+/// An `--add-host NAME:IP` entry.
+pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), ModelError> {
+    let err = || ModelError::AddHost(s.to_string());
+    let (name, ip) = s.split_once(':').ok_or_else(err)?;
+    crate::validate_hostname(name).map_err(|_| err())?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    Ok((name.to_string(), ip.parse().map_err(|_| err())?))
+}
+
+/// What `weft run` asks for (the body of `POST /containers/run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RunSpec {
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub network_mode: String,
+    pub dns: Vec<IpAddr>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub rootfs: Option<String>,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub auto_remove: bool,
+}
+
+impl RunSpec {
+    /// Checks every field that can be checked without the engine's state.
+    pub fn validate(&self) -> Result<NetworkMode, ModelError> {
+        if let Some(n) = &self.name {
+            validate_container_name(n)?;
+        }
+        if let Some(h) = &self.hostname {
+            crate::validate_hostname(h)?;
+        }
+        for h in &self.extra_hosts {
+            parse_add_host(h)?;
+        }
+        for e in &self.env {
+            match e.split_once('=') {
+                Some((k, _)) if !k.is_empty() => {}
+                _ => return Err(ModelError::Env(e.clone())),
+            }
+        }
+        for d in &self.dns_search {
+            crate::validate_hostname(d)?;
+        }
+        self.network_mode.parse()
+    }
+}
+
+/// The lifecycle state of a container.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Exited => "exited",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContainerState {
+    pub status: Status,
+    /// Host pid of the container's init (its pid 1), 0 when not running.
+    pub pid: u32,
+    /// The init's start time in clock ticks since boot (field 22 of /proc/PID/stat): with the
+    /// pid it identifies the process across a daemon restart, immune to pid reuse.
+    pub pid_start: u64,
+    pub exit_code: i32,
+    pub started_at: u64,
+    pub finished_at: u64,
+}
+
+/// One interface of a container on one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRecord {
+    pub endpoint_id: String,
+    pub network_id: String,
+    pub network_name: String,
+    /// Name inside the container (`eth0`, `eth1`, …).
+    pub ifname: String,
+    /// Host end of the veth (`veth` + 7 hex).
+    pub host_ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub spec: RunSpec,
+    pub state: ContainerState,
+    pub endpoints: Vec<EndpointRecord>,
+    /// The bind-mounted network namespace (`<exec-root>/netns/<id>`), if the container has its own.
+    pub sandbox_key: Option<String>,
+    /// Where the container's output goes.
+    pub log_path: String,
+}
+
+impl ContainerRecord {
+    pub fn network_mode(&self) -> NetworkMode {
+        self.spec
+            .network_mode
+            .parse()
+            .unwrap_or(NetworkMode::Network(DEFAULT_NETWORK.into()))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    /// The Linux bridge carrying the network.
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// Container addresses come only from here (`--fixed-cidr`, `--ip-range`).
+    pub ip_range: Option<Ipv4Net>,
+    pub mtu: u32,
+    /// weft created the bridge (false for `-b`): it may delete and readdress only its own.
+    pub managed_bridge: bool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub internal: bool,
+    pub created: u64,
+    pub options: BTreeMap<String, String>,
+}
+
+/// A row of `weft ps`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    pub id: String,
+    pub name: String,
+    pub command: String,
+    pub status: String,
+    pub network_mode: String,
+    pub ip_address: String,
+}
+
+/// The body of every error answer of the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!("".parse::<NetworkMode>(), Ok(NetworkMode::Network("bridge".into())));
+        assert_eq!("host".parse::<NetworkMode>(), Ok(NetworkMode::Host));
+        assert_eq!("none".parse::<NetworkMode>(), Ok(NetworkMode::None));
+        assert_eq!(
+            "container:web".parse::<NetworkMode>(),
+            Ok(NetworkMode::Container("web".into()))
+        );
+        assert!("container:".parse::<NetworkMode>().is_err());
+        assert!("bad name".parse::<NetworkMode>().is_err());
+        for m in ["bridge", "host", "none", "container:db", "mynet"] {
+            assert_eq!(m.parse::<NetworkMode>().map(|m| m.to_string()).as_deref(), Ok(m));
+        }
+    }
+
+    #[test]
+    fn add_host() {
+        assert_eq!(
+            parse_add_host("db:10.0.0.5"),
+            Ok(("db".to_string(), "10.0.0.5".parse().expect("ip")))
+        );
+        assert!(parse_add_host("db:[::1]").is_ok());
+        assert!(parse_add_host("db").is_err());
+        assert!(parse_add_host("db:300.1.1.1").is_err());
+    }
+
+    #[test]
+    fn spec_validation() {
+        let mut s = RunSpec { cmd: vec!["true".into()], ..Default::default() };
+        assert!(s.validate().is_ok());
+        s.env = vec!["=x".into()];
+        assert_eq!(s.validate(), Err(ModelError::Env("=x".into())));
+        s.env = vec!["A=1".into()];
+        s.name = Some("x".into());
+        assert!(s.validate().is_err());
+    }
+}
