@@ -1,0 +1,317 @@
+//! The embedded backend: one redb file and a committer thread doing group commit.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::{
+    BoxFuture, Compare, Event, KeyValue, Op, Result, Store, StoreError, Txn, TxnResponse, Watcher,
+};
+
+/// key -> create_revision (8 bytes LE) ++ mod_revision (8 bytes LE) ++ value
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
+/// How many transactions one fsync may cover.
+const MAX_BATCH: usize = 256;
+
+type Request = (Txn, oneshot::Sender<Result<TxnResponse>>);
+
+/// The embedded store (see the crate docs).
+pub struct Embedded {
+    db: Arc<Database>,
+    tx: Option<mpsc::Sender<Request>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+    events: broadcast::Sender<Arc<Vec<Event>>>,
+}
+
+impl Drop for Embedded {
+    /// Closing the channel ends the committer after its last batch; joining it releases the file.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn encode(create: u64, modr: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + value.len());
+    v.extend_from_slice(&create.to_le_bytes());
+    v.extend_from_slice(&modr.to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<KeyValue> {
+    let rev = |r: &[u8]| -> Result<u64> {
+        Ok(u64::from_le_bytes(r.try_into().map_err(|_| StoreError::Corrupt(key.to_string()))?))
+    };
+    if raw.len() < 16 {
+        return Err(StoreError::Corrupt(key.to_string()));
+    }
+    Ok(KeyValue {
+        key: key.to_string(),
+        create_revision: rev(&raw[..8])?,
+        mod_revision: rev(&raw[8..16])?,
+        value: raw[16..].to_vec(),
+    })
+}
+
+fn rd<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Read(Box::new(e.into()))
+}
+fn cm<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Commit(Box::new(e.into()))
+}
+
+impl Embedded {
+    /// Opens (or creates) the store file at `path` and starts its committer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_err = |e: redb::Error| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        };
+        let db = Database::create(path).map_err(|e| open_err(e.into()))?;
+        {
+            let w = db.begin_write().map_err(|e| open_err(e.into()))?;
+            w.open_table(KV).map_err(|e| open_err(e.into()))?;
+            w.open_table(META).map_err(|e| open_err(e.into()))?;
+            w.commit().map_err(|e| open_err(e.into()))?;
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (events, _) = broadcast::channel(4096);
+        let (db2, ev2) = (db.clone(), events.clone());
+        let committer = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || committer(&db2, &rx, &ev2))
+            .map_err(|e| open_err(redb::Error::Io(e)))?;
+        Ok(Self { db, tx: Some(tx), committer: Some(committer), events })
+    }
+}
+
+fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = VecDeque::from([first]);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push_back(r),
+                Err(_) => break,
+            }
+        }
+        match apply_batch(db, batch.iter().map(|(t, _)| t)) {
+            Ok((responses, evs)) => {
+                if !evs.is_empty() {
+                    let _ = events.send(Arc::new(evs));
+                }
+                for ((_, reply), resp) in batch.into_iter().zip(responses) {
+                    let _ = reply.send(Ok(resp));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                let msg = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Commit(Box::new(redb::Error::Io(
+                        std::io::Error::other(msg.clone()),
+                    )))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the transactions in order inside one write transaction and commits it once.
+fn apply_batch<'a>(
+    db: &Database,
+    txns: impl Iterator<Item = &'a Txn>,
+) -> Result<(Vec<TxnResponse>, Vec<Event>)> {
+    let mut w = db.begin_write().map_err(cm)?;
+    w.set_durability(Durability::Immediate).map_err(cm)?;
+    let mut responses = Vec::new();
+    let mut evs = Vec::new();
+    {
+        let mut kv = w.open_table(KV).map_err(cm)?;
+        let mut meta = w.open_table(META).map_err(cm)?;
+        let mut rev = meta.get(REVISION).map_err(cm)?.map(|v| v.value()).unwrap_or(0);
+        for t in txns {
+            let mut ok = true;
+            for c in &t.compare {
+                ok &= match c {
+                    Compare::Missing(k) => kv.get(k.as_str()).map_err(cm)?.is_none(),
+                    Compare::ModRevision(k, r) => match kv.get(k.as_str()).map_err(cm)? {
+                        Some(v) => decode(k, v.value())?.mod_revision == *r,
+                        None => false,
+                    },
+                };
+            }
+            let ops = if ok { &t.success } else { &t.failure };
+            if !ops.is_empty() {
+                rev += 1;
+            }
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let create = match kv.get(k.as_str()).map_err(cm)? {
+                            Some(old) => decode(k, old.value())?.create_revision,
+                            None => rev,
+                        };
+                        kv.insert(k.as_str(), encode(create, rev, v).as_slice()).map_err(cm)?;
+                        evs.push(Event::Put(KeyValue {
+                            key: k.clone(),
+                            value: v.clone(),
+                            create_revision: create,
+                            mod_revision: rev,
+                        }));
+                    }
+                    Op::Delete(k) => {
+                        if kv.remove(k.as_str()).map_err(cm)?.is_some() {
+                            evs.push(Event::Delete { key: k.clone(), mod_revision: rev });
+                        }
+                    }
+                }
+            }
+            responses.push(TxnResponse { succeeded: ok, revision: rev });
+        }
+        meta.insert(REVISION, rev).map_err(cm)?;
+    }
+    w.commit().map_err(cm)?;
+    Ok((responses, evs))
+}
+
+impl Store for Embedded {
+    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let r = self.db.begin_read().map_err(rd)?;
+        let t = r.open_table(KV).map_err(rd)?;
+        let v = t.get(key).map_err(rd)?;
+        v.map(|v| decode(key, v.value())).transpose()
+    }
+
+    fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
+        let r = self.db.begin_read().map_err(rd)?;
+        let t = r.open_table(KV).map_err(rd)?;
+        let rev = r
+            .open_table(META)
+            .map_err(rd)?
+            .get(REVISION)
+            .map_err(rd)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(rd)? {
+            let (k, v) = item.map_err(rd)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok((out, rev))
+    }
+
+    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.as_ref().map(|tx| tx.send((txn, reply)));
+        Box::pin(async move {
+            sent.ok_or(StoreError::Closed)?.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn watch(&self, prefix: &str) -> Watcher {
+        Watcher { prefix: prefix.to_string(), rx: self.events.subscribe(), pending: VecDeque::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> (std::path::PathBuf, Embedded) {
+        let dir = std::env::temp_dir().join(format!("weft-store-test-{}", crate_id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let s = Embedded::open(&dir.join("db")).expect("open");
+        (dir, s)
+    }
+    fn crate_id() -> String {
+        format!("{}-{:?}", std::process::id(), std::thread::current().id())
+            .replace(['(', ')'], "")
+    }
+
+    #[tokio::test]
+    async fn revisions_compare_and_prefix() {
+        let (dir, s) = tmp();
+        let put = |k: &str, v: &str| Op::Put(k.into(), v.as_bytes().to_vec());
+        let r1 = s.txn(Txn::ops(vec![put("/a/1", "x"), put("/a/2", "y"), put("/b/1", "z")])).await;
+        assert_eq!(r1.expect("txn").revision, 1);
+        let kv = s.get("/a/1").expect("get").expect("present");
+        assert_eq!((kv.create_revision, kv.mod_revision), (1, 1));
+        // create-if-missing fails on an existing key and runs the failure branch
+        let r2 = s
+            .txn(Txn {
+                compare: vec![Compare::Missing("/a/1".into())],
+                success: vec![put("/a/1", "new")],
+                failure: vec![put("/c", "lost")],
+            })
+            .await
+            .expect("txn");
+        assert!(!r2.succeeded);
+        assert_eq!(s.get("/a/1").expect("get").expect("present").value, b"x");
+        assert!(s.get("/c").expect("get").is_some());
+        // mod-revision CAS
+        let ok = s
+            .txn(Txn {
+                compare: vec![Compare::ModRevision("/a/1".into(), 1)],
+                success: vec![put("/a/1", "v2")],
+                failure: vec![],
+            })
+            .await
+            .expect("txn");
+        assert!(ok.succeeded);
+        let kv = s.get("/a/1").expect("get").expect("present");
+        assert_eq!((kv.create_revision, kv.mod_revision), (1, 3));
+        let (items, rev) = s.range("/a/").expect("range");
+        assert_eq!(items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/a/1", "/a/2"]);
+        assert_eq!(rev, 3);
+        drop(s);
+        // reopen: everything durable
+        let s = Embedded::open(&dir.join("db")).expect("reopen");
+        assert_eq!(s.range("/").expect("range").1, 3);
+        assert_eq!(s.get("/a/1").expect("get").expect("present").value, b"v2");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_are_exclusive_and_watched() {
+        let (dir, s) = tmp();
+        let s = Arc::new(s);
+        let mut w = s.watch("/ip/");
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.txn(Txn {
+                    compare: vec![Compare::Missing("/ip/10.0.0.2".into())],
+                    success: vec![Op::Put("/ip/10.0.0.2".into(), format!("{i}").into_bytes())],
+                    failure: vec![],
+                })
+                .await
+                .expect("txn")
+                .succeeded
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(wins, 1, "exactly one create-if-missing wins");
+        let ev = w.next().await.expect("open").expect("not lagged");
+        assert!(matches!(ev, Event::Put(ref kv) if kv.key == "/ip/10.0.0.2"));
+        s.txn(Txn::ops(vec![Op::Delete("/ip/10.0.0.2".into())])).await.expect("txn");
+        assert!(matches!(w.next().await, Some(Ok(Event::Delete { .. }))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
