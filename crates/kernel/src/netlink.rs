@@ -1,0 +1,409 @@
+//! A synchronous rtnetlink socket. Requests are built with `netlink-packet-route` and several can go
+//! in one `sendmsg` (the kernel applies them in order and acknowledges each), which is how a
+//! container's interface is configured in a single round trip.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+
+use ipnet::Ipv4Net;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::{KernelError, Result};
+
+/// A link as listed by `ip -d link show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    /// Index of the bridge this link is enslaved to.
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// An address as listed by `ip addr show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// An IPv4 route of the main table as listed by `ip route show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub dst: Ipv4Net,
+    pub oif: Option<u32>,
+}
+
+/// `ip link add HOST [master BR] mtu M up type veth peer name PEER [address MAC] [netns FD]`.
+#[derive(Debug, Clone)]
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub peer_name: &'a str,
+    pub peer_mac: Option<[u8; 6]>,
+    /// Namespace the peer is born in (a file descriptor of `/proc/PID/ns/net` or a bind mount).
+    pub peer_netns: Option<RawFd>,
+}
+
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+fn io_err<'a>(op: &'static str, subject: &'a str) -> impl Fn(std::io::Error) -> KernelError + 'a {
+    move |source| KernelError::Netlink { op, subject: subject.to_string(), source }
+}
+
+impl Netlink {
+    /// A socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err("open netlink socket", "route"))?;
+        sock.bind_auto().map_err(io_err("bind netlink socket", "route"))?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(io_err("connect netlink socket", "route"))?;
+        // Without strict checking, filtered dumps fall back to full dumps; with it, errors name the
+        // bad attribute. Older kernels lack it, which is harmless.
+        let _ = sock.set_netlink_get_strict_chk(true);
+        Ok(Self { sock, seq: 0, buf: vec![0; 64 * 1024] })
+    }
+
+    /// Sends `reqs` in one datagram, each with NLM_F_ACK, and waits for every acknowledgement.
+    /// Returns the first error; the kernel still applies the requests that follow a failed one.
+    fn batch(&mut self, op: &'static str, subject: &str, reqs: Vec<(RouteNetlinkMessage, u16)>) -> Result<()> {
+        let first = self.seq.wrapping_add(1);
+        let mut out = Vec::new();
+        for (msg, flags) in reqs {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            header.sequence_number = self.seq;
+            let mut m = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+            m.finalize();
+            let at = out.len();
+            out.resize(at + m.buffer_len(), 0);
+            m.serialize(&mut out[at..]);
+        }
+        let expected = self.seq.wrapping_sub(first).wrapping_add(1);
+        self.sock.send(&out, 0).map_err(io_err(op, subject))?;
+        let mut acked = 0;
+        let mut result = Ok(());
+        while acked < expected {
+            for msg in self.recv(op)? {
+                if let NetlinkPayload::Error(e) = msg.payload {
+                    if msg.header.sequence_number.wrapping_sub(first) < expected {
+                        acked += 1;
+                        if e.code.is_some() && result.is_ok() {
+                            result = Err(io_err(op, subject)(e.to_io()));
+                        }
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn recv(&mut self, op: &'static str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+        let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_err(op, "recv"))?;
+        let mut msgs = Vec::new();
+        let mut off = 0;
+        while off < n {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                .map_err(|e| KernelError::Decode { op, reason: e.to_string() })?;
+            let len = m.header.length as usize;
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+            msgs.push(m);
+        }
+        Ok(msgs)
+    }
+
+    /// A dump request (`NLM_F_DUMP`): every answer until NLMSG_DONE.
+    fn dump(&mut self, op: &'static str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.seq;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        m.finalize();
+        let mut out = vec![0; m.buffer_len()];
+        m.serialize(&mut out);
+        self.sock.send(&out, 0).map_err(io_err(op, "dump"))?;
+        let mut items = Vec::new();
+        loop {
+            for msg in self.recv(op)? {
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(i) => items.push(i),
+                    NetlinkPayload::Done(_) => return Ok(items),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(io_err(op, "dump")(e.to_io()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `ip -d link show`.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>> {
+        let msgs = self.dump("list links", RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_info(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `ip link show NAME`; `None` if there is no such link.
+    pub fn link(&mut self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        header.sequence_number = self.seq;
+        let mut m = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)));
+        m.finalize();
+        let mut out = vec![0; m.buffer_len()];
+        m.serialize(&mut out);
+        self.sock.send(&out, 0).map_err(io_err("get link", name))?;
+        loop {
+            for msg in self.recv("get link")? {
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                        return Ok(Some(link_info(&l)))
+                    }
+                    NetlinkPayload::Error(e) => {
+                        let err = e.to_io();
+                        return match err.raw_os_error() {
+                            Some(libc::ENODEV) => Ok(None),
+                            _ => Err(io_err("get link", name)(err)),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn index_of(&mut self, name: &str) -> Result<u32> {
+        self.link(name)?.map(|l| l.index).ok_or_else(|| {
+            io_err("find link", name)(std::io::Error::from_raw_os_error(libc::ENODEV))
+        })
+    }
+
+    /// `ip addr show`.
+    pub fn addrs(&mut self) -> Result<Vec<AddrInfo>> {
+        let msgs = self.dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => {
+                    let addr = a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Local(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    let addr = addr.or_else(|| {
+                        a.attributes.iter().find_map(|x| match x {
+                            AddressAttribute::Address(ip) => Some(*ip),
+                            _ => None,
+                        })
+                    })?;
+                    Some(AddrInfo { index: a.header.index, addr, prefix_len: a.header.prefix_len })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `ip -4 route show table all` (unicast routes only).
+    pub fn routes_v4(&mut self) -> Result<Vec<RouteInfo>> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let msgs = self.dump("list routes", RouteNetlinkMessage::GetRoute(req))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Unicast => {
+                    let dst = r
+                        .attributes
+                        .iter()
+                        .find_map(|a| match a {
+                            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                            _ => None,
+                        })
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    let oif = r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    });
+                    let dst = Ipv4Net::new(dst, r.header.destination_prefix_length).ok()?;
+                    Some(RouteInfo { dst, oif })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `ip link add NAME mtu MTU type bridge && ip link set NAME up`; returns its index.
+    pub fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<u32> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
+        self.batch("create bridge", name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])?;
+        self.index_of(name)
+    }
+
+    /// `ip link set dev INDEX up`.
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
+        self.batch("set link up", &index.to_string(), vec![(link_up(index), 0)])
+    }
+
+    /// `ip link del dev NAME`; a link that is already gone is fine.
+    pub fn delete_link(&mut self, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.batch("delete link", name, vec![(RouteNetlinkMessage::DelLink(msg), 0)]) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip addr add ADDR/PREFIX brd + dev INDEX`; an address that is already there is fine.
+    pub fn add_addr(&mut self, index: u32, net: Ipv4Net) -> Result<()> {
+        match self.batch("add address", &net.to_string(), vec![(addr_msg(index, net), NLM_F_CREATE | NLM_F_EXCL)]) {
+            Err(e) if e.is_exists() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip link add … type veth peer …` with the peer born directly in its namespace, the host end
+    /// enslaved and up in the same request.
+    pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
+        peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(mac) = spec.peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(fd) = spec.peer_netns {
+            peer.attributes.push(LinkAttribute::NetNsFd(fd));
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(spec.host_name.to_string()));
+        msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        if let Some(master) = spec.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlLinkInfo::Kind(InfoKind::Veth),
+            NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.batch("create veth", spec.host_name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])
+    }
+
+    /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; ip link set IF up;
+    /// ip route add default via GW`, in one datagram.
+    pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>) -> Result<()> {
+        let index = self.index_of(ifname)?;
+        let mut reqs = vec![(link_up(1), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL), (link_up(index), 0)];
+        if let Some(gw) = gateway {
+            let mut r = RouteMessage::default();
+            r.header = RouteHeader {
+                address_family: AddressFamily::Inet,
+                table: RouteHeader::RT_TABLE_MAIN,
+                protocol: RouteProtocol::Boot,
+                scope: RouteScope::Universe,
+                kind: RouteType::Unicast,
+                ..RouteHeader::default()
+            };
+            r.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            r.attributes.push(RouteAttribute::Oif(index));
+            reqs.push((RouteNetlinkMessage::NewRoute(r), NLM_F_CREATE | NLM_F_EXCL));
+        }
+        self.batch("configure interface", ifname, reqs)
+    }
+
+    /// `ip link set lo up` (the whole network of a `--net none` container).
+    pub fn loopback_up(&mut self) -> Result<()> {
+        self.batch("set link up", "lo", vec![(link_up(1), 0)])
+    }
+}
+
+fn link_up(index: u32) -> RouteNetlinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    RouteNetlinkMessage::SetLink(msg)
+}
+
+fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
+    let mut a = AddressMessage::default();
+    a.header.family = AddressFamily::Inet;
+    a.header.prefix_len = net.prefix_len();
+    a.header.index = index;
+    a.attributes.push(AddressAttribute::Local(IpAddr::V4(net.addr())));
+    a.attributes.push(AddressAttribute::Address(IpAddr::V4(net.addr())));
+    if net.prefix_len() < 31 {
+        a.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
+    }
+    RouteNetlinkMessage::NewAddress(a)
+}
+
+fn link_info(l: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: l.header.index,
+        name: String::new(),
+        kind: None,
+        master: None,
+        mtu: 0,
+        up: l.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::Controller(m) => info.master = Some(*m),
+            LinkAttribute::Mtu(m) => info.mtu = *m,
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let NlLinkInfo::Kind(k) = i {
+                        info.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    info
+}

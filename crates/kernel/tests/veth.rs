@@ -1,0 +1,74 @@
+//! Root-only: builds bridge + veth with the peer born in a second namespace, configures it in one
+//! batch, and checks the path with a real ping. Runs in throwaway namespaces it removes.
+
+use std::path::Path;
+use std::process::Command;
+
+use weft_kernel::{netns, Netlink, VethSpec};
+
+struct Ns(String);
+impl Ns {
+    fn new(tag: &str) -> Self {
+        let name = format!("weftk-{tag}-{}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip").success();
+        assert!(ok, "ip netns add {name} (tests need root)");
+        Ns(name)
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn bridge_veth_into_netns_and_ping() {
+    let host = Ns::new("h");
+    let ctr = Ns::new("c");
+    let ctr_path = ctr.path();
+    netns::run_in(Path::new(&host.path()), || {
+        let mut nl = Netlink::open()?;
+        nl.loopback_up()?;
+        let br = nl.create_bridge("kbr0", 1500)?;
+        nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?;
+        nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?; // EEXIST is done
+        let fd = std::fs::File::open(&ctr_path).expect("ctr ns");
+        nl.create_veth(&VethSpec {
+            host_name: "vethk000001",
+            master: Some(br),
+            mtu: 1400,
+            peer_name: "eth0",
+            peer_mac: Some([0x02, 0x42, 10, 250, 0, 2]),
+            peer_netns: Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+        })?;
+        let v = nl.link("vethk000001")?.expect("host end exists");
+        assert_eq!((v.master, v.mtu, v.up), (Some(br), 1400, true));
+        assert!(nl.link("eth0")?.is_none(), "peer was born in the other namespace");
+        Ok(())
+    })
+    .expect("host side");
+    let mut c = netns::open_in(Path::new(&ctr_path), &[("net.ipv4.conf.all.arp_notify", "1")])
+        .expect("socket in container ns");
+    c.configure_interface("eth0", "10.250.0.2/24".parse().expect("net"), Some("10.250.0.1".parse().expect("ip")))
+        .expect("configure");
+    let eth0 = c.link("eth0").expect("get").expect("eth0");
+    assert_eq!((eth0.mtu, eth0.up), (1400, true));
+    assert!(c.routes_v4().expect("routes").iter().any(|r| r.dst.prefix_len() == 0));
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &ctr.0, "ping", "-c1", "-W2", "10.250.0.1"])
+        .output()
+        .expect("ping");
+    let busybox_ping = if ping.status.success() {
+        ping
+    } else {
+        Command::new("ip")
+            .args(["netns", "exec", &ctr.0, "busybox", "ping", "-c1", "-W2", "10.250.0.1"])
+            .output()
+            .expect("busybox ping")
+    };
+    assert!(busybox_ping.status.success(), "{busybox_ping:?}");
+    netns::run_in(Path::new(&host.path()), || Netlink::open()?.delete_link("vethk000001")).expect("del");
+}
