@@ -47,7 +47,9 @@ pub fn full(networks: &[NetworkFw]) -> String {
 fn masq_element(verb: &str, n: &NetworkFw) -> String {
     let net = n.subnet.trunc();
     match verb {
-        "add" => format!("create element {TABLE} masq {{ {net} : jump {} }}\n", masq_chain(&n.bridge)),
+        // `create` refuses a duplicate; `add` is needed right after a table's deletion in the same
+        // transaction, where the kernel still sees the old element.
+        "add" | "create" => format!("{verb} element {TABLE} masq {{ {net} : jump {} }}\n", masq_chain(&n.bridge)),
         _ => format!("delete element {TABLE} masq {{ {net} }}\n"),
     }
 }
@@ -59,7 +61,7 @@ pub fn add_network(n: &NetworkFw) -> String {
     }
     let c = masq_chain(&n.bridge);
     format!("add chain {TABLE} {c}\nadd rule {TABLE} {c} oifname != \"{br}\" masquerade\n", br = n.bridge)
-        + &masq_element("add", n)
+        + &masq_element("create", n)
 }
 
 pub fn remove_network(n: &NetworkFw) -> String {
@@ -82,6 +84,7 @@ mod tests {
         let add = add_network(&net(true));
         assert!(add.contains("add rule inet weft masq-weft0 oifname != \"weft0\" masquerade"));
         assert!(add.contains("create element inet weft masq { 172.17.0.0/16 : jump masq-weft0 }"));
+        assert!(full(&[net(true)]).contains("add element inet weft masq { 172.17.0.0/16 : jump masq-weft0 }"));
         assert!(remove_network(&net(true)).contains("delete element inet weft masq { 172.17.0.0/16 }"));
         assert_eq!(add_network(&net(false)), "");
     }
