@@ -1,0 +1,176 @@
+//! The code of `weft-init`: the helper the daemon spawns for each container, and the container's
+//! pid 1 it forks. Single-threaded, so `fork` is safe here (it is never done in the daemon).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{chdir, fork, pivot_root, sethostname, setsid, ForkResult, Pid};
+
+use crate::{InitConfig, NetNs};
+
+/// Exit code of a pid 1 that was told to give up (or whose daemon went away) before starting.
+pub const ABORTED: i32 = 111;
+
+fn die(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("weft-init: {what}: {e}");
+    std::process::exit(ABORTED)
+}
+
+/// Entry point of `weft-init CONFIG_JSON`: unshare, fork pid 1, print its pid, exit.
+pub fn helper_main(config_json: &str) -> ! {
+    let cfg: InitConfig = serde_json::from_str(config_json).unwrap_or_else(|e| fail("parse config", e));
+    if let NetNs::Join(path) = &cfg.netns {
+        let ns = File::open(path).unwrap_or_else(|e| fail(&format!("open {path}"), e));
+        setns(&ns, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| fail("join network namespace", e));
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+    if cfg.netns == NetNs::New {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).unwrap_or_else(|e| fail("unshare namespaces", e));
+    // SAFETY: this process is single-threaded (no thread was ever started in weft-init), so the
+    // child may run arbitrary code after fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            println!("{child}");
+            std::process::exit(0)
+        }
+        Ok(ForkResult::Child) => pid1(&cfg),
+        Err(e) => fail("fork", e),
+    }
+}
+
+/// A failure of the helper before pid 1 exists: reported on stdout, where the daemon reads it.
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    println!("error: {what}: {e}");
+    std::process::exit(1)
+}
+
+fn pid1(cfg: &InitConfig) -> ! {
+    let _ = setsid();
+    // Wait for the daemon: 'g' starts the command; anything else, or EOF because the daemon
+    // died or rolled back, ends this namespace before anything ran in it.
+    let mut go = [0u8; 1];
+    if !matches!(std::io::stdin().read(&mut go), Ok(1) if go[0] == b'g') {
+        std::process::exit(ABORTED);
+    }
+    let mut exit_file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&cfg.exit_file)
+        .unwrap_or_else(|e| die(&format!("open {}", cfg.exit_file), e));
+    sethostname(&cfg.hostname).unwrap_or_else(|e| die("set hostname", e));
+    setup_mounts(cfg).unwrap_or_else(|(what, e)| die(&what, e));
+
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+        mask.add(s);
+    }
+    mask.thread_block().unwrap_or_else(|e| die("block signals", e));
+    let sfd = SignalFd::new(&mask).unwrap_or_else(|e| die("signalfd", e));
+
+    let env = cfg.env.iter().filter_map(|kv| kv.split_once('='));
+    // std's spawn resets the signal mask and dispositions in the child before exec.
+    let child = match Command::new(&cfg.cmd[0])
+        .args(&cfg.cmd[1..])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .current_dir("/")
+        .spawn()
+    {
+        Ok(c) => Pid::from_raw(c.id() as i32),
+        Err(e) => {
+            eprintln!("weft-init: exec {}: {e}", cfg.cmd[0]);
+            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let _ = write!(exit_file, "{code}");
+            std::process::exit(code)
+        }
+    };
+    loop {
+        let Ok(Some(info)) = sfd.read_signal() else { continue };
+        let sig = info.ssi_signo as i32;
+        if sig != libc::SIGCHLD {
+            if let Ok(s) = Signal::try_from(sig) {
+                let _ = kill(child, s);
+            }
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => finish(&mut exit_file, code),
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => finish(&mut exit_file, 128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Records the command's exit code and exits; the kernel then kills what is left in the pid
+/// namespace, as it does when any pid 1 exits.
+fn finish(exit_file: &mut File, code: i32) -> ! {
+    let _ = write!(exit_file, "{code}");
+    let _ = exit_file.sync_data();
+    std::process::exit(code)
+}
+
+type MountResult = Result<(), (String, nix::Error)>;
+
+fn ctx(what: impl Fn() -> String) -> impl Fn(nix::Error) -> (String, nix::Error) {
+    move |e| (what(), e)
+}
+
+fn bind(src: &Path, dst: &Path) -> MountResult {
+    if !dst.exists() {
+        if let Some(parent) = dst.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = File::create(dst);
+    }
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(ctx(|| format!("bind {} on {}", src.display(), dst.display())))
+}
+
+fn setup_mounts(cfg: &InitConfig) -> MountResult {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(ctx(|| "make mounts private".into()))?;
+    let root = cfg.rootfs.as_deref().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    if cfg.rootfs.is_some() {
+        mount(Some(&root), &root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(ctx(|| format!("bind rootfs {}", root.display())))?;
+        for d in ["proc", "dev", "sys", "etc", "tmp"] {
+            let _ = std::fs::create_dir_all(root.join(d));
+        }
+        mount(Some("/dev"), &root.join("dev"), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(ctx(|| "bind /dev".into()))?;
+        // sysfs shows the container's own network devices; without a netns of our own it may be refused.
+        let _ = mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>);
+    }
+    mount(Some("proc"), &root.join("proc"), Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(ctx(|| "mount /proc".into()))?;
+    bind(Path::new(&cfg.hosts), &root.join("etc/hosts"))?;
+    bind(Path::new(&cfg.hostname_file), &root.join("etc/hostname"))?;
+    bind(Path::new(&cfg.resolv_conf), &root.join("etc/resolv.conf"))?;
+    if cfg.rootfs.is_some() {
+        chdir(&root).map_err(ctx(|| "chdir rootfs".into()))?;
+        pivot_root(".", ".").map_err(ctx(|| "pivot_root".into()))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(ctx(|| "detach old root".into()))?;
+        chdir("/").map_err(ctx(|| "chdir /".into()))?;
+    }
+    Ok(())
+}
+
+/// Maps a wait status to a shell-style exit code (128 + signal for a killed process).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
+}

@@ -1,0 +1,68 @@
+//! The container runtime. A container is a set of namespaces (mount, uts, ipc, pid and, unless it
+//! uses the host's or another container's, net) running one command. The daemon never forks: it
+//! spawns the `weft-init` helper ([`spawn`]), which unshares the namespaces, forks the container's
+//! pid 1 and reports its pid. That pid 1 waits on a pipe until the daemon has wired the network
+//! ([`Spawned::start`]), then mounts `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` (and pivots
+//! into `--rootfs`), starts the command, reaps zombies, forwards signals, and writes the command's
+//! exit code to a file before exiting ([`init`]). If the daemon dies before the go-ahead, the pipe
+//! closes and the pid 1 exits without running anything, so a crash cannot leave a half-made
+//! container running.
+
+pub mod exec;
+pub mod init;
+mod spawn;
+
+pub use spawn::{kill, pid_start_time, read_exit_code, spawn, wait_exit, Spawned};
+
+use serde::{Deserialize, Serialize};
+
+/// What the network namespace of a new container is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new, empty namespace (bridge and none modes).
+    New,
+    /// The host's (the daemon's) namespace.
+    Host,
+    /// An existing namespace, by path (`container:NAME`).
+    Join(String),
+}
+
+/// The instructions `weft-init` gets as its only argument, as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InitConfig {
+    pub id: String,
+    pub hostname: String,
+    pub netns: NetNs,
+    pub rootfs: Option<String>,
+    /// Host files bind-mounted over `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`.
+    pub hosts: String,
+    pub hostname_file: String,
+    pub resolv_conf: String,
+    /// Where pid 1 writes the exit code of the command.
+    pub exit_file: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("spawn init helper {path}")]
+    Spawn { path: String, source: std::io::Error },
+    #[error("init helper failed: {0}")]
+    Init(String),
+    #[error("{op} of pid {pid}")]
+    Process { op: &'static str, pid: u32, source: std::io::Error },
+    #[error("exec {cmd}")]
+    Exec { cmd: String, source: std::io::Error },
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// The environment every container starts with, before `-e`.
+pub fn base_env(hostname: &str) -> Vec<String> {
+    vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        format!("HOSTNAME={hostname}"),
+        "HOME=/root".into(),
+    ]
+}
