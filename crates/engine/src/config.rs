@@ -1,0 +1,83 @@
+//! The daemon's options that shape the engine (dockerd's network flags), and their validation.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use weft_ipam::AddressPool;
+
+use crate::EngineError;
+
+/// The default bridge device, as `docker0` is Docker's.
+pub const DEFAULT_BRIDGE: &str = "weft0";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// `-b/--bridge`: a bridge the user made; weft never creates, readdresses or deletes it.
+    pub bridge: Option<String>,
+    /// `--bip`: the bridge's address and the network's subnet.
+    pub bip: Option<Ipv4Net>,
+    /// `--fixed-cidr`: container addresses come only from here.
+    pub fixed_cidr: Option<Ipv4Net>,
+    pub mtu: u32,
+    pub ip_masq: bool,
+    pub ip_forward: bool,
+    /// `--iptables`: whether weft installs firewall rules at all.
+    pub iptables: bool,
+    pub icc: bool,
+    /// `--ip`: default host address of published ports.
+    pub ip: IpAddr,
+    /// `--dns`: default nameservers of containers.
+    pub dns: Vec<IpAddr>,
+    pub default_pools: Vec<AddressPool>,
+    /// The `weft-init` helper binary.
+    pub init_path: PathBuf,
+}
+
+impl Config {
+    pub fn new(data_root: PathBuf, exec_root: PathBuf, init_path: PathBuf) -> Self {
+        Self {
+            data_root,
+            exec_root,
+            bridge: None,
+            bip: None,
+            fixed_cidr: None,
+            mtu: 1500,
+            ip_masq: true,
+            ip_forward: true,
+            iptables: true,
+            icc: true,
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dns: Vec::new(),
+            default_pools: weft_ipam::default_pools(),
+            init_path,
+        }
+    }
+
+    /// Combinations dockerd refuses, refused before anything is touched.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |m: String| Err(EngineError::Config(m));
+        if self.bridge.is_some() && self.bip.is_some() {
+            return bad("--bip cannot be used with -b/--bridge: the bridge's own address is used".into());
+        }
+        if let Some(b) = &self.bridge {
+            weft_model::validate_ifname(b).map_err(|e| EngineError::Config(e.to_string()))?;
+        }
+        if !(68..=65535).contains(&self.mtu) {
+            return bad(format!("invalid --mtu {}: must be between 68 and 65535", self.mtu));
+        }
+        if let (Some(bip), Some(fixed)) = (self.bip, self.fixed_cidr) {
+            if !bip.trunc().contains(&fixed) {
+                return bad(format!("--fixed-cidr {fixed} is not inside the bridge subnet {}", bip.trunc()));
+            }
+        }
+        if let Some(bip) = self.bip {
+            if bip.prefix_len() > 30 || bip.addr() == bip.network() || bip.addr() == bip.broadcast() {
+                return bad(format!("invalid --bip {bip}: needs a host address in a subnet of at least 4 addresses"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,447 @@
+//! Container actions: run (namespaces, files, network, commit, go), the exit of a container, stop,
+//! kill, remove and wait.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use weft_kernel::netns;
+use weft_model::{
+    new_id, parse_add_host, short_id, ContainerRecord, ContainerState, EndpointRecord, NetworkMode, RunSpec, Status,
+};
+use weft_runtime::{InitConfig, NetNs};
+use weft_store::{Op, Txn};
+
+use crate::network::{attach_bridge, detach_bridge, loopback_only, mac_for, mac_string, veth_name, BridgeAttach};
+use crate::undo::Undo;
+use crate::{blocking, files, find_container, now, Engine, EngineError, Result, CONTAINERS};
+
+/// Where a new container's network comes from, decided under the state lock.
+enum Plan {
+    Bridge { endpoint: EndpointRecord, bridge_index: u32, mtu: u32 },
+    Join { path: String, ip: Option<IpAddr> },
+    Host,
+    None,
+}
+
+const ADJECTIVES: [&str; 16] = [
+    "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "nimble", "proud", "quiet",
+    "sharp", "swift", "vivid", "wise",
+];
+const NOUNS: [&str; 16] = [
+    "heron", "otter", "lynx", "finch", "maple", "cedar", "falcon", "badger", "comet", "delta", "ember", "fjord",
+    "harbor", "island", "meadow", "willow",
+];
+
+fn generated_name(id: &str, taken: impl Fn(&str) -> bool) -> String {
+    let b = u8::from_str_radix(&id[..2], 16).unwrap_or(0);
+    let base = format!("{}_{}", ADJECTIVES[(b >> 4) as usize], NOUNS[(b & 15) as usize]);
+    if !taken(&base) {
+        return base;
+    }
+    format!("{base}_{}", &id[..6])
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> EngineError + 'a {
+    move |source| EngineError::Io { op, path: path.display().to_string(), source }
+}
+
+fn parse_signal(s: &str) -> Result<Signal> {
+    let bad = || EngineError::Signal(s.to_string());
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+impl Engine {
+    fn key(id: &str) -> String {
+        format!("{CONTAINERS}{id}")
+    }
+
+    pub(crate) async fn run(self: &Arc<Self>, spec: RunSpec) -> Result<String> {
+        if spec.cmd.is_empty() {
+            return Err(EngineError::NoCommand);
+        }
+        let mode = spec.validate()?;
+        if let Some(r) = &spec.rootfs {
+            if !Path::new(r).is_dir() {
+                return Err(EngineError::MissingRootfs(r.clone()));
+            }
+        }
+        let extra_hosts = spec.extra_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
+        let id = new_id();
+        let t0 = Instant::now();
+        let mut undo = Undo::new();
+
+        // Reserve the name and the address under the lock; no kernel work here.
+        let (name, plan) = {
+            let mut st = self.lock();
+            let name = match &spec.name {
+                Some(n) => n.trim_start_matches('/').to_string(),
+                None => generated_name(&id, |n| st.names.contains_key(n)),
+            };
+            if st.names.contains_key(&name) {
+                return Err(EngineError::NameInUse(name));
+            }
+            let plan = match &mode {
+                NetworkMode::Network(n) => {
+                    let net = st
+                        .networks
+                        .values_mut()
+                        .find(|x| &x.rec.name == n)
+                        .ok_or_else(|| EngineError::NoSuchNetwork(n.clone()))?;
+                    let ip = net.pool.allocate()?;
+                    Plan::Bridge {
+                        endpoint: EndpointRecord {
+                            endpoint_id: new_id(),
+                            network_id: net.rec.id.clone(),
+                            network_name: net.rec.name.clone(),
+                            ifname: "eth0".into(),
+                            host_ifname: veth_name(),
+                            ip,
+                            prefix_len: net.rec.subnet.prefix_len(),
+                            gateway: Some(net.rec.gateway),
+                            mac: mac_string(mac_for(ip)),
+                        },
+                        bridge_index: net.bridge_index,
+                        mtu: net.rec.mtu,
+                    }
+                }
+                NetworkMode::Container(t) => {
+                    let target = find_container(&st, t)?;
+                    if target.state.status != Status::Running {
+                        return Err(EngineError::NotRunning(t.clone()));
+                    }
+                    let path = target
+                        .sandbox_key
+                        .clone()
+                        .unwrap_or_else(|| format!("/proc/{}/ns/net", target.state.pid));
+                    Plan::Join { path, ip: target.endpoints.first().map(|e| IpAddr::V4(e.ip)) }
+                }
+                NetworkMode::Host => Plan::Host,
+                NetworkMode::None => Plan::None,
+            };
+            st.names.insert(name.clone(), id.clone());
+            (name, plan)
+        };
+        let span = tracing::info_span!("run", container = short_id(&id), name = %name);
+        let _enter = span.enter();
+        {
+            let (eng, name) = (self.clone(), name.clone());
+            let addr = match &plan {
+                Plan::Bridge { endpoint, .. } => Some((endpoint.network_id.clone(), endpoint.ip)),
+                _ => None,
+            };
+            undo.push("release reservations", move || {
+                let mut st = eng.lock();
+                st.names.remove(&name);
+                if let Some((net, ip)) = addr {
+                    if let Some(n) = st.networks.get_mut(&net) {
+                        n.pool.release(ip);
+                    }
+                }
+            });
+        }
+
+        // Files: /etc/hosts, /etc/hostname, /etc/resolv.conf, and the log.
+        let hostname = spec.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
+        let run_dir = self.run_dir(&id);
+        let data_dir = self.data_dir(&id);
+        for d in [&run_dir, &data_dir] {
+            std::fs::create_dir_all(d).map_err(io("create directory", d))?;
+            let d = d.clone();
+            undo.push("remove directory", move || {
+                let _ = std::fs::remove_dir_all(d);
+            });
+        }
+        let own_ip = match &plan {
+            Plan::Bridge { endpoint, .. } => Some(IpAddr::V4(endpoint.ip)),
+            Plan::Join { ip, .. } => *ip,
+            Plan::Host | Plan::None => None,
+        };
+        let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+        let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
+        let contents = [
+            ("hosts", files::hosts(own_ip.map(|ip| (ip, hostname.as_str())), &extra_hosts, host_hosts.as_deref())),
+            ("hostname", format!("{hostname}\n")),
+            (
+                "resolv.conf",
+                files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options),
+            ),
+        ];
+        for (f, text) in &contents {
+            let p = run_dir.join(f);
+            std::fs::write(&p, text).map_err(io("write", &p))?;
+        }
+        let log_path = data_dir.join("container.log");
+        let log = std::fs::File::create(&log_path).map_err(io("create log", &log_path))?;
+
+        // Namespaces and pid 1, which waits for the go-ahead.
+        let netns_kind = match &plan {
+            Plan::Bridge { .. } | Plan::None => NetNs::New,
+            Plan::Host => NetNs::Host,
+            Plan::Join { path, .. } => NetNs::Join(path.clone()),
+        };
+        let mut env = weft_runtime::base_env(&hostname);
+        env.extend(spec.env.iter().cloned());
+        let init_cfg = InitConfig {
+            id: id.clone(),
+            hostname: hostname.clone(),
+            netns: netns_kind.clone(),
+            rootfs: spec.rootfs.clone(),
+            hosts: run_dir.join("hosts").display().to_string(),
+            hostname_file: run_dir.join("hostname").display().to_string(),
+            resolv_conf: run_dir.join("resolv.conf").display().to_string(),
+            exit_file: run_dir.join("exit").display().to_string(),
+            cmd: spec.cmd.clone(),
+            env,
+        };
+        let init_path = self.cfg.init_path.clone();
+        let spawned = blocking(move || Ok(weft_runtime::spawn(&init_path, &init_cfg, log)?)).await?;
+        let pid = spawned.pid;
+        undo.push("kill pid 1", move || {
+            let _ = weft_runtime::kill(pid, Signal::SIGKILL);
+        });
+        let t_spawn = t0.elapsed();
+
+        // The network: keep the namespace, wire the endpoint.
+        let t_net = Instant::now();
+        let mut sandbox_key = None;
+        let mut endpoints = Vec::new();
+        if netns_kind == NetNs::New {
+            let path = self.netns_path(&id);
+            let p = path.clone();
+            blocking(move || Ok(netns::bind(pid, &p)?)).await?;
+            let p = path.clone();
+            undo.push("unbind netns", move || {
+                let _ = netns::unbind(&p);
+            });
+            match plan {
+                Plan::Bridge { endpoint, bridge_index, mtu } => {
+                    let (p, e) = (path.clone(), endpoint.clone());
+                    blocking(move || {
+                        attach_bridge(&BridgeAttach {
+                            bridge_index,
+                            netns: &p,
+                            host_ifname: &e.host_ifname,
+                            ifname: &e.ifname,
+                            addr: Ipv4Net::new(e.ip, e.prefix_len).expect("prefix from a subnet"),
+                            gateway: e.gateway,
+                            mtu,
+                        })
+                    })
+                    .await?;
+                    let host_if = endpoint.host_ifname.clone();
+                    undo.push("delete veth", move || {
+                        let _ = detach_bridge(&host_if);
+                    });
+                    endpoints.push(endpoint);
+                }
+                _ => {
+                    let p = path.clone();
+                    blocking(move || loopback_only(&p)).await?;
+                }
+            }
+            sandbox_key = Some(path.display().to_string());
+        } else if let NetNs::Join(p) = &netns_kind {
+            sandbox_key = Some(p.clone());
+        }
+        let t_net = t_net.elapsed();
+
+        // Commit, then let the command run.
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: now(),
+            spec,
+            state: ContainerState {
+                status: Status::Running,
+                pid,
+                pid_start: weft_runtime::pid_start_time(pid).unwrap_or(0),
+                exit_code: 0,
+                started_at: now(),
+                finished_at: 0,
+            },
+            endpoints,
+            sandbox_key,
+            log_path: log_path.display().to_string(),
+        };
+        self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
+        undo.commit();
+        let (tx, _) = watch::channel(None);
+        {
+            let mut st = self.lock();
+            st.containers.insert(id.clone(), rec);
+            st.exits.insert(id.clone(), tx);
+        }
+        if let Err(e) = spawned.start() {
+            tracing::warn!(error = %e, "pid 1 went away before the go-ahead");
+        }
+        self.watch_exit(id.clone(), pid);
+        tracing::debug!(spawn_us = t_spawn.as_micros() as u64, network_us = t_net.as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64, "container running");
+        Ok(id)
+    }
+
+    /// Processes the container's exit when its pid 1 ends.
+    pub(crate) fn watch_exit(self: &Arc<Self>, id: String, pid: u32) {
+        let eng = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = weft_runtime::wait_exit(pid).await {
+                tracing::error!(container = short_id(&id), error = %e, "cannot watch pid 1");
+                return;
+            }
+            if let Err(e) = eng.on_exit(&id).await {
+                tracing::error!(container = short_id(&id), error = %e, "processing exit failed");
+            }
+        });
+    }
+
+    /// Releases what a stopped container held (endpoint, namespace, address) and records its exit.
+    pub(crate) async fn on_exit(self: &Arc<Self>, id: &str) -> Result<()> {
+        let Some(mut rec) = self.lock().containers.get(id).cloned() else { return Ok(()) };
+        let code = weft_runtime::read_exit_code(&self.run_dir(id).join("exit")).unwrap_or(137);
+        let endpoints = std::mem::take(&mut rec.endpoints);
+        let own_ns = rec.sandbox_key.as_deref().map(PathBuf::from).filter(|p| p.starts_with(&self.cfg.exec_root));
+        let hosts: Vec<String> = endpoints.iter().map(|e| e.host_ifname.clone()).collect();
+        blocking(move || {
+            for h in &hosts {
+                detach_bridge(h)?;
+            }
+            if let Some(p) = own_ns {
+                netns::unbind(&p)?;
+            }
+            Ok(())
+        })
+        .await?;
+        rec.sandbox_key = None;
+        rec.state = ContainerState { status: Status::Exited, exit_code: code, finished_at: now(), ..rec.state };
+        rec.state.pid = 0;
+        if rec.spec.auto_remove {
+            self.store.txn(Txn::ops(vec![Op::Delete(Self::key(id))])).await?;
+            self.remove_files(id);
+        } else {
+            self.store.txn(Txn::ops(vec![Op::Put(Self::key(id), serde_json::to_vec(&rec)?)])).await?;
+        }
+        let tx = {
+            let mut st = self.lock();
+            for e in &endpoints {
+                if let Some(n) = st.networks.get_mut(&e.network_id) {
+                    n.pool.release(e.ip);
+                }
+            }
+            if rec.spec.auto_remove {
+                st.containers.remove(id);
+                st.names.remove(&rec.name);
+            } else {
+                st.containers.insert(id.to_string(), rec);
+            }
+            st.exits.remove(id)
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(Some(code));
+        }
+        tracing::info!(container = short_id(id), exit_code = code, "container exited");
+        Ok(())
+    }
+
+    fn remove_files(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.run_dir(id));
+        let _ = std::fs::remove_dir_all(self.data_dir(id));
+    }
+
+    /// The exit code, once the container has exited and its exit was processed.
+    pub(crate) async fn wait(&self, key: &str) -> Result<i32> {
+        let mut rx = {
+            let st = self.lock();
+            let c = find_container(&st, key)?;
+            match st.exits.get(&c.id) {
+                Some(tx) => tx.subscribe(),
+                None => return Ok(c.state.exit_code),
+            }
+        };
+        loop {
+            if let Some(code) = *rx.borrow_and_update() {
+                return Ok(code);
+            }
+            if rx.changed().await.is_err() {
+                // The sender went away with the exit processed; the record has the code.
+                return self.container(key).map(|c| c.state.exit_code).or(Ok(0));
+            }
+        }
+    }
+
+    pub(crate) fn kill(&self, key: &str, signal: &str) -> Result<()> {
+        let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        let c = self.container(key)?;
+        if c.state.status != Status::Running {
+            return Err(EngineError::NotRunning(key.to_string()));
+        }
+        Ok(weft_runtime::kill(c.state.pid, sig)?)
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout_secs`; returns once the exit is processed.
+    pub(crate) async fn stop(&self, key: &str, timeout_secs: u64) -> Result<()> {
+        let c = self.container(key)?;
+        if c.state.status != Status::Running {
+            return Ok(());
+        }
+        weft_runtime::kill(c.state.pid, Signal::SIGTERM)?;
+        if tokio::time::timeout(Duration::from_secs(timeout_secs), self.wait(&c.id)).await.is_err() {
+            weft_runtime::kill(c.state.pid, Signal::SIGKILL)?;
+            self.wait(&c.id).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let c = self.container(key)?;
+        if c.state.status == Status::Running {
+            if !force {
+                return Err(EngineError::Running(key.to_string()));
+            }
+            weft_runtime::kill(c.state.pid, Signal::SIGKILL)?;
+            self.wait(&c.id).await?;
+        }
+        if c.spec.auto_remove {
+            return Ok(()); // the exit already removed it
+        }
+        self.store.txn(Txn::ops(vec![Op::Delete(Self::key(&c.id))])).await?;
+        {
+            let mut st = self.lock();
+            st.containers.remove(&c.id);
+            st.names.remove(&c.name);
+        }
+        self.remove_files(&c.id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("KILL").ok(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("sigterm").ok(), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("15").ok(), Some(Signal::SIGTERM));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn names_are_generated_and_deduplicated() {
+        let id = "a3".to_string() + &"0".repeat(62);
+        assert_eq!(generated_name(&id, |_| false), "lucid_delta");
+        assert_eq!(generated_name(&id, |_| true), "lucid_delta_a30000");
+    }
+}

@@ -1,0 +1,226 @@
+//! The engine: every action a user can ask for (one typed enum, [`Action`]), orchestrated over the
+//! store, IPAM, the kernel, the firewall and the runtime. Each action either commits whole or
+//! leaves the machine as it was: every kernel object it creates is registered with an [`undo::Undo`]
+//! guard that removes it unless the action commits. State lives in memory for speed and in the store
+//! for durability; the store is written once per action. On start, [`Engine::open`] reconciles the
+//! store and the kernel both ways (see `reconcile`).
+//!
+//! Concurrency: the state lock is held only to read and reserve (a name, an address), never across
+//! kernel work or a store commit, so concurrent actions only meet in the kernel's own locks and in
+//! the store's group commit.
+
+pub mod config;
+mod container;
+pub mod files;
+mod network;
+mod reconcile;
+mod undo;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use weft_firewall::Firewall;
+use weft_ipam::Pool;
+use weft_model::{ContainerRecord, NetworkRecord, RunSpec};
+use weft_store::Store;
+
+pub use config::Config;
+pub use network::{attach_bridge, detach_bridge, BridgeAttach};
+
+/// Store keys.
+pub(crate) const NETWORKS: &str = "/weft/networks/";
+pub(crate) const CONTAINERS: &str = "/weft/containers/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("no such network: {0}")]
+    NoSuchNetwork(String),
+    #[error("container name \"/{0}\" is already in use")]
+    NameInUse(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is running: stop it first or use -f")]
+    Running(String),
+    #[error("rootfs {0} is not a directory")]
+    MissingRootfs(String),
+    #[error("invalid signal {0}")]
+    Signal(String),
+    #[error("no command given")]
+    NoCommand,
+    #[error(transparent)]
+    Input(#[from] weft_model::ModelError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{op} {path}")]
+    Io { op: &'static str, path: String, source: std::io::Error },
+    #[error(transparent)]
+    Kernel(#[from] weft_kernel::KernelError),
+    #[error(transparent)]
+    Firewall(#[from] weft_firewall::FirewallError),
+    #[error(transparent)]
+    Store(#[from] weft_store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] weft_runtime::RuntimeError),
+    #[error(transparent)]
+    Ipam(#[from] weft_ipam::IpamError),
+    #[error("encode record")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl EngineError {
+    /// The HTTP status the API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) => 409,
+            Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
+            Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
+            _ => 500,
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The actions of the API, one variant each.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Run(RunSpec),
+    Stop { id: String, timeout_secs: u64 },
+    Kill { id: String, signal: String },
+    Remove { id: String, force: bool },
+    Wait { id: String },
+}
+
+/// What an action answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Id(String),
+    ExitCode(i32),
+    Done,
+}
+
+/// A network as the engine holds it.
+pub(crate) struct NetState {
+    pub rec: NetworkRecord,
+    pub pool: Pool,
+    pub bridge_index: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub networks: HashMap<String, NetState>,
+    pub containers: HashMap<String, ContainerRecord>,
+    /// name -> id, including containers still being created.
+    pub names: HashMap<String, String>,
+    /// Exit notifications of running containers: `Some(code)` once the exit is processed.
+    pub exits: HashMap<String, watch::Sender<Option<i32>>>,
+}
+
+pub struct Engine {
+    pub(crate) cfg: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) fw: Firewall,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Engine {
+    /// Opens the store, sets up the default network and reconciles state and kernel.
+    pub async fn open(cfg: Config, store: Arc<dyn Store>) -> Result<Arc<Self>> {
+        cfg.validate()?;
+        for dir in [cfg.exec_root.join("netns"), cfg.exec_root.join("containers"), cfg.data_root.join("containers")] {
+            std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
+        }
+        let fw = Firewall::new(cfg.iptables)?;
+        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(State::default()) });
+        engine.setup_default_network().await?;
+        engine.reconcile().await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("netns").join(id)
+    }
+    pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
+    }
+    pub(crate) fn data_dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+
+    /// Runs one action: the API's single entry point.
+    pub async fn execute(self: &Arc<Self>, action: Action) -> Result<Reply> {
+        match action {
+            Action::Run(spec) => self.run(spec).await.map(Reply::Id),
+            Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
+            Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
+            Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
+            Action::Wait { id } => self.wait(&id).await.map(Reply::ExitCode),
+        }
+    }
+
+    /// A container by name, full id or unique id prefix.
+    pub fn container(&self, key: &str) -> Result<ContainerRecord> {
+        let st = self.lock();
+        find_container(&st, key).cloned()
+    }
+
+    pub fn containers(&self) -> Vec<ContainerRecord> {
+        let mut v: Vec<_> = self.lock().containers.values().cloned().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        v
+    }
+
+    pub fn network(&self, key: &str) -> Result<NetworkRecord> {
+        let st = self.lock();
+        st.networks
+            .values()
+            .find(|n| n.rec.name == key || n.rec.id == key || (key.len() >= 3 && n.rec.id.starts_with(key)))
+            .map(|n| n.rec.clone())
+            .ok_or_else(|| EngineError::NoSuchNetwork(key.to_string()))
+    }
+
+    pub fn networks(&self) -> Vec<NetworkRecord> {
+        let mut v: Vec<_> = self.lock().networks.values().map(|n| n.rec.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+pub(crate) fn find_container<'a>(st: &'a State, key: &str) -> Result<&'a ContainerRecord> {
+    let key = key.strip_prefix('/').unwrap_or(key);
+    if let Some(c) = st.names.get(key).and_then(|id| st.containers.get(id)) {
+        return Ok(c);
+    }
+    if let Some(c) = st.containers.get(key) {
+        return Ok(c);
+    }
+    let mut matches = st.containers.values().filter(|c| !key.is_empty() && c.id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(EngineError::NoSuchContainer(key.to_string())),
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs blocking kernel work off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(EngineError::Config(format!("worker panicked: {e}"))))
+}

@@ -1,0 +1,195 @@
+//! Networks and bridge endpoints: the default network on `weft0` (or the user's `-b` bridge), and
+//! the attach of one container to a bridge: `ip link add vethXXXXXXX master BR up type veth peer
+//! name eth0 netns NS`, then inside the namespace `lo up`, address, `eth0 up`, default route, in one
+//! netlink round trip each.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use weft_kernel::{netns, Netlink, VethSpec};
+use weft_model::{NetworkRecord, DEFAULT_NETWORK};
+use weft_store::{Op, Txn};
+
+use crate::config::DEFAULT_BRIDGE;
+use crate::{blocking, Engine, EngineError, NetState, Result, NETWORKS};
+
+thread_local! {
+    /// One netlink socket per blocking worker thread, in the daemon's own namespace (those threads
+    /// never change namespace).
+    static HOST_NL: RefCell<Option<Netlink>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's netlink socket in the daemon's namespace.
+pub(crate) fn with_host<T>(f: impl FnOnce(&mut Netlink) -> weft_kernel::Result<T>) -> Result<T> {
+    HOST_NL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Netlink::open()?);
+        }
+        let nl = slot.as_mut().expect("socket opened above");
+        Ok(f(nl)?)
+    })
+}
+
+/// A MAC derived from the IPv4 address (`02:42:` + the four bytes), as Docker did and the seeds
+/// show: stable for an address, so a peer's ARP cache is never wrong about a reused address.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// `veth` + 7 random hex digits.
+pub fn veth_name() -> String {
+    format!("veth{}", &weft_model::new_id()[..7])
+}
+
+/// One container interface on a bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeAttach<'a> {
+    pub bridge_index: u32,
+    pub netns: &'a Path,
+    pub host_ifname: &'a str,
+    pub ifname: &'a str,
+    pub addr: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u32,
+}
+
+/// Creates and configures the endpoint; on failure removes what it made. Blocking.
+pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
+    let ns = std::fs::File::open(a.netns)
+        .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
+    with_host(|nl| {
+        nl.create_veth(&VethSpec {
+            host_name: a.host_ifname,
+            master: Some(a.bridge_index),
+            mtu: a.mtu,
+            peer_name: a.ifname,
+            peer_mac: Some(mac_for(a.addr.addr())),
+            peer_netns: Some(ns.as_raw_fd()),
+        })
+    })?;
+    let inside = netns::open_in(a.netns, &[("net.ipv4.conf.all.arp_notify", "1")])
+        .and_then(|mut c| c.configure_interface(a.ifname, a.addr, a.gateway));
+    if let Err(e) = inside {
+        let _ = detach_bridge(a.host_ifname);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// `ip link del HOST_IFNAME` (the peer goes with it). Blocking.
+pub fn detach_bridge(host_ifname: &str) -> Result<()> {
+    with_host(|nl| nl.delete_link(host_ifname))
+}
+
+/// `ip link set lo up` inside a namespace (`--net none`). Blocking.
+pub(crate) fn loopback_only(ns: &Path) -> Result<()> {
+    Ok(netns::open_in(ns, &[])?.loopback_up()?)
+}
+
+impl Engine {
+    /// Creates or adopts the default network (`bridge` on `weft0`, or on `-b BRIDGE`).
+    pub(crate) async fn setup_default_network(&self) -> Result<()> {
+        let (items, _) = self.store.range(NETWORKS)?;
+        let stored: Option<NetworkRecord> = items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok())
+            .find(|n| n.name == DEFAULT_NETWORK);
+        let cfg = self.cfg.clone();
+        let stored_subnet = stored.as_ref().filter(|s| s.managed_bridge).map(|s| (s.subnet, s.gateway));
+        let (bridge, managed, subnet, gateway, index) = blocking(move || {
+            let managed = cfg.bridge.is_none();
+            let name = cfg.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+            with_host(|nl| Ok((nl.link(&name)?, nl.addrs()?, nl.routes_v4()?))).and_then(|(link, addrs, routes)| {
+                let own_addr = link.as_ref().and_then(|l| {
+                    addrs.iter().find_map(|a| match a.addr {
+                        IpAddr::V4(ip) if a.index == l.index => Ipv4Net::new(ip, a.prefix_len).ok(),
+                        _ => None,
+                    })
+                });
+                let (subnet, gateway) = if !managed {
+                    if link.is_none() {
+                        return Err(EngineError::Config(format!("bridge {name} not found: create it first or omit -b")));
+                    }
+                    let a = own_addr.ok_or_else(|| EngineError::Config(format!("bridge {name} has no IPv4 address")))?;
+                    (a.trunc(), a.addr())
+                } else if let Some(bip) = cfg.bip {
+                    if let Some(a) = own_addr.filter(|a| *a != bip) {
+                        return Err(EngineError::Config(format!(
+                            "bridge {name} has address {a}, not --bip {bip}: delete the bridge or change --bip"
+                        )));
+                    }
+                    (bip.trunc(), bip.addr())
+                } else if let Some(a) = own_addr {
+                    (a.trunc(), a.addr())
+                } else if let Some((s, g)) = stored_subnet {
+                    (s, g)
+                } else {
+                    let mut in_use: Vec<Ipv4Net> = routes.iter().map(|r| r.dst).collect();
+                    in_use.extend(addrs.iter().filter_map(|a| match a.addr {
+                        IpAddr::V4(ip) if !ip.is_loopback() => Ipv4Net::new(ip, a.prefix_len).ok(),
+                        _ => None,
+                    }));
+                    let s = weft_ipam::pick_subnet(&cfg.default_pools, &in_use).ok_or_else(|| {
+                        EngineError::Config("no default address pool has a free subnet: set --bip".into())
+                    })?;
+                    (s, s.hosts().next().expect("pool subnets have hosts"))
+                };
+                if let Some(fixed) = cfg.fixed_cidr {
+                    if !subnet.contains(&fixed) {
+                        return Err(EngineError::Config(format!("--fixed-cidr {fixed} is not inside the bridge subnet {subnet}")));
+                    }
+                }
+                let index = with_host(|nl| {
+                    let index = match &link {
+                        Some(l) => l.index,
+                        None => nl.create_bridge(&name, cfg.mtu)?,
+                    };
+                    if managed {
+                        nl.add_addr(index, Ipv4Net::new(gateway, subnet.prefix_len()).expect("valid prefix"))?;
+                        nl.set_up(index)?;
+                    }
+                    Ok(index)
+                })?;
+                Ok((name, managed, subnet, gateway, index))
+            })
+        })
+        .await?;
+        if self.cfg.ip_forward {
+            weft_kernel::sysctl::write("net.ipv4.ip_forward", "1")?;
+        }
+        let rec = NetworkRecord {
+            id: stored.as_ref().map(|s| s.id.clone()).unwrap_or_else(weft_model::new_id),
+            name: DEFAULT_NETWORK.into(),
+            driver: "bridge".into(),
+            bridge,
+            subnet,
+            gateway,
+            ip_range: self.cfg.fixed_cidr,
+            mtu: self.cfg.mtu,
+            managed_bridge: managed,
+            icc: self.cfg.icc,
+            masquerade: self.cfg.ip_masq,
+            internal: false,
+            created: stored.as_ref().map(|s| s.created).unwrap_or_else(crate::now),
+            options: BTreeMap::new(),
+        };
+        if stored.as_ref() != Some(&rec) {
+            let value = serde_json::to_vec(&rec)?;
+            self.store.txn(Txn::ops(vec![Op::Put(format!("{NETWORKS}{}", rec.id), value)])).await?;
+        }
+        tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
+        let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
+        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, bridge_index: index });
+        Ok(())
+    }
+}

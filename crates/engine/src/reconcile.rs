@@ -1,0 +1,142 @@
+//! Reconcile at start: the store and the kernel are compared and repaired both ways.
+//!
+//! - A container recorded as running whose pid 1 is alive (same pid *and* start time) is adopted:
+//!   its address is reserved again and its exit is watched. One whose pid 1 is gone is processed as
+//!   exited (endpoint, namespace and address released).
+//! - Kernel objects no live record owns are removed: `vethXXXXXXX` links on weft's bridges, bind
+//!   mounts under `<exec-root>/netns`, and container directories. A `kill -9` of the daemon at any
+//!   point leaves only such objects (a pid 1 that never got the go-ahead exits by itself when the
+//!   daemon's end of its pipe closes), so nothing leaks and no address is handed out twice.
+//! - The firewall table is rewritten whole from the networks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use weft_firewall::NetworkFw;
+use weft_model::{ContainerRecord, Status};
+
+use crate::network::with_host;
+use crate::{blocking, Engine, Result, CONTAINERS};
+
+fn is_weft_veth(name: &str) -> bool {
+    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+impl Engine {
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        let (items, _) = self.store.range(CONTAINERS)?;
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock();
+            for kv in items {
+                let rec: ContainerRecord = match serde_json::from_slice(&kv.value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(key = %kv.key, error = %e, "skipping unreadable container record");
+                        continue;
+                    }
+                };
+                if rec.state.status == Status::Running {
+                    let alive = rec.state.pid != 0
+                        && weft_runtime::pid_start_time(rec.state.pid) == Some(rec.state.pid_start);
+                    if alive {
+                        for e in &rec.endpoints {
+                            if let Some(n) = st.networks.get_mut(&e.network_id) {
+                                if let Err(err) = n.pool.reserve(e.ip) {
+                                    tracing::error!(container = %rec.name, error = %err, "address of a live container");
+                                }
+                            }
+                        }
+                        let (tx, _) = watch::channel(None);
+                        st.exits.insert(rec.id.clone(), tx);
+                        live.push((rec.id.clone(), rec.state.pid));
+                    } else {
+                        dead.push(rec.id.clone());
+                    }
+                }
+                st.names.insert(rec.name.clone(), rec.id.clone());
+                st.containers.insert(rec.id.clone(), rec);
+            }
+        }
+        for id in &dead {
+            tracing::info!(container = %id, "pid 1 gone while the daemon was away");
+            self.on_exit(id).await?;
+        }
+
+        // Sweep the kernel and the exec-root of what no live container owns.
+        let (keep_veths, keep_ids, all_ids, bridges, netns_dir, run_dir, data_dir) = {
+            let st = self.lock();
+            let keep_veths: HashSet<String> = st
+                .containers
+                .values()
+                .filter(|c| c.state.status == Status::Running)
+                .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
+                .collect();
+            let keep_ids: HashSet<String> =
+                st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
+            let all_ids: HashSet<String> = st.containers.keys().cloned().collect();
+            let bridges: HashSet<u32> = st.networks.values().map(|n| n.bridge_index).collect();
+            (
+                keep_veths,
+                keep_ids,
+                all_ids,
+                bridges,
+                self.cfg.exec_root.join("netns"),
+                self.cfg.exec_root.join("containers"),
+                self.cfg.data_root.join("containers"),
+            )
+        };
+        let swept = blocking(move || {
+            let mut swept = 0;
+            for l in with_host(|nl| nl.links())? {
+                if l.master.is_some_and(|m| bridges.contains(&m)) && is_weft_veth(&l.name) && !keep_veths.contains(&l.name) {
+                    with_host(|nl| nl.delete_link(&l.name))?;
+                    swept += 1;
+                }
+            }
+            for (dir, keep) in [(&netns_dir, &keep_ids), (&run_dir, &all_ids), (&data_dir, &all_ids)] {
+                for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if keep.contains(&name) {
+                        continue;
+                    }
+                    if dir == &netns_dir {
+                        weft_kernel::netns::unbind(&entry.path())?;
+                    } else {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                    swept += 1;
+                }
+            }
+            Ok(swept)
+        })
+        .await?;
+        if swept > 0 {
+            tracing::info!(objects = swept, "removed leftovers of an earlier run");
+        }
+
+        let nets: Vec<NetworkFw> = self
+            .networks()
+            .into_iter()
+            .map(|n| NetworkFw { bridge: n.bridge, subnet: n.subnet, masquerade: n.masquerade })
+            .collect();
+        self.fw.reset(&nets)?;
+        for (id, pid) in live {
+            self.watch_exit(id, pid);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn veth_names() {
+        assert!(super::is_weft_veth("veth0a1b2c3"));
+        assert!(!super::is_weft_veth("veth0a1b2c3d"));
+        assert!(!super::is_weft_veth("vethxyz1234"));
+        assert!(!super::is_weft_veth("eth0"));
+    }
+}

@@ -1,0 +1,30 @@
+//! Rollback: the undo steps of an action, run in reverse order if it does not commit.
+
+pub struct Undo {
+    steps: Vec<(&'static str, Box<dyn FnOnce() + Send>)>,
+}
+
+impl Undo {
+    pub fn new() -> Self {
+        Self { steps: Vec::new() }
+    }
+
+    /// Registers how to remove what was just created.
+    pub fn push(&mut self, what: &'static str, f: impl FnOnce() + Send + 'static) {
+        self.steps.push((what, Box::new(f)));
+    }
+
+    /// The action succeeded: keep everything.
+    pub fn commit(mut self) {
+        self.steps.clear();
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        while let Some((what, f)) = self.steps.pop() {
+            tracing::debug!(step = what, "rollback");
+            f();
+        }
+    }
+}

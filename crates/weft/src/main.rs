@@ -1,0 +1,331 @@
+//! `weft`: the CLI. Each verb is one or two API calls; `exec` then joins the container's
+//! namespaces itself (the CLI is single-threaded, which joining a mount namespace requires).
+
+mod client;
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::{json, Value};
+use weft_model::{render_template, short_id, ContainerSummary, RunSpec};
+
+use client::{enc, Client};
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "weft: container networking, the Docker way")]
+struct Cli {
+    /// Daemon socket.
+    #[arg(short = 'H', long, env = "WEFT_HOST", default_value = "unix:///run/weft/weft.sock", global = true)]
+    host: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// bridge (default), host, none, container:NAME, or a network name.
+    #[arg(long = "net", visible_alias = "network", default_value = "bridge")]
+    net: String,
+    #[arg(long)]
+    dns: Vec<IpAddr>,
+    #[arg(long)]
+    dns_search: Vec<String>,
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    dns_option: Vec<String>,
+    /// NAME:IP, added to /etc/hosts.
+    #[arg(long)]
+    add_host: Vec<String>,
+    /// Root filesystem directory to pivot into.
+    #[arg(long)]
+    rootfs: Option<String>,
+    /// KEY=VALUE
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// List containers.
+    Ps {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Docker-shaped JSON of containers.
+    Inspect {
+        /// Go-template, e.g. '{{.State.Pid}}'.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Print a container's output.
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        name: String,
+    },
+    /// Stop containers (SIGTERM, then SIGKILL after the timeout).
+    Stop {
+        #[arg(short = 't', long, default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to containers (default KILL).
+    Kill {
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetCmd),
+}
+
+#[derive(Subcommand)]
+enum NetCmd {
+    /// List networks.
+    Ls,
+    /// Docker-shaped JSON of networks.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let code = match rt.block_on(dispatch(cli)) {
+        Ok(Outcome::Exit(code)) => code,
+        Ok(Outcome::Exec { pid, cmd, env }) => {
+            drop(rt); // no runtime left: the process is single-threaded for setns
+            match weft_runtime::exec::exec_in(pid, &cmd, &env) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("weft: {}", chain(&e));
+                    126
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+enum Outcome {
+    Exit(i32),
+    Exec { pid: u32, cmd: Vec<String>, env: Vec<String> },
+}
+
+fn print_formatted(format: &Option<String>, items: Vec<Value>) -> anyhow::Result<()> {
+    match format {
+        Some(f) => {
+            for v in &items {
+                println!("{}", render_template(f, v)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&items)?),
+    }
+    Ok(())
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    let c = Client::new(&cli.host)?;
+    match cli.cmd {
+        Cmd::Run(a) => run(&c, a).await,
+        Cmd::Ps { all, quiet } => {
+            let v = c.json(Method::GET, &format!("/containers/json?all={}", u8::from(all)), None).await?;
+            let rows: Vec<ContainerSummary> = serde_json::from_value(v)?;
+            if quiet {
+                rows.iter().for_each(|r| println!("{}", short_id(&r.id)));
+            } else {
+                println!("{:<12}  {:<20}  {:<14}  {:<16}  {:<15}  COMMAND", "CONTAINER ID", "NAME", "STATUS", "NETWORK", "IP");
+                for r in rows {
+                    println!("{:<12}  {:<20}  {:<14}  {:<16}  {:<15}  {}", short_id(&r.id), r.name, r.status, r.network_mode, r.ip_address, r.command);
+                }
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Inspect { format, names } => {
+            if let Some(f) = &format {
+                render_template(f, &json!({}))
+                    .or_else(|e| if e.to_string().contains("can't evaluate field") { Ok(String::new()) } else { Err(e) })?;
+            }
+            let mut items = Vec::new();
+            for n in &names {
+                items.push(c.json(Method::GET, &format!("/containers/{}/json", enc(n)), None).await?);
+            }
+            print_formatted(&format, items)?;
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Exec { name, cmd } => {
+            let v = c.json(Method::GET, &format!("/containers/{}/json", enc(&name)), None).await?;
+            if v["State"]["Running"] != json!(true) {
+                bail!("container {name} is not running");
+            }
+            let pid = v["State"]["Pid"].as_u64().context("daemon gave no pid")? as u32;
+            let hostname = v["Config"]["Hostname"].as_str().unwrap_or_default();
+            let mut env = weft_runtime::base_env(hostname);
+            env.extend(v["Config"]["Env"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)));
+            Ok(Outcome::Exec { pid, cmd, env })
+        }
+        Cmd::Logs { follow, name } => {
+            stream_logs(&c, &name, follow).await?;
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Stop { time, names } => each(&c, Method::POST, &names, |n| format!("/containers/{}/stop?t={time}", enc(n))).await,
+        Cmd::Kill { signal, names } => {
+            each(&c, Method::POST, &names, |n| format!("/containers/{}/kill?signal={}", enc(n), enc(&signal))).await
+        }
+        Cmd::Rm { force, names } => {
+            each(&c, Method::DELETE, &names, |n| format!("/containers/{}?force={}", enc(n), u8::from(force))).await
+        }
+        Cmd::Wait { names } => {
+            for n in &names {
+                let v = c.json(Method::POST, &format!("/containers/{}/wait", enc(n)), None).await?;
+                println!("{}", v["StatusCode"]);
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Network(NetCmd::Ls) => {
+            let v = c.json(Method::GET, "/networks", None).await?;
+            println!("{:<12}  {:<20}  {:<8}  SCOPE", "NETWORK ID", "NAME", "DRIVER");
+            for n in v.as_array().into_iter().flatten() {
+                println!("{:<12}  {:<20}  {:<8}  {}", short_id(n["Id"].as_str().unwrap_or_default()), n["Name"].as_str().unwrap_or_default(), n["Driver"].as_str().unwrap_or_default(), n["Scope"].as_str().unwrap_or_default());
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Network(NetCmd::Inspect { format, names }) => {
+            let mut items = Vec::new();
+            for n in &names {
+                items.push(c.json(Method::GET, &format!("/networks/{}", enc(n)), None).await?);
+            }
+            print_formatted(&format, items)?;
+            Ok(Outcome::Exit(0))
+        }
+    }
+}
+
+/// Calls `path(name)` for each name, printing the name on success (as docker does); fails if any
+/// failed.
+async fn each(c: &Client, method: Method, names: &[String], path: impl Fn(&str) -> String) -> anyhow::Result<Outcome> {
+    let mut code = 0;
+    for n in names {
+        match c.json(method.clone(), &path(n), None).await {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("weft: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(Outcome::Exit(code))
+}
+
+async fn stream_logs(c: &Client, name: &str, follow: bool) -> anyhow::Result<()> {
+    let resp = c.request(Method::GET, &format!("/containers/{}/logs?follow={}", enc(name), u8::from(follow)), None).await?;
+    let mut body = resp.into_body();
+    let mut out = std::io::stdout();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            out.write_all(&data)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
+    let rootfs = match &a.rootfs {
+        Some(r) => Some(std::fs::canonicalize(r).map_err(|_| anyhow::anyhow!("rootfs {r} is not a directory"))?.display().to_string()),
+        None => None,
+    };
+    let spec = RunSpec {
+        name: a.name,
+        hostname: a.hostname,
+        network_mode: a.net,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        dns_options: a.dns_option,
+        extra_hosts: a.add_host,
+        rootfs,
+        env: a.env,
+        cmd: a.cmd,
+        auto_remove: a.rm,
+    };
+    spec.validate()?;
+    let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;
+    let id = v["Id"].as_str().context("daemon gave no id")?.to_string();
+    if a.detach {
+        println!("{id}");
+        return Ok(Outcome::Exit(0));
+    }
+    // Foreground: stream the output; Ctrl-C is forwarded to the container as SIGINT.
+    let logs = stream_logs(c, &id, true);
+    tokio::pin!(logs);
+    loop {
+        tokio::select! {
+            r = &mut logs => { r?; break; }
+            _ = tokio::signal::ctrl_c() => {
+                let _ = c.json(Method::POST, &format!("/containers/{id}/kill?signal=INT"), None).await;
+            }
+        }
+    }
+    let v = c.json(Method::POST, &format!("/containers/{id}/wait"), None).await?;
+    Ok(Outcome::Exit(v["StatusCode"].as_i64().unwrap_or(1) as i32))
+}

@@ -1,0 +1,176 @@
+//! The HTTP+JSON API (reference: `docs/api.md`). Routes mirror Docker's where Docker has the same
+//! operation; every error answers `{"message": "..."}` with a 4xx/5xx status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use weft_engine::{Action, Engine, EngineError, Reply};
+use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, RunSpec, Status};
+
+type Eng = State<Arc<Engine>>;
+type Q = Query<HashMap<String, String>>;
+
+struct ApiError(EngineError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The whole chain of causes on one line: "create veth vethabc: File exists (os error 17)".
+        let mut message = self.0.to_string();
+        let mut src = std::error::Error::source(&self.0);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        if status.is_server_error() {
+            tracing::error!(%message, "request failed");
+        }
+        (status, Json(ErrorBody { message })).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        Self(e)
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/_ping", get(|| async { "OK" }))
+        .route("/containers/json", get(list))
+        .route("/containers/run", post(run))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}", delete(remove))
+        .route("/networks", get(networks))
+        .route("/networks/{id}", get(network))
+        .with_state(engine)
+}
+
+fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "1" || v == "true")
+}
+
+async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
+    let span = tracing::info_span!("action", kind = ?std::mem::discriminant(&action));
+    let _ = span.enter();
+    Ok(e.execute(action).await?)
+}
+
+async fn run(State(e): Eng, Json(spec): Json<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    match act(&e, Action::Run(spec)).await? {
+        Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id })))),
+        other => Ok((StatusCode::CREATED, Json(json!({ "Reply": format!("{other:?}") })))),
+    }
+}
+
+async fn list(State(e): Eng, Query(q): Q) -> Json<Vec<ContainerSummary>> {
+    let all = flag(&q, "all");
+    Json(
+        e.containers()
+            .into_iter()
+            .filter(|c| all || c.state.status == Status::Running)
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                command: c.spec.cmd.join(" "),
+                status: match c.state.status {
+                    Status::Exited => format!("Exited ({})", c.state.exit_code),
+                    s => s.to_string(),
+                },
+                network_mode: c.network_mode().to_string(),
+                ip_address: c.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
+async fn inspect(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(container_inspect(&e.container(&id)?)))
+}
+
+async fn stop(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let timeout_secs = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
+    act(&e, Action::Stop { id, timeout_secs }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let signal = q.get("signal").cloned().unwrap_or_default();
+    act(&e, Action::Kill { id, signal }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn wait(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    match act(&e, Action::Wait { id }).await? {
+        Reply::ExitCode(code) => Ok(Json(json!({ "StatusCode": code }))),
+        _ => Ok(Json(json!({ "StatusCode": 0 }))),
+    }
+}
+
+async fn remove(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    act(&e, Action::Remove { id, force: flag(&q, "force") }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The container's output; with `follow=1`, streamed until the container has exited.
+async fn logs(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+    let c = e.container(&id)?;
+    let follow = flag(&q, "follow");
+    let file = tokio::fs::File::open(&c.log_path).await.map_err(|source| EngineError::Io {
+        op: "open log",
+        path: c.log_path.clone(),
+        source,
+    })?;
+    let stream = futures_util::stream::unfold((file, e, c.id, false), move |(mut f, e, id, done)| async move {
+        if done {
+            return None;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf).await.unwrap_or(0);
+            if n > 0 {
+                buf.truncate(n);
+                return Some((Ok::<_, std::io::Error>(buf), (f, e, id, false)));
+            }
+            let running = e.container(&id).map(|c| c.state.status == Status::Running).unwrap_or(false);
+            if !follow || !running {
+                // One last read: output written between the read above and the exit.
+                let n = f.read(&mut buf).await.unwrap_or(0);
+                buf.truncate(n);
+                return (n > 0).then_some((Ok(buf), (f, e, id, true)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    Ok(Response::new(Body::from_stream(stream)))
+}
+
+async fn networks(State(e): Eng) -> Json<Vec<serde_json::Value>> {
+    let containers = e.containers();
+    let refs: Vec<_> = containers.iter().collect();
+    Json(e.networks().iter().map(|n| network_inspect(n, &refs)).collect())
+}
+
+async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let n = e.network(&id)?;
+    let containers = e.containers();
+    let refs: Vec<_> = containers.iter().collect();
+    Ok(Json(network_inspect(&n, &refs)))
+}

@@ -1,0 +1,155 @@
+//! `weftd`: parses dockerd-style flags, opens the store and the engine, serves the API.
+
+mod api;
+
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ipnet::Ipv4Net;
+use weft_engine::{Config, Engine};
+use weft_ipam::AddressPool;
+
+#[derive(Parser, Debug)]
+#[command(name = "weftd", version, about = "weft container networking daemon")]
+struct Args {
+    /// API socket.
+    #[arg(short = 'H', long, default_value = "unix:///run/weft/weft.sock")]
+    host: String,
+    /// Persistent state (the store, container logs).
+    #[arg(long, default_value = "/var/lib/weft")]
+    data_root: PathBuf,
+    /// Runtime state (namespace mounts, container files).
+    #[arg(long, default_value = "/run/weft")]
+    exec_root: PathBuf,
+    /// Attach containers to this existing bridge instead of weft0.
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// Address and subnet of the default bridge, e.g. 192.168.1.5/24.
+    #[arg(long)]
+    bip: Option<Ipv4Net>,
+    /// Hand out container addresses only from this range of the bridge subnet.
+    #[arg(long)]
+    fixed_cidr: Option<Ipv4Net>,
+    /// MTU of container interfaces.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+    /// Allow traffic between containers on the default bridge.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    icc: bool,
+    /// Default host address of published ports.
+    #[arg(long, default_value = "0.0.0.0")]
+    ip: IpAddr,
+    /// Masquerade traffic leaving the bridge subnets.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    ip_masq: bool,
+    /// Enable IPv4 forwarding.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    ip_forward: bool,
+    /// Install firewall rules (nftables) at all.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    iptables: bool,
+    /// Proxy published ports in userland (accepted for compatibility; issue 3).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    userland_proxy: bool,
+    /// Default DNS servers of containers.
+    #[arg(long)]
+    dns: Vec<IpAddr>,
+    /// Address pools for networks, as base=CIDR,size=N (repeatable; replaces the defaults).
+    #[arg(long, value_parser = parse_pool)]
+    default_address_pool: Vec<AddressPool>,
+    /// The weft-init helper (default: next to weftd).
+    #[arg(long)]
+    init_path: Option<PathBuf>,
+    /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn parse_pool(s: &str) -> Result<AddressPool, String> {
+    let mut base = None;
+    let mut size = None;
+    for kv in s.split(',') {
+        match kv.split_once('=') {
+            Some(("base", v)) => base = Some(v.parse::<Ipv4Net>().map_err(|e| format!("base {v:?}: {e}"))?),
+            Some(("size", v)) => size = Some(v.parse::<u8>().map_err(|e| format!("size {v:?}: {e}"))?),
+            _ => return Err(format!("expected base=CIDR,size=N, got {kv:?}")),
+        }
+    }
+    match (base, size) {
+        (Some(base), Some(size)) if (base.prefix_len()..=30).contains(&size) => Ok(AddressPool { base, size }),
+        (Some(base), Some(size)) => Err(format!("size {size} must be between {} and 30", base.prefix_len())),
+        _ => Err("expected base=CIDR,size=N".into()),
+    }
+}
+
+fn socket_path(host: &str) -> anyhow::Result<PathBuf> {
+    match host.strip_prefix("unix://") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => bail!("invalid --host {host:?}: only unix:///PATH is supported"),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = rt.block_on(serve(args)) {
+        eprintln!("weftd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let sock = socket_path(&args.host)?;
+    let init_path = match args.init_path {
+        Some(p) => p,
+        None => std::env::current_exe().context("locate weftd")?.with_file_name("weft-init"),
+    };
+    if !init_path.is_file() {
+        bail!("init helper {} not found: build weft-init or pass --init-path", init_path.display());
+    }
+    let mut cfg = Config::new(args.data_root.clone(), args.exec_root.clone(), init_path);
+    cfg.bridge = args.bridge;
+    cfg.bip = args.bip;
+    cfg.fixed_cidr = args.fixed_cidr;
+    cfg.mtu = args.mtu;
+    cfg.icc = args.icc;
+    cfg.ip = args.ip;
+    cfg.ip_masq = args.ip_masq;
+    cfg.ip_forward = args.ip_forward;
+    cfg.iptables = args.iptables;
+    cfg.dns = args.dns;
+    if !args.default_address_pool.is_empty() {
+        cfg.default_pools = args.default_address_pool;
+    }
+    cfg.validate()?;
+    for d in [&args.data_root, &args.exec_root] {
+        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+    }
+    let store = weft_store::Embedded::open(&args.data_root.join("weft.redb"))
+        .context("open the store (is another weftd using this --data-root?)")?;
+    let engine = Engine::open(cfg, Arc::new(store)).await?;
+
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    tracing::info!(socket = %sock.display(), "weftd ready");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+        tracing::info!("shutting down; containers keep running");
+    };
+    axum::serve(listener, api::router(engine)).with_graceful_shutdown(shutdown).await?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
