@@ -55,6 +55,12 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
 }
 
 fn pid1(cfg: &InitConfig) -> ! {
+    // stdout was the pipe that reported our pid; the container's output goes where stderr goes
+    // (the log the daemon opened).
+    // SAFETY: dup2 on two fds this process owns; fd 1 is atomically replaced.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        std::process::exit(ABORTED);
+    }
     let _ = setsid();
     // Wait for the daemon: 'g' starts the command; anything else, or EOF because the daemon
     // died or rolled back, ends this namespace before anything ran in it.
@@ -79,14 +85,14 @@ fn pid1(cfg: &InitConfig) -> ! {
     let sfd = SignalFd::new(&mask).unwrap_or_else(|e| die("signalfd", e));
 
     let env = cfg.env.iter().filter_map(|kv| kv.split_once('='));
-    // std's spawn resets the signal mask and dispositions in the child before exec.
-    let child = match Command::new(&cfg.cmd[0])
-        .args(&cfg.cmd[1..])
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .current_dir("/")
-        .spawn()
+    let mut command = Command::new(&cfg.cmd[0]);
+    command.args(&cfg.cmd[1..]).env_clear().envs(env).stdin(Stdio::null()).current_dir("/");
+    // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe
+    // functions (sigprocmask, signal) on its own state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, reset_signals);
+    }
+    let child = match command.spawn()
     {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {
@@ -114,6 +120,23 @@ fn pid1(cfg: &InitConfig) -> ! {
             }
         }
     }
+}
+
+/// The command starts with no blocked signal and default dispositions, whatever pid 1 (blocking
+/// everything it forwards) or the daemon's launcher (often ignoring SIGINT/SIGQUIT) had.
+fn reset_signals() -> std::io::Result<()> {
+    // SAFETY: sigemptyset/sigprocmask/signal on local or process state, async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records the command's exit code and exits; the kernel then kills what is left in the pid
