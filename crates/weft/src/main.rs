@@ -306,7 +306,8 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         rootfs,
         env: a.env,
         cmd: a.cmd,
-        auto_remove: a.rm,
+        // In the foreground the CLI removes the container after it has read all of its output.
+        auto_remove: a.rm && a.detach,
     };
     spec.validate()?;
     let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;
@@ -327,5 +328,8 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         }
     }
     let v = c.json(Method::POST, &format!("/containers/{id}/wait"), None).await?;
+    if a.rm {
+        c.json(Method::DELETE, &format!("/containers/{id}"), None).await?;
+    }
     Ok(Outcome::Exit(v["StatusCode"].as_i64().unwrap_or(1) as i32))
 }

@@ -1,0 +1,323 @@
+//! The integration-test harness. A [`Host`] is a throwaway network namespace with its own weftd,
+//! data-root, exec-root and socket, so tests run in parallel and never touch the machine's own
+//! network. [`Host::finish`] removes everything and then checks that nothing leaked (processes,
+//! mounts, the namespace); dropping a `Host` without `finish` (a failed test) still cleans up.
+//!
+//! Tests need root and the binaries built (`cargo build --workspace` first; `WEFT_BIN_DIR`
+//! overrides where they are looked for). A test that cannot run fails; nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Where weftd, weft and weft-init are.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("WEFT_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    for b in ["weftd", "weft", "weft-init"] {
+        assert!(dir.join(b).is_file(), "{} missing: run `cargo build --workspace` first", dir.join(b).display());
+    }
+    dir
+}
+
+/// A busybox root filesystem built once per test run from the static busybox of the machine.
+fn base_rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("weft-itest-rootfs-{}", std::process::id()));
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.is_file(), "/bin/busybox missing: install busybox-static (.ci/run does)");
+        for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+            std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
+        }
+        std::fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
+        let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+        }
+        std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+        dir
+    })
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A test host: a network namespace with a daemon.
+pub struct Host {
+    pub ns: String,
+    pub dir: PathBuf,
+    pub sock: String,
+    daemon: Option<Child>,
+    finished: bool,
+    /// Other namespaces the test made, removed with the host.
+    extra_ns: Vec<String>,
+}
+
+impl Host {
+    /// A fresh namespace (with `lo` up) and directories; the daemon is not started yet.
+    pub fn new(tag: &str) -> Self {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let ns = format!("wt-{tag}-{}-{n}", std::process::id());
+        let o = run(Command::new("ip").args(["netns", "add", &ns]));
+        assert!(o.status.success(), "ip netns add {ns} (tests need root): {}", text(&o));
+        let dir = std::env::temp_dir().join(format!("weft-itest-{ns}"));
+        let host = Host {
+            sock: dir.join("weft.sock").display().to_string(),
+            dir,
+            ns,
+            daemon: None,
+            finished: false,
+            extra_ns: Vec::new(),
+        };
+        host.ip(&["link", "set", "lo", "up"]);
+        std::fs::create_dir_all(&host.dir).expect("test dir");
+        host
+    }
+
+    /// A private copy of the busybox rootfs (containers write into their /tmp).
+    pub fn rootfs(&self) -> String {
+        let dst = self.dir.join("rootfs");
+        if !dst.exists() {
+            let o = run(Command::new("cp").arg("-a").arg(base_rootfs()).arg(&dst));
+            assert!(o.status.success(), "copy rootfs: {}", text(&o));
+        }
+        dst.display().to_string()
+    }
+
+    /// `ip -n NS ARGS`, asserted to succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let o = run(Command::new("ip").arg("-n").arg(&self.ns).args(args));
+        assert!(o.status.success(), "ip -n {} {args:?}: {}", self.ns, text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// A shell command run in the host's namespace (not in a container).
+    pub fn sh(&self, cmd: &str) -> Output {
+        run(Command::new("ip").args(["netns", "exec", &self.ns, "sh", "-c", cmd]))
+    }
+
+    fn daemon_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(bin_dir().join("weftd"))
+            .arg("--host")
+            .arg(format!("unix://{}", self.sock))
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("exec"))
+            .args(args);
+        c
+    }
+
+    /// Starts weftd with `args` and waits until it answers.
+    pub fn start(&mut self, args: &[&str]) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("weftd.log"))
+            .expect("daemon log");
+        let child = self
+            .daemon_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn weftd");
+        self.daemon = Some(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if self.weft(&["ps"]).status.success() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
+                self.daemon = None;
+                panic!("weftd exited with {status}: {}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("weftd did not answer within 10 s: {}", self.daemon_log());
+    }
+
+    /// Starts weftd expecting it to refuse; returns what it printed.
+    pub fn start_fails(&self, args: &[&str]) -> String {
+        let o = run(self.daemon_cmd(args).stdin(Stdio::null()));
+        assert!(!o.status.success(), "weftd {args:?} should have failed");
+        text(&o)
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("weftd.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (containers keep running).
+    pub fn stop_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL the daemon at whatever it is doing.
+    pub fn kill9_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The CLI against this host's daemon.
+    pub fn weft(&self, args: &[&str]) -> Output {
+        run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(args))
+    }
+
+    /// The CLI, asserted to succeed; returns stdout trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.weft(args);
+        assert!(o.status.success(), "weft {args:?} failed: {}\ndaemon log:\n{}", text(&o), self.daemon_log());
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// The CLI, asserted to fail with exactly one line on stderr; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.weft(args);
+        assert!(!o.status.success(), "weft {args:?} should have failed: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "one error line expected, got: {err}");
+        err
+    }
+
+    /// `weft run -d --rootfs … --name NAME EXTRA… -- CMD…`; returns the container's address.
+    pub fn run_d(&self, name: &str, extra: &[&str], cmd: &[&str]) -> String {
+        let rootfs = self.rootfs();
+        let mut args = vec!["run", "-d", "--name", name, "--rootfs", &rootfs];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        self.ok(&args);
+        self.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name])
+    }
+
+    /// A web server in a new container, serving `body` at `/`; returns its address.
+    pub fn web(&self, name: &str, extra: &[&str], body: &str) -> String {
+        let script = format!("mkdir -p /tmp/{name} && echo {body} > /tmp/{name}/index.html && exec httpd -f -p 80 -h /tmp/{name}");
+        let ip = self.run_d(name, extra, &["sh", "-c", &script]);
+        // The server is up once its port answers.
+        for _ in 0..100 {
+            if self.exec(name, &["sh", "-c", "nc -z 127.0.0.1 80 || netstat -ltn | grep -q :80"]).status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ip
+    }
+
+    /// `weft exec NAME -- CMD…`.
+    pub fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["exec", name, "--"];
+        args.extend_from_slice(cmd);
+        self.weft(&args)
+    }
+
+    /// `wget` of `http://ADDR/` from inside container `from`.
+    pub fn fetch(&self, from: &str, addr: &str) -> Output {
+        self.exec(from, &["timeout", "5", "wget", "-q", "-O-", &format!("http://{addr}/")])
+    }
+
+    /// One ping from inside container `from`.
+    pub fn ping(&self, from: &str, addr: &str) -> bool {
+        self.exec(from, &["ping", "-c1", "-W2", addr]).status.success()
+    }
+
+    /// A second namespace linked to this host by a veth pair: `host_addr` on the host's end
+    /// (`up0`), `peer_addr` on the other (`eth0`), both /24, with no route back to the bridge
+    /// subnets (so only NAT lets containers reach it). Returns the namespace's name.
+    pub fn outside(&mut self, host_addr: &str, peer_addr: &str) -> String {
+        let out = format!("{}-o", self.ns);
+        let o = run(Command::new("ip").args(["netns", "add", &out]));
+        assert!(o.status.success(), "ip netns add {out}: {}", text(&o));
+        self.extra_ns.push(out.clone());
+        self.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &out]);
+        self.ip(&["addr", "add", &format!("{host_addr}/24"), "dev", "up0"]);
+        self.ip(&["link", "set", "up0", "up"]);
+        for args in [vec!["link", "set", "lo", "up"], vec!["addr", "add", &format!("{peer_addr}/24"), "dev", "eth0"], vec!["link", "set", "eth0", "up"]] {
+            let o = run(Command::new("ip").arg("-n").arg(&out).args(&args));
+            assert!(o.status.success(), "ip -n {out} {args:?}: {}", text(&o));
+        }
+        out
+    }
+
+    /// Removes every container, stops the daemon, deletes the namespaces and the directory, then
+    /// checks that nothing is left: no process or mount referring to the test directory.
+    pub fn finish(mut self) {
+        self.cleanup();
+        self.finished = true;
+        let dir = self.dir.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&dir)).collect();
+        assert!(leaked.is_empty(), "leaked mounts: {leaked:?}");
+        let procs = run(Command::new("pgrep").args(["-f", &dir]));
+        assert!(procs.stdout.is_empty(), "leaked processes: {}", text(&procs));
+        let ns = run(Command::new("ip").args(["netns", "list"]));
+        assert!(!String::from_utf8_lossy(&ns.stdout).contains(&self.ns), "namespace {} left", self.ns);
+    }
+
+    fn cleanup(&mut self) {
+        if self.daemon.is_some() {
+            let ids = self.weft(&["ps", "-aq"]);
+            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).lines().map(String::from).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.weft(&args);
+            }
+            self.stop_daemon();
+        }
+        // Whatever a failed test left: container processes, then mounts, then namespaces.
+        let dir = self.dir.display().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &dir]).status();
+        std::thread::sleep(Duration::from_millis(50));
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)) {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        for ns in self.extra_ns.drain(..).chain([self.ns.clone()]) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cleanup();
+        }
+    }
+}
+
+/// Parses `ip -o -4 addr show` style output for the first IPv4 address with its prefix.
+pub fn first_inet(ip_addr_output: &str) -> Option<String> {
+    ip_addr_output.split_whitespace().skip_while(|w| *w != "inet").nth(1).map(String::from)
+}
+
+/// JSON of `weft inspect NAME`.
+pub fn inspect(h: &Host, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).expect("inspect JSON");
+    v[0].clone()
+}
