@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -28,24 +27,19 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// A busybox root filesystem built once per test run from the static busybox of the machine.
-fn base_rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("weft-itest-rootfs-{}", std::process::id()));
-        let busybox = Path::new("/bin/busybox");
-        assert!(busybox.is_file(), "/bin/busybox missing: install busybox-static (.ci/run does)");
-        for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
-            std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
-        }
-        std::fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
-        let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
-        }
-        std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-        dir
-    })
+/// Makes a busybox root filesystem at `dir` from the machine's static busybox.
+fn make_rootfs(dir: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.is_file(), "/bin/busybox missing: install busybox-static (.ci/run does)");
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
+    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -88,12 +82,11 @@ impl Host {
         host
     }
 
-    /// A private copy of the busybox rootfs (containers write into their /tmp).
+    /// This host's busybox rootfs (containers write into its /tmp).
     pub fn rootfs(&self) -> String {
         let dst = self.dir.join("rootfs");
-        if !dst.exists() {
-            let o = run(Command::new("cp").arg("-a").arg(base_rootfs()).arg(&dst));
-            assert!(o.status.success(), "copy rootfs: {}", text(&o));
+        if !dst.join("bin/busybox").exists() {
+            make_rootfs(&dst);
         }
         dst.display().to_string()
     }
