@@ -201,6 +201,7 @@ impl Engine {
             hostname_file: run_dir.join("hostname").display().to_string(),
             resolv_conf: run_dir.join("resolv.conf").display().to_string(),
             exit_file: run_dir.join("exit").display().to_string(),
+            started_file: run_dir.join("started").display().to_string(),
             cmd: spec.cmd.clone(),
             env,
         };

@@ -6,7 +6,8 @@
 //! - Kernel objects no live record owns are removed: `vethXXXXXXX` links on weft's bridges, bind
 //!   mounts under `<exec-root>/netns`, and container directories. A `kill -9` of the daemon at any
 //!   point leaves only such objects (a pid 1 that never got the go-ahead exits by itself when the
-//!   daemon's end of its pipe closes), so nothing leaks and no address is handed out twice.
+//!   daemon's end of its pipe closes; one recorded as running without its `started` mark is killed
+//!   at once), so nothing leaks and no address is handed out twice.
 //! - The firewall table is rewritten whole from the networks.
 
 use std::collections::HashSet;
@@ -41,6 +42,13 @@ impl Engine {
                 if rec.state.status == Status::Running {
                     let alive = rec.state.pid != 0
                         && weft_runtime::pid_start_time(rec.state.pid) == Some(rec.state.pid_start);
+                    // Committed, but the daemon died before the go-ahead: pid 1 is exiting on its
+                    // own; make it certain before its resources are released.
+                    let started = self.run_dir(&rec.id).join("started").exists();
+                    if alive && !started {
+                        let _ = weft_runtime::kill(rec.state.pid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                    let alive = alive && started;
                     if alive {
                         for e in &rec.endpoints {
                             if let Some(n) = st.networks.get_mut(&e.network_id) {

@@ -68,6 +68,9 @@ fn pid1(cfg: &InitConfig) -> ! {
     if !matches!(std::io::stdin().read(&mut go), Ok(1) if go[0] == b'g') {
         std::process::exit(ABORTED);
     }
+    if let Err(e) = File::create(&cfg.started_file) {
+        die(&format!("create {}", cfg.started_file), e);
+    }
     let mut exit_file = OpenOptions::new()
         .write(true)
         .create(true)

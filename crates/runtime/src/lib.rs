@@ -40,6 +40,9 @@ pub struct InitConfig {
     pub resolv_conf: String,
     /// Where pid 1 writes the exit code of the command.
     pub exit_file: String,
+    /// Created by pid 1 when it got the go-ahead: a container without it never ran its command
+    /// (its daemon died first) and is being torn down.
+    pub started_file: String,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
 }
