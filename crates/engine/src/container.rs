@@ -283,10 +283,13 @@ impl Engine {
             st.containers.insert(id.clone(), rec);
             st.exits.insert(id.clone(), tx);
         }
-        if let Err(e) = spawned.start() {
-            tracing::warn!(error = %e, "pid 1 went away before the go-ahead");
-        }
         self.watch_exit(id.clone(), pid);
+        // The record is committed: a command that cannot start leaves an exited container (with
+        // its exit code and log), as in Docker, and the error goes to the user.
+        if let Err(e) = blocking(move || Ok(spawned.start()?)).await {
+            let _ = self.wait(&id).await;
+            return Err(e);
+        }
         tracing::debug!(spawn_us = t_spawn.as_micros() as u64, network_us = t_net.as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64, "container running");
         Ok(id)

@@ -227,6 +227,10 @@ fn foreground_run_exit_code_output_and_rm() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("hi from "), "{}", text(&o));
     assert_eq!(h.ok(&["inspect", "-f", "{{.State.ExitCode}}", "fg1"]), "3");
     assert!(h.ok(&["logs", "fg1"]).starts_with("hi from"));
+    // A command that cannot be started is reported by `run` itself; the container stays, exited.
+    let o = h.weft(&["run", "-d", "--name", "nocmd", "--rootfs", &rootfs, "--", "/no/such/cmd"]);
+    assert!(!o.status.success() && text(&o).contains("exec /no/such/cmd: No such file or directory"), "{}", text(&o));
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}} {{.State.ExitCode}} {{.NetworkSettings.IPAddress}}", "nocmd"]), "false 127");
     let o = h.weft(&["run", "--rm", "--name", "fg2", "--rootfs", &rootfs, "--", "true"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!h.ok(&["ps", "-a"]).contains("fg2"), "--rm removed it");

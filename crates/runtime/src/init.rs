@@ -55,12 +55,16 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
 }
 
 fn pid1(cfg: &InitConfig) -> ! {
-    // stdout was the pipe that reported our pid; the container's output goes where stderr goes
-    // (the log the daemon opened).
-    // SAFETY: dup2 on two fds this process owns; fd 1 is atomically replaced.
-    if unsafe { libc::dup2(2, 1) } < 0 {
+    // stdout is the pipe that reported our pid: keep it (close-on-exec) to report the start, and
+    // send the container's output where stderr goes (the log the daemon opened).
+    // SAFETY: fcntl/dup2 on fds this process owns; fd 1 is atomically replaced.
+    let report = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: as above.
+    if report < 0 || unsafe { libc::dup2(2, 1) } < 0 {
         std::process::exit(ABORTED);
     }
+    // SAFETY: `report` is a fresh fd from F_DUPFD_CLOEXEC that nothing else owns.
+    let mut report = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(report) };
     let _ = setsid();
     // Wait for the daemon: 'g' starts the command; anything else, or EOF because the daemon
     // died or rolled back, ends this namespace before anything ran in it.
@@ -78,7 +82,10 @@ fn pid1(cfg: &InitConfig) -> ! {
         .open(&cfg.exit_file)
         .unwrap_or_else(|e| die(&format!("open {}", cfg.exit_file), e));
     sethostname(&cfg.hostname).unwrap_or_else(|e| die("set hostname", e));
-    setup_mounts(cfg).unwrap_or_else(|(what, e)| die(&what, e));
+    if let Err((what, e)) = setup_mounts(cfg) {
+        let _ = writeln!(report, "error: {what}: {e}");
+        die(&what, e)
+    }
 
     let mut mask = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
@@ -95,16 +102,17 @@ fn pid1(cfg: &InitConfig) -> ! {
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, reset_signals);
     }
-    let child = match command.spawn()
-    {
+    let child = match command.spawn() {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {
             eprintln!("weft-init: exec {}: {e}", cfg.cmd[0]);
+            let _ = writeln!(report, "error: exec {}: {e}", cfg.cmd[0]);
             let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
-            let _ = write!(exit_file, "{code}");
-            std::process::exit(code)
+            finish(&mut exit_file, code)
         }
     };
+    let _ = writeln!(report, "started");
+    drop(report);
     loop {
         let Ok(Some(info)) = sfd.read_signal() else { continue };
         let sig = info.ssi_signo as i32;

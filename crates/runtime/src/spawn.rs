@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -18,12 +18,21 @@ use crate::{InitConfig, Result, RuntimeError};
 pub struct Spawned {
     pub pid: u32,
     go: ChildStdin,
+    report: BufReader<ChildStdout>,
 }
 
 impl Spawned {
-    /// Lets the pid 1 mount its files and exec the command.
+    /// Lets the pid 1 mount its files and start the command; returns once the command runs (so
+    /// an `exec` right after sees the container's root), or with the reason it could not start.
     pub fn start(mut self) -> Result<()> {
-        self.go.write_all(b"g").map_err(|source| RuntimeError::Process { op: "start", pid: self.pid, source })
+        self.go.write_all(b"g").map_err(|source| RuntimeError::Process { op: "start", pid: self.pid, source })?;
+        let mut line = String::new();
+        let _ = self.report.read_line(&mut line);
+        match line.trim() {
+            "started" => Ok(()),
+            "" => Err(RuntimeError::Init("container init exited before starting the command".into())),
+            other => Err(RuntimeError::Init(other.strip_prefix("error: ").unwrap_or(other).to_string())),
+        }
     }
 }
 
@@ -41,12 +50,13 @@ pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
         .map_err(spawn_err)?;
     let go = child.stdin.take().ok_or_else(|| RuntimeError::Init("no stdin pipe".into()))?;
     let out = child.stdout.take().ok_or_else(|| RuntimeError::Init("no stdout pipe".into()))?;
+    let mut report = BufReader::new(out);
     let mut line = String::new();
-    let _ = BufReader::new(out).read_line(&mut line);
+    let _ = report.read_line(&mut line);
     let _ = child.wait();
     let line = line.trim();
     match line.parse::<u32>() {
-        Ok(pid) => Ok(Spawned { pid, go }),
+        Ok(pid) => Ok(Spawned { pid, go, report }),
         Err(_) => Err(RuntimeError::Init(line.strip_prefix("error: ").unwrap_or(line).to_string())),
     }
 }
