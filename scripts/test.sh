@@ -1,0 +1,14 @@
+#!/bin/bash
+# The whole test suite: unit tests, and integration tests that start real daemons in throwaway
+# network namespaces and check real traffic. Needs root. Leaves nothing behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+[ "$(id -u)" = 0 ] || { echo "test: run as root (the tests create network namespaces)" >&2; exit 1; }
+bash scripts/setup.sh
+cargo build --workspace --locked
+cargo test --workspace --locked -- --test-threads="${WEFT_TEST_THREADS:-4}"
+# The leak check of the whole run: nothing of weft's may be left on the machine.
+left=$( (ip netns list | grep -E '^wt-|^weft' ; pgrep -af 'weft-itest|weftd' ; grep -E 'weft-itest' /proc/self/mountinfo) || true)
+if [ -n "$left" ]; then echo "test: leftovers after the run:"; echo "$left"; exit 1; fi
+echo "test: no leftovers"
