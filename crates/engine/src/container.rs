@@ -10,13 +10,11 @@ use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use weft_kernel::netns;
-use weft_model::{
-    new_id, parse_add_host, short_id, ContainerRecord, ContainerState, EndpointRecord, NetworkMode, RunSpec, Status,
-};
+use weft_model::{new_id, parse_add_host, short_id, ContainerRecord, ContainerState, EndpointRecord, NetworkMode, RunSpec, Status};
 use weft_runtime::{InitConfig, NetNs};
 use weft_store::{Op, Txn};
 
-use crate::network::{attach_bridge, detach_bridge, loopback_only, mac_for, mac_string, veth_name, BridgeAttach};
+use crate::network::{attach_bridge, detach_bridge, loopback_only, BridgeAttach};
 use crate::undo::Undo;
 use crate::{blocking, files, find_container, now, Engine, EngineError, Result, CONTAINERS};
 
@@ -92,27 +90,8 @@ impl Engine {
             }
             let plan = match &mode {
                 NetworkMode::Network(n) => {
-                    let net = st
-                        .networks
-                        .values_mut()
-                        .find(|x| &x.rec.name == n)
-                        .ok_or_else(|| EngineError::NoSuchNetwork(n.clone()))?;
-                    let ip = net.pool.allocate()?;
-                    Plan::Bridge {
-                        endpoint: EndpointRecord {
-                            endpoint_id: new_id(),
-                            network_id: net.rec.id.clone(),
-                            network_name: net.rec.name.clone(),
-                            ifname: "eth0".into(),
-                            host_ifname: veth_name(),
-                            ip,
-                            prefix_len: net.rec.subnet.prefix_len(),
-                            gateway: Some(net.rec.gateway),
-                            mac: mac_string(mac_for(ip)),
-                        },
-                        bridge_index: net.bridge_index,
-                        mtu: net.rec.mtu,
-                    }
+                    let (endpoint, bridge_index, mtu) = st.plan_endpoint(n, "eth0")?;
+                    Plan::Bridge { endpoint, bridge_index, mtu }
                 }
                 NetworkMode::Container(t) => {
                     let target = find_container(&st, t)?;
@@ -143,9 +122,7 @@ impl Engine {
                 let mut st = eng.lock();
                 st.names.remove(&name);
                 if let Some((net, ip)) = addr {
-                    if let Some(n) = st.networks.get_mut(&net) {
-                        n.pool.release(ip);
-                    }
+                    st.release_address(&net, ip);
                 }
             });
         }
@@ -315,17 +292,9 @@ impl Engine {
         let code = weft_runtime::read_exit_code(&self.run_dir(id).join("exit")).unwrap_or(137);
         let endpoints = std::mem::take(&mut rec.endpoints);
         let own_ns = rec.sandbox_key.as_deref().map(PathBuf::from).filter(|p| p.starts_with(&self.cfg.exec_root));
-        let hosts: Vec<String> = endpoints.iter().map(|e| e.host_ifname.clone()).collect();
-        blocking(move || {
-            for h in &hosts {
-                detach_bridge(h)?;
-            }
-            if let Some(p) = own_ns {
-                netns::unbind(&p)?;
-            }
-            Ok(())
-        })
-        .await?;
+        if let Some(p) = own_ns {
+            blocking(move || Ok(netns::unbind(&p)?)).await?;
+        }
         rec.sandbox_key = None;
         rec.state = ContainerState { status: Status::Exited, exit_code: code, finished_at: now(), ..rec.state };
         rec.state.pid = 0;
@@ -337,11 +306,6 @@ impl Engine {
         }
         let tx = {
             let mut st = self.lock();
-            for e in &endpoints {
-                if let Some(n) = st.networks.get_mut(&e.network_id) {
-                    n.pool.release(e.ip);
-                }
-            }
             if rec.spec.auto_remove {
                 st.containers.remove(id);
                 st.names.remove(&rec.name);
@@ -350,6 +314,9 @@ impl Engine {
             }
             st.exits.remove(id)
         };
+        for e in &endpoints {
+            self.release_endpoint(e);
+        }
         if let Some(tx) = tx {
             let _ = tx.send(Some(code));
         }
@@ -445,7 +412,7 @@ mod tests {
     #[test]
     fn names_are_generated_and_deduplicated() {
         let id = "a3".to_string() + &"0".repeat(62);
-        assert_eq!(generated_name(&id, |_| false), "lucid_delta");
-        assert_eq!(generated_name(&id, |_| true), "lucid_delta_a30000");
+        assert_eq!(generated_name(&id, |_| false), "proud_finch");
+        assert_eq!(generated_name(&id, |_| true), "proud_finch_a30000");
     }
 }

@@ -13,7 +13,9 @@ pub mod config;
 mod container;
 pub mod files;
 mod network;
+mod reaper;
 mod reconcile;
+mod sandbox;
 mod undo;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ pub use network::{attach_bridge, detach_bridge, BridgeAttach};
 /// Store keys.
 pub(crate) const NETWORKS: &str = "/weft/networks/";
 pub(crate) const CONTAINERS: &str = "/weft/containers/";
+pub(crate) const SANDBOXES: &str = "/weft/sandboxes/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -113,6 +116,8 @@ pub(crate) struct NetState {
 
 #[derive(Default)]
 pub(crate) struct State {
+    /// Namespaces weft did not create, by the caller's key.
+    pub sandboxes: HashMap<String, weft_model::SandboxRecord>,
     pub networks: HashMap<String, NetState>,
     pub containers: HashMap<String, ContainerRecord>,
     /// name -> id, including containers still being created.
@@ -126,6 +131,7 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) fw: Firewall,
     pub(crate) state: Mutex<State>,
+    pub(crate) reaper: reaper::Reaper,
 }
 
 impl Engine {
@@ -136,10 +142,22 @@ impl Engine {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
         }
         let fw = Firewall::new(cfg.iptables)?;
-        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(State::default()) });
+        let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
+        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(State::default()), reaper });
         engine.setup_default_network().await?;
         engine.reconcile().await?;
         Ok(engine)
+    }
+
+    /// Finishes background kernel work (pending veth deletions); call before the process exits.
+    pub fn shutdown(&self) {
+        self.reaper.shutdown();
+    }
+
+    /// Deletes a host veth in the background, then returns its address to the pool.
+    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
+        let (eng, net, ip) = (self.clone(), e.network_id.clone(), e.ip);
+        self.reaper.reap(e.host_ifname.clone(), move || eng.lock().release_address(&net, ip));
     }
 
     pub fn config(&self) -> &Config {
@@ -196,6 +214,37 @@ impl Engine {
         let mut v: Vec<_> = self.lock().networks.values().map(|n| n.rec.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+}
+
+impl State {
+    /// Reserves an address on network `name` and describes the endpoint `ifname` that will carry
+    /// it: (endpoint, bridge index, MTU). No kernel work.
+    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str) -> Result<(weft_model::EndpointRecord, u32, u32)> {
+        let net = self
+            .networks
+            .values_mut()
+            .find(|x| x.rec.name == name)
+            .ok_or_else(|| EngineError::NoSuchNetwork(name.to_string()))?;
+        let ip = net.pool.allocate()?;
+        let endpoint = weft_model::EndpointRecord {
+            endpoint_id: weft_model::new_id(),
+            network_id: net.rec.id.clone(),
+            network_name: net.rec.name.clone(),
+            ifname: ifname.into(),
+            host_ifname: network::veth_name(),
+            ip,
+            prefix_len: net.rec.subnet.prefix_len(),
+            gateway: Some(net.rec.gateway),
+            mac: network::mac_string(network::mac_for(ip)),
+        };
+        Ok((endpoint, net.bridge_index, net.rec.mtu))
+    }
+
+    pub(crate) fn release_address(&mut self, network_id: &str, ip: std::net::Ipv4Addr) {
+        if let Some(n) = self.networks.get_mut(network_id) {
+            n.pool.release(ip);
+        }
     }
 }
 

@@ -63,10 +63,22 @@ pub struct BridgeAttach<'a> {
     pub mtu: u32,
 }
 
+/// Sysctls of a container namespace before its interface is born: a gratuitous ARP when the
+/// interface comes up, and no IPv6 on interfaces of IPv4-only networks (`lo` keeps `::1`).
+const NETNS_SYSCTLS: &[(&str, &str)] = &[("net.ipv4.conf.all.arp_notify", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")];
+
 /// Creates and configures the endpoint; on failure removes what it made. Blocking.
+///
+/// IPv6 stays off on both ends of an IPv4-only network's veth: otherwise every new endpoint's
+/// duplicate-address probes, router solicitations and MLD reports are multicast, which the bridge
+/// floods to every port and every namespace processes, an O(N) cost per container (measured: setup
+/// grew from 0.7 ms to 6 ms at 1,000 endpoints).
 pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
+    let t0 = std::time::Instant::now();
     let ns = std::fs::File::open(a.netns)
         .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
+    let mut inside = netns::open_in(a.netns, NETNS_SYSCTLS)?;
+    let t_open = t0.elapsed();
     with_host(|nl| {
         nl.create_veth(&VethSpec {
             host_name: a.host_ifname,
@@ -75,15 +87,30 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
             peer_name: a.ifname,
             peer_mac: Some(mac_for(a.addr.addr())),
             peer_netns: Some(ns.as_raw_fd()),
+            up: false,
         })
     })?;
-    let inside = netns::open_in(a.netns, &[("net.ipv4.conf.all.arp_notify", "1")])
-        .and_then(|mut c| c.configure_interface(a.ifname, a.addr, a.gateway));
-    if let Err(e) = inside {
-        let _ = detach_bridge(a.host_ifname);
-        return Err(e.into());
+    let configured = (|| {
+        match weft_kernel::sysctl::write(&format!("net.ipv6.conf.{}.disable_ipv6", a.host_ifname), "1") {
+            Err(e) if e.is_not_found() => {} // IPv6 is off on this host altogether
+            r => r?,
+        }
+        with_host(|nl| nl.set_up_by_name(a.host_ifname))?;
+        let t_veth = t0.elapsed();
+        inside.configure_interface(a.ifname, a.addr, a.gateway)?;
+        Ok::<_, EngineError>(t_veth)
+    })();
+    match configured {
+        Ok(t_veth) => {
+            tracing::debug!(netns_socket_us = t_open.as_micros() as u64, veth_us = (t_veth - t_open).as_micros() as u64,
+                configure_us = (t0.elapsed() - t_veth).as_micros() as u64, host_if = a.host_ifname, "endpoint attached");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = detach_bridge(a.host_ifname);
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 /// `ip link del HOST_IFNAME` (the peer goes with it). Blocking.

@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use weft_firewall::NetworkFw;
-use weft_model::{ContainerRecord, Status};
+use weft_model::{ContainerRecord, SandboxRecord, Status};
+use weft_store::{Op, Txn};
 
 use crate::network::with_host;
-use crate::{blocking, Engine, Result, CONTAINERS};
+use crate::{blocking, Engine, Result, CONTAINERS, SANDBOXES};
 
 fn is_weft_veth(name: &str) -> bool {
     name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
@@ -68,6 +69,23 @@ impl Engine {
                 st.containers.insert(rec.id.clone(), rec);
             }
         }
+        // Attached foreign namespaces: kept while their namespace exists.
+        let (sbx, _) = self.store.range(SANDBOXES)?;
+        for kv in sbx {
+            let rec: SandboxRecord = match serde_json::from_slice(&kv.value) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            if std::path::Path::new(&rec.netns).exists() {
+                let mut st = self.lock();
+                if let Some(n) = st.networks.get_mut(&rec.endpoint.network_id) {
+                    let _ = n.pool.reserve(rec.endpoint.ip);
+                }
+                st.sandboxes.insert(rec.key.clone(), rec);
+            } else {
+                self.store.txn(Txn::ops(vec![Op::Delete(kv.key)])).await?;
+            }
+        }
         for id in &dead {
             tracing::info!(container = %id, "pid 1 gone while the daemon was away");
             self.on_exit(id).await?;
@@ -81,6 +99,7 @@ impl Engine {
                 .values()
                 .filter(|c| c.state.status == Status::Running)
                 .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
+                .chain(st.sandboxes.values().map(|s| s.endpoint.host_ifname.clone()))
                 .collect();
             let keep_ids: HashSet<String> =
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();

@@ -304,6 +304,19 @@ impl Drop for Host {
     }
 }
 
+/// Polls `cond` every 10 ms for up to 5 s (kernel work the daemon finishes in the background,
+/// such as deleting a removed container's veth).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("not within 5 s: {what}");
+}
+
 /// Parses `ip -o -4 addr show` style output for the first IPv4 address with its prefix.
 pub fn first_inet(ip_addr_output: &str) -> Option<String> {
     ip_addr_output.split_whitespace().skip_while(|w| *w != "inet").nth(1).map(String::from)

@@ -59,6 +59,8 @@ pub struct VethSpec<'a> {
     pub peer_mac: Option<[u8; 6]>,
     /// Namespace the peer is born in (a file descriptor of `/proc/PID/ns/net` or a bind mount).
     pub peer_netns: Option<RawFd>,
+    /// Bring the host end up in the same request (`false` leaves it down, to be configured first).
+    pub up: bool,
 }
 
 pub struct Netlink {
@@ -287,6 +289,15 @@ impl Netlink {
         self.batch("set link up", &index.to_string(), vec![(link_up(index), 0)])
     }
 
+    /// `ip link set dev NAME up`.
+    pub fn set_up_by_name(&mut self, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.batch("set link up", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)])
+    }
+
     /// `ip link del dev NAME`; a link that is already gone is fine.
     pub fn delete_link(&mut self, name: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
@@ -318,8 +329,10 @@ impl Netlink {
             peer.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
+        if spec.up {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
         msg.attributes.push(LinkAttribute::IfName(spec.host_name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
         if let Some(master) = spec.master {

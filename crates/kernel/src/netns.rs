@@ -74,3 +74,17 @@ pub fn is_bound(path: &Path) -> bool {
     let p = path.display().to_string();
     mounts.lines().any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
+
+/// `ip netns add`: a new, empty network namespace kept at `target` (made on a thread that ends).
+pub fn create(target: &Path) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| path_err("unshare netns", target)(e.into()))?;
+            File::create(target).map_err(path_err("create netns file", target))?;
+            mount(Some("/proc/thread-self/ns/net"), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| path_err("bind netns", target)(e.into()))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(path_err("create netns", target)(std::io::Error::other("worker thread panicked"))))
+    })
+}

@@ -203,6 +203,14 @@ pub struct NetworkRecord {
     pub options: BTreeMap<String, String>,
 }
 
+/// A network namespace weft did not create, attached to a network (`weft attach`-style).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxRecord {
+    pub key: String,
+    pub netns: String,
+    pub endpoint: EndpointRecord,
+}
+
 /// A row of `weft ps`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]

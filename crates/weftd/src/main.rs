@@ -149,7 +149,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
         tracing::info!("shutting down; containers keep running");
     };
-    axum::serve(listener, api::router(engine)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, api::router(engine.clone())).with_graceful_shutdown(shutdown).await?;
+    engine.shutdown();
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }

@@ -1,0 +1,142 @@
+//! `weft-bench attach`: the daemon-side network setup and teardown of one container (IPAM, veth
+//! with its peer born in the namespace, enslave, addresses, routes, link up, one durable store
+//! commit), measured through the engine with 1, 100, 1,000 … endpoints already on the bridge.
+//! Run inside a throwaway network namespace (bench/attach does that).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weft_engine::{Config, Engine};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Attach {
+        /// Endpoints already attached when sampling (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        existing: Vec<usize>,
+        /// Setups and teardowns timed at each level.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Concurrent attaches in the concurrency run.
+        #[arg(long, default_value_t = 100)]
+        concurrent: usize,
+        /// Scratch directory (store, namespaces).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    if let Ok(f) = std::env::var("WEFT_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_writer(std::io::stderr).init();
+    }
+    let Cmd::Attach { mut existing, samples, concurrent, dir } = Args::parse().cmd;
+    existing.sort_unstable();
+    let nsdir = dir.join("ns");
+    std::fs::create_dir_all(&nsdir)?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    let mut cfg = Config::new(dir.join("data"), dir.join("exec"), PathBuf::from("/unused/weft-init"));
+    cfg.bip = Some("10.128.0.1/16".parse()?);
+    let store = weft_store::Embedded::open(&dir.join("data/weft.redb"))?;
+    let engine = Engine::open(cfg, Arc::new(store)).await?;
+
+    let max = existing.last().copied().unwrap_or(0);
+    let total = max + samples.max(concurrent);
+    let t = Instant::now();
+    let mut nss = Vec::with_capacity(total);
+    for i in 0..total {
+        let p = nsdir.join(format!("n{i}"));
+        weft_kernel::netns::create(&p).with_context(|| format!("create {}", p.display()))?;
+        nss.push(p);
+    }
+    eprintln!("created {total} namespaces in {:.1} s", t.elapsed().as_secs_f64());
+    let (background, sample_ns) = nss.split_at(max);
+    let attach = |key: String, p: &Path| {
+        let (e, p) = (engine.clone(), p.to_path_buf());
+        async move { e.attach_sandbox(&key, &p, "bridge", "eth0").await }
+    };
+
+    println!("| endpoints already attached | setup median (ms) | setup p99 (ms) | teardown median (ms) | teardown p99 (ms) |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut attached = 0;
+    for &level in &existing {
+        while attached < level {
+            attach(format!("bg{attached}"), &background[attached]).await?;
+            attached += 1;
+        }
+        let (mut setup, mut teardown) = (Vec::new(), Vec::new());
+        for (i, p) in sample_ns.iter().take(samples).enumerate() {
+            let key = format!("s{i}");
+            let t = Instant::now();
+            attach(key.clone(), p).await?;
+            setup.push(t.elapsed());
+            let t = Instant::now();
+            engine.detach_sandbox(&key).await?;
+            teardown.push(t.elapsed());
+        }
+        setup.sort();
+        teardown.sort();
+        println!(
+            "| {level} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            pct(&setup, 0.5),
+            pct(&setup, 0.99),
+            pct(&teardown, 0.5),
+            pct(&teardown, 0.99)
+        );
+    }
+
+    // Concurrency: `concurrent` attaches at once (the store groups their commits).
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, p) in sample_ns.iter().take(concurrent).enumerate() {
+        tasks.push(tokio::spawn(attach(format!("c{i}"), p)));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let wall = t.elapsed();
+    println!();
+    println!(
+        "{concurrent} concurrent setups with {attached} attached: {:.1} ms wall, {:.3} ms per setup; bench process RSS with {} endpoints: {:.1} MB",
+        wall.as_secs_f64() * 1e3,
+        wall.as_secs_f64() * 1e3 / concurrent as f64,
+        attached + concurrent,
+        rss_mb()
+    );
+
+    for i in 0..concurrent {
+        engine.detach_sandbox(&format!("c{i}")).await?;
+    }
+    for i in 0..attached {
+        engine.detach_sandbox(&format!("bg{i}")).await?;
+    }
+    engine.shutdown();
+    for p in &nss {
+        weft_kernel::netns::unbind(p)?;
+    }
+    Ok(())
+}
