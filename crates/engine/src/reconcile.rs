@@ -19,6 +19,7 @@ use weft_model::{ContainerRecord, SandboxRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
+
 use crate::{blocking, Engine, Result, CONTAINERS, SANDBOXES};
 
 fn is_weft_veth(name: &str) -> bool {
@@ -116,12 +117,14 @@ impl Engine {
             )
         };
         let swept = blocking(move || {
-            let mut swept = 0;
-            for l in with_host(|nl| nl.links())? {
-                if l.master.is_some_and(|m| bridges.contains(&m)) && is_weft_veth(&l.name) && !keep_veths.contains(&l.name) {
-                    with_host(|nl| nl.delete_link(&l.name))?;
-                    swept += 1;
-                }
+            let doomed: Vec<String> = with_host(|nl| nl.links())?
+                .into_iter()
+                .filter(|l| l.master.is_some_and(|m| bridges.contains(&m)) && is_weft_veth(&l.name) && !keep_veths.contains(&l.name))
+                .map(|l| l.name)
+                .collect();
+            let mut swept = doomed.len();
+            if !doomed.is_empty() {
+                crate::reaper::delete_links(&doomed)?;
             }
             for (dir, keep) in [(&netns_dir, &keep_ids), (&run_dir, &all_ids), (&data_dir, &all_ids)] {
                 for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -24,9 +24,9 @@ impl Engine {
             }
             st.plan_endpoint(network, ifname)?
         };
-        let (p, e) = (netns.to_path_buf(), endpoint.clone());
+        let (p, e, eng) = (netns.to_path_buf(), endpoint.clone(), self.clone());
         let attached = blocking(move || {
-            attach_bridge(&BridgeAttach {
+            let a = BridgeAttach {
                 bridge_index,
                 netns: &p,
                 host_ifname: &e.host_ifname,
@@ -34,7 +34,16 @@ impl Engine {
                 addr: Ipv4Net::new(e.ip, e.prefix_len).expect("prefix from a subnet"),
                 gateway: e.gateway,
                 mtu,
-            })
+            };
+            match attach_bridge(&a) {
+                // The namespace's previous interface of that name may still be in the reaper's
+                // queue (a detach just before): wait for it once.
+                Err(EngineError::Kernel(k)) if k.is_exists() => {
+                    eng.reaper.flush();
+                    attach_bridge(&a)
+                }
+                r => r,
+            }
         })
         .await;
         let rec = SandboxRecord { key: key.to_string(), netns: netns.display().to_string(), endpoint: endpoint.clone() };
