@@ -29,6 +29,8 @@ pub struct Config {
     pub icc: bool,
     /// `--ip`: default host address of published ports.
     pub ip: IpAddr,
+    /// `--userland-proxy`: published ports are also served by the in-process proxy (localhost).
+    pub userland_proxy: bool,
     /// `--dns`: default nameservers of containers.
     pub dns: Vec<IpAddr>,
     pub default_pools: Vec<AddressPool>,
@@ -50,6 +52,7 @@ impl Config {
             iptables: true,
             icc: true,
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            userland_proxy: false,
             dns: Vec::new(),
             default_pools: weft_ipam::default_pools(),
             init_path,

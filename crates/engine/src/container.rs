@@ -74,6 +74,7 @@ impl Engine {
             }
         }
         let extra_hosts = spec.extra_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
+        let port_specs = spec.port_specs()?;
         let id = new_id();
         let t0 = Instant::now();
         let mut undo = Undo::new();
@@ -194,6 +195,7 @@ impl Engine {
         let t_net = Instant::now();
         let mut sandbox_key = None;
         let mut endpoints = Vec::new();
+        let mut ports = Vec::new();
         if netns_kind == NetNs::New {
             let path = self.netns_path(&id);
             let p = path.clone();
@@ -220,6 +222,11 @@ impl Engine {
                     let host_if = endpoint.host_ifname.clone();
                     undo.push("delete veth", move || {
                         let _ = detach_bridge(&host_if);
+                    });
+                    ports = self.publish(&id, endpoint.ip, &port_specs)?;
+                    let (eng, cid, ip, p) = (self.clone(), id.clone(), endpoint.ip, ports.clone());
+                    undo.push("unpublish ports", move || {
+                        let _ = eng.withdraw(&cid, ip, &p);
                     });
                     endpoints.push(endpoint);
                 }
@@ -251,6 +258,7 @@ impl Engine {
             endpoints,
             sandbox_key,
             log_path: log_path.display().to_string(),
+            ports,
         };
         self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
@@ -291,6 +299,12 @@ impl Engine {
         let Some(mut rec) = self.lock().containers.get(id).cloned() else { return Ok(()) };
         let code = weft_runtime::read_exit_code(&self.run_dir(id).join("exit")).unwrap_or(137);
         let endpoints = std::mem::take(&mut rec.endpoints);
+        let ports = std::mem::take(&mut rec.ports);
+        if let Some(e) = endpoints.first() {
+            if let Err(err) = self.unpublish(id, e.ip, &ports).await {
+                tracing::error!(container = short_id(id), error = %err, "unpublishing ports failed; reconcile will repair the firewall");
+            }
+        }
         let own_ns = rec.sandbox_key.as_deref().map(PathBuf::from).filter(|p| p.starts_with(&self.cfg.exec_root));
         if let Some(p) = own_ns {
             blocking(move || Ok(netns::unbind(&p)?)).await?;

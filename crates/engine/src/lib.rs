@@ -13,6 +13,9 @@ pub mod config;
 mod container;
 pub mod files;
 mod network;
+mod ports;
+mod proxy;
+mod publish;
 mod reaper;
 mod reconcile;
 mod sandbox;
@@ -50,6 +53,8 @@ pub enum EngineError {
     Running(String),
     #[error("rootfs {0} is not a directory")]
     MissingRootfs(String),
+    #[error("host port {0} is already allocated")]
+    PortInUse(String),
     #[error("invalid signal {0}")]
     Signal(String),
     #[error("no command given")]
@@ -79,7 +84,7 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) => 409,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) => 409,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
             _ => 500,
@@ -124,6 +129,10 @@ pub(crate) struct State {
     pub names: HashMap<String, String>,
     /// Exit notifications of running containers: `Some(code)` once the exit is processed.
     pub exits: HashMap<String, watch::Sender<Option<i32>>>,
+    /// Host ports taken by published ports.
+    pub ports: Option<ports::PortTable>,
+    /// The sockets and proxies holding each container's published ports.
+    pub published: HashMap<String, publish::Published>,
 }
 
 pub struct Engine {
@@ -143,7 +152,8 @@ impl Engine {
         }
         let fw = Firewall::new(cfg.iptables)?;
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
-        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(State::default()), reaper });
+        let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
+        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(state), reaper });
         engine.setup_default_network().await?;
         engine.reconcile().await?;
         Ok(engine)
@@ -239,6 +249,10 @@ impl State {
             mac: network::mac_string(network::mac_for(ip)),
         };
         Ok((endpoint, net.bridge_index, net.rec.mtu))
+    }
+
+    pub(crate) fn port_table(&mut self) -> &mut ports::PortTable {
+        self.ports.get_or_insert_with(ports::PortTable::new)
     }
 
     pub(crate) fn release_address(&mut self, network_id: &str, ip: std::net::Ipv4Addr) {

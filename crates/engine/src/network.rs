@@ -194,6 +194,11 @@ impl Engine {
         if self.cfg.ip_forward {
             weft_kernel::sysctl::write("net.ipv4.ip_forward", "1")?;
         }
+        if self.cfg.iptables {
+            // Published ports answer on 127.0.0.1: DNATed loopback traffic may leave by the bridge
+            // (and is masqueraded there), as Docker does without its proxy.
+            weft_kernel::sysctl::write(&format!("net.ipv4.conf.{bridge}.route_localnet"), "1")?;
+        }
         let rec = NetworkRecord {
             id: stored.as_ref().map(|s| s.id.clone()).unwrap_or_else(weft_model::new_id),
             name: DEFAULT_NETWORK.into(),

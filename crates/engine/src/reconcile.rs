@@ -150,9 +150,17 @@ impl Engine {
         let nets: Vec<NetworkFw> = self
             .networks()
             .into_iter()
-            .map(|n| NetworkFw { bridge: n.bridge, subnet: n.subnet, masquerade: n.masquerade })
+            .map(|n| NetworkFw { bridge: n.bridge, subnet: n.subnet, masquerade: n.masquerade, icc: n.icc })
             .collect();
-        self.fw.reset(&nets)?;
+        let mut ports = Vec::new();
+        for (id, _) in &live {
+            let c = self.container(id)?;
+            if let Some(e) = c.endpoints.first() {
+                self.readopt_ports(id, e.ip, &c.ports);
+                ports.extend(crate::publish::kernel_ports(&c.ports, e.ip));
+            }
+        }
+        self.fw.reset(&nets, &ports, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, pid) in live {
             self.watch_exit(id, pid);
         }

@@ -212,7 +212,7 @@ fn kill9_during_a_burst_leaks_nothing() {
     assert_eq!(netns_mounts, running.lines().count() + 3);
     assert!(h.ping("after0", &survivor));
     let table = h.sh("nft list table inet weft");
-    assert!(text(&table).contains("masq-weft0"), "{}", text(&table));
+    assert!(text(&table).contains("jump nat-weft0"), "{}", text(&table));
     h.finish();
 }
 

@@ -42,6 +42,21 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
         );
     }
     let primary = c.endpoints.first();
+    let mut ports = Map::new();
+    for (range, proto) in c.spec.expose.iter().filter_map(|e| crate::parse_expose(e).ok()) {
+        for p in range.iter() {
+            ports.insert(format!("{p}/{proto}"), Value::Null);
+        }
+    }
+    for m in &c.ports {
+        let entry = ports.entry(format!("{}/{}", m.container_port, m.proto)).or_insert_with(|| json!([]));
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({"HostIp": m.host_ip.to_string(), "HostPort": m.host_port.to_string()}));
+        }
+    }
     json!({
         "Id": c.id,
         "Created": rfc3339(c.created),
@@ -75,6 +90,7 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "IPPrefixLen": primary.map(|e| e.prefix_len).unwrap_or(0),
             "Gateway": primary.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
             "MacAddress": primary.map(|e| e.mac.clone()).unwrap_or_default(),
+            "Ports": ports,
             "Networks": networks,
         },
     })

@@ -5,6 +5,7 @@
 
 mod inspect;
 mod names;
+mod ports;
 mod records;
 mod template;
 
@@ -13,6 +14,7 @@ pub use names::{
     new_id, short_id, validate_container_name, validate_hostname, validate_ifname,
     validate_network_name,
 };
+pub use ports::{parse_expose, parse_publish, PortMapping, PortRange, PortSpec, Proto};
 pub use records::*;
 pub use template::render as render_template;
 
@@ -33,6 +35,10 @@ pub enum ModelError {
     AddHost(String),
     #[error("invalid environment variable {0:?}: expected KEY=VALUE")]
     Env(String),
+    #[error("invalid port specification {spec:?}: {reason}")]
+    Publish { spec: String, reason: String },
+    #[error("port publishing needs a bridge network, not --net {0}")]
+    PublishMode(String),
     #[error("invalid template {template:?}: {reason}")]
     Template { template: String, reason: String },
 }

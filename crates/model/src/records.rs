@@ -82,6 +82,12 @@ pub struct RunSpec {
     pub env: Vec<String>,
     pub cmd: Vec<String>,
     pub auto_remove: bool,
+    /// `-p` specs, as typed.
+    pub publish: Vec<String>,
+    /// `-P`: publish every `--expose`d port on an ephemeral host port.
+    pub publish_all: bool,
+    /// `--expose` specs, as typed.
+    pub expose: Vec<String>,
 }
 
 impl RunSpec {
@@ -105,7 +111,32 @@ impl RunSpec {
         for d in &self.dns_search {
             crate::validate_hostname(d)?;
         }
-        self.network_mode.parse()
+        self.port_specs()?;
+        let mode: NetworkMode = self.network_mode.parse()?;
+        if !self.publish.is_empty() || self.publish_all {
+            match mode {
+                NetworkMode::Network(_) => {}
+                other => return Err(ModelError::PublishMode(other.to_string())),
+            }
+        }
+        Ok(mode)
+    }
+
+    /// The ports to publish: every `-p`, and with `-P` every `--expose`d port on an ephemeral port.
+    pub fn port_specs(&self) -> Result<Vec<crate::PortSpec>, ModelError> {
+        let mut specs = self.publish.iter().map(|p| crate::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
+        let exposed = self.expose.iter().map(|e| crate::parse_expose(e)).collect::<Result<Vec<_>, _>>()?;
+        if self.publish_all {
+            for (range, proto) in exposed {
+                for port in range.iter() {
+                    let container = crate::PortRange { start: port, end: port };
+                    if !specs.iter().any(|s| s.proto == proto && s.container.iter().any(|c| c == port)) {
+                        specs.push(crate::PortSpec { host_ip: None, host: None, container, proto });
+                    }
+                }
+            }
+        }
+        Ok(specs)
     }
 }
 
@@ -171,6 +202,9 @@ pub struct ContainerRecord {
     pub sandbox_key: Option<String>,
     /// Where the container's output goes.
     pub log_path: String,
+    /// Published ports, as allocated.
+    #[serde(default)]
+    pub ports: Vec<crate::PortMapping>,
 }
 
 impl ContainerRecord {

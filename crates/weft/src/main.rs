@@ -55,6 +55,15 @@ struct RunArgs {
     /// KEY=VALUE
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
+    /// Publish ports: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp|sctp], ranges A-B, [IPv6]:...
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every exposed port on an ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or range: PORT[-PORT][/proto].
+    #[arg(long)]
+    expose: Vec<String>,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     cmd: Vec<String>,
 }
@@ -110,6 +119,12 @@ enum Cmd {
         force: bool,
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Print a container's published ports (as `docker port`).
+    Port {
+        name: String,
+        /// CONTAINERPORT[/proto]
+        port: Option<String>,
     },
     /// Wait for containers to exit and print their exit codes.
     Wait {
@@ -235,6 +250,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Cmd::Rm { force, names } => {
             each(&c, Method::DELETE, &names, |n| format!("/containers/{}?force={}", enc(n), u8::from(force))).await
         }
+        Cmd::Port { name, port } => {
+            let v = c.json(Method::GET, &format!("/containers/{}/json", enc(&name)), None).await?;
+            let want = port.map(|p| if p.contains('/') { p } else { format!("{p}/tcp") });
+            let mut found = false;
+            for (key, bindings) in v["NetworkSettings"]["Ports"].as_object().into_iter().flatten() {
+                if want.as_ref().is_some_and(|w| w != key) {
+                    continue;
+                }
+                for b in bindings.as_array().into_iter().flatten() {
+                    found = true;
+                    let ip = b["HostIp"].as_str().unwrap_or_default();
+                    let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+                    let host = format!("{ip}:{}", b["HostPort"].as_str().unwrap_or_default());
+                    if want.is_some() {
+                        println!("{host}");
+                    } else {
+                        println!("{key} -> {host}");
+                    }
+                }
+            }
+            if let (Some(w), false) = (want, found) {
+                bail!("no public port '{w}' published for {name}");
+            }
+            Ok(Outcome::Exit(0))
+        }
         Cmd::Wait { names } => {
             for n in &names {
                 let v = c.json(Method::POST, &format!("/containers/{}/wait", enc(n)), None).await?;
@@ -308,6 +348,9 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         cmd: a.cmd,
         // In the foreground the CLI removes the container after it has read all of its output.
         auto_remove: a.rm && a.detach,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        expose: a.expose,
     };
     spec.validate()?;
     let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;

@@ -52,7 +52,7 @@ struct Args {
     /// Install firewall rules (nftables) at all.
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     iptables: bool,
-    /// Proxy published ports in userland (accepted for compatibility; issue 3).
+    /// Also serve published ports from an in-process proxy (so 127.0.0.1 goes through it).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     userland_proxy: bool,
     /// Default DNS servers of containers.
@@ -122,6 +122,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.mtu = args.mtu;
     cfg.icc = args.icc;
     cfg.ip = args.ip;
+    cfg.userland_proxy = args.userland_proxy;
     cfg.ip_masq = args.ip_masq;
     cfg.ip_forward = args.ip_forward;
     cfg.iptables = args.iptables;

@@ -1,0 +1,136 @@
+//! Publishing a container's ports: host ports reserved (sockets held), DNAT map elements added in
+//! one firewall transaction, proxies started where needed; and the reverse, which also deletes
+//! the mappings' conntrack entries.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use weft_firewall::PortFw;
+use weft_model::{PortMapping, PortSpec};
+
+use crate::ports::{kernel_ip, needs_proxy, Hold};
+use crate::{blocking, Engine, Result};
+
+/// What holds a container's published ports: the reservation sockets and the proxy tasks
+/// (aborted, and the sockets closed, when dropped).
+#[derive(Default)]
+pub(crate) struct Published {
+    _holds: Vec<socket2::Socket>,
+    proxies: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        for p in &self.proxies {
+            p.abort();
+        }
+    }
+}
+
+/// The kernel's view of the mappings (IPv6 host addresses have none: the proxy serves them).
+pub(crate) fn kernel_ports(mappings: &[PortMapping], container_ip: std::net::Ipv4Addr) -> Vec<PortFw> {
+    mappings
+        .iter()
+        .filter_map(|m| {
+            kernel_ip(&m.host_ip).map(|host_ip| PortFw {
+                host_ip,
+                proto: m.proto,
+                host_port: m.host_port,
+                container_ip,
+                container_port: m.container_port,
+            })
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Takes the sockets of `holds` and starts the proxies the mappings need.
+    fn hold(&self, id: &str, container_ip: std::net::Ipv4Addr, holds: Vec<(PortMapping, Hold)>) -> Result<()> {
+        let mut p = Published::default();
+        for (m, h) in holds {
+            let Some(sock) = h.socket() else { continue };
+            if needs_proxy(&m.host_ip, self.cfg.userland_proxy) {
+                let target = SocketAddr::new(IpAddr::V4(container_ip), m.container_port);
+                let proxy = crate::proxy::spawn(m.proto, sock, target)
+                    .map_err(|source| crate::EngineError::Io { op: "start proxy", path: format!("{}:{}", m.host_ip, m.host_port), source })?;
+                p.proxies.extend(proxy);
+            } else {
+                p._holds.push(sock);
+            }
+        }
+        self.lock().published.insert(id.to_string(), p);
+        Ok(())
+    }
+
+    /// Allocates and publishes `specs` for container `id` at `container_ip`.
+    pub(crate) fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec]) -> Result<Vec<PortMapping>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let holds = self.lock().port_table().allocate(specs, self.cfg.ip)?;
+        let mappings: Vec<PortMapping> = holds.iter().map(|(m, _)| *m).collect();
+        let release = |eng: &Engine| {
+            let mut st = eng.lock();
+            for m in &mappings {
+                st.port_table().release(m);
+            }
+        };
+        if let Err(e) = self.fw.add_ports(&kernel_ports(&mappings, container_ip)) {
+            release(self);
+            return Err(e.into());
+        }
+        if let Err(e) = self.hold(id, container_ip, holds) {
+            let _ = self.fw.remove_ports(&kernel_ports(&mappings, container_ip));
+            release(self);
+            return Err(e);
+        }
+        Ok(mappings)
+    }
+
+    /// Re-takes the ports of a container adopted at start (the firewall gets them from reset).
+    pub(crate) fn readopt_ports(&self, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping]) {
+        let mut holds = Vec::new();
+        for m in mappings {
+            match self.lock().port_table().reserve(m) {
+                Ok(h) => holds.push((*m, h)),
+                Err(e) => tracing::error!(container = id, error = %e, "cannot hold a published port again"),
+            }
+        }
+        if let Err(e) = self.hold(id, container_ip, holds) {
+            tracing::error!(container = id, error = %e, "cannot restart a port proxy");
+        }
+    }
+
+    /// Removes the mappings' DNAT elements and frees their ports (rollback uses this directly).
+    pub(crate) fn withdraw(&self, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping]) -> Result<Vec<PortFw>> {
+        let kernel = kernel_ports(mappings, container_ip);
+        let removed = self.fw.remove_ports(&kernel);
+        let mut st = self.lock();
+        st.published.remove(id);
+        for m in mappings {
+            st.port_table().release(m);
+        }
+        removed?;
+        Ok(kernel)
+    }
+
+    /// [`Engine::withdraw`], then deletes the mappings' conntrack entries, so that no flow keeps
+    /// going to the container.
+    pub(crate) async fn unpublish(self: &Arc<Self>, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping]) -> Result<()> {
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        let kernel = self.withdraw(id, container_ip, mappings)?;
+        if self.fw.enabled() {
+            blocking(move || {
+                for p in &kernel {
+                    weft_kernel::conntrack::delete_by_dst(p.proto.number(), p.host_ip, p.host_port)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
