@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -95,7 +95,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
             Err(e) if e.is_not_found() => {} // IPv6 is off on this host altogether
             r => r?,
         }
-        with_host(|nl| nl.set_up_by_name(a.host_ifname))?;
+        with_host(|nl| nl.bridge_port_up_hairpin(a.host_ifname))?;
         let t_veth = t0.elapsed();
         inside.configure_interface(a.ifname, a.addr, a.gateway)?;
         Ok::<_, EngineError>(t_veth)

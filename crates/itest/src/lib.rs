@@ -232,6 +232,18 @@ impl Host {
         self.exec(from, &["timeout", "5", "wget", "-q", "-O-", &format!("http://{addr}/")])
     }
 
+    /// `wget` of `http://ADDR/` from the host's namespace (not a container).
+    pub fn host_fetch(&self, addr: &str) -> String {
+        let o = self.sh(&format!("timeout 5 busybox wget -q -O- http://{addr}/"));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// A command in the outside namespace made by [`Host::outside`].
+    pub fn in_outside(&self, cmd: &str) -> Output {
+        let out = self.extra_ns.first().expect("outside() first");
+        run(Command::new("ip").args(["netns", "exec", out, "sh", "-c", cmd]))
+    }
+
     /// One ping from inside container `from`.
     pub fn ping(&self, from: &str, addr: &str) -> bool {
         self.exec(from, &["ping", "-c1", "-W2", addr]).status.success()
@@ -302,6 +314,12 @@ impl Drop for Host {
             self.cleanup();
         }
     }
+}
+
+/// The traffic tool of the tests (UDP, raw SCTP, packet capture); containers started without
+/// `--rootfs` see the host's filesystem, so they can run it with the host's python3.
+pub fn nettool() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tools/nettool.py").to_string()
 }
 
 /// Polls `cond` every 10 ms for up to 5 s (kernel work the daemon finishes in the background,

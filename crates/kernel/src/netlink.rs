@@ -12,7 +12,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -289,13 +290,19 @@ impl Netlink {
         self.batch("set link up", &index.to_string(), vec![(link_up(index), 0)])
     }
 
-    /// `ip link set dev NAME up`.
-    pub fn set_up_by_name(&mut self, name: &str) -> Result<()> {
+    /// `ip link set dev NAME up type bridge_slave hairpin on`: a bridge port that may send a
+    /// frame back out of the port it came in by (a container reaching its own published port
+    /// when bridged traffic goes through netfilter).
+    pub fn bridge_port_up_hairpin(&mut self, name: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.batch("set link up", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)])
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlLinkInfo::PortKind(InfoPortKind::Bridge),
+            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+        ]));
+        self.batch("set bridge port up", name, vec![(RouteNetlinkMessage::NewLink(msg), 0)])
     }
 
     /// `ip link del dev NAME`; a link that is already gone is fine.
