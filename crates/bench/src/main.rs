@@ -19,6 +19,13 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Time to publish the 1st, 100th, 1,000th, 10,000th port of one endpoint.
+    Ports {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long)]
+        dir: PathBuf,
+    },
     Attach {
         /// Endpoints already attached when sampling (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
@@ -49,20 +56,69 @@ fn rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+async fn open_engine(dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    std::fs::create_dir_all(dir.join("data"))?;
+    let mut cfg = Config::new(dir.join("data"), dir.join("exec"), PathBuf::from("/unused/weft-init"));
+    cfg.bip = Some("10.128.0.1/16".parse()?);
+    let store = weft_store::Embedded::open(&dir.join("data/weft.redb"))?;
+    Ok(Engine::open(cfg, Arc::new(store)).await?)
+}
+
+/// Publishes `count` ports on one endpoint, one at a time, and prints the cost of the 1st,
+/// 100th, 1,000th, 10,000th (each: the median of the 21 publishes around it, and its own time).
+async fn ports(count: usize, dir: &Path) -> anyhow::Result<()> {
+    weft_kernel::raise_nofile_limit()?;
+    let engine = open_engine(dir).await?;
+    let ns = dir.join("target-ns");
+    weft_kernel::netns::create(&ns)?;
+    let ep = engine.attach_sandbox("target", &ns, "bridge", "eth0").await?;
+    let mut times = Vec::with_capacity(count);
+    let t_all = Instant::now();
+    for i in 0..count {
+        let hp = 20_000 + i as u16;
+        let spec = weft_model_spec(hp);
+        let t = Instant::now();
+        engine.publish("target", ep.ip, &[spec])?;
+        times.push(t.elapsed());
+    }
+    let wall = t_all.elapsed();
+    println!("| port # | publish time, median of 21 around it (ms) | that publish (ms) |");
+    println!("|---:|---:|---:|");
+    for n in [1usize, 100, 1000, 10_000].into_iter().filter(|n| *n <= count) {
+        let lo = n.saturating_sub(11).min(count.saturating_sub(21));
+        let mut w: Vec<Duration> = times[lo..(lo + 21).min(count)].to_vec();
+        w.sort();
+        println!("| {n} | {:.3} | {:.3} |", w[w.len() / 2].as_secs_f64() * 1e3, times[n - 1].as_secs_f64() * 1e3);
+    }
+    println!();
+    println!("{count} ports published in {:.2} s; bench process RSS {:.1} MB", wall.as_secs_f64(), rss_mb());
+    engine.shutdown();
+    weft_kernel::netns::unbind(&ns)?;
+    Ok(())
+}
+
+fn weft_model_spec(host_port: u16) -> weft_model::PortSpec {
+    weft_model::PortSpec {
+        host_ip: None,
+        host: Some(weft_model::PortRange { start: host_port, end: host_port }),
+        container: weft_model::PortRange { start: 80, end: 80 },
+        proto: weft_model::Proto::Tcp,
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     if let Ok(f) = std::env::var("WEFT_LOG") {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_writer(std::io::stderr).init();
     }
-    let Cmd::Attach { mut existing, samples, concurrent, dir } = Args::parse().cmd;
+    let (mut existing, samples, concurrent, dir) = match Args::parse().cmd {
+        Cmd::Attach { existing, samples, concurrent, dir } => (existing, samples, concurrent, dir),
+        Cmd::Ports { count, dir } => return ports(count, &dir).await,
+    };
     existing.sort_unstable();
     let nsdir = dir.join("ns");
     std::fs::create_dir_all(&nsdir)?;
-    std::fs::create_dir_all(dir.join("data"))?;
-    let mut cfg = Config::new(dir.join("data"), dir.join("exec"), PathBuf::from("/unused/weft-init"));
-    cfg.bip = Some("10.128.0.1/16".parse()?);
-    let store = weft_store::Embedded::open(&dir.join("data/weft.redb"))?;
-    let engine = Engine::open(cfg, Arc::new(store)).await?;
+    let engine = open_engine(&dir).await?;
 
     let max = existing.last().copied().unwrap_or(0);
     let total = max + samples + concurrent;

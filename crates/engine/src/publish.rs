@@ -59,12 +59,16 @@ impl Engine {
                 p._holds.push(sock);
             }
         }
-        self.lock().published.insert(id.to_string(), p);
+        let mut st = self.lock();
+        let entry = st.published.entry(id.to_string()).or_default();
+        entry._holds.append(&mut p._holds);
+        entry.proxies.append(&mut p.proxies);
         Ok(())
     }
 
-    /// Allocates and publishes `specs` for container `id` at `container_ip`.
-    pub(crate) fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec]) -> Result<Vec<PortMapping>> {
+    /// Allocates and publishes `specs` for `id` (a container, or a sandbox key) at `container_ip`:
+    /// host ports held, DNAT elements added in one transaction, proxies started where needed.
+    pub fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec]) -> Result<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }

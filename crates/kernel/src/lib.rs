@@ -43,3 +43,12 @@ impl KernelError {
 }
 
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+/// Raises the soft open-files limit to the hard one (each published port holds a socket).
+pub fn raise_nofile_limit() -> Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let err = |e: nix::Error| KernelError::Path { op: "raise open-files limit", path: "RLIMIT_NOFILE".into(), source: e.into() };
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(err)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(err)?;
+    Ok(hard)
+}

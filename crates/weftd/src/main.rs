@@ -108,6 +108,9 @@ fn main() {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let sock = socket_path(&args.host)?;
+    if let Err(e) = weft_kernel::raise_nofile_limit() {
+        tracing::warn!(error = %e, "open-files limit stays low: fewer ports can be published");
+    }
     let init_path = match args.init_path {
         Some(p) => p,
         None => std::env::current_exe().context("locate weftd")?.with_file_name("weft-init"),
