@@ -1,7 +1,7 @@
 #!/bin/bash
 # weft's main job: build, start weftd on its embedded store inside a throwaway "host" namespace
 # (the machine's own network is never touched), and show containers talking over the default
-# bridge and reaching an "outside" host through NAT. KEEP=1 leaves the daemon running to play with.
+# bridge, reaching an "outside" host through NAT, and a published port answering that host. KEEP=1 leaves the daemon running to play with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -34,9 +34,11 @@ echo $! > "$D/weftd.pid"
 for _ in $(seq 50); do "$B/weft" -H $SOCK ps >/dev/null 2>&1 && break; sleep 0.1; done
 W() { "$B/weft" -H $SOCK "$@"; }
 step W network ls
-step W run -d --name web --rootfs "$D/rootfs" -- sh -c 'mkdir -p /www && echo "hello from $(hostname) at $(ip -4 -o addr show eth0 | awk "{print \$4}")" > /www/index.html && exec httpd -f -p 80 -h /www'
+step W run -d --name web --rootfs "$D/rootfs" -p 8080:80 -- sh -c 'mkdir -p /www && echo "hello from $(hostname) at $(ip -4 -o addr show eth0 | awk "{print \$4}")" > /www/index.html && exec httpd -f -p 80 -h /www'
 WEB=$(W inspect -f '{{.NetworkSettings.IPAddress}}' web)
 step W run --rm --name client --rootfs "$D/rootfs" -- sh -c "ping -c2 $WEB && wget -q -O- http://$WEB/ && ping -c1 198.51.100.2"
+step W port web
+step ip netns exec $OUT busybox wget -q -O- http://198.51.100.1:8080/     # the outside host, through the published port
 step W ps
 step W inspect -f 'web: pid {{.State.Pid}} ip {{.NetworkSettings.IPAddress}} mac {{.NetworkSettings.MacAddress}} sandbox {{.NetworkSettings.SandboxKey}}' web
 step ip -n $NS -br link show master weft0
