@@ -6,21 +6,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use weft_kernel::netns;
-use weft_model::{new_id, parse_add_host, short_id, ContainerRecord, ContainerState, EndpointRecord, NetworkMode, RunSpec, Status};
+use weft_model::{new_id, parse_add_host, short_id, ContainerRecord, ContainerState, NetworkMode, RunSpec, Status};
 use weft_runtime::{InitConfig, NetNs};
 use weft_store::{Op, Txn};
 
-use crate::network::{attach_bridge, detach_bridge, loopback_only, BridgeAttach};
+use crate::network::{detach_bridge, loopback_only};
 use crate::undo::Undo;
-use crate::{blocking, files, find_container, now, Engine, EngineError, Result, CONTAINERS};
+use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result, CONTAINERS};
 
 /// Where a new container's network comes from, decided under the state lock.
 enum Plan {
-    Bridge { endpoint: EndpointRecord, bridge_index: u32, mtu: u32 },
+    /// The first network (eth0, default route) and any more (eth1, …).
+    Bridge(Vec<EndpointPlan>),
     Join { path: String, ip: Option<IpAddr> },
     Host,
     None,
@@ -91,8 +91,30 @@ impl Engine {
             }
             let plan = match &mode {
                 NetworkMode::Network(n) => {
-                    let (endpoint, bridge_index, mtu) = st.plan_endpoint(n, "eth0")?;
-                    Plan::Bridge { endpoint, bridge_index, mtu }
+                    let mut plans: Vec<EndpointPlan> = Vec::new();
+                    let nets = std::iter::once(n).chain(spec.networks.iter());
+                    for (i, net) in nets.enumerate() {
+                        let planned = st.plan_endpoint(net, &format!("eth{i}"), if i == 0 { spec.ip } else { None });
+                        match planned {
+                            Ok(mut p) if !plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id) => {
+                                if i == 0 {
+                                    p.endpoint.aliases = spec.aliases.clone();
+                                }
+                                plans.push(p)
+                            }
+                            other => {
+                                for p in &plans {
+                                    st.release_address(&p.endpoint.network_id, p.endpoint.ip);
+                                }
+                                if let Ok(p) = &other {
+                                    st.release_address(&p.endpoint.network_id, p.endpoint.ip);
+                                    return Err(EngineError::Config(format!("network {net} given twice")));
+                                }
+                                return Err(other.err().expect("an error"));
+                            }
+                        }
+                    }
+                    Plan::Bridge(plans)
                 }
                 NetworkMode::Container(t) => {
                     let target = find_container(&st, t)?;
@@ -115,14 +137,14 @@ impl Engine {
         let _enter = span.enter();
         {
             let (eng, name) = (self.clone(), name.clone());
-            let addr = match &plan {
-                Plan::Bridge { endpoint, .. } => Some((endpoint.network_id.clone(), endpoint.ip)),
-                _ => None,
+            let addrs: Vec<_> = match &plan {
+                Plan::Bridge(plans) => plans.iter().map(|p| (p.endpoint.network_id.clone(), p.endpoint.ip)).collect(),
+                _ => Vec::new(),
             };
             undo.push("release reservations", move || {
                 let mut st = eng.lock();
                 st.names.remove(&name);
-                if let Some((net, ip)) = addr {
+                for (net, ip) in addrs {
                     st.release_address(&net, ip);
                 }
             });
@@ -140,7 +162,7 @@ impl Engine {
             });
         }
         let own_ip = match &plan {
-            Plan::Bridge { endpoint, .. } => Some(IpAddr::V4(endpoint.ip)),
+            Plan::Bridge(plans) => plans.first().map(|p| IpAddr::V4(p.endpoint.ip)),
             Plan::Join { ip, .. } => *ip,
             Plan::Host | Plan::None => None,
         };
@@ -164,7 +186,7 @@ impl Engine {
 
         // Namespaces and pid 1, which waits for the go-ahead.
         let netns_kind = match &plan {
-            Plan::Bridge { .. } | Plan::None => NetNs::New,
+            Plan::Bridge(_) | Plan::None => NetNs::New,
             Plan::Host => NetNs::Host,
             Plan::Join { path, .. } => NetNs::Join(path.clone()),
         };
@@ -205,30 +227,24 @@ impl Engine {
                 let _ = netns::unbind(&p);
             });
             match plan {
-                Plan::Bridge { endpoint, bridge_index, mtu } => {
-                    let (p, e) = (path.clone(), endpoint.clone());
-                    blocking(move || {
-                        attach_bridge(&BridgeAttach {
-                            bridge_index,
-                            netns: &p,
-                            host_ifname: &e.host_ifname,
-                            ifname: &e.ifname,
-                            addr: Ipv4Net::new(e.ip, e.prefix_len).expect("prefix from a subnet"),
-                            gateway: e.gateway,
-                            mtu,
-                        })
-                    })
-                    .await?;
-                    let host_if = endpoint.host_ifname.clone();
-                    undo.push("delete veth", move || {
-                        let _ = detach_bridge(&host_if);
-                    });
-                    ports = self.publish(&id, endpoint.ip, &port_specs)?;
-                    let (eng, cid, ip, p) = (self.clone(), id.clone(), endpoint.ip, ports.clone());
-                    undo.push("unpublish ports", move || {
-                        let _ = eng.withdraw(&cid, ip, &p);
-                    });
-                    endpoints.push(endpoint);
+                Plan::Bridge(plans) => {
+                    for (i, plan) in plans.into_iter().enumerate() {
+                        let (p, pl) = (path.clone(), plan.clone());
+                        blocking(move || pl.attach(&p, i == 0)).await?;
+                        let host_if = plan.endpoint.host_ifname.clone();
+                        undo.push("delete veth", move || {
+                            let _ = detach_bridge(&host_if);
+                        });
+                        if i == 0 {
+                            let default_ip = plan.host_binding.map(IpAddr::V4).unwrap_or(self.cfg.ip);
+                            ports = self.publish(&id, plan.endpoint.ip, &port_specs, default_ip)?;
+                            let (eng, cid, ip, p) = (self.clone(), id.clone(), plan.endpoint.ip, ports.clone());
+                            undo.push("unpublish ports", move || {
+                                let _ = eng.withdraw(&cid, ip, &p);
+                            });
+                        }
+                        endpoints.push(plan.endpoint);
+                    }
                 }
                 _ => {
                     let p = path.clone();

@@ -10,9 +10,11 @@
 //! the store's group commit.
 
 pub mod config;
+mod connect;
 mod container;
 pub mod files;
 mod network;
+mod networks;
 mod ports;
 mod proxy;
 mod publish;
@@ -53,6 +55,12 @@ pub enum EngineError {
     Running(String),
     #[error("rootfs {0} is not a directory")]
     MissingRootfs(String),
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    #[error("network {0} has active endpoints ({1})")]
+    NetworkInUse(String, String),
+    #[error("all default address pools are fully subnetted: add one with weftd --default-address-pool base=CIDR,size=N, or give --subnet")]
+    PoolsExhausted,
     #[error("host port {0} is already allocated")]
     PortInUse(String),
     #[error("invalid signal {0}")]
@@ -84,7 +92,8 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) => 409,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
+            Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
             _ => 500,
@@ -121,6 +130,8 @@ pub(crate) struct NetState {
 
 #[derive(Default)]
 pub(crate) struct State {
+    /// Names of networks being created.
+    pub creating: std::collections::HashSet<String>,
     /// Namespaces weft did not create, by the caller's key.
     pub sandboxes: HashMap<String, weft_model::SandboxRecord>,
     pub networks: HashMap<String, NetState>,
@@ -155,6 +166,7 @@ impl Engine {
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
         let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(state), reaper });
         engine.setup_default_network().await?;
+        engine.load_user_networks().await?;
         engine.reconcile().await?;
         Ok(engine)
     }
@@ -228,15 +240,21 @@ impl Engine {
 }
 
 impl State {
-    /// Reserves an address on network `name` and describes the endpoint `ifname` that will carry
-    /// it: (endpoint, bridge index, MTU). No kernel work.
-    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str) -> Result<(weft_model::EndpointRecord, u32, u32)> {
+    /// Reserves an address on network `name` (`ip`, or the next free one) and describes the
+    /// endpoint `ifname` that will carry it. No kernel work.
+    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str, ip: Option<std::net::Ipv4Addr>) -> Result<EndpointPlan> {
         let net = self
             .networks
             .values_mut()
-            .find(|x| x.rec.name == name)
+            .find(|x| x.rec.name == name || x.rec.id == name)
             .ok_or_else(|| EngineError::NoSuchNetwork(name.to_string()))?;
-        let ip = net.pool.allocate()?;
+        let ip = match ip {
+            Some(ip) => {
+                net.pool.reserve(ip)?;
+                ip
+            }
+            None => net.pool.allocate()?,
+        };
         let endpoint = weft_model::EndpointRecord {
             endpoint_id: weft_model::new_id(),
             network_id: net.rec.id.clone(),
@@ -247,8 +265,15 @@ impl State {
             prefix_len: net.rec.subnet.prefix_len(),
             gateway: Some(net.rec.gateway),
             mac: network::mac_string(network::mac_for(ip)),
+            aliases: Vec::new(),
         };
-        Ok((endpoint, net.bridge_index, net.rec.mtu))
+        Ok(EndpointPlan {
+            endpoint,
+            bridge_index: net.bridge_index,
+            mtu: net.rec.mtu,
+            internal: net.rec.internal,
+            host_binding: net.rec.host_binding_ipv4,
+        })
     }
 
     pub(crate) fn port_table(&mut self) -> &mut ports::PortTable {
@@ -259,6 +284,34 @@ impl State {
         if let Some(n) = self.networks.get_mut(network_id) {
             n.pool.release(ip);
         }
+    }
+}
+
+/// An endpoint decided under the state lock, before any kernel work.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointPlan {
+    pub endpoint: weft_model::EndpointRecord,
+    pub bridge_index: u32,
+    pub mtu: u32,
+    /// No way out: no default route through it.
+    pub internal: bool,
+    /// The network's default host address for published ports.
+    pub host_binding: Option<std::net::Ipv4Addr>,
+}
+
+impl EndpointPlan {
+    /// The kernel work, blocking: veth, addresses, and a default route if `default_route`.
+    pub(crate) fn attach(&self, netns: &std::path::Path, default_route: bool) -> Result<()> {
+        let e = &self.endpoint;
+        network::attach_bridge(&network::BridgeAttach {
+            bridge_index: self.bridge_index,
+            netns,
+            host_ifname: &e.host_ifname,
+            ifname: &e.ifname,
+            addr: ipnet::Ipv4Net::new(e.ip, e.prefix_len).expect("prefix of a subnet"),
+            gateway: if default_route && !self.internal { e.gateway } else { None },
+            mtu: self.mtu,
+        })
     }
 }
 

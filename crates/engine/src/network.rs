@@ -214,6 +214,9 @@ impl Engine {
             internal: false,
             created: stored.as_ref().map(|s| s.created).unwrap_or_else(crate::now),
             options: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            host_binding_ipv4: None,
         };
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;

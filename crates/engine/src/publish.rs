@@ -66,13 +66,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Allocates and publishes `specs` for `id` (a container, or a sandbox key) at `container_ip`:
+    /// Allocates and publishes `specs` for `id` (a container, or a sandbox key) at `container_ip`
+    /// (`default_ip`: the host address of specs without one):
     /// host ports held, DNAT elements added in one transaction, proxies started where needed.
-    pub fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec]) -> Result<Vec<PortMapping>> {
+    pub fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec], default_ip: IpAddr) -> Result<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
-        let holds = self.lock().port_table().allocate(specs, self.cfg.ip)?;
+        let holds = self.lock().port_table().allocate(specs, default_ip)?;
         let mappings: Vec<PortMapping> = holds.iter().map(|(m, _)| *m).collect();
         let release = |eng: &Engine| {
             let mut st = eng.lock();

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use weft_firewall::NetworkFw;
 use weft_model::{ContainerRecord, SandboxRecord, Status};
 use weft_store::{Op, Txn};
 
@@ -147,11 +146,7 @@ impl Engine {
             tracing::info!(objects = swept, "removed leftovers of an earlier run");
         }
 
-        let nets: Vec<NetworkFw> = self
-            .networks()
-            .into_iter()
-            .map(|n| NetworkFw { bridge: n.bridge, subnet: n.subnet, masquerade: n.masquerade, icc: n.icc })
-            .collect();
+        let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().map(crate::networks::fw_of).collect();
         let mut ports = Vec::new();
         for (id, _) in &live {
             let c = self.container(id)?;

@@ -6,41 +6,32 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
 use weft_model::{EndpointRecord, SandboxRecord};
 use weft_store::{Op, Txn};
 
-use crate::network::{attach_bridge, detach_bridge, BridgeAttach};
+use crate::network::detach_bridge;
 use crate::{blocking, Engine, EngineError, Result, SANDBOXES};
 
 impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
         weft_model::validate_ifname(ifname)?;
-        let (endpoint, bridge_index, mtu) = {
+        let plan = {
             let mut st = self.lock();
             if st.sandboxes.contains_key(key) {
                 return Err(EngineError::Config(format!("sandbox {key} is already attached")));
             }
-            st.plan_endpoint(network, ifname)?
+            st.plan_endpoint(network, ifname, None)?
         };
-        let (p, e, eng) = (netns.to_path_buf(), endpoint.clone(), self.clone());
+        let endpoint = plan.endpoint.clone();
+        let (p, eng) = (netns.to_path_buf(), self.clone());
         let attached = blocking(move || {
-            let a = BridgeAttach {
-                bridge_index,
-                netns: &p,
-                host_ifname: &e.host_ifname,
-                ifname: &e.ifname,
-                addr: Ipv4Net::new(e.ip, e.prefix_len).expect("prefix from a subnet"),
-                gateway: e.gateway,
-                mtu,
-            };
-            match attach_bridge(&a) {
+            match plan.attach(&p, true) {
                 // The namespace's previous interface of that name may still be in the reaper's
                 // queue (a detach just before): wait for it once.
                 Err(EngineError::Kernel(k)) if k.is_exists() => {
                     eng.reaper.flush();
-                    attach_bridge(&a)
+                    plan.attach(&p, true)
                 }
                 r => r,
             }

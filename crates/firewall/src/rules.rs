@@ -20,6 +20,8 @@ pub struct NetworkFw {
     pub masquerade: bool,
     /// `--icc` / `enable_icc`: containers of this network may talk to each other directly.
     pub icc: bool,
+    /// `--internal`: nothing is forwarded out of or into the bridge.
+    pub internal: bool,
 }
 
 /// One published port in the kernel: `host_ip` `None` is every local address.
@@ -66,21 +68,24 @@ fn chains(n: &NetworkFw) -> [(String, String); 2] {
     } else {
         format!("oifname \"{br}\" ct status dnat accept; oifname \"{br}\" drop;")
     };
-    let from = format!("{own} oifname @bridges drop; accept;");
+    let from = if n.internal { format!("{own} drop;") } else { format!("{own} oifname @bridges drop; accept;") };
     [(format!("nat-{br}"), nat), (format!("from-{br}"), from)]
 }
 
 fn elements(verb: &str, n: &NetworkFw) -> String {
     let (net, br) = (n.subnet.trunc(), &n.bridge);
+    let internal = |v: &str| if n.internal { format!("{v} element {TABLE} internal {{ \"{br}\" }}\n") } else { String::new() };
     if verb == "delete" {
         return format!(
             "delete element {TABLE} masq {{ {net} }}\ndelete element {TABLE} from_bridge {{ \"{br}\" }}\n\
-             delete element {TABLE} bridges {{ \"{br}\" }}\n"
+             delete element {TABLE} bridges {{ \"{br}\" }}\n{}",
+            internal("delete")
         );
     }
     format!(
         "{verb} element {TABLE} masq {{ {net} : jump nat-{br} }}\n{verb} element {TABLE} from_bridge {{ \"{br}\" : jump from-{br} }}\n\
-         {verb} element {TABLE} bridges {{ \"{br}\" }}\n"
+         {verb} element {TABLE} bridges {{ \"{br}\" }}\n{}",
+        internal(verb)
     )
 }
 
@@ -96,6 +101,7 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> String {
     let localhost = if opts.userland_proxy { "ip daddr 127.0.0.0/8 return; " } else { "" };
     s.push_str(&format!(
         "\tset bridges {{ type ifname; }}\n\
+         \tset internal {{ type ifname; }}\n\
          \tmap masq {{ type ipv4_addr : verdict; flags interval; }}\n\
          \tmap from_bridge {{ type ifname : verdict; }}\n\
          \tmap ports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
@@ -104,7 +110,7 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> String {
          \tchain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}\n\
          \tchain output {{ type nat hook output priority -100; policy accept; {localhost}fib daddr type local jump publish; }}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept; ip saddr 127.0.0.0/8 ct status dnat masquerade; ip saddr vmap @masq; }}\n\
-         \tchain forward {{ type filter hook forward priority filter; policy accept; ct state established,related accept; iifname vmap @from_bridge; }}\n\
+         \tchain forward {{ type filter hook forward priority filter; policy accept; ct state established,related accept; iifname vmap @from_bridge; oifname @internal drop; }}\n\
          }}\n"
     ));
     for n in networks {
@@ -151,7 +157,7 @@ mod tests {
     use super::*;
 
     fn net(masq: bool, icc: bool) -> NetworkFw {
-        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), masquerade: masq, icc }
+        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), masquerade: masq, icc, internal: false }
     }
     fn port(ip: Option<&str>) -> PortFw {
         PortFw {
@@ -178,6 +184,14 @@ mod tests {
         assert_eq!(chains(&net(true, true))[1].1, "oifname \"weft0\" accept; oifname @bridges drop; accept;");
         let c = &chains(&net(true, false))[1].1;
         assert!(c.contains("oifname \"weft0\" ct status dnat accept; oifname \"weft0\" drop; oifname @bridges drop; accept;"), "{c}");
+    }
+
+    #[test]
+    fn internal_networks_keep_to_their_bridge() {
+        let n = NetworkFw { internal: true, masquerade: false, ..net(false, true) };
+        assert_eq!(chains(&n)[1].1, "oifname \"weft0\" accept; drop;");
+        assert!(add_network(&n).contains("create element inet weft internal { \"weft0\" }"));
+        assert!(full(&[n], &[], Options::default()).contains("iifname vmap @from_bridge; oifname @internal drop;"));
     }
 
     #[test]

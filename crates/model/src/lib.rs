@@ -39,6 +39,8 @@ pub enum ModelError {
     Publish { spec: String, reason: String },
     #[error("port publishing needs a bridge network, not --net {0}")]
     PublishMode(String),
+    #[error("{0}")]
+    Network(String),
     #[error("invalid template {template:?}: {reason}")]
     Template { template: String, reason: String },
 }

@@ -88,6 +88,14 @@ pub struct RunSpec {
     pub publish_all: bool,
     /// `--expose` specs, as typed.
     pub expose: Vec<String>,
+    /// More networks to join (a second `--network` and later), as `eth1`, `eth2`, …
+    pub networks: Vec<String>,
+    /// `--ip`: the address on the first network.
+    pub ip: Option<Ipv4Addr>,
+    /// `--network-alias`: extra names on the first network.
+    pub aliases: Vec<String>,
+    /// `--link NAME[:ALIAS]` (default bridge).
+    pub links: Vec<String>,
 }
 
 impl RunSpec {
@@ -118,6 +126,9 @@ impl RunSpec {
                 NetworkMode::Network(_) => {}
                 other => return Err(ModelError::PublishMode(other.to_string())),
             }
+        }
+        for n in &self.networks {
+            validate_network_name(n)?;
         }
         Ok(mode)
     }
@@ -187,6 +198,9 @@ pub struct EndpointRecord {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub mac: String,
+    /// `--network-alias` / `connect --alias`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -235,6 +249,110 @@ pub struct NetworkRecord {
     pub internal: bool,
     pub created: u64,
     pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `com.docker.network.bridge.host_binding_ipv4`: default host address of `-p` here.
+    #[serde(default)]
+    pub host_binding_ipv4: Option<Ipv4Addr>,
+}
+
+/// Docker's bridge driver options that weft understands.
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+
+/// `weft network create` (the body of `POST /networks/create`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The bridge options of a network spec, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BridgeOptions {
+    pub bridge_name: Option<String>,
+    pub mtu: Option<u32>,
+    pub icc: Option<bool>,
+    pub masquerade: Option<bool>,
+    pub host_binding_ipv4: Option<Ipv4Addr>,
+}
+
+impl NetworkSpec {
+    /// Checks everything that can be checked without the engine's state.
+    pub fn validate(&self) -> Result<BridgeOptions, ModelError> {
+        let bad = |m: String| Err(ModelError::Network(m));
+        validate_network_name(&self.name)?;
+        if matches!(self.name.as_str(), "bridge" | "host" | "none" | "default") {
+            return bad(format!("{} is a pre-defined network name", self.name));
+        }
+        if !matches!(self.driver.as_str(), "" | "bridge") {
+            return bad(format!("driver {:?} is not supported (only bridge)", self.driver));
+        }
+        if self.enable_ipv6 {
+            return bad("IPv6 networks are not supported yet".into());
+        }
+        if self.subnet.is_none() && (self.gateway.is_some() || self.ip_range.is_some() || !self.aux_addresses.is_empty()) {
+            return bad("--gateway, --ip-range and --aux-address need --subnet".into());
+        }
+        if let Some(subnet) = self.subnet {
+            let net = subnet.trunc();
+            if net.prefix_len() > 30 {
+                return bad(format!("subnet {subnet} is too small: at most /30"));
+            }
+            if let Some(gw) = self.gateway {
+                if !net.contains(&gw) || gw == net.network() || gw == net.broadcast() {
+                    return bad(format!("gateway {gw} is not a host address of subnet {net}"));
+                }
+            }
+            if let Some(r) = self.ip_range {
+                if !net.contains(&r) {
+                    return bad(format!("ip range {r} is not inside subnet {net}"));
+                }
+            }
+            for (name, ip) in &self.aux_addresses {
+                if !net.contains(ip) {
+                    return bad(format!("aux address {name}={ip} is not inside subnet {net}"));
+                }
+            }
+        }
+        let mut o = BridgeOptions::default();
+        let flag = |k: &str, v: &str| -> Result<bool, ModelError> {
+            v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
+        };
+        for (k, v) in &self.options {
+            match k.as_str() {
+                OPT_BRIDGE_NAME => {
+                    crate::validate_ifname(v)?;
+                    o.bridge_name = Some(v.clone());
+                }
+                OPT_MTU => match v.parse::<u32>() {
+                    Ok(m) if (68..=65535).contains(&m) => o.mtu = Some(m),
+                    _ => return bad(format!("option {k}={v}: MTU between 68 and 65535")),
+                },
+                OPT_ICC => o.icc = Some(flag(k, v)?),
+                OPT_MASQ => o.masquerade = Some(flag(k, v)?),
+                OPT_HOST_BINDING => {
+                    o.host_binding_ipv4 = Some(v.parse().map_err(|_| ModelError::Network(format!("option {k}={v}: not an IPv4 address")))?)
+                }
+                _ => return bad(format!("unknown option {k}")),
+            }
+        }
+        Ok(o)
+    }
 }
 
 /// A network namespace weft did not create, attached to a network (`weft attach`-style).

@@ -37,9 +37,19 @@ struct RunArgs {
     name: Option<String>,
     #[arg(long)]
     hostname: Option<String>,
-    /// bridge (default), host, none, container:NAME, or a network name.
-    #[arg(long = "net", visible_alias = "network", default_value = "bridge")]
-    net: String,
+    /// bridge (default), host, none, container:NAME, or a network name; repeat to join more
+    /// networks (eth1, eth2, …).
+    #[arg(long = "net", visible_alias = "network")]
+    net: Vec<String>,
+    /// IPv4 address on the first network.
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
+    /// Extra name of the container on its first network.
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// NAME[:ALIAS]: link to another container (default bridge).
+    #[arg(long)]
+    link: Vec<String>,
     #[arg(long)]
     dns: Vec<IpAddr>,
     #[arg(long)]
@@ -138,6 +148,57 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum NetCmd {
+    /// Create a bridge network.
+    Create {
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        #[arg(long)]
+        subnet: Option<ipnet::Ipv4Net>,
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        ip_range: Option<ipnet::Ipv4Net>,
+        /// NAME=IP, an address IPAM must not hand out.
+        #[arg(long)]
+        aux_address: Vec<String>,
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        ipv6: bool,
+        /// Driver option KEY=VALUE (com.docker.network.bridge.name, …driver.mtu, …enable_icc, …enable_ip_masquerade, …host_binding_ipv4).
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        #[arg(long)]
+        label: Vec<String>,
+        name: String,
+    },
+    /// Remove networks.
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network without containers.
+    Prune {
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Connect a running container to a network (a new interface, live).
+    Connect {
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        #[arg(short = 'f', long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// List networks.
     Ls,
     /// Docker-shaped JSON of networks.
@@ -282,6 +343,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
+        Cmd::Network(NetCmd::Create { driver, subnet, gateway, ip_range, aux_address, internal, ipv6, opt, label, name }) => {
+            let kv = |items: &[String], what: &str| -> anyhow::Result<serde_json::Map<String, Value>> {
+                items
+                    .iter()
+                    .map(|i| match i.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), Value::String(v.to_string()))),
+                        _ => bail!("invalid {what} {i:?}: expected KEY=VALUE"),
+                    })
+                    .collect()
+            };
+            let body = json!({
+                "Name": name, "Driver": driver, "Subnet": subnet, "Gateway": gateway, "IpRange": ip_range,
+                "AuxAddresses": kv(&aux_address, "--aux-address")?, "Internal": internal, "EnableIpv6": ipv6,
+                "Options": kv(&opt, "-o")?, "Labels": kv(&label, "--label")?,
+            });
+            let v = c.json(Method::POST, "/networks/create", Some(body)).await?;
+            println!("{}", v["Id"].as_str().unwrap_or_default());
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Network(NetCmd::Rm { names }) => each(&c, Method::DELETE, &names, |n| format!("/networks/{}", enc(n))).await,
+        Cmd::Network(NetCmd::Prune { .. }) => {
+            let v = c.json(Method::POST, "/networks/prune", None).await?;
+            for n in v["NetworksDeleted"].as_array().into_iter().flatten() {
+                println!("{}", n.as_str().unwrap_or_default());
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Network(NetCmd::Connect { ip, alias, network, container }) => {
+            let body = json!({"Container": container, "IPAddress": ip, "Aliases": alias});
+            c.json(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(body)).await?;
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Network(NetCmd::Disconnect { force, network, container }) => {
+            let body = json!({"Container": container, "Force": force});
+            c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(body)).await?;
+            Ok(Outcome::Exit(0))
+        }
         Cmd::Network(NetCmd::Ls) => {
             let v = c.json(Method::GET, "/networks", None).await?;
             println!("{:<12}  {:<20}  {:<8}  SCOPE", "NETWORK ID", "NAME", "DRIVER");
@@ -338,7 +436,11 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
     let spec = RunSpec {
         name: a.name,
         hostname: a.hostname,
-        network_mode: a.net,
+        network_mode: a.net.first().cloned().unwrap_or_else(|| "bridge".into()),
+        networks: a.net.iter().skip(1).cloned().collect(),
+        ip: a.ip,
+        aliases: a.network_alias,
+        links: a.link,
         dns: a.dns,
         dns_search: a.dns_search,
         dns_options: a.dns_option,

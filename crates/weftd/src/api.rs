@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use weft_engine::{Action, Engine, EngineError, Reply};
-use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, RunSpec, Status};
+use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, NetworkSpec, RunSpec, Status};
 
 type Eng = State<Arc<Engine>>;
 type Q = Query<HashMap<String, String>>;
@@ -59,7 +59,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", delete(remove))
         .route("/networks", get(networks))
-        .route("/networks/{id}", get(network))
+        .route("/networks/create", post(network_create))
+        .route("/networks/prune", post(network_prune))
+        .route("/networks/{id}", get(network).delete(network_remove))
+        .route("/networks/{id}/connect", post(network_connect))
+        .route("/networks/{id}/disconnect", post(network_disconnect))
         .with_state(engine)
 }
 
@@ -173,4 +177,38 @@ async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_
     let containers = e.containers();
     let refs: Vec<_> = containers.iter().collect();
     Ok(Json(network_inspect(&n, &refs)))
+}
+
+async fn network_create(State(e): Eng, Json(spec): Json<NetworkSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let rec = e.create_network(spec).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": rec.id }))))
+}
+
+async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    e.remove_network(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn network_prune(State(e): Eng) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(json!({ "NetworksDeleted": e.prune_networks().await? })))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: String,
+    #[serde(rename = "IPAddress")]
+    ip_address: Option<std::net::Ipv4Addr>,
+    aliases: Vec<String>,
+    force: bool,
+}
+
+async fn network_connect(State(e): Eng, Path(id): Path<String>, Json(b): Json<ConnectBody>) -> ApiResult<StatusCode> {
+    e.connect(&id, &b.container, b.ip_address, &b.aliases).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn network_disconnect(State(e): Eng, Path(id): Path<String>, Json(b): Json<ConnectBody>) -> ApiResult<StatusCode> {
+    e.disconnect(&id, &b.container, b.force).await?;
+    Ok(StatusCode::OK)
 }

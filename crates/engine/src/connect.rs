@@ -1,0 +1,82 @@
+//! `weft network connect / disconnect`: a running container gains or loses an interface live
+//! (`eth1`, `eth2`, …), with the same endpoint path as at `run`; the record is updated in one
+//! store transaction.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weft_model::{ContainerRecord, Status};
+use weft_store::{Op, Txn};
+
+use crate::network::detach_bridge;
+use crate::{blocking, find_container, Engine, EngineError, Result, CONTAINERS};
+
+impl Engine {
+    async fn save(&self, rec: &ContainerRecord) -> Result<()> {
+        self.store.txn(Txn::ops(vec![Op::Put(format!("{CONTAINERS}{}", rec.id), serde_json::to_vec(rec)?)])).await?;
+        Ok(())
+    }
+
+    pub async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
+        let (rec, netns, plan) = {
+            let mut st = self.lock();
+            let c = find_container(&st, container)?.clone();
+            if c.state.status != Status::Running {
+                return Err(EngineError::NotRunning(container.to_string()));
+            }
+            let netns = c
+                .sandbox_key
+                .as_deref()
+                .map(PathBuf::from)
+                .filter(|p| p.starts_with(&self.cfg.exec_root))
+                .ok_or_else(|| EngineError::Config(format!("container {container} shares another network namespace (--net {}): connect that one", c.network_mode())))?;
+            let net = st
+                .networks
+                .values()
+                .find(|n| n.rec.name == network || n.rec.id == network)
+                .ok_or_else(|| EngineError::NoSuchNetwork(network.to_string()))?
+                .rec
+                .clone();
+            if c.endpoints.iter().any(|e| e.network_id == net.id) {
+                return Err(EngineError::Config(format!("container {container} is already connected to network {}", net.name)));
+            }
+            let n = (0..).find(|i| !c.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
+            let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip)?;
+            plan.endpoint.aliases = aliases.to_vec();
+            (c, netns, plan)
+        };
+        let first = rec.endpoints.is_empty();
+        let (p, pl) = (netns, plan.clone());
+        if let Err(e) = blocking(move || pl.attach(&p, first)).await {
+            self.lock().release_address(&plan.endpoint.network_id, plan.endpoint.ip);
+            return Err(e);
+        }
+        let mut updated = rec;
+        updated.endpoints.push(plan.endpoint.clone());
+        if let Err(e) = self.save(&updated).await {
+            let h = plan.endpoint.host_ifname.clone();
+            let _ = blocking(move || detach_bridge(&h)).await;
+            self.lock().release_address(&plan.endpoint.network_id, plan.endpoint.ip);
+            return Err(e);
+        }
+        self.lock().containers.insert(updated.id.clone(), updated);
+        Ok(())
+    }
+
+    pub async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
+        let net = self.network(network)?;
+        let rec = self.container(container)?;
+        let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {
+            return Err(EngineError::Config(format!("container {container} is not connected to network {}", net.name)));
+        };
+        let mut updated = rec.clone();
+        let endpoint = updated.endpoints.remove(pos);
+        let ports = if pos == 0 { std::mem::take(&mut updated.ports) } else { Vec::new() };
+        self.save(&updated).await?;
+        self.lock().containers.insert(updated.id.clone(), updated);
+        self.unpublish(&rec.id, endpoint.ip, &ports).await?;
+        self.release_endpoint(&endpoint);
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! User-defined networks: `weft network create / rm / prune`. A network is a bridge (`br-` + 12
+//! hex of its id, or `com.docker.network.bridge.name`) with the gateway address, its firewall
+//! chains and map elements, an address pool, and one store record. Creation rolls back whole.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use weft_firewall::NetworkFw;
+use weft_model::{new_id, short_id, NetworkRecord, NetworkSpec, Status, DEFAULT_NETWORK};
+use weft_store::{Op, Txn};
+
+use crate::network::with_host;
+use crate::undo::Undo;
+use crate::{blocking, now, Engine, EngineError, NetState, Result, NETWORKS};
+
+/// The firewall's view of a network.
+pub(crate) fn fw_of(n: &NetworkRecord) -> NetworkFw {
+    NetworkFw { bridge: n.bridge.clone(), subnet: n.subnet, masquerade: n.masquerade, icc: n.icc, internal: n.internal }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// `ip link add BR mtu M type bridge; ip addr add GW/P dev BR; ip link set BR up` and, with the
+/// firewall on, `route_localnet` for published ports on 127.0.0.1. Returns the bridge's index.
+pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool) -> Result<u32> {
+    let index = with_host(|nl| {
+        let index = match nl.link(&rec.bridge)? {
+            Some(l) => l.index,
+            None => nl.create_bridge(&rec.bridge, rec.mtu)?,
+        };
+        nl.add_addr(index, Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet"))?;
+        nl.set_up(index)?;
+        Ok(index)
+    })?;
+    if iptables {
+        weft_kernel::sysctl::write(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
+    }
+    Ok(index)
+}
+
+impl Engine {
+    pub async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
+        let opts = spec.validate()?;
+        let id = new_id();
+        let bridge = opts.bridge_name.clone().unwrap_or_else(|| format!("br-{}", short_id(&id)));
+        // Host routes and addresses, to keep a chosen subnet clear of them.
+        let host_nets: Vec<Ipv4Net> = blocking(|| {
+            with_host(|nl| {
+                let mut v: Vec<Ipv4Net> = nl.routes_v4()?.into_iter().map(|r| r.dst).filter(|d| d.prefix_len() > 0).collect();
+                v.extend(nl.addrs()?.into_iter().filter_map(|a| match a.addr {
+                    IpAddr::V4(ip) if !ip.is_loopback() => Ipv4Net::new(ip, a.prefix_len).ok(),
+                    _ => None,
+                }));
+                Ok(v)
+            })
+        })
+        .await?;
+        let bridge_taken = {
+            let b = bridge.clone();
+            blocking(move || with_host(|nl| nl.link(&b))).await?.is_some()
+        };
+        let mut undo = Undo::new();
+        let rec = {
+            let mut st = self.lock();
+            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains(&spec.name) {
+                return Err(EngineError::NetworkExists(spec.name));
+            }
+            if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) {
+                return Err(EngineError::Config(format!("bridge {bridge} already exists")));
+            }
+            let subnet = match spec.subnet {
+                Some(s) => {
+                    let s = s.trunc();
+                    if let Some(other) = st.networks.values().find(|n| overlaps(&n.rec.subnet, &s)) {
+                        return Err(EngineError::Config(format!("subnet {s} overlaps with network {} ({})", other.rec.name, other.rec.subnet)));
+                    }
+                    s
+                }
+                None => {
+                    let mut in_use = host_nets.clone();
+                    in_use.extend(st.networks.values().map(|n| n.rec.subnet));
+                    weft_ipam::pick_subnet(&self.cfg.default_pools, &in_use).ok_or(EngineError::PoolsExhausted)?
+                }
+            };
+            let gateway = spec.gateway.unwrap_or_else(|| subnet.hosts().next().expect("a /30 or larger has hosts"));
+            let rec = NetworkRecord {
+                id: id.clone(),
+                name: spec.name.clone(),
+                driver: "bridge".into(),
+                bridge: bridge.clone(),
+                subnet,
+                gateway,
+                ip_range: spec.ip_range,
+                mtu: opts.mtu.unwrap_or(self.cfg.mtu),
+                managed_bridge: true,
+                icc: opts.icc.unwrap_or(true),
+                masquerade: !spec.internal && opts.masquerade.unwrap_or(true),
+                internal: spec.internal,
+                created: now(),
+                options: spec.options.clone(),
+                aux_addresses: spec.aux_addresses.clone(),
+                labels: spec.labels.clone(),
+                host_binding_ipv4: opts.host_binding_ipv4,
+            };
+            st.creating.insert(spec.name.clone());
+            rec
+        };
+        {
+            let (eng, name) = (self.clone(), spec.name.clone());
+            undo.push("release name", move || {
+                eng.lock().creating.remove(&name);
+            });
+        }
+        let mut reserved = vec![rec.gateway];
+        reserved.extend(rec.aux_addresses.values().copied());
+        let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
+        let (r, ipt) = (rec.clone(), self.cfg.iptables);
+        let index = blocking(move || make_bridge(&r, ipt)).await?;
+        let b = rec.bridge.clone();
+        undo.push("delete bridge", move || {
+            let _ = with_host(|nl| nl.delete_link(&b));
+        });
+        self.fw.add_network(&fw_of(&rec))?;
+        let (eng, f) = (self.clone(), fw_of(&rec));
+        undo.push("remove firewall chains", move || {
+            let _ = eng.fw.remove_network(&f);
+        });
+        self.store.txn(Txn::ops(vec![Op::Put(format!("{NETWORKS}{id}"), serde_json::to_vec(&rec)?)])).await?;
+        undo.commit();
+        let mut st = self.lock();
+        st.creating.remove(&rec.name);
+        st.networks.insert(id, NetState { rec: rec.clone(), pool, bridge_index: index });
+        tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
+        Ok(rec)
+    }
+
+    /// `weft network rm`: refused while endpoints exist; the default network stays.
+    pub async fn remove_network(self: &Arc<Self>, key: &str) -> Result<()> {
+        let rec = self.network(key)?;
+        if rec.name == DEFAULT_NETWORK {
+            return Err(EngineError::Config(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
+        }
+        {
+            let st = self.lock();
+            let users: Vec<&str> = st
+                .containers
+                .values()
+                .filter(|c| c.state.status == Status::Running && c.endpoints.iter().any(|e| e.network_id == rec.id))
+                .map(|c| c.name.as_str())
+                .chain(st.sandboxes.values().filter(|s| s.endpoint.network_id == rec.id).map(|s| s.key.as_str()))
+                .collect();
+            if !users.is_empty() {
+                return Err(EngineError::NetworkInUse(rec.name.clone(), users.join(", ")));
+            }
+        }
+        self.store.txn(Txn::ops(vec![Op::Delete(format!("{NETWORKS}{}", rec.id))])).await?;
+        self.lock().networks.remove(&rec.id);
+        if let Err(e) = self.fw.remove_network(&fw_of(&rec)) {
+            tracing::warn!(network = %rec.name, error = %e, "removing firewall chains");
+        }
+        // Pending deletions of its veths first, then the bridge.
+        self.reaper.flush();
+        let b = rec.bridge.clone();
+        blocking(move || with_host(|nl| nl.delete_link(&b))).await?;
+        tracing::info!(network = %rec.name, "network removed");
+        Ok(())
+    }
+
+    /// `weft network prune`: removes every user network without endpoints; returns their names.
+    pub async fn prune_networks(self: &Arc<Self>) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for n in self.networks() {
+            if n.name == DEFAULT_NETWORK {
+                continue;
+            }
+            match self.remove_network(&n.id).await {
+                Ok(()) => removed.push(n.name),
+                Err(EngineError::NetworkInUse(..)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// At start: the user networks of the store, with their bridges (re)made.
+    pub(crate) async fn load_user_networks(&self) -> Result<()> {
+        let (items, _) = self.store.range(NETWORKS)?;
+        for kv in items {
+            let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
+            if rec.name == DEFAULT_NETWORK || self.lock().networks.contains_key(&rec.id) {
+                continue;
+            }
+            let mut reserved = vec![rec.gateway];
+            reserved.extend(rec.aux_addresses.values().copied());
+            let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
+            let (r, ipt) = (rec.clone(), self.cfg.iptables);
+            let index = blocking(move || make_bridge(&r, ipt)).await?;
+            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, bridge_index: index });
+        }
+        Ok(())
+    }
+}
+

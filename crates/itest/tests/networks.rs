@@ -1,0 +1,136 @@
+//! Issue 4 (networks) and issue 3's isolation: user-defined networks, their options, several
+//! networks per container, live connect/disconnect, internal networks, pool exhaustion.
+
+use weft_itest::{eventually, first_inet, text, Host};
+
+fn json(h: &Host, args: &[&str]) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&h.ok(args)).expect("JSON");
+    v[0].clone()
+}
+
+#[test]
+fn create_inspect_options_and_remove() {
+    let mut h = Host::new("net");
+    h.start(&[]);
+    let id = h.ok(&["network", "create", "front"]);
+    let n = json(&h, &["network", "inspect", "front"]);
+    assert_eq!(n["Id"], id.as_str());
+    assert_eq!(n["Driver"], "bridge");
+    assert_eq!(n["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16", "the first free default pool");
+    assert_eq!(n["IPAM"]["Config"][0]["Gateway"], "172.18.0.1");
+    assert_eq!(n["Internal"], false);
+    let bridge = format!("br-{}", &id[..12]);
+    assert_eq!(first_inet(&h.ip(&["-4", "addr", "show", &bridge])).as_deref(), Some("172.18.0.1/16"));
+    assert!(h.ok(&["network", "ls"]).contains("front"));
+    // Explicit IPAM and bridge options.
+    h.ok(&[
+        "network", "create", "--subnet", "10.50.0.0/24", "--gateway", "10.50.0.254", "--ip-range", "10.50.0.128/25",
+        "--aux-address", "printer=10.50.0.128", "-o", "com.docker.network.bridge.name=mybr0", "-o", "com.docker.network.driver.mtu=1400",
+        "--label", "team=web", "back",
+    ]);
+    let ip = h.run_d("c1", &["--network", "back"], &["sleep", "300"]);
+    assert_eq!(ip, "10.50.0.129", "from the range, skipping the aux address");
+    let eth0 = String::from_utf8_lossy(&h.exec("c1", &["ip", "link", "show", "eth0"]).stdout).to_string();
+    assert!(eth0.contains("mtu 1400"), "{eth0}");
+    assert!(h.ip(&["-o", "link", "show", "master", "mybr0"]).contains("veth"));
+    assert!(h.ping("c1", "10.50.0.254"));
+    let ip2 = h.run_d("c2", &["--network", "back", "--ip", "10.50.0.200"], &["sleep", "300"]);
+    assert_eq!(ip2, "10.50.0.200");
+    assert!(h.ping("c1", &ip2));
+    let n = json(&h, &["network", "inspect", "back"]);
+    assert_eq!(n["Containers"].as_object().map(|m| m.len()), Some(2), "{n}");
+    assert_eq!(n["Options"]["com.docker.network.driver.mtu"], "1400");
+    // Errors: one line, nothing changed.
+    let links = h.ip(&["-o", "link"]);
+    assert!(h.fails(&["network", "create", "back"]).contains("network with name back already exists"));
+    assert!(h.fails(&["network", "create", "--subnet", "10.50.0.0/16", "x1"]).contains("overlaps with network back"));
+    assert!(h.fails(&["network", "create", "--subnet", "10.60.0.0/24", "--gateway", "10.61.0.1", "x2"]).contains("is not a host address"));
+    assert!(h.fails(&["network", "create", "-o", "com.docker.network.driver.mtu=9", "x3"]).contains("MTU"));
+    assert!(h.fails(&["network", "create", "-o", "no.such.option=1", "x4"]).contains("unknown option"));
+    assert!(h.fails(&["network", "create", "-d", "overlay", "x5"]).contains("not supported"));
+    assert!(h.fails(&["network", "create", "bridge"]).contains("pre-defined"));
+    assert!(h.fails(&["run", "-d", "--network", "back", "--ip", "10.50.0.200", "--", "true"]).contains("10.50.0.200 is already in use"));
+    assert!(h.fails(&["network", "rm", "back"]).contains("has active endpoints (c"), "refused while in use");
+    assert!(h.fails(&["network", "rm", "bridge"]).contains("cannot be removed"));
+    assert_eq!(h.ip(&["-o", "link"]), links, "refused commands changed links");
+    // rm and prune.
+    h.ok(&["rm", "-f", "c1", "c2"]);
+    h.ok(&["network", "rm", "back"]);
+    eventually("mybr0 deleted", || !h.ip(&["-o", "link"]).contains("mybr0"));
+    h.ok(&["network", "create", "unused"]);
+    let pruned = h.ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("unused") && pruned.contains("front"), "{pruned}");
+    assert_eq!(h.ok(&["network", "ls"]).lines().count(), 2, "header and bridge left");
+    h.finish();
+}
+
+#[test]
+fn networks_are_isolated_and_multi_network_containers_reach_both() {
+    let mut h = Host::new("iso");
+    h.start(&[]);
+    h.ok(&["network", "create", "n1"]);
+    h.ok(&["network", "create", "n2"]);
+    let a = h.run_d("a1", &["--network", "n1"], &["sleep", "300"]);
+    let b = h.web("b1", &["--network", "n2"], "hello-b1");
+    let d = h.run_d("d1", &[], &["sleep", "300"]);
+    // Separate networks cannot reach each other (nor the default bridge).
+    assert!(!h.ping("a1", &b), "n1 -> n2 must be dropped");
+    assert!(!h.ping("b1", &a), "n2 -> n1 must be dropped");
+    assert!(!h.ping("d1", &b), "bridge -> n2 must be dropped");
+    assert_eq!(String::from_utf8_lossy(&h.fetch("a1", &b).stdout).trim(), "");
+    // A container on both networks reaches both; eth0 is the first network, eth1 the second.
+    h.run_d("both", &["--network", "n1", "--network", "n2"], &["sleep", "300"]);
+    let links = String::from_utf8_lossy(&h.exec("both", &["ip", "-o", "-4", "addr"]).stdout).to_string();
+    assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
+    assert!(h.ping("both", &a) && h.ping("both", &b));
+    let route = String::from_utf8_lossy(&h.exec("both", &["ip", "route"]).stdout).to_string();
+    assert_eq!(route.matches("default").count(), 1, "one default route, via eth0: {route}");
+    // Live connect and disconnect.
+    h.ok(&["network", "connect", "--ip", "172.19.0.77", "n2", "a1"]);
+    let eth1 = String::from_utf8_lossy(&h.exec("a1", &["ip", "-4", "addr", "show", "eth1"]).stdout).to_string();
+    assert!(eth1.contains("172.19.0.77/16"), "{eth1}");
+    assert_eq!(String::from_utf8_lossy(&h.fetch("a1", &b).stdout).trim(), "hello-b1");
+    let nets = h.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "a1"]);
+    assert!(nets.contains("\"n1\"") && nets.contains("\"n2\""), "{nets}");
+    assert!(h.fails(&["network", "connect", "n2", "a1"]).contains("already connected"));
+    h.ok(&["network", "disconnect", "n2", "a1"]);
+    assert!(!h.exec("a1", &["ip", "link", "show", "eth1"]).status.success(), "eth1 removed");
+    assert!(!h.ping("a1", &b));
+    assert!(h.fails(&["network", "disconnect", "n2", "a1"]).contains("is not connected"));
+    // The address comes back after the reaper deleted the veth: a new container may take it.
+    eventually("address released", || h.weft(&["network", "connect", "--ip", "172.19.0.77", "n2", "d1"]).status.success());
+    h.finish();
+}
+
+#[test]
+fn internal_network_has_no_way_out() {
+    let mut h = Host::new("int");
+    h.outside("198.51.100.1", "198.51.100.2");
+    h.start(&[]);
+    h.ok(&["network", "create", "--internal", "vault"]);
+    let a = h.run_d("v1", &["--network", "vault"], &["sleep", "300"]);
+    h.run_d("v2", &["--network", "vault"], &["sleep", "300"]);
+    assert!(h.ping("v2", &a), "containers on an internal network reach each other");
+    let route = String::from_utf8_lossy(&h.exec("v1", &["ip", "route"]).stdout).to_string();
+    assert!(!route.contains("default"), "no default route: {route}");
+    assert!(!h.ping("v1", "198.51.100.2"), "no way out");
+    let n = json(&h, &["network", "inspect", "vault"]);
+    assert_eq!(n["Internal"], true);
+    // Not even with a route added by hand inside the container (it has no NET_ADMIN limits here).
+    let gw = n["IPAM"]["Config"][0]["Gateway"].as_str().expect("gateway").to_string();
+    h.exec("v1", &["ip", "route", "add", "default", "via", &gw]);
+    assert!(!h.ping("v1", "198.51.100.2"), "the firewall drops what leaves an internal bridge");
+    h.finish();
+}
+
+#[test]
+fn pool_exhaustion_says_how_to_add_one() {
+    let mut h = Host::new("pool");
+    h.start(&["--default-address-pool", "base=10.77.0.0/23,size=24"]);
+    assert_eq!(h.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]), r#"[{"Gateway":"10.77.0.1","Subnet":"10.77.0.0/16"}]"#.replace("/16", "/24"));
+    h.ok(&["network", "create", "p1"]);
+    let err = h.fails(&["network", "create", "p2"]);
+    assert!(err.contains("--default-address-pool base=CIDR,size=N"), "{err}");
+    assert!(text(&h.weft(&["network", "ls"])).contains("p1"));
+    h.finish();
+}
