@@ -60,7 +60,18 @@ impl Engine {
             self.lock().release_address(&plan.endpoint.network_id, plan.endpoint.ip);
             return Err(e);
         }
-        self.lock().containers.insert(updated.id.clone(), updated);
+        let was_client = crate::dns::is_client(&rec_networks(&updated, 1));
+        let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
+        let id = updated.id.clone();
+        self.lock().containers.insert(id.clone(), updated.clone());
+        // Joining its first user-defined network switches the container to the embedded DNS.
+        if !was_client && crate::dns::is_client(&rec_networks(&updated, 0)) {
+            self.start_dns(&id, netns_path).await?;
+            let resolv = crate::dns::container_resolv(&self.host_resolv, &updated.spec.dns_search, &updated.spec.dns_options);
+            let path = self.run_dir(&id).join("resolv.conf");
+            std::fs::write(&path, resolv).map_err(|source| EngineError::Io { op: "write", path: path.display().to_string(), source })?;
+        }
+        self.refresh_dns();
         Ok(())
     }
 
@@ -75,8 +86,15 @@ impl Engine {
         let ports = if pos == 0 { std::mem::take(&mut updated.ports) } else { Vec::new() };
         self.save(&updated).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
+        self.refresh_dns();
         self.unpublish(&rec.id, endpoint.ip, &ports).await?;
         self.release_endpoint(&endpoint);
         Ok(())
     }
+}
+
+/// The network names of a container, leaving out the last `skip_last` endpoints.
+fn rec_networks(rec: &ContainerRecord, skip_last: usize) -> Vec<String> {
+    let n = rec.endpoints.len().saturating_sub(skip_last);
+    rec.endpoints[..n].iter().map(|e| e.network_name.clone()).collect()
 }

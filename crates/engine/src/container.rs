@@ -167,15 +167,21 @@ impl Engine {
             Plan::Host | Plan::None => None,
         };
         let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+        let dns_client = match &plan {
+            Plan::Bridge(plans) => crate::dns::is_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
+            _ => false,
+        };
         let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
+        let resolv = if dns_client {
+            crate::dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
+        } else {
+            files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
+        };
         let contents = [
             ("hosts", files::hosts(own_ip.map(|ip| (ip, hostname.as_str())), &extra_hosts, host_hosts.as_deref())),
             ("hostname", format!("{hostname}\n")),
-            (
-                "resolv.conf",
-                files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options),
-            ),
+            ("resolv.conf", resolv),
         ];
         for (f, text) in &contents {
             let p = run_dir.join(f);
@@ -251,6 +257,11 @@ impl Engine {
                     blocking(move || loopback_only(&p)).await?;
                 }
             }
+            if dns_client {
+                self.start_dns(&id, path.clone()).await?;
+                let (eng, cid) = (self.clone(), id.clone());
+                undo.push("stop resolver", move || eng.stop_dns(&cid));
+            }
             sandbox_key = Some(path.display().to_string());
         } else if let NetNs::Join(p) = &netns_kind {
             sandbox_key = Some(p.clone());
@@ -284,6 +295,7 @@ impl Engine {
             st.containers.insert(id.clone(), rec);
             st.exits.insert(id.clone(), tx);
         }
+        self.refresh_dns();
         self.watch_exit(id.clone(), pid);
         // The record is committed: a command that cannot start leaves an exited container (with
         // its exit code and log), as in Docker, and the error goes to the user.
@@ -321,6 +333,7 @@ impl Engine {
                 tracing::error!(container = short_id(id), error = %err, "unpublishing ports failed; reconcile will repair the firewall");
             }
         }
+        self.stop_dns(id);
         let own_ns = rec.sandbox_key.as_deref().map(PathBuf::from).filter(|p| p.starts_with(&self.cfg.exec_root));
         if let Some(p) = own_ns {
             blocking(move || Ok(netns::unbind(&p)?)).await?;
@@ -344,6 +357,7 @@ impl Engine {
             }
             st.exits.remove(id)
         };
+        self.refresh_dns();
         for e in &endpoints {
             self.release_endpoint(e);
         }

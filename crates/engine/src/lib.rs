@@ -12,6 +12,7 @@
 pub mod config;
 mod connect;
 mod container;
+mod dns;
 pub mod files;
 mod network;
 mod networks;
@@ -144,6 +145,8 @@ pub(crate) struct State {
     pub ports: Option<ports::PortTable>,
     /// The sockets and proxies holding each container's published ports.
     pub published: HashMap<String, publish::Published>,
+    /// The embedded resolver's tasks serving each container.
+    pub dns_tasks: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
 }
 
 pub struct Engine {
@@ -152,6 +155,9 @@ pub struct Engine {
     pub(crate) fw: Firewall,
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
+    pub(crate) resolver: Arc<dns::Resolver>,
+    /// The host's resolvers, read at start (the default upstreams of the embedded DNS).
+    pub(crate) host_resolv: files::Resolv,
 }
 
 impl Engine {
@@ -164,7 +170,15 @@ impl Engine {
         let fw = Firewall::new(cfg.iptables)?;
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
-        let engine = Arc::new(Self { cfg, store, fw, state: Mutex::new(state), reaper });
+        let engine = Arc::new(Self {
+            cfg,
+            store,
+            fw,
+            state: Mutex::new(state),
+            reaper,
+            resolver: Arc::default(),
+            host_resolv: dns::host_resolv(),
+        });
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
         engine.reconcile().await?;
@@ -174,6 +188,30 @@ impl Engine {
     /// Finishes background kernel work (pending veth deletions); call before the process exits.
     pub fn shutdown(&self) {
         self.reaper.shutdown();
+    }
+
+    /// Rebuilds the embedded DNS's index from the state (after any change of who is where).
+    pub(crate) fn refresh_dns(&self) {
+        let idx = dns::Index::build(&self.lock(), &self.cfg.dns, &self.host_resolv);
+        self.resolver.set(idx);
+    }
+
+    /// Starts serving the embedded DNS inside container `id`'s namespace (idempotent).
+    pub(crate) async fn start_dns(self: &Arc<Self>, id: &str, netns: std::path::PathBuf) -> Result<()> {
+        if self.lock().dns_tasks.contains_key(id) {
+            return Ok(());
+        }
+        let (udp, tcp) = blocking(move || dns::open_sockets(&netns)).await?;
+        let tasks = dns::serve(self.resolver.clone(), id.to_string(), udp, tcp)
+            .map_err(|source| EngineError::Io { op: "serve resolver for", path: id.to_string(), source })?;
+        self.lock().dns_tasks.insert(id.to_string(), tasks);
+        Ok(())
+    }
+
+    pub(crate) fn stop_dns(&self, id: &str) {
+        for t in self.lock().dns_tasks.remove(id).into_iter().flatten() {
+            t.abort();
+        }
     }
 
     /// Deletes a host veth in the background, then returns its address to the pool.

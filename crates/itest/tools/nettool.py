@@ -6,6 +6,10 @@
   sctp-init HOST DPORT [SPORT]           send one raw SCTP INIT (valid CRC32c) to HOST:DPORT
   sniff IFACE PROTO DPORT SECONDS        packet socket: print and exit 0 on the first IPv4 packet
                                          of PROTO to DPORT seen on IFACE; exit 1 on timeout
+  dns-query SERVER NAME [A|PTR] [udp|tcp] print "RCODE n" and each answer's address or name
+  dns-server IP NAME ADDR SECONDS        answer NAME with ADDR (A, UDP) and NXDOMAIN otherwise
+  dns-garbage SERVER                     send malformed, truncated and oversized queries, then
+                                         check the server still answers a good one
 """
 import socket
 import struct
@@ -76,7 +80,110 @@ def sniff(iface, proto, dport, seconds):
     return 1
 
 
+def _qname(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def _query(name, qtype, qid=0x1234):
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + _qname(name) + struct.pack("!HH", qtype, 1)
+
+
+def _skip_name(msg, off):
+    while True:
+        n = msg[off]
+        if n == 0:
+            return off + 1
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        off += n + 1
+
+
+def _read_name(msg, off):
+    labels = []
+    while True:
+        n = msg[off]
+        if n == 0:
+            break
+        if n & 0xC0 == 0xC0:
+            off = ((n & 0x3F) << 8) | msg[off + 1]
+            continue
+        labels.append(msg[off + 1:off + 1 + n].decode())
+        off += n + 1
+    return ".".join(labels) + "."
+
+
+def _ask(server, packet, proto, timeout=4):
+    if proto == "tcp":
+        s = socket.create_connection((server, 53), timeout=timeout)
+        s.sendall(struct.pack("!H", len(packet)) + packet)
+        ln = struct.unpack("!H", s.recv(2))[0]
+        data = b""
+        while len(data) < ln:
+            data += s.recv(ln - len(data))
+        return data
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    s.sendto(packet, (server, 53))
+    return s.recv(65535)
+
+
+def dns_query(server, name, qtype="A", proto="udp"):
+    t = {"A": 1, "PTR": 12, "AAAA": 28}[qtype]
+    msg = _ask(server, _query(name, t), proto)
+    rcode = msg[3] & 0x0F
+    print(f"RCODE {rcode}", flush=True)
+    an = struct.unpack("!H", msg[6:8])[0]
+    off = _skip_name(msg, 12) + 4
+    for _ in range(an):
+        off = _skip_name(msg, off)
+        rtype, _, _, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
+        off += 10
+        if rtype == 1:
+            print(socket.inet_ntoa(msg[off:off + 4]), flush=True)
+        elif rtype == 12:
+            print(_read_name(msg, off), flush=True)
+        off += rdlen
+    return 0 if rcode == 0 else 1
+
+
+def dns_server(ip, name, addr, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, 53))
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            q, peer = s.recvfrom(512)
+        except socket.timeout:
+            break
+        qend = _skip_name(q, 12) + 4
+        asked = _read_name(q, 12).rstrip(".").lower()
+        if asked == name.lower():
+            ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)
+            r = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0) + q[12:qend] + ans
+        else:
+            r = q[:2] + struct.pack("!HHHHH", 0x8183, 1, 0, 0, 0) + q[12:qend]
+        s.sendto(r, peer)
+        print(f"served {asked} to {peer[0]}", flush=True)
+
+
+def dns_garbage(server):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bad = [b"", b"\x00", b"\x12\x34\x01\x00\x00\x01", b"\xff" * 12 + b"\x3fabc",
+           _query("a" * 60 + ".x", 1)[:-3], b"\x00" * 4096, _query("x", 1) * 200]
+    for b in bad:
+        s.sendto(b, (server, 53))
+    t = socket.create_connection((server, 53), timeout=2)
+    t.sendall(b"\xff\xff" + b"\x00" * 10)  # claims 65535 bytes, sends 10, then closes
+    t.close()
+    return dns_query(server, "localhost-probe-does-not-exist.invalid", "A") and 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    rc = {"udp-recv": udp_recv, "udp-send": udp_send, "sctp-init": sctp_init, "sniff": sniff}[cmd](*args)
+    rc = {"udp-recv": udp_recv, "udp-send": udp_send, "sctp-init": sctp_init, "sniff": sniff,
+          "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage}[cmd](*args)
     sys.exit(rc or 0)

@@ -1,0 +1,425 @@
+//! The embedded DNS of user-defined networks. One resolver in the daemon: for each container on a
+//! user-defined network, the daemon opens a UDP and a TCP socket *inside the container's network
+//! namespace* on 127.0.0.11:53 (Docker's address) and serves them from async tasks. The socket a
+//! query arrives on says which container asked, so a container sees exactly the names of the
+//! networks it is attached to. Names live in an index snapshot that every change (run, exit,
+//! connect, disconnect, rm) replaces: no reload, no dropped query.
+//!
+//! Answered here: A (and, once networks carry IPv6, AAAA) for container names, short ids, network
+//! aliases and `name.network`; PTR for their addresses. Anything else is forwarded to the
+//! container's upstream servers (`--dns`, then weftd's `--dns`, then the host's resolv.conf, with
+//! systemd-resolved's stub replaced by its upstream file as Docker does), with a timeout shorter
+//! than a client's; containers only on internal networks get NXDOMAIN instead. Malformed queries
+//! get FORMERR when they have a header, and are dropped otherwise.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+use weft_model::{short_id, Status, DEFAULT_NETWORK};
+
+use crate::files::Resolv;
+use crate::{EngineError, Result, State};
+
+/// Docker's address of the embedded resolver, inside each container.
+pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+const TTL: u32 = 600;
+/// Per upstream attempt; two attempts stay under glibc's 5 s default.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1800);
+
+/// What one container may resolve.
+#[derive(Debug, Default, Clone)]
+struct Client {
+    networks: Vec<String>,
+    /// Only internal networks: no forwarding.
+    internal_only: bool,
+    upstream: Vec<SocketAddr>,
+}
+
+/// A snapshot of every name, built from the engine's state.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// network id -> lowercase name -> addresses
+    names: HashMap<String, HashMap<String, Vec<IpAddr>>>,
+    /// network name -> network id
+    networks: HashMap<String, String>,
+    /// (network id, address) -> "name.network."
+    ptr: HashMap<(String, IpAddr), String>,
+    /// container id -> its view
+    clients: HashMap<String, Client>,
+}
+
+/// Whether a container uses the embedded resolver: it is on a user-defined network.
+pub(crate) fn is_client(endpoint_networks: &[String]) -> bool {
+    endpoint_networks.iter().any(|n| n != DEFAULT_NETWORK)
+}
+
+/// The upstream servers of a container, in order of precedence.
+pub(crate) fn upstreams(own: &[IpAddr], daemon: &[IpAddr], host: &Resolv) -> Vec<SocketAddr> {
+    let list = if !own.is_empty() {
+        own
+    } else if !daemon.is_empty() {
+        daemon
+    } else {
+        &host.nameservers
+    };
+    list.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()
+}
+
+/// The host's resolvers: systemd-resolved's 127.0.0.53 stub stands for the servers it lists in
+/// /run/systemd/resolve/resolv.conf (read as Docker does).
+pub(crate) fn host_resolv() -> Resolv {
+    let main = crate::files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let stub: IpAddr = Ipv4Addr::new(127, 0, 0, 53).into();
+    if main.nameservers == [stub] {
+        if let Ok(t) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            let real = crate::files::parse_resolv(&t);
+            if !real.nameservers.is_empty() {
+                return Resolv { search: main.search, options: main.options, ..real };
+            }
+        }
+    }
+    main
+}
+
+/// `/etc/resolv.conf` of a container that uses the embedded resolver.
+pub(crate) fn container_resolv(host: &Resolv, search: &[String], options: &[String]) -> String {
+    let search = if search.is_empty() { &host.search } else { search };
+    let mut s = format!("nameserver {RESOLVER}\n");
+    if !search.is_empty() {
+        s.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut opts = vec!["ndots:0".to_string()];
+    opts.extend(options.iter().cloned());
+    s.push_str(&format!("options {}\n", opts.join(" ")));
+    s
+}
+
+impl Index {
+    pub(crate) fn build(st: &State, daemon_dns: &[IpAddr], host: &Resolv) -> Self {
+        let mut idx = Index::default();
+        for n in st.networks.values() {
+            idx.networks.insert(n.rec.name.to_ascii_lowercase(), n.rec.id.clone());
+        }
+        for c in st.containers.values().filter(|c| c.state.status == Status::Running) {
+            let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
+            for e in &c.endpoints {
+                let names = idx.names.entry(e.network_id.clone()).or_default();
+                let ip = IpAddr::V4(e.ip);
+                for n in std::iter::once(c.name.as_str()).chain([short_id(&c.id)]).chain(e.aliases.iter().map(String::as_str)) {
+                    let v = names.entry(n.to_ascii_lowercase()).or_default();
+                    if !v.contains(&ip) {
+                        v.push(ip);
+                    }
+                }
+                idx.ptr.insert((e.network_id.clone(), ip), format!("{}.{}.", c.name, e.network_name));
+            }
+            if is_client(&nets) {
+                let internal_only = c.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal));
+                idx.clients.insert(
+                    c.id.clone(),
+                    Client {
+                        networks: c.endpoints.iter().map(|e| e.network_id.clone()).collect(),
+                        internal_only,
+                        upstream: upstreams(&c.spec.dns, daemon_dns, host),
+                    },
+                );
+            }
+        }
+        idx
+    }
+
+    /// Local addresses of `name` for `client`: `name` or `name.network` on one of its networks.
+    fn lookup(&self, client: &Client, name: &str) -> Option<Vec<IpAddr>> {
+        let mut found: Vec<IpAddr> = Vec::new();
+        let mut any = false;
+        for net in &client.networks {
+            if let Some(ips) = self.names.get(net).and_then(|m| m.get(name)) {
+                any = true;
+                found.extend(ips);
+            }
+        }
+        if !any {
+            if let Some((host, netname)) = name.rsplit_once('.') {
+                if let Some(net) = self.networks.get(netname).filter(|id| client.networks.contains(id)) {
+                    if let Some(ips) = self.names.get(net).and_then(|m| m.get(host)) {
+                        any = true;
+                        found.extend(ips);
+                    }
+                }
+            }
+        }
+        any.then_some(found)
+    }
+
+    fn reverse(&self, client: &Client, ip: IpAddr) -> Option<&str> {
+        client.networks.iter().find_map(|n| self.ptr.get(&(n.clone(), ip)).map(String::as_str))
+    }
+}
+
+/// What to do with a query.
+enum Verdict {
+    Reply(Vec<u8>),
+    Forward(Vec<SocketAddr>),
+    Drop,
+}
+
+fn reply(req: &Message, code: ResponseCode, answers: Vec<Record>) -> Vec<u8> {
+    let mut m = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+    m.metadata.recursion_desired = req.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.authoritative = true;
+    m.metadata.response_code = code;
+    m.queries = req.queries.clone();
+    m.answers = answers;
+    m.to_vec().unwrap_or_default()
+}
+
+fn ptr_addr(name: &str) -> Option<IpAddr> {
+    let rev = name.strip_suffix(".in-addr.arpa")?;
+    let o: Vec<u8> = rev.split('.').rev().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    (o.len() == 4).then(|| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])))
+}
+
+fn decide(idx: &Index, container: &str, packet: &[u8]) -> Verdict {
+    let req = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(_) if packet.len() >= 12 => {
+            let id = u16::from_be_bytes([packet[0], packet[1]]);
+            return Verdict::Reply(Message::error_msg(id, OpCode::Query, ResponseCode::FormErr).to_vec().unwrap_or_default());
+        }
+        Err(_) => return Verdict::Drop,
+    };
+    if req.metadata.message_type != MessageType::Query {
+        return Verdict::Drop;
+    }
+    if req.metadata.op_code != OpCode::Query || req.queries.len() != 1 {
+        return Verdict::Reply(reply(&req, ResponseCode::NotImp, vec![]));
+    }
+    let Some(client) = idx.clients.get(container) else { return Verdict::Reply(reply(&req, ResponseCode::Refused, vec![])) };
+    let q = &req.queries[0];
+    let qname = q.name().to_ascii().to_ascii_lowercase();
+    let name = qname.trim_end_matches('.');
+    let owner = q.name().clone();
+    match q.query_type() {
+        RecordType::A | RecordType::AAAA | RecordType::ANY => {
+            if let Some(ips) = idx.lookup(client, name) {
+                let want_v4 = q.query_type() != RecordType::AAAA;
+                let answers = ips
+                    .into_iter()
+                    .filter_map(|ip| match ip {
+                        IpAddr::V4(v4) if want_v4 => Some(Record::from_rdata(owner.clone(), TTL, RData::A(A(v4)))),
+                        _ => None,
+                    })
+                    .collect();
+                return Verdict::Reply(reply(&req, ResponseCode::NoError, answers));
+            }
+        }
+        RecordType::PTR => {
+            if let Some(target) = ptr_addr(name).and_then(|ip| idx.reverse(client, ip)) {
+                if let Ok(n) = Name::from_ascii(target) {
+                    return Verdict::Reply(reply(&req, ResponseCode::NoError, vec![Record::from_rdata(owner, TTL, RData::PTR(PTR(n)))]));
+                }
+            }
+        }
+        _ => {}
+    }
+    if client.internal_only || client.upstream.is_empty() {
+        return Verdict::Reply(reply(&req, ResponseCode::NXDomain, vec![]));
+    }
+    Verdict::Forward(client.upstream.clone())
+}
+
+async fn forward_udp(packet: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+        let Ok(s) = UdpSocket::bind(bind).await else { continue };
+        if s.send_to(packet, server).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 65535];
+        if let Ok(Ok((n, _))) = tokio::time::timeout(UPSTREAM_TIMEOUT, s.recv_from(&mut buf)).await {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+async fn forward_tcp(packet: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let attempt = async {
+            let mut s = TcpStream::connect(server).await.ok()?;
+            s.write_all(&(packet.len() as u16).to_be_bytes()).await.ok()?;
+            s.write_all(packet).await.ok()?;
+            let len = s.read_u16().await.ok()?;
+            let mut buf = vec![0u8; len as usize];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        if let Ok(Some(r)) = tokio::time::timeout(UPSTREAM_TIMEOUT, attempt).await {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// A SERVFAIL for a query whose upstreams did not answer.
+fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
+    let req = Message::from_vec(packet).ok()?;
+    Some(reply(&req, ResponseCode::ServFail, vec![]))
+}
+
+/// UDP answers longer than 512 bytes to a client without EDNS are cut to the header (TC set).
+fn fit_udp(mut r: Vec<u8>, query: &[u8]) -> Vec<u8> {
+    let edns = Message::from_vec(query).map(|m| m.edns.is_some()).unwrap_or(false);
+    if r.len() > 512 && !edns {
+        if let Ok(mut m) = Message::from_vec(&r) {
+            m.answers.clear();
+            m.authorities.clear();
+            m.additionals.clear();
+            m.metadata.truncation = true;
+            r = m.to_vec().unwrap_or(r);
+        }
+    }
+    r
+}
+
+/// The shared part of the resolver: the current index.
+#[derive(Default)]
+pub(crate) struct Resolver {
+    index: RwLock<Arc<Index>>,
+}
+
+impl Resolver {
+    pub fn set(&self, idx: Index) {
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(idx);
+    }
+    fn get(&self) -> Arc<Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Opens the resolver's sockets inside the namespace at `netns` (before its `lo` is up, hence
+/// IP_FREEBIND). Blocking.
+pub(crate) fn open_sockets(netns: &Path) -> Result<(Socket, Socket)> {
+    let err = |e: std::io::Error| EngineError::Io { op: "open resolver socket in", path: netns.display().to_string(), source: e };
+    weft_kernel::netns::run_in(netns, || {
+        let addr: SocketAddr = SocketAddr::new(IpAddr::V4(RESOLVER), 53);
+        let mk = |ty, proto| -> std::io::Result<Socket> {
+            let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
+            s.set_cloexec(true)?;
+            s.set_freebind(true)?;
+            s.set_reuse_address(true)?;
+            s.bind(&addr.into())?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
+        let udp = mk(Type::DGRAM, Protocol::UDP).map_err(|e| weft_kernel::KernelError::Path { op: "bind resolver", path: addr.to_string(), source: e })?;
+        let tcp = mk(Type::STREAM, Protocol::TCP).map_err(|e| weft_kernel::KernelError::Path { op: "bind resolver", path: addr.to_string(), source: e })?;
+        tcp.listen(128).map_err(|e| weft_kernel::KernelError::Path { op: "listen resolver", path: addr.to_string(), source: e })?;
+        Ok((udp, tcp))
+    })
+    .map_err(|e| match e {
+        weft_kernel::KernelError::Path { source, .. } => err(source),
+        other => other.into(),
+    })
+}
+
+/// Serves `container`'s resolver sockets until the tasks are aborted.
+pub(crate) fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp: Socket) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let udp = Arc::new(UdpSocket::from_std(udp.into())?);
+    let tcp = TcpListener::from_std(tcp.into())?;
+    let (r1, c1) = (resolver.clone(), container.clone());
+    let u = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+            let packet = buf[..n].to_vec();
+            match decide(&r1.get(), &c1, &packet) {
+                Verdict::Reply(r) => {
+                    let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
+                }
+                Verdict::Forward(up) => {
+                    let udp = udp.clone();
+                    tokio::spawn(async move {
+                        if let Some(r) = forward_udp(&packet, &up).await.or_else(|| servfail(&packet)) {
+                            let _ = udp.send_to(&r, peer).await;
+                        }
+                    });
+                }
+                Verdict::Drop => {}
+            }
+        }
+    });
+    let t = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = tcp.accept().await else { continue };
+            let (r, c) = (resolver.clone(), container.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await else { return };
+                    let mut packet = vec![0u8; len as usize];
+                    if s.read_exact(&mut packet).await.is_err() {
+                        return;
+                    }
+                    let out = match decide(&r.get(), &c, &packet) {
+                        Verdict::Reply(r) => Some(r),
+                        Verdict::Forward(up) => forward_tcp(&packet, &up).await.or_else(|| servfail(&packet)),
+                        Verdict::Drop => return,
+                    };
+                    if let Some(out) = out {
+                        if s.write_all(&(out.len() as u16).to_be_bytes()).await.is_err() || s.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(vec![u, t])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(ptr_addr("2.0.17.172.in-addr.arpa"), Some("172.17.0.2".parse().expect("ip")));
+        assert_eq!(ptr_addr("x.in-addr.arpa"), None);
+        assert_eq!(ptr_addr("example.com"), None);
+    }
+
+    #[test]
+    fn resolv_for_clients() {
+        let host = crate::files::parse_resolv("nameserver 10.0.0.2\nsearch corp\n");
+        assert_eq!(container_resolv(&host, &[], &[]), "nameserver 127.0.0.11\nsearch corp\noptions ndots:0\n");
+        assert_eq!(container_resolv(&host, &["a.b".into()], &["timeout:1".into()]), "nameserver 127.0.0.11\nsearch a.b\noptions ndots:0 timeout:1\n");
+        let own: Vec<IpAddr> = vec!["1.1.1.1".parse().expect("ip")];
+        assert_eq!(upstreams(&own, &[], &host), vec!["1.1.1.1:53".parse::<SocketAddr>().expect("sa")]);
+        assert_eq!(upstreams(&[], &[], &host), vec!["10.0.0.2:53".parse::<SocketAddr>().expect("sa")]);
+    }
+
+    #[test]
+    fn malformed_and_truncated_queries() {
+        let idx = Index::default();
+        assert!(matches!(decide(&idx, "x", &[1, 2, 3]), Verdict::Drop));
+        match decide(&idx, "x", &[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]) {
+            Verdict::Reply(r) => {
+                let m = Message::from_vec(&r).expect("reply parses");
+                assert_eq!((m.metadata.id, m.metadata.response_code), (0xabcd, ResponseCode::FormErr));
+            }
+            _ => panic!("a header-bearing garbage query gets FORMERR"),
+        }
+    }
+}
