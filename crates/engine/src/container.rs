@@ -48,6 +48,39 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> En
     move |source| EngineError::Io { op, path: path.display().to_string(), source }
 }
 
+/// Resolves `--link`s (default bridge only): each target must run there. Returns the links with
+/// the targets' environments.
+fn resolve_links(st: &crate::State, spec: &RunSpec, mode: &NetworkMode) -> Result<Vec<(weft_model::LinkRecord, Vec<String>)>> {
+    if spec.links.is_empty() {
+        return Ok(Vec::new());
+    }
+    if *mode != NetworkMode::Network(weft_model::DEFAULT_NETWORK.into()) || !spec.networks.is_empty() {
+        return Err(EngineError::Config("--link works on the default bridge network only; on user-defined networks containers find each other by name".into()));
+    }
+    let mut out = Vec::new();
+    for l in &spec.links {
+        let (target, alias) = weft_model::parse_link(l)?;
+        let c = find_container(st, &target)?;
+        if c.state.status != Status::Running {
+            return Err(EngineError::NotRunning(target));
+        }
+        let ip = c
+            .endpoints
+            .iter()
+            .find(|e| e.network_name == weft_model::DEFAULT_NETWORK)
+            .map(|e| e.ip)
+            .ok_or_else(|| EngineError::Config(format!("cannot link to {target}: it is not on the default bridge")))?;
+        let mut ports: Vec<(u16, weft_model::Proto)> = c.ports.iter().map(|m| (m.container_port, m.proto)).collect();
+        for (range, proto) in c.spec.expose.iter().filter_map(|e| weft_model::parse_expose(e).ok()) {
+            ports.extend(range.iter().map(|p| (p, proto)));
+        }
+        ports.sort();
+        ports.dedup();
+        out.push((weft_model::LinkRecord { target: c.id.clone(), name: c.name.clone(), alias, ip, ports }, c.spec.env.clone()));
+    }
+    Ok(out)
+}
+
 fn parse_signal(s: &str) -> Result<Signal> {
     let bad = || EngineError::Signal(s.to_string());
     if let Ok(n) = s.parse::<i32>() {
@@ -80,7 +113,7 @@ impl Engine {
         let mut undo = Undo::new();
 
         // Reserve the name and the address under the lock; no kernel work here.
-        let (name, plan) = {
+        let (name, plan, links) = {
             let mut st = self.lock();
             let name = match &spec.name {
                 Some(n) => n.trim_start_matches('/').to_string(),
@@ -99,6 +132,9 @@ impl Engine {
                             Ok(mut p) if !plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id) => {
                                 if i == 0 {
                                     p.endpoint.aliases = spec.aliases.clone();
+                                    if let Some(m) = &spec.mac_address {
+                                        p.endpoint.mac = m.to_ascii_lowercase();
+                                    }
                                 }
                                 plans.push(p)
                             }
@@ -130,8 +166,9 @@ impl Engine {
                 NetworkMode::Host => Plan::Host,
                 NetworkMode::None => Plan::None,
             };
+            let links = resolve_links(&st, &spec, &mode)?;
             st.names.insert(name.clone(), id.clone());
-            (name, plan)
+            (name, plan, links)
         };
         let span = tracing::info_span!("run", container = short_id(&id), name = %name);
         let _enter = span.enter();
@@ -178,6 +215,11 @@ impl Engine {
         } else {
             files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
         };
+        let mut extra_hosts = extra_hosts;
+        for (l, _) in &links {
+            let names = if l.alias == l.name { l.name.clone() } else { format!("{} {}", l.alias, l.name) };
+            extra_hosts.push((names, IpAddr::V4(l.ip)));
+        }
         let contents = [
             ("hosts", files::hosts(own_ip.map(|ip| (ip, hostname.as_str())), &extra_hosts, host_hosts.as_deref())),
             ("hostname", format!("{hostname}\n")),
@@ -197,7 +239,11 @@ impl Engine {
             Plan::Join { path, .. } => NetNs::Join(path.clone()),
         };
         let mut env = weft_runtime::base_env(&hostname);
+        for (l, target_env) in &links {
+            env.extend(weft_model::link_env(&name, l, target_env));
+        }
         env.extend(spec.env.iter().cloned());
+        let links: Vec<weft_model::LinkRecord> = links.into_iter().map(|(l, _)| l).collect();
         let init_cfg = InitConfig {
             id: id.clone(),
             hostname: hostname.clone(),
@@ -209,7 +255,7 @@ impl Engine {
             exit_file: run_dir.join("exit").display().to_string(),
             started_file: run_dir.join("started").display().to_string(),
             cmd: spec.cmd.clone(),
-            env,
+            env: env.clone(),
         };
         let init_path = self.cfg.init_path.clone();
         let spawned = blocking(move || Ok(weft_runtime::spawn(&init_path, &init_cfg, log)?)).await?;
@@ -241,6 +287,14 @@ impl Engine {
                         undo.push("delete veth", move || {
                             let _ = detach_bridge(&host_if);
                         });
+                        if i == 0 && !links.is_empty() {
+                            let rules = crate::publish::link_rules(plan.endpoint.ip, &links);
+                            self.fw.add_links(&rules)?;
+                            let eng = self.clone();
+                            undo.push("remove link rules", move || {
+                                let _ = eng.fw.remove_links(&rules);
+                            });
+                        }
                         if i == 0 {
                             let default_ip = plan.host_binding.map(IpAddr::V4).unwrap_or(self.cfg.ip);
                             ports = self.publish(&id, plan.endpoint.ip, &port_specs, default_ip)?;
@@ -286,6 +340,9 @@ impl Engine {
             sandbox_key,
             log_path: log_path.display().to_string(),
             ports,
+            links,
+            hostname: hostname.clone(),
+            env,
         };
         self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
@@ -329,6 +386,9 @@ impl Engine {
         let endpoints = std::mem::take(&mut rec.endpoints);
         let ports = std::mem::take(&mut rec.ports);
         if let Some(e) = endpoints.first() {
+            if let Err(err) = self.fw.remove_links(&crate::publish::link_rules(e.ip, &rec.links)) {
+                tracing::error!(container = short_id(id), error = %err, "removing link rules failed; reconcile will repair the firewall");
+            }
             if let Err(err) = self.unpublish(id, e.ip, &ports).await {
                 tracing::error!(container = short_id(id), error = %err, "unpublishing ports failed; reconcile will repair the firewall");
             }

@@ -349,6 +349,7 @@ impl EndpointPlan {
             addr: ipnet::Ipv4Net::new(e.ip, e.prefix_len).expect("prefix of a subnet"),
             gateway: if default_route && !self.internal { e.gateway } else { None },
             mtu: self.mtu,
+            mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
         })
     }
 }

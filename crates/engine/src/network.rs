@@ -61,6 +61,7 @@ pub struct BridgeAttach<'a> {
     pub addr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
+    pub mac: [u8; 6],
 }
 
 /// Sysctls of a container namespace before its interface is born: a gratuitous ARP when the
@@ -85,7 +86,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
             master: Some(a.bridge_index),
             mtu: a.mtu,
             peer_name: a.ifname,
-            peer_mac: Some(mac_for(a.addr.addr())),
+            peer_mac: Some(a.mac),
             peer_netns: Some(ns.as_raw_fd()),
             up: false,
         })

@@ -44,6 +44,14 @@ pub(crate) fn kernel_ports(mappings: &[PortMapping], container_ip: std::net::Ipv
         .collect()
 }
 
+/// The firewall elements of a container's links: it may open each exposed port of each target.
+pub(crate) fn link_rules(own_ip: std::net::Ipv4Addr, links: &[weft_model::LinkRecord]) -> Vec<weft_firewall::LinkFw> {
+    links
+        .iter()
+        .flat_map(|l| l.ports.iter().map(move |(port, proto)| weft_firewall::LinkFw { src: own_ip, dst: l.ip, proto: *proto, port: *port }))
+        .collect()
+}
+
 impl Engine {
     /// Takes the sockets of `holds` and starts the proxies the mappings need.
     fn hold(&self, id: &str, container_ip: std::net::Ipv4Addr, holds: Vec<(PortMapping, Hold)>) -> Result<()> {

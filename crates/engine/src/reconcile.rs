@@ -148,14 +148,16 @@ impl Engine {
 
         let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().map(crate::networks::fw_of).collect();
         let mut ports = Vec::new();
+        let mut links = Vec::new();
         for (id, _) in &live {
             let c = self.container(id)?;
             if let Some(e) = c.endpoints.first() {
                 self.readopt_ports(id, e.ip, &c.ports);
                 ports.extend(crate::publish::kernel_ports(&c.ports, e.ip));
+                links.extend(crate::publish::link_rules(e.ip, &c.links));
             }
         }
-        self.fw.reset(&nets, &ports, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
+        self.fw.reset(&nets, &ports, &links, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, _) in &live {
             let c = self.container(id)?;
             let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();

@@ -12,7 +12,7 @@ mod nft;
 pub mod rules;
 
 pub use nft::Nft;
-pub use rules::{NetworkFw, Options, PortFw};
+pub use rules::{LinkFw, NetworkFw, Options, PortFw};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
@@ -44,11 +44,11 @@ impl Firewall {
     /// Replaces weft's table with the base ruleset plus `networks` and `ports`, in one transaction
     /// (start and reconcile), and makes sure the user's table exists. With the firewall disabled,
     /// removes any weft table a previous run left (the user's table is the user's).
-    pub fn reset(&self, networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> Result<()> {
+    pub fn reset(&self, networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], opts: Options) -> Result<()> {
         match &self.nft {
             Some(nft) => {
                 nft.run(&rules::user_chain())?;
-                nft.run(&rules::full(networks, ports, opts))
+                nft.run(&rules::full(networks, ports, links, opts))
             }
             None => Nft::new()?.run(&rules::remove()),
         }
@@ -57,6 +57,15 @@ impl Firewall {
     /// Publishes ports (one transaction; a duplicate is refused).
     pub fn add_ports(&self, ports: &[PortFw]) -> Result<()> {
         self.run(|| if ports.is_empty() { String::new() } else { rules::port_elements("create", ports) })
+    }
+
+    /// Allows linked containers' exposed ports under `--icc=false` (one transaction).
+    pub fn add_links(&self, links: &[LinkFw]) -> Result<()> {
+        self.run(|| if links.is_empty() { String::new() } else { rules::link_elements("add", links) })
+    }
+
+    pub fn remove_links(&self, links: &[LinkFw]) -> Result<()> {
+        self.run(|| if links.is_empty() { String::new() } else { rules::link_elements("delete", links) })
     }
 
     /// Unpublishes ports (one transaction).

@@ -34,6 +34,21 @@ pub struct PortFw {
     pub container_port: u16,
 }
 
+/// A `--link` under `--icc=false`: `src` may open `proto`/`port` on `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkFw {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: Proto,
+    pub port: u16,
+}
+
+/// `add`/`create`/`delete` of link elements, in one statement.
+pub fn link_elements(verb: &str, links: &[LinkFw]) -> String {
+    let items: Vec<String> = links.iter().map(|l| format!("{} . {} . {} . {}", l.src, l.dst, l.proto, l.port)).collect();
+    format!("{verb} element {TABLE} links {{ {} }}\n", items.join(", "))
+}
+
 /// Options of the whole ruleset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
@@ -66,7 +81,7 @@ fn chains(n: &NetworkFw) -> [(String, String); 2] {
     let own = if n.icc {
         format!("oifname \"{br}\" accept;")
     } else {
-        format!("oifname \"{br}\" ct status dnat accept; oifname \"{br}\" drop;")
+        format!("oifname \"{br}\" ip saddr . ip daddr . meta l4proto . th dport @links accept; oifname \"{br}\" ct status dnat accept; oifname \"{br}\" drop;")
     };
     let from = if n.internal { format!("{own} drop;") } else { format!("{own} oifname @bridges drop; accept;") };
     [(format!("nat-{br}"), nat), (format!("from-{br}"), from)]
@@ -92,7 +107,7 @@ fn elements(verb: &str, n: &NetworkFw) -> String {
 /// The whole ruleset, replacing whatever weft's table held, in one transaction. The kernel
 /// resolves a map element's `jump` only to a chain declared before the map in the same
 /// transaction, so the networks' chains come first in the table block.
-pub fn full(networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> String {
+pub fn full(networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], opts: Options) -> String {
     let mut s = remove();
     s.push_str(&format!("table {TABLE} {{\n"));
     for (name, rules) in networks.iter().flat_map(chains) {
@@ -102,6 +117,7 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> String {
     s.push_str(&format!(
         "\tset bridges {{ type ifname; }}\n\
          \tset internal {{ type ifname; }}\n\
+         \tset links {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service; }}\n\
          \tmap masq {{ type ipv4_addr : verdict; flags interval; }}\n\
          \tmap from_bridge {{ type ifname : verdict; }}\n\
          \tmap ports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
@@ -118,6 +134,9 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], opts: Options) -> String {
     }
     if !ports.is_empty() {
         s.push_str(&port_elements("add", ports));
+    }
+    if !links.is_empty() {
+        s.push_str(&link_elements("add", links));
     }
     s
 }
@@ -184,6 +203,9 @@ mod tests {
         assert_eq!(chains(&net(true, true))[1].1, "oifname \"weft0\" accept; oifname @bridges drop; accept;");
         let c = &chains(&net(true, false))[1].1;
         assert!(c.contains("oifname \"weft0\" ct status dnat accept; oifname \"weft0\" drop; oifname @bridges drop; accept;"), "{c}");
+        assert!(c.starts_with("oifname \"weft0\" ip saddr . ip daddr . meta l4proto . th dport @links accept;"), "{c}");
+        let l = LinkFw { src: "172.17.0.3".parse().expect("ip"), dst: "172.17.0.2".parse().expect("ip"), proto: Proto::Tcp, port: 80 };
+        assert_eq!(link_elements("create", &[l]), "create element inet weft links { 172.17.0.3 . 172.17.0.2 . tcp . 80 }\n");
     }
 
     #[test]
@@ -191,7 +213,7 @@ mod tests {
         let n = NetworkFw { internal: true, masquerade: false, ..net(false, true) };
         assert_eq!(chains(&n)[1].1, "oifname \"weft0\" accept; drop;");
         assert!(add_network(&n).contains("create element inet weft internal { \"weft0\" }"));
-        assert!(full(&[n], &[], Options::default()).contains("iifname vmap @from_bridge; oifname @internal drop;"));
+        assert!(full(&[n], &[], &[], Options::default()).contains("iifname vmap @from_bridge; oifname @internal drop;"));
     }
 
     #[test]
@@ -204,11 +226,11 @@ mod tests {
 
     #[test]
     fn full_replaces_the_table_atomically() {
-        let f = full(&[net(true, true)], &[port(None)], Options::default());
+        let f = full(&[net(true, true)], &[port(None)], &[], Options::default());
         assert!(f.starts_with("table inet weft {}\ndelete table inet weft\ntable inet weft {\n\tchain nat-weft0"));
         assert!(f.contains("ip saddr vmap @masq") && f.contains("fib daddr type local jump publish"));
         assert!(f.contains("add element inet weft ports_any { udp . 5353 : 172.17.0.2 . 53 }"));
         assert!(!f.contains("127.0.0.0/8 return"));
-        assert!(full(&[], &[], Options { userland_proxy: true }).contains("ip daddr 127.0.0.0/8 return; fib daddr"));
+        assert!(full(&[], &[], &[], Options { userland_proxy: true }).contains("ip daddr 127.0.0.0/8 return; fib daddr"));
     }
 }

@@ -73,8 +73,8 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
         },
         "LogPath": c.log_path,
         "Config": {
-            "Hostname": c.spec.hostname.clone().unwrap_or_default(),
-            "Env": c.spec.env,
+            "Hostname": c.hostname,
+            "Env": c.env,
             "Cmd": c.spec.cmd,
         },
         "HostConfig": {

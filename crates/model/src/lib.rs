@@ -41,6 +41,10 @@ pub enum ModelError {
     PublishMode(String),
     #[error("{0}")]
     Network(String),
+    #[error("invalid MAC address {0:?}: expected a unicast aa:bb:cc:dd:ee:ff")]
+    Mac(String),
+    #[error("invalid --link {0:?}: expected NAME[:ALIAS]")]
+    Link(String),
     #[error("invalid template {template:?}: {reason}")]
     Template { template: String, reason: String },
 }

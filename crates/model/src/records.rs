@@ -67,6 +67,50 @@ pub fn parse_add_host(s: &str) -> Result<(String, IpAddr), ModelError> {
     Ok((name.to_string(), ip.parse().map_err(|_| err())?))
 }
 
+/// A `--link NAME[:ALIAS]` (the alias defaults to the name).
+pub fn parse_link(s: &str) -> Result<(String, String), ModelError> {
+    let (name, alias) = s.split_once(':').unwrap_or((s, s));
+    validate_container_name(name).map_err(|_| ModelError::Link(s.to_string()))?;
+    crate::validate_hostname(alias).map_err(|_| ModelError::Link(s.to_string()))?;
+    Ok((name.trim_start_matches('/').to_string(), alias.to_string()))
+}
+
+/// A resolved `--link`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkRecord {
+    pub target: String,
+    pub name: String,
+    pub alias: String,
+    pub ip: Ipv4Addr,
+    pub ports: Vec<(u16, crate::Proto)>,
+}
+
+/// Docker's link environment variables of one link, seen from container `me`.
+pub fn link_env(me: &str, l: &LinkRecord, target_env: &[String]) -> Vec<String> {
+    let a = l.alias.to_ascii_uppercase().replace(['-', '.'], "_");
+    let mut env = vec![format!("{a}_NAME=/{me}/{}", l.alias)];
+    let mut ports = l.ports.clone();
+    ports.sort();
+    if let Some((p, proto)) = ports.first() {
+        env.push(format!("{a}_PORT={proto}://{}:{p}", l.ip));
+    }
+    for (p, proto) in &ports {
+        let k = format!("{a}_PORT_{p}_{}", proto.to_string().to_ascii_uppercase());
+        env.push(format!("{k}={proto}://{}:{p}", l.ip));
+        env.push(format!("{k}_ADDR={}", l.ip));
+        env.push(format!("{k}_PORT={p}"));
+        env.push(format!("{k}_PROTO={proto}"));
+    }
+    for kv in target_env {
+        if let Some((k, v)) = kv.split_once('=') {
+            if !matches!(k, "HOME" | "PATH" | "HOSTNAME") {
+                env.push(format!("{a}_ENV_{k}={v}"));
+            }
+        }
+    }
+    env
+}
+
 /// What `weft run` asks for (the body of `POST /containers/run`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
@@ -96,6 +140,19 @@ pub struct RunSpec {
     pub aliases: Vec<String>,
     /// `--link NAME[:ALIAS]` (default bridge).
     pub links: Vec<String>,
+    /// `--mac-address` of the first network's interface.
+    pub mac_address: Option<String>,
+}
+
+/// A unicast Ethernet address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], ModelError> {
+    let bad = || ModelError::Mac(s.to_string());
+    let parts: Vec<u8> = s.split(':').map(|p| if p.len() == 2 { u8::from_str_radix(p, 16).ok() } else { None }).collect::<Option<_>>().ok_or_else(bad)?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 impl RunSpec {
@@ -129,6 +186,12 @@ impl RunSpec {
         }
         for n in &self.networks {
             validate_network_name(n)?;
+        }
+        for l in &self.links {
+            parse_link(l)?;
+        }
+        if let Some(m) = &self.mac_address {
+            parse_mac(m)?;
         }
         Ok(mode)
     }
@@ -219,6 +282,14 @@ pub struct ContainerRecord {
     /// Published ports, as allocated.
     #[serde(default)]
     pub ports: Vec<crate::PortMapping>,
+    /// `--link`s, as resolved at run.
+    #[serde(default)]
+    pub links: Vec<LinkRecord>,
+    /// The hostname and the whole environment the command got (what `exec` uses too).
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 impl ContainerRecord {
@@ -410,6 +481,28 @@ mod tests {
         assert!(parse_add_host("db:[::1]").is_ok());
         assert!(parse_add_host("db").is_err());
         assert!(parse_add_host("db:300.1.1.1").is_err());
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac("02:42:ac:11:00:09"), Ok([2, 0x42, 0xac, 0x11, 0, 9]));
+        assert!(parse_mac("01:00:5e:00:00:01").is_err(), "multicast");
+        assert!(parse_mac("02:42:ac:11:00").is_err());
+        assert!(parse_mac("zz:42:ac:11:00:09").is_err());
+    }
+
+    #[test]
+    fn links_and_their_environment() {
+        assert_eq!(parse_link("web:www"), Ok(("web".into(), "www".into())));
+        assert_eq!(parse_link("db"), Ok(("db".into(), "db".into())));
+        assert!(parse_link("db:bad alias").is_err());
+        let l = LinkRecord { target: "x".into(), name: "web".into(), alias: "my-web".into(), ip: "172.17.0.2".parse().expect("ip"), ports: vec![(80, crate::Proto::Tcp), (53, crate::Proto::Udp)] };
+        let env = link_env("cli", &l, &["GREETING=hi".into(), "PATH=/bin".into()]);
+        for want in ["MY_WEB_NAME=/cli/my-web", "MY_WEB_PORT=udp://172.17.0.2:53", "MY_WEB_PORT_80_TCP=tcp://172.17.0.2:80",
+                     "MY_WEB_PORT_80_TCP_ADDR=172.17.0.2", "MY_WEB_PORT_80_TCP_PORT=80", "MY_WEB_PORT_80_TCP_PROTO=tcp", "MY_WEB_ENV_GREETING=hi"] {
+            assert!(env.contains(&want.to_string()), "{want} missing in {env:?}");
+        }
+        assert!(!env.iter().any(|e| e.starts_with("MY_WEB_ENV_PATH")));
     }
 
     #[test]

@@ -50,6 +50,9 @@ struct RunArgs {
     /// NAME[:ALIAS]: link to another container (default bridge).
     #[arg(long)]
     link: Vec<String>,
+    /// MAC address of the first network's interface.
+    #[arg(long)]
+    mac_address: Option<String>,
     #[arg(long)]
     dns: Vec<IpAddr>,
     #[arg(long)]
@@ -295,9 +298,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 bail!("container {name} is not running");
             }
             let pid = v["State"]["Pid"].as_u64().context("daemon gave no pid")? as u32;
-            let hostname = v["Config"]["Hostname"].as_str().unwrap_or_default();
-            let mut env = weft_runtime::base_env(hostname);
-            env.extend(v["Config"]["Env"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)));
+            let env: Vec<String> = v["Config"]["Env"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)).collect();
             Ok(Outcome::Exec { pid, cmd, env })
         }
         Cmd::Logs { follow, name } => {
@@ -441,6 +442,7 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         ip: a.ip,
         aliases: a.network_alias,
         links: a.link,
+        mac_address: a.mac_address,
         dns: a.dns,
         dns_search: a.dns_search,
         dns_options: a.dns_option,

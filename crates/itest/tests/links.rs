@@ -1,0 +1,53 @@
+//! Issue 4: links on the default bridge (hosts entries, Docker's link environment, and with
+//! --icc=false exactly the linked container's exposed ports), and --mac-address.
+
+use weft_itest::{text, Host};
+
+#[test]
+fn links_hosts_env_and_icc_false() {
+    let mut h = Host::new("link");
+    h.start(&["--icc=false"]);
+    let web = h.web("web", &["--expose", "80", "-e", "GREETING=hi"], "linked-web");
+    h.run_d("cli", &["--link", "web:www"], &["sleep", "300"]);
+    h.run_d("other", &[], &["sleep", "300"]);
+    let hosts = text(&h.exec("cli", &["cat", "/etc/hosts"]));
+    assert!(hosts.contains(&format!("{web}\twww web")), "{hosts}");
+    let env = text(&h.exec("cli", &["env"]));
+    for want in [
+        "WWW_NAME=/cli/www".to_string(),
+        format!("WWW_PORT=tcp://{web}:80"),
+        format!("WWW_PORT_80_TCP_ADDR={web}"),
+        "WWW_PORT_80_TCP_PORT=80".into(),
+        "WWW_PORT_80_TCP_PROTO=tcp".into(),
+        "WWW_ENV_GREETING=hi".into(),
+    ] {
+        assert!(env.contains(&want), "{want} missing:\n{env}");
+    }
+    // The link's exposed port is open to cli, by its alias; nothing else is, to anyone.
+    let o = h.fetch("cli", "www");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "linked-web", "{}", text(&o));
+    assert!(!h.ping("cli", &web), "only the exposed port is allowed");
+    assert_eq!(String::from_utf8_lossy(&h.fetch("other", &web).stdout).trim(), "", "no link, no way");
+    // Errors.
+    assert!(h.fails(&["run", "-d", "--link", "nosuch:x", "--", "true"]).contains("no such container: nosuch"));
+    h.ok(&["network", "create", "front"]);
+    assert!(h.fails(&["run", "-d", "--network", "front", "--link", "web", "--", "true"]).contains("default bridge network only"));
+    // The rule goes with the linking container.
+    h.ok(&["rm", "-f", "cli"]);
+    let links = text(&h.sh("nft list set inet weft links"));
+    assert!(!links.contains(&web), "{links}");
+    h.finish();
+}
+
+#[test]
+fn mac_address() {
+    let mut h = Host::new("mac");
+    h.start(&[]);
+    h.run_d("m1", &["--mac-address", "02:42:0a:0b:0c:0d"], &["sleep", "300"]);
+    let eth0 = text(&h.exec("m1", &["ip", "link", "show", "eth0"]));
+    assert!(eth0.contains("02:42:0a:0b:0c:0d"), "{eth0}");
+    assert_eq!(h.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "m1"]), "02:42:0a:0b:0c:0d");
+    assert!(h.ping("m1", "172.17.0.1"));
+    assert!(h.fails(&["run", "-d", "--mac-address", "01:00:5e:00:00:01", "--", "true"]).contains("invalid MAC address"));
+    h.finish();
+}
