@@ -19,6 +19,24 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// DNS load: concurrent UDP clients, each sending one query and waiting for its answer.
+    Dns {
+        #[arg(long)]
+        server: std::net::SocketAddr,
+        /// Names asked for A records (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// Addresses asked for PTR records, one query in ten (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ptr: Vec<std::net::Ipv4Addr>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Label of the row printed.
+        #[arg(long)]
+        label: String,
+    },
     /// Time to publish the 1st, 100th, 1,000th, 10,000th port of one endpoint.
     Ports {
         #[arg(long, default_value_t = 10_000)]
@@ -97,6 +115,72 @@ async fn ports(count: usize, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// Runs `clients` closed-loop UDP clients for `seconds` and prints one table row.
+async fn dns_load(server: std::net::SocketAddr, names: Vec<String>, ptr: Vec<std::net::Ipv4Addr>, seconds: u64, clients: usize, label: &str) -> anyhow::Result<()> {
+    let mut queries: Vec<Vec<u8>> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        queries.push(dns_query(i as u16, n, 1));
+    }
+    for (i, ip) in ptr.iter().enumerate().take(names.len().div_ceil(9).max(1)) {
+        let o = ip.octets();
+        queries.push(dns_query(i as u16, &format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]), 12));
+    }
+    anyhow::ensure!(!queries.is_empty(), "no queries");
+    let queries = Arc::new(queries);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let queries = queries.clone();
+        tasks.push(tokio::spawn(async move {
+            let sock = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+            sock.connect(server).await?;
+            let (mut lat, mut errors, mut buf) = (Vec::new(), 0u64, vec![0u8; 4096]);
+            let mut i = c;
+            while Instant::now() < end {
+                let mut q = queries[i % queries.len()].clone();
+                q[0..2].copy_from_slice(&(i as u16).to_be_bytes());
+                i += clients;
+                let t = Instant::now();
+                sock.send(&q).await?;
+                match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
+                    Ok(Ok(n)) if n >= 4 && buf[3] & 0x0f == 0 => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            Ok::<_, std::io::Error>((lat, errors))
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    lat.sort();
+    anyhow::ensure!(!lat.is_empty(), "{label}: no answers ({errors} errors)");
+    println!(
+        "| {label} | {:.0} | {:.3} | {:.3} | {errors} |",
+        lat.len() as f64 / seconds as f64,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    Ok(())
+}
+
 fn weft_model_spec(host_port: u16) -> weft_model::PortSpec {
     weft_model::PortSpec {
         host_ip: None,
@@ -114,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut existing, samples, concurrent, dir) = match Args::parse().cmd {
         Cmd::Attach { existing, samples, concurrent, dir } => (existing, samples, concurrent, dir),
         Cmd::Ports { count, dir } => return ports(count, &dir).await,
+        Cmd::Dns { server, names, ptr, seconds, clients, label } => return dns_load(server, names, ptr, seconds, clients, &label).await,
     };
     existing.sort_unstable();
     let nsdir = dir.join("ns");

@@ -273,6 +273,77 @@ async fn forward_tcp(packet: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> 
     None
 }
 
+/// The fast path: a standard query with one IN question of type A, AAAA, ANY or PTR for a local
+/// name is answered straight from the wire bytes (the question is copied, answers point back to it
+/// with a compression pointer): no message parsing, one buffer. `None`: use the general path.
+fn fast_answer(idx: &Index, client: &Client, q: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    if q.len() < 17 || q[2] & 0xF8 != 0 || q[4..6] != [0, 1] || q[6..12] != [0, 0, 0, 0, 0, 0] {
+        return None; // a response, another opcode, not exactly one question, or extra sections
+    }
+    let mut name = [0u8; 255];
+    let (mut len, mut off) = (0usize, 12usize);
+    loop {
+        let l = *q.get(off)? as usize;
+        off += 1;
+        if l == 0 {
+            break;
+        }
+        if l > 63 || off + l > q.len() || len + l + 1 > name.len() {
+            return None;
+        }
+        if len > 0 {
+            name[len] = b'.';
+            len += 1;
+        }
+        for (d, s) in name[len..len + l].iter_mut().zip(&q[off..off + l]) {
+            *d = s.to_ascii_lowercase();
+        }
+        len += l;
+        off += l;
+    }
+    let qtype = u16::from_be_bytes([*q.get(off)?, *q.get(off + 1)?]);
+    if q.get(off + 2..off + 4)? != [0, 1] {
+        return None;
+    }
+    let end = off + 4;
+    let name = std::str::from_utf8(&name[..len]).ok()?;
+    out.clear();
+    out.extend_from_slice(&q[..end]);
+    out[2] = 0x84 | (q[2] & 0x01); // QR, AA, copy RD
+    out[3] = 0x80; // RA, NOERROR
+    let mut count: u16 = 0;
+    match qtype {
+        1 | 28 | 255 => {
+            for ip in idx.lookup(client, name)? {
+                if let (IpAddr::V4(v4), 1 | 255) = (ip, qtype) {
+                    out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
+                    out.extend_from_slice(&TTL.to_be_bytes());
+                    out.extend_from_slice(&[0, 4]);
+                    out.extend_from_slice(&v4.octets());
+                    count += 1;
+                }
+            }
+        }
+        12 => {
+            let target = idx.reverse(client, ptr_addr(name)?)?;
+            let mut rdata = Vec::with_capacity(target.len() + 2);
+            for label in target.trim_end_matches('.').split('.') {
+                rdata.push(label.len() as u8);
+                rdata.extend_from_slice(label.as_bytes());
+            }
+            rdata.push(0);
+            out.extend_from_slice(&[0xC0, 0x0C, 0, 12, 0, 1]);
+            out.extend_from_slice(&TTL.to_be_bytes());
+            out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            out.extend_from_slice(&rdata);
+            count = 1;
+        }
+        _ => return None,
+    }
+    out[6..8].copy_from_slice(&count.to_be_bytes());
+    Some(())
+}
+
 /// A SERVFAIL for a query whose upstreams did not answer.
 fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
     let req = Message::from_vec(packet).ok()?;
@@ -341,11 +412,21 @@ pub(crate) fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp
     let tcp = TcpListener::from_std(tcp.into())?;
     let (r1, c1) = (resolver.clone(), container.clone());
     let u = tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
+        let (mut buf, mut out) = (vec![0u8; 4096], Vec::with_capacity(512));
+        // This container's view, looked up again only when the index is replaced.
+        let mut cached: (Arc<Index>, Option<Client>) = (Arc::default(), None);
         loop {
             let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+            let idx = r1.get();
+            if !Arc::ptr_eq(&idx, &cached.0) {
+                cached = (idx.clone(), idx.clients.get(&c1).cloned());
+            }
+            if cached.1.as_ref().and_then(|client| fast_answer(&idx, client, &buf[..n], &mut out)).is_some() {
+                let _ = udp.send_to(&out, peer).await;
+                continue;
+            }
             let packet = buf[..n].to_vec();
-            match decide(&r1.get(), &c1, &packet) {
+            match decide(&idx, &c1, &packet) {
                 Verdict::Reply(r) => {
                     let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
                 }
@@ -408,6 +489,38 @@ mod tests {
         let own: Vec<IpAddr> = vec!["1.1.1.1".parse().expect("ip")];
         assert_eq!(upstreams(&own, &[], &host), vec!["1.1.1.1:53".parse::<SocketAddr>().expect("sa")]);
         assert_eq!(upstreams(&[], &[], &host), vec!["10.0.0.2:53".parse::<SocketAddr>().expect("sa")]);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let mut idx = Index::default();
+        idx.networks.insert("front".into(), "n1".into());
+        idx.names.entry("n1".into()).or_default().insert("web".into(), vec!["172.18.0.2".parse().expect("ip")]);
+        idx.ptr.insert(("n1".into(), "172.18.0.2".parse().expect("ip")), "web.front.".into());
+        idx.clients.insert("c".into(), Client { networks: vec!["n1".into()], internal_only: false, upstream: vec![] });
+        let query = |name: &str, qtype: u16| {
+            let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for l in name.split('.') {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l.as_bytes());
+            }
+            q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
+            q
+        };
+        for (name, qtype) in [("WEB", 1), ("web.front", 1), ("web", 28), ("2.0.18.172.in-addr.arpa", 12)] {
+            let q = query(name, qtype);
+            let mut out = Vec::new();
+            fast_answer(&idx, &idx.clients["c"], &q, &mut out).expect("fast path taken");
+            let fast = Message::from_vec(&out).expect("fast answer parses");
+            let Verdict::Reply(general) = decide(&idx, "c", &q) else { panic!("general path replies") };
+            let general = Message::from_vec(&general).expect("general answer parses");
+            assert_eq!(fast.metadata.id, 0x1234);
+            assert_eq!(fast.metadata.response_code, general.metadata.response_code, "{name}");
+            assert_eq!(fast.answers, general.answers, "{name}");
+        }
+        let mut out = Vec::new();
+        assert!(fast_answer(&idx, &idx.clients["c"], &query("nothere", 1), &mut out).is_none(), "unknown names take the general path");
+        assert!(fast_answer(&idx, &idx.clients["c"], &[0; 5], &mut out).is_none());
     }
 
     #[test]
