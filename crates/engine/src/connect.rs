@@ -42,14 +42,14 @@ impl Engine {
                 return Err(EngineError::Config(format!("container {container} is already connected to network {}", net.name)));
             }
             let n = (0..).find(|i| !c.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
-            let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip)?;
+            let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
             plan.endpoint.aliases = aliases.to_vec();
             (c, netns, plan)
         };
         let first = rec.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
         if let Err(e) = blocking(move || pl.attach(&p, first)).await {
-            self.lock().release_address(&plan.endpoint.network_id, plan.endpoint.ip);
+            self.lock().release_addresses(&plan.endpoint);
             return Err(e);
         }
         let mut updated = rec;
@@ -57,7 +57,7 @@ impl Engine {
         if let Err(e) = self.save(&updated).await {
             let h = plan.endpoint.host_ifname.clone();
             let _ = blocking(move || detach_bridge(&h)).await;
-            self.lock().release_address(&plan.endpoint.network_id, plan.endpoint.ip);
+            self.lock().release_addresses(&plan.endpoint);
             return Err(e);
         }
         let was_client = crate::dns::is_client(&rec_networks(&updated, 1));

@@ -127,7 +127,7 @@ impl Engine {
                     let mut plans: Vec<EndpointPlan> = Vec::new();
                     let nets = std::iter::once(n).chain(spec.networks.iter());
                     for (i, net) in nets.enumerate() {
-                        let planned = st.plan_endpoint(net, &format!("eth{i}"), if i == 0 { spec.ip } else { None });
+                        let planned = st.plan_endpoint(net, &format!("eth{i}"), if i == 0 { spec.ip } else { None }, if i == 0 { spec.ip6 } else { None });
                         match planned {
                             Ok(mut p) if !plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id) => {
                                 if i == 0 {
@@ -140,10 +140,10 @@ impl Engine {
                             }
                             other => {
                                 for p in &plans {
-                                    st.release_address(&p.endpoint.network_id, p.endpoint.ip);
+                                    st.release_addresses(&p.endpoint);
                                 }
                                 if let Ok(p) = &other {
-                                    st.release_address(&p.endpoint.network_id, p.endpoint.ip);
+                                    st.release_addresses(&p.endpoint);
                                     return Err(EngineError::Config(format!("network {net} given twice")));
                                 }
                                 return Err(other.err().expect("an error"));
@@ -174,15 +174,15 @@ impl Engine {
         let _enter = span.enter();
         {
             let (eng, name) = (self.clone(), name.clone());
-            let addrs: Vec<_> = match &plan {
-                Plan::Bridge(plans) => plans.iter().map(|p| (p.endpoint.network_id.clone(), p.endpoint.ip)).collect(),
+            let reserved: Vec<_> = match &plan {
+                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
                 _ => Vec::new(),
             };
             undo.push("release reservations", move || {
                 let mut st = eng.lock();
                 st.names.remove(&name);
-                for (net, ip) in addrs {
-                    st.release_address(&net, ip);
+                for e in &reserved {
+                    st.release_addresses(e);
                 }
             });
         }
@@ -216,6 +216,11 @@ impl Engine {
             files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
         };
         let mut extra_hosts = extra_hosts;
+        if let Plan::Bridge(plans) = &plan {
+            if let Some(ip6) = plans.first().and_then(|p| p.endpoint.ip6) {
+                extra_hosts.push((hostname.clone(), IpAddr::V6(ip6)));
+            }
+        }
         for (l, _) in &links {
             let names = if l.alias == l.name { l.name.clone() } else { format!("{} {}", l.alias, l.name) };
             extra_hosts.push((names, IpAddr::V4(l.ip)));

@@ -5,8 +5,8 @@
 //! networks it is attached to. Names live in an index snapshot that every change (run, exit,
 //! connect, disconnect, rm) replaces: no reload, no dropped query.
 //!
-//! Answered here: A (and, once networks carry IPv6, AAAA) for container names, short ids, network
-//! aliases and `name.network`; PTR for their addresses. Anything else is forwarded to the
+//! Answered here: A and AAAA for container names, short ids, network aliases and `name.network`;
+//! PTR (in-addr.arpa and ip6.arpa) for their addresses. Anything else is forwarded to the
 //! container's upstream servers (`--dns`, then weftd's `--dns`, then the host's resolv.conf, with
 //! systemd-resolved's stub replaced by its upstream file as Docker does), with a timeout shorter
 //! than a client's; containers only on internal networks get NXDOMAIN instead. Malformed queries
@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,14 +114,18 @@ impl Index {
             let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
             for e in &c.endpoints {
                 let names = idx.names.entry(e.network_id.clone()).or_default();
-                let ip = IpAddr::V4(e.ip);
+                let ips: Vec<IpAddr> = std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6)).collect();
                 for n in std::iter::once(c.name.as_str()).chain([short_id(&c.id)]).chain(e.aliases.iter().map(String::as_str)) {
                     let v = names.entry(n.to_ascii_lowercase()).or_default();
-                    if !v.contains(&ip) {
-                        v.push(ip);
+                    for ip in &ips {
+                        if !v.contains(ip) {
+                            v.push(*ip);
+                        }
                     }
                 }
-                idx.ptr.insert((e.network_id.clone(), ip), format!("{}.{}.", c.name, e.network_name));
+                for ip in ips {
+                    idx.ptr.insert((e.network_id.clone(), ip), format!("{}.{}.", c.name, e.network_name));
+                }
             }
             if is_client(&nets) {
                 let internal_only = c.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal));
@@ -184,10 +188,19 @@ fn reply(req: &Message, code: ResponseCode, answers: Vec<Record>) -> Vec<u8> {
     m.to_vec().unwrap_or_default()
 }
 
+/// The address of a reverse name: `d.c.b.a.in-addr.arpa` or 32 nibbles `.ip6.arpa`.
 fn ptr_addr(name: &str) -> Option<IpAddr> {
-    let rev = name.strip_suffix(".in-addr.arpa")?;
-    let o: Vec<u8> = rev.split('.').rev().map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    (o.len() == 4).then(|| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])))
+    if let Some(rev) = name.strip_suffix(".in-addr.arpa") {
+        let o: Vec<u8> = rev.split('.').rev().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        return (o.len() == 4).then(|| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])));
+    }
+    let rev = name.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = rev.split('.').rev().map(|p| if p.len() == 1 { u8::from_str_radix(p, 16).ok() } else { None }).collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let v = nibbles.iter().fold(0u128, |acc, n| (acc << 4) | u128::from(*n));
+    Some(IpAddr::V6(std::net::Ipv6Addr::from(v)))
 }
 
 fn decide(idx: &Index, container: &str, packet: &[u8]) -> Verdict {
@@ -213,11 +226,16 @@ fn decide(idx: &Index, container: &str, packet: &[u8]) -> Verdict {
     match q.query_type() {
         RecordType::A | RecordType::AAAA | RecordType::ANY => {
             if let Some(ips) = idx.lookup(client, name) {
-                let want_v4 = q.query_type() != RecordType::AAAA;
+                let (want_v4, want_v6) = match q.query_type() {
+                    RecordType::A => (true, false),
+                    RecordType::AAAA => (false, true),
+                    _ => (true, true),
+                };
                 let answers = ips
                     .into_iter()
                     .filter_map(|ip| match ip {
                         IpAddr::V4(v4) if want_v4 => Some(Record::from_rdata(owner.clone(), TTL, RData::A(A(v4)))),
+                        IpAddr::V6(v6) if want_v6 => Some(Record::from_rdata(owner.clone(), TTL, RData::AAAA(AAAA(v6)))),
                         _ => None,
                     })
                     .collect();
@@ -315,12 +333,22 @@ fn fast_answer(idx: &Index, client: &Client, q: &[u8], out: &mut Vec<u8>) -> Opt
     match qtype {
         1 | 28 | 255 => {
             for ip in idx.lookup(client, name)? {
-                if let (IpAddr::V4(v4), 1 | 255) = (ip, qtype) {
-                    out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
-                    out.extend_from_slice(&TTL.to_be_bytes());
-                    out.extend_from_slice(&[0, 4]);
-                    out.extend_from_slice(&v4.octets());
-                    count += 1;
+                match (ip, qtype) {
+                    (IpAddr::V4(v4), 1 | 255) => {
+                        out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
+                        out.extend_from_slice(&TTL.to_be_bytes());
+                        out.extend_from_slice(&[0, 4]);
+                        out.extend_from_slice(&v4.octets());
+                        count += 1;
+                    }
+                    (IpAddr::V6(v6), 28 | 255) => {
+                        out.extend_from_slice(&[0xC0, 0x0C, 0, 28, 0, 1]);
+                        out.extend_from_slice(&TTL.to_be_bytes());
+                        out.extend_from_slice(&[0, 16]);
+                        out.extend_from_slice(&v6.octets());
+                        count += 1;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -478,6 +506,9 @@ mod tests {
     fn reverse_names() {
         assert_eq!(ptr_addr("2.0.17.172.in-addr.arpa"), Some("172.17.0.2".parse().expect("ip")));
         assert_eq!(ptr_addr("x.in-addr.arpa"), None);
+        let v6 = "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.0.0.0.0.d.f.ip6.arpa";
+        assert_eq!(ptr_addr(v6), Some("fd00:60::a".parse().expect("ip")));
+        assert_eq!(ptr_addr("1.ip6.arpa"), None);
         assert_eq!(ptr_addr("example.com"), None);
     }
 
@@ -495,7 +526,7 @@ mod tests {
     fn fast_path_agrees_with_the_general_path() {
         let mut idx = Index::default();
         idx.networks.insert("front".into(), "n1".into());
-        idx.names.entry("n1".into()).or_default().insert("web".into(), vec!["172.18.0.2".parse().expect("ip")]);
+        idx.names.entry("n1".into()).or_default().insert("web".into(), vec!["172.18.0.2".parse().expect("ip"), "fd00:77::2".parse().expect("ip")]);
         idx.ptr.insert(("n1".into(), "172.18.0.2".parse().expect("ip")), "web.front.".into());
         idx.clients.insert("c".into(), Client { networks: vec!["n1".into()], internal_only: false, upstream: vec![] });
         let query = |name: &str, qtype: u16| {

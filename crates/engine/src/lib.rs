@@ -126,6 +126,8 @@ pub enum Reply {
 pub(crate) struct NetState {
     pub rec: NetworkRecord,
     pub pool: Pool,
+    /// Dual-stack networks: the IPv6 addresses.
+    pub pool6: Option<weft_ipam::Pool6>,
     pub bridge_index: u32,
 }
 
@@ -216,8 +218,8 @@ impl Engine {
 
     /// Deletes a host veth in the background, then returns its address to the pool.
     pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
-        let (eng, net, ip) = (self.clone(), e.network_id.clone(), e.ip);
-        self.reaper.reap(e.host_ifname.clone(), move || eng.lock().release_address(&net, ip));
+        let (eng, e2) = (self.clone(), e.clone());
+        self.reaper.reap(e.host_ifname.clone(), move || eng.lock().release_addresses(&e2));
     }
 
     pub fn config(&self) -> &Config {
@@ -280,7 +282,7 @@ impl Engine {
 impl State {
     /// Reserves an address on network `name` (`ip`, or the next free one) and describes the
     /// endpoint `ifname` that will carry it. No kernel work.
-    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str, ip: Option<std::net::Ipv4Addr>) -> Result<EndpointPlan> {
+    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str, ip: Option<std::net::Ipv4Addr>, ip6: Option<std::net::Ipv6Addr>) -> Result<EndpointPlan> {
         let net = self
             .networks
             .values_mut()
@@ -293,6 +295,19 @@ impl State {
             }
             None => net.pool.allocate()?,
         };
+        let v6 = match (net.pool6.as_mut(), ip6) {
+            (None, Some(a)) => Err(EngineError::Config(format!("--ip6 {a}: network {} has no IPv6 subnet", net.rec.name))),
+            (None, None) => Ok(None),
+            (Some(p6), Some(a)) => p6.reserve(a).map(|()| Some(a)).map_err(EngineError::from),
+            (Some(p6), None) => p6.allocate().map(Some).map_err(EngineError::from),
+        };
+        let ip6 = match v6 {
+            Ok(v) => v,
+            Err(e) => {
+                net.pool.release(ip);
+                return Err(e);
+            }
+        };
         let endpoint = weft_model::EndpointRecord {
             endpoint_id: weft_model::new_id(),
             network_id: net.rec.id.clone(),
@@ -304,6 +319,9 @@ impl State {
             gateway: Some(net.rec.gateway),
             mac: network::mac_string(network::mac_for(ip)),
             aliases: Vec::new(),
+            ip6,
+            prefix6: net.rec.subnet6.map(|s| s.prefix_len()).unwrap_or(0),
+            gateway6: ip6.and(net.rec.gateway6),
         };
         Ok(EndpointPlan {
             endpoint,
@@ -318,9 +336,13 @@ impl State {
         self.ports.get_or_insert_with(ports::PortTable::new)
     }
 
-    pub(crate) fn release_address(&mut self, network_id: &str, ip: std::net::Ipv4Addr) {
-        if let Some(n) = self.networks.get_mut(network_id) {
-            n.pool.release(ip);
+    /// Gives an endpoint's addresses (IPv4, and IPv6 on dual-stack networks) back to the pools.
+    pub(crate) fn release_addresses(&mut self, e: &weft_model::EndpointRecord) {
+        if let Some(n) = self.networks.get_mut(&e.network_id) {
+            n.pool.release(e.ip);
+            if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
+                p6.release(ip6);
+            }
         }
     }
 }
@@ -348,6 +370,10 @@ impl EndpointPlan {
             ifname: &e.ifname,
             addr: ipnet::Ipv4Net::new(e.ip, e.prefix_len).expect("prefix of a subnet"),
             gateway: if default_route && !self.internal { e.gateway } else { None },
+            v6: e.ip6.map(|a| {
+                let net = ipnet::Ipv6Net::new(a, e.prefix6).expect("prefix of a subnet");
+                (net, if default_route && !self.internal { e.gateway6 } else { None })
+            }),
             mtu: self.mtu,
             mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
         })

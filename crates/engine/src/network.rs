@@ -60,6 +60,8 @@ pub struct BridgeAttach<'a> {
     pub ifname: &'a str,
     pub addr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    /// Dual-stack: the IPv6 address and, for the default route, the IPv6 gateway.
+    pub v6: Option<(ipnet::Ipv6Net, Option<std::net::Ipv6Addr>)>,
     pub mtu: u32,
     pub mac: [u8; 6],
 }
@@ -67,6 +69,9 @@ pub struct BridgeAttach<'a> {
 /// Sysctls of a container namespace before its interface is born: a gratuitous ARP when the
 /// interface comes up, and no IPv6 on interfaces of IPv4-only networks (`lo` keeps `::1`).
 const NETNS_SYSCTLS: &[(&str, &str)] = &[("net.ipv4.conf.all.arp_notify", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")];
+/// The same for a dual-stack interface: IPv6 on, no router advertisements taken.
+const NETNS_SYSCTLS_V6: &[(&str, &str)] =
+    &[("net.ipv4.conf.all.arp_notify", "1"), ("net.ipv6.conf.default.disable_ipv6", "0"), ("net.ipv6.conf.default.accept_ra", "0")];
 
 /// Creates and configures the endpoint; on failure removes what it made. Blocking.
 ///
@@ -78,7 +83,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
     let t0 = std::time::Instant::now();
     let ns = std::fs::File::open(a.netns)
         .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
-    let mut inside = netns::open_in(a.netns, NETNS_SYSCTLS)?;
+    let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { NETNS_SYSCTLS })?;
     let t_open = t0.elapsed();
     with_host(|nl| {
         nl.create_veth(&VethSpec {
@@ -98,7 +103,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
         }
         with_host(|nl| nl.bridge_port_up_hairpin(a.host_ifname))?;
         let t_veth = t0.elapsed();
-        inside.configure_interface(a.ifname, a.addr, a.gateway)?;
+        inside.configure_interface(a.ifname, a.addr, a.gateway, a.v6)?;
         Ok::<_, EngineError>(t_veth)
     })();
     match configured {
@@ -218,6 +223,8 @@ impl Engine {
             aux_addresses: BTreeMap::new(),
             labels: BTreeMap::new(),
             host_binding_ipv4: None,
+            subnet6: None,
+            gateway6: None,
         };
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
@@ -225,7 +232,7 @@ impl Engine {
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, bridge_index: index });
+        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index });
         Ok(())
     }
 }

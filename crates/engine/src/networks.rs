@@ -16,7 +16,12 @@ use crate::{blocking, now, Engine, EngineError, NetState, Result, NETWORKS};
 
 /// The firewall's view of a network.
 pub(crate) fn fw_of(n: &NetworkRecord) -> NetworkFw {
-    NetworkFw { bridge: n.bridge.clone(), subnet: n.subnet, masquerade: n.masquerade, icc: n.icc, internal: n.internal }
+    NetworkFw { bridge: n.bridge.clone(), subnet: n.subnet, subnet6: n.subnet6, masquerade: n.masquerade, icc: n.icc, internal: n.internal }
+}
+
+/// The IPv6 pool of a dual-stack network (gateway reserved).
+fn pool6_of(rec: &NetworkRecord) -> Option<weft_ipam::Pool6> {
+    rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()))
 }
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -25,16 +30,22 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 /// `ip link add BR mtu M type bridge; ip addr add GW/P dev BR; ip link set BR up` and, with the
 /// firewall on, `route_localnet` for published ports on 127.0.0.1. Returns the bridge's index.
-pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool) -> Result<u32> {
+pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool, ip_forward: bool) -> Result<u32> {
     let index = with_host(|nl| {
         let index = match nl.link(&rec.bridge)? {
             Some(l) => l.index,
             None => nl.create_bridge(&rec.bridge, rec.mtu)?,
         };
         nl.add_addr(index, Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet"))?;
+        if let (Some(s6), Some(g6)) = (rec.subnet6, rec.gateway6) {
+            nl.add_addr6(index, ipnet::Ipv6Net::new(g6, s6.prefix_len()).expect("prefix of a subnet"))?;
+        }
         nl.set_up(index)?;
         Ok(index)
     })?;
+    if rec.subnet6.is_some() && ip_forward {
+        weft_kernel::sysctl::write("net.ipv6.conf.all.forwarding", "1")?;
+    }
     if iptables {
         weft_kernel::sysctl::write(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
     }
@@ -86,6 +97,13 @@ impl Engine {
                 }
             };
             let gateway = spec.gateway.unwrap_or_else(|| subnet.hosts().next().expect("a /30 or larger has hosts"));
+            let subnet6 = spec.subnet6.map(|s| s.trunc()).or_else(|| spec.enable_ipv6.then(|| weft_ipam::ula_subnet(&id)));
+            if let Some(s6) = subnet6 {
+                if let Some(other) = st.networks.values().find(|n| n.rec.subnet6.is_some_and(|o| o.contains(&s6.network()) || s6.contains(&o.network()))) {
+                    return Err(EngineError::Config(format!("subnet {s6} overlaps with network {}", other.rec.name)));
+                }
+            }
+            let gateway6 = subnet6.map(|s6| spec.gateway6.unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(s6.network()) + 1)));
             let rec = NetworkRecord {
                 id: id.clone(),
                 name: spec.name.clone(),
@@ -104,6 +122,8 @@ impl Engine {
                 aux_addresses: spec.aux_addresses.clone(),
                 labels: spec.labels.clone(),
                 host_binding_ipv4: opts.host_binding_ipv4,
+                subnet6,
+                gateway6,
             };
             st.creating.insert(spec.name.clone());
             rec
@@ -117,8 +137,9 @@ impl Engine {
         let mut reserved = vec![rec.gateway];
         reserved.extend(rec.aux_addresses.values().copied());
         let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
-        let (r, ipt) = (rec.clone(), self.cfg.iptables);
-        let index = blocking(move || make_bridge(&r, ipt)).await?;
+        let pool6 = pool6_of(&rec);
+        let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
+        let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
         let b = rec.bridge.clone();
         undo.push("delete bridge", move || {
             let _ = with_host(|nl| nl.delete_link(&b));
@@ -132,7 +153,7 @@ impl Engine {
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState { rec: rec.clone(), pool, bridge_index: index });
+        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index });
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -196,9 +217,10 @@ impl Engine {
             let mut reserved = vec![rec.gateway];
             reserved.extend(rec.aux_addresses.values().copied());
             let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
-            let (r, ipt) = (rec.clone(), self.cfg.iptables);
-            let index = blocking(move || make_bridge(&r, ipt)).await?;
-            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, bridge_index: index });
+            let pool6 = pool6_of(&rec);
+            let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
+            let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
+            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index });
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ impl Engine {
                                 if let Err(err) = n.pool.reserve(e.ip) {
                                     tracing::error!(container = %rec.name, error = %err, "address of a live container");
                                 }
+                                if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
+                                    let _ = p6.reserve(ip6);
+                                }
                             }
                         }
                         let (tx, _) = watch::channel(None);

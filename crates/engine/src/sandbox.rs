@@ -21,7 +21,7 @@ impl Engine {
             if st.sandboxes.contains_key(key) {
                 return Err(EngineError::Config(format!("sandbox {key} is already attached")));
             }
-            st.plan_endpoint(network, ifname, None)?
+            st.plan_endpoint(network, ifname, None, None)?
         };
         let endpoint = plan.endpoint.clone();
         let (p, eng) = (netns.to_path_buf(), self.clone());
@@ -55,7 +55,7 @@ impl Engine {
                 drop(st);
                 let h = endpoint.host_ifname.clone();
                 let _ = blocking(move || detach_bridge(&h)).await;
-                self.lock().release_address(&endpoint.network_id, endpoint.ip);
+                self.lock().release_addresses(&endpoint);
                 Err(e)
             }
         }

@@ -16,6 +16,8 @@ pub const USER_TABLE: &str = "inet weft-user";
 pub struct NetworkFw {
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// Dual-stack networks: their IPv6 subnet (masqueraded the same way).
+    pub subnet6: Option<ipnet::Ipv6Net>,
     /// `--ip-masq` / `enable_ip_masquerade`.
     pub masquerade: bool,
     /// `--icc` / `enable_icc`: containers of this network may talk to each other directly.
@@ -91,14 +93,16 @@ fn elements(verb: &str, n: &NetworkFw) -> String {
     let (net, br) = (n.subnet.trunc(), &n.bridge);
     let internal = |v: &str| if n.internal { format!("{v} element {TABLE} internal {{ \"{br}\" }}\n") } else { String::new() };
     if verb == "delete" {
+        let v6 = n.subnet6.map(|s6| format!("delete element {TABLE} masq6 {{ {} }}\n", s6.trunc())).unwrap_or_default();
         return format!(
-            "delete element {TABLE} masq {{ {net} }}\ndelete element {TABLE} from_bridge {{ \"{br}\" }}\n\
+            "delete element {TABLE} masq {{ {net} }}\n{v6}delete element {TABLE} from_bridge {{ \"{br}\" }}\n\
              delete element {TABLE} bridges {{ \"{br}\" }}\n{}",
             internal("delete")
         );
     }
+    let v6 = n.subnet6.map(|s6| format!("{verb} element {TABLE} masq6 {{ {} : jump nat-{br} }}\n", s6.trunc())).unwrap_or_default();
     format!(
-        "{verb} element {TABLE} masq {{ {net} : jump nat-{br} }}\n{verb} element {TABLE} from_bridge {{ \"{br}\" : jump from-{br} }}\n\
+        "{verb} element {TABLE} masq {{ {net} : jump nat-{br} }}\n{v6}{verb} element {TABLE} from_bridge {{ \"{br}\" : jump from-{br} }}\n\
          {verb} element {TABLE} bridges {{ \"{br}\" }}\n{}",
         internal(verb)
     )
@@ -119,13 +123,14 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], opts: Op
          \tset internal {{ type ifname; }}\n\
          \tset links {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service; }}\n\
          \tmap masq {{ type ipv4_addr : verdict; flags interval; }}\n\
+         \tmap masq6 {{ type ipv6_addr : verdict; flags interval; }}\n\
          \tmap from_bridge {{ type ifname : verdict; }}\n\
          \tmap ports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          \tmap ports_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          \tchain publish {{ dnat ip to ip daddr . meta l4proto . th dport map @ports; dnat ip to meta l4proto . th dport map @ports_any; }}\n\
          \tchain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}\n\
          \tchain output {{ type nat hook output priority -100; policy accept; {localhost}fib daddr type local jump publish; }}\n\
-         \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept; ip saddr 127.0.0.0/8 ct status dnat masquerade; ip saddr vmap @masq; }}\n\
+         \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept; ip saddr 127.0.0.0/8 ct status dnat masquerade; ip saddr vmap @masq; ip6 saddr vmap @masq6; }}\n\
          \tchain forward {{ type filter hook forward priority filter; policy accept; ct state established,related accept; iifname vmap @from_bridge; oifname @internal drop; }}\n\
          }}\n"
     ));
@@ -176,7 +181,7 @@ mod tests {
     use super::*;
 
     fn net(masq: bool, icc: bool) -> NetworkFw {
-        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), masquerade: masq, icc, internal: false }
+        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), subnet6: None, masquerade: masq, icc, internal: false }
     }
     fn port(ip: Option<&str>) -> PortFw {
         PortFw {
@@ -206,6 +211,14 @@ mod tests {
         assert!(c.starts_with("oifname \"weft0\" ip saddr . ip daddr . meta l4proto . th dport @links accept;"), "{c}");
         let l = LinkFw { src: "172.17.0.3".parse().expect("ip"), dst: "172.17.0.2".parse().expect("ip"), proto: Proto::Tcp, port: 80 };
         assert_eq!(link_elements("create", &[l]), "create element inet weft links { 172.17.0.3 . 172.17.0.2 . tcp . 80 }\n");
+    }
+
+    #[test]
+    fn dual_stack_networks_masquerade_both_families() {
+        let n = NetworkFw { subnet6: Some("fd00:77::/64".parse().expect("net")), ..net(true, true) };
+        assert!(add_network(&n).contains("create element inet weft masq6 { fd00:77::/64 : jump nat-weft0 }"));
+        assert!(remove_network(&n).contains("delete element inet weft masq6 { fd00:77::/64 }"));
+        assert!(full(&[n], &[], &[], Options::default()).contains("ip6 saddr vmap @masq6"));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum IpamError {
     RangeOutsideSubnet { range: Ipv4Net, subnet: Ipv4Net },
     #[error("subnet {0} is too small for containers")]
     TooSmall(Ipv4Net),
+    #[error("no free address left in {0}")]
+    Exhausted6(ipnet::Ipv6Net),
+    #[error("address {0} is already in use")]
+    InUse6(std::net::Ipv6Addr),
+    #[error("address {0} is outside {1}")]
+    OutOfRange6(std::net::Ipv6Addr, ipnet::Ipv6Net),
 }
 
 /// A pool of subnets to carve networks from (`--default-address-pool base=CIDR,size=N`).
@@ -232,5 +238,105 @@ mod tests {
                 prop_assert_eq!(p.in_use(), live.len() + 3);
             }
         }
+    }
+}
+
+/// The IPv6 addresses of one network: sparse (a /64 cannot be a bitmap), sequential from `::2`
+/// (`::1` is the gateway by default), never the subnet-router anycast address `::0`.
+#[derive(Debug, Clone)]
+pub struct Pool6 {
+    subnet: ipnet::Ipv6Net,
+    used: std::collections::BTreeSet<u128>,
+    next: u128,
+}
+
+fn size6(net: &ipnet::Ipv6Net) -> u128 {
+    if net.prefix_len() == 0 {
+        u128::MAX
+    } else {
+        1u128 << (128 - net.prefix_len())
+    }
+}
+
+impl Pool6 {
+    pub fn new(subnet: ipnet::Ipv6Net, reserved: &[std::net::Ipv6Addr]) -> Self {
+        let subnet = subnet.trunc();
+        let mut p = Pool6 { subnet, used: [0u128].into_iter().collect(), next: 1 };
+        for r in reserved {
+            let _ = p.reserve(*r);
+        }
+        p
+    }
+
+    fn offset(&self, a: std::net::Ipv6Addr) -> Option<u128> {
+        self.subnet.contains(&a).then(|| u128::from(a) - u128::from(self.subnet.network()))
+    }
+
+    pub fn allocate(&mut self) -> Result<std::net::Ipv6Addr, IpamError> {
+        let size = size6(&self.subnet);
+        if self.used.len() as u128 >= size {
+            return Err(IpamError::Exhausted6(self.subnet));
+        }
+        let mut off = self.next % size;
+        while self.used.contains(&off) {
+            off = (off + 1) % size;
+        }
+        self.used.insert(off);
+        self.next = off.wrapping_add(1);
+        Ok(std::net::Ipv6Addr::from(u128::from(self.subnet.network()) + off))
+    }
+
+    pub fn reserve(&mut self, a: std::net::Ipv6Addr) -> Result<(), IpamError> {
+        let off = self.offset(a).ok_or(IpamError::OutOfRange6(a, self.subnet))?;
+        if !self.used.insert(off) {
+            return Err(IpamError::InUse6(a));
+        }
+        Ok(())
+    }
+
+    pub fn release(&mut self, a: std::net::Ipv6Addr) {
+        if let Some(off) = self.offset(a).filter(|o| *o != 0) {
+            self.used.remove(&off);
+        }
+    }
+}
+
+/// A unique-local /64 (RFC 4193: fd00::/8 + 40-bit global id + 16-bit subnet 0) from `seed`.
+pub fn ula_subnet(seed: &str) -> ipnet::Ipv6Net {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
+    for b in seed.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let g = h.to_be_bytes();
+    let addr = std::net::Ipv6Addr::from([0xfd, g[0], g[1], g[2], g[3], g[4], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ipnet::Ipv6Net::new(addr, 64).expect("constant prefix")
+}
+
+#[cfg(test)]
+mod tests6 {
+    use super::*;
+
+    #[test]
+    fn pool6_sequential_reserved_and_released() {
+        let net: ipnet::Ipv6Net = "fd00:77::/64".parse().expect("net");
+        let gw: std::net::Ipv6Addr = "fd00:77::1".parse().expect("ip");
+        let mut p = Pool6::new(net, &[gw]);
+        assert_eq!(p.allocate(), Ok("fd00:77::2".parse().expect("ip")));
+        assert_eq!(p.allocate(), Ok("fd00:77::3".parse().expect("ip")));
+        assert_eq!(p.reserve(gw), Err(IpamError::InUse6(gw)));
+        p.release("fd00:77::2".parse().expect("ip"));
+        assert!(p.reserve("fd00:78::5".parse().expect("ip")).is_err());
+        let mut tiny = Pool6::new("fd00::/126".parse().expect("net"), &["fd00::1".parse().expect("ip")]);
+        assert!(tiny.allocate().is_ok() && tiny.allocate().is_ok());
+        assert!(matches!(tiny.allocate(), Err(IpamError::Exhausted6(_))));
+    }
+
+    #[test]
+    fn ula_is_stable_and_local() {
+        let a = ula_subnet("abc");
+        assert_eq!(a, ula_subnet("abc"));
+        assert_ne!(a, ula_subnet("abd"));
+        assert_eq!(a.prefix_len(), 64);
+        assert_eq!(a.network().octets()[0], 0xfd);
     }
 }

@@ -134,3 +134,34 @@ fn pool_exhaustion_says_how_to_add_one() {
     assert!(text(&h.weft(&["network", "ls"])).contains("p1"));
     h.finish();
 }
+
+#[test]
+fn dual_stack_network_and_ping_by_name_over_both_families() {
+    let mut h = Host::new("ds");
+    // Names that are not local go nowhere outside the test's namespaces.
+    h.start(&["--dns", "127.0.0.1"]);
+    h.ok(&["network", "create", "--ipv6", "--subnet", "10.60.0.0/24", "--subnet", "fd00:60::/64", "ds"]);
+    let n = json(&h, &["network", "inspect", "ds"]);
+    assert_eq!(n["EnableIPv6"], true);
+    assert_eq!(n["IPAM"]["Config"][1]["Subnet"], "fd00:60::/64", "{n}");
+    assert_eq!(n["IPAM"]["Config"][1]["Gateway"], "fd00:60::1");
+    h.run_d("a6", &["--network", "ds", "--ip6", "fd00:60::a"], &["sleep", "300"]);
+    h.run_d("b6", &["--network", "ds"], &["sleep", "300"]);
+    assert_eq!(h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.ds.GlobalIPv6Address}}", "a6"]), "fd00:60::a");
+    let b6_addr = text(&h.exec("b6", &["ip", "-6", "addr", "show", "eth0"]));
+    assert!(b6_addr.contains("fd00:60::2/64"), "{b6_addr}");
+    let route6 = text(&h.exec("b6", &["ip", "-6", "route"]));
+    assert!(route6.contains("default via fd00:60::1"), "{route6}");
+    // By name, both families, through the embedded DNS (A and AAAA).
+    assert!(h.exec("b6", &["ping", "-6", "-c1", "-W2", "a6"]).status.success(), "ping -6 by name");
+    assert!(h.exec("b6", &["ping", "-4", "-c1", "-W2", "a6"]).status.success(), "ping -4 by name");
+    assert!(h.exec("b6", &["ping", "-6", "-c1", "-W2", "fd00:60::1"]).status.success(), "the IPv6 gateway");
+    // --ipv6 without a subnet: a unique-local /64 of its own.
+    h.ok(&["network", "create", "--ipv6", "auto6"]);
+    let a = json(&h, &["network", "inspect", "auto6"]);
+    let s6 = a["IPAM"]["Config"][1]["Subnet"].as_str().expect("a v6 subnet").to_string();
+    assert!(s6.starts_with("fd") && s6.ends_with("::/64"), "{s6}");
+    assert!(h.fails(&["run", "-d", "--ip6", "fd00:99::5", "--", "true"]).contains("has no IPv6 subnet"));
+    assert!(h.fails(&["network", "create", "--subnet", "fd00:61::/64", "nov6"]).contains("needs --ipv6"));
+    h.finish();
+}

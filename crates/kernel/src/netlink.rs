@@ -2,15 +2,15 @@
 //! in one `sendmsg` (the kernel applies them in order and acknowledges each), which is how a
 //! container's interface is configured in a single round trip.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags,
     LinkInfo as NlLinkInfo, LinkMessage,
@@ -383,26 +383,31 @@ impl Netlink {
         self.batch("create veth", spec.host_name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])
     }
 
-    /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; ip link set IF up;
-    /// ip route add default via GW`, in one datagram.
-    pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>) -> Result<()> {
+    /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; [ip -6 addr add ADDR6 dev
+    /// IF nodad;] ip link set IF up; ip route add default via GW; [ip -6 route add default via
+    /// GW6]`, in one datagram.
+    pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         let index = self.index_of(ifname)?;
-        let mut reqs = vec![(link_up(1), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL), (link_up(index), 0)];
+        let mut reqs = vec![(link_up(1), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL)];
+        if let Some((a6, _)) = v6 {
+            reqs.push((addr6_msg(index, a6), NLM_F_CREATE | NLM_F_EXCL));
+        }
+        reqs.push((link_up(index), 0));
         if let Some(gw) = gateway {
-            let mut r = RouteMessage::default();
-            r.header = RouteHeader {
-                address_family: AddressFamily::Inet,
-                table: RouteHeader::RT_TABLE_MAIN,
-                protocol: RouteProtocol::Boot,
-                scope: RouteScope::Universe,
-                kind: RouteType::Unicast,
-                ..RouteHeader::default()
-            };
-            r.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
-            r.attributes.push(RouteAttribute::Oif(index));
-            reqs.push((RouteNetlinkMessage::NewRoute(r), NLM_F_CREATE | NLM_F_EXCL));
+            reqs.push((default_route(index, RouteAddress::Inet(gw), AddressFamily::Inet), NLM_F_CREATE | NLM_F_EXCL));
+        }
+        if let Some((_, Some(gw6))) = v6 {
+            reqs.push((default_route(index, RouteAddress::Inet6(gw6), AddressFamily::Inet6), NLM_F_CREATE | NLM_F_EXCL));
         }
         self.batch("configure interface", ifname, reqs)
+    }
+
+    /// `ip -6 addr add ADDR/PREFIX dev INDEX nodad`; an address already there is fine.
+    pub fn add_addr6(&mut self, index: u32, net: Ipv6Net) -> Result<()> {
+        match self.batch("add address", &net.to_string(), vec![(addr6_msg(index, net), NLM_F_CREATE | NLM_F_EXCL)]) {
+            Err(e) if e.is_exists() => Ok(()),
+            r => r,
+        }
     }
 
     /// `ip link set lo up` (the whole network of a `--net none` container).
@@ -430,6 +435,31 @@ fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
         a.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
     }
     RouteNetlinkMessage::NewAddress(a)
+}
+
+fn addr6_msg(index: u32, net: Ipv6Net) -> RouteNetlinkMessage {
+    let mut a = AddressMessage::default();
+    a.header.family = AddressFamily::Inet6;
+    a.header.prefix_len = net.prefix_len();
+    a.header.index = index;
+    a.header.flags = AddressHeaderFlags::Nodad;
+    a.attributes.push(AddressAttribute::Address(IpAddr::V6(net.addr())));
+    RouteNetlinkMessage::NewAddress(a)
+}
+
+fn default_route(oif: u32, gateway: RouteAddress, family: AddressFamily) -> RouteNetlinkMessage {
+    let mut r = RouteMessage::default();
+    r.header = RouteHeader {
+        address_family: family,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    r.attributes.push(RouteAttribute::Gateway(gateway));
+    r.attributes.push(RouteAttribute::Oif(oif));
+    RouteNetlinkMessage::NewRoute(r)
 }
 
 fn link_info(l: &LinkMessage) -> LinkInfo {

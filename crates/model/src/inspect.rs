@@ -37,6 +37,10 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
                 "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
                 "IPAddress": e.ip.to_string(),
                 "IPPrefixLen": e.prefix_len,
+                "GlobalIPv6Address": e.ip6.map(|a| a.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": e.prefix6,
+                "IPv6Gateway": e.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+                "Aliases": e.aliases,
                 "MacAddress": e.mac,
             }),
         );
@@ -90,6 +94,9 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "IPPrefixLen": primary.map(|e| e.prefix_len).unwrap_or(0),
             "Gateway": primary.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
             "MacAddress": primary.map(|e| e.mac.clone()).unwrap_or_default(),
+            "GlobalIPv6Address": primary.and_then(|e| e.ip6).map(|a| a.to_string()).unwrap_or_default(),
+            "GlobalIPv6PrefixLen": primary.map(|e| e.prefix6).unwrap_or(0),
+            "IPv6Gateway": primary.and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
             "Ports": ports,
             "Networks": networks,
         },
@@ -108,6 +115,7 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
                     "EndpointID": e.endpoint_id,
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
+                    "IPv6Address": e.ip6.map(|a| format!("{a}/{}", e.prefix6)).unwrap_or_default(),
                 }),
             );
         }
@@ -115,6 +123,13 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
     let mut ipam = json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()});
     if let Some(r) = n.ip_range {
         ipam["IPRange"] = Value::String(r.to_string());
+    }
+    if !n.aux_addresses.is_empty() {
+        ipam["AuxiliaryAddresses"] = json!(n.aux_addresses);
+    }
+    let mut configs = vec![ipam];
+    if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+        configs.push(json!({"Subnet": s6.to_string(), "Gateway": g6.to_string()}));
     }
     let mut options: Map<String, Value> =
         n.options.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
@@ -131,8 +146,10 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         "Created": rfc3339(n.created),
         "Scope": "local",
         "Driver": n.driver,
-        "IPAM": {"Driver": "default", "Config": [ipam]},
+        "IPAM": {"Driver": "default", "Config": configs},
+        "EnableIPv6": n.subnet6.is_some(),
         "Internal": n.internal,
+        "Labels": n.labels,
         "Containers": members,
         "Options": options,
     })

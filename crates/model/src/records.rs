@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::{validate_container_name, validate_network_name, ModelError};
@@ -142,6 +142,8 @@ pub struct RunSpec {
     pub links: Vec<String>,
     /// `--mac-address` of the first network's interface.
     pub mac_address: Option<String>,
+    /// `--ip6`: the IPv6 address on the first network.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// A unicast Ethernet address `aa:bb:cc:dd:ee:ff`.
@@ -264,6 +266,13 @@ pub struct EndpointRecord {
     /// `--network-alias` / `connect --alias`.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The IPv6 address on a dual-stack network.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -327,6 +336,11 @@ pub struct NetworkRecord {
     /// `com.docker.network.bridge.host_binding_ipv4`: default host address of `-p` here.
     #[serde(default)]
     pub host_binding_ipv4: Option<Ipv4Addr>,
+    /// Dual-stack networks: the IPv6 subnet and gateway.
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Docker's bridge driver options that weft understands.
@@ -348,6 +362,9 @@ pub struct NetworkSpec {
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     pub internal: bool,
     pub enable_ipv6: bool,
+    /// With `enable_ipv6`: the IPv6 subnet (a ULA /64 derived from the network's id if absent).
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -373,8 +390,21 @@ impl NetworkSpec {
         if !matches!(self.driver.as_str(), "" | "bridge") {
             return bad(format!("driver {:?} is not supported (only bridge)", self.driver));
         }
-        if self.enable_ipv6 {
-            return bad("IPv6 networks are not supported yet".into());
+        if !self.enable_ipv6 && (self.subnet6.is_some() || self.gateway6.is_some()) {
+            return bad("an IPv6 --subnet or --gateway needs --ipv6".into());
+        }
+        if let Some(s6) = self.subnet6 {
+            let net = s6.trunc();
+            if net.prefix_len() > 124 {
+                return bad(format!("subnet {s6} is too small: at most /124"));
+            }
+            if let Some(gw) = self.gateway6 {
+                if !net.contains(&gw) || gw == net.network() {
+                    return bad(format!("gateway {gw} is not a host address of subnet {net}"));
+                }
+            }
+        } else if self.gateway6.is_some() {
+            return bad("an IPv6 --gateway needs an IPv6 --subnet".into());
         }
         if self.subnet.is_none() && (self.gateway.is_some() || self.ip_range.is_some() || !self.aux_addresses.is_empty()) {
             return bad("--gateway, --ip-range and --aux-address need --subnet".into());

@@ -44,6 +44,9 @@ struct RunArgs {
     /// IPv4 address on the first network.
     #[arg(long)]
     ip: Option<std::net::Ipv4Addr>,
+    /// IPv6 address on the first network (a dual-stack network).
+    #[arg(long)]
+    ip6: Option<std::net::Ipv6Addr>,
     /// Extra name of the container on its first network.
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     network_alias: Vec<String>,
@@ -155,10 +158,12 @@ enum NetCmd {
     Create {
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
+        /// IPv4 and/or (with --ipv6) IPv6 subnet; repeat for both.
         #[arg(long)]
-        subnet: Option<ipnet::Ipv4Net>,
+        subnet: Vec<ipnet::IpNet>,
+        /// Gateway of each subnet given.
         #[arg(long)]
-        gateway: Option<std::net::Ipv4Addr>,
+        gateway: Vec<std::net::IpAddr>,
         #[arg(long)]
         ip_range: Option<ipnet::Ipv4Net>,
         /// NAME=IP, an address IPAM must not hand out.
@@ -354,8 +359,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     })
                     .collect()
             };
+            let pick4 = subnet.iter().find_map(|s| if let ipnet::IpNet::V4(v) = s { Some(*v) } else { None });
+            let pick6 = subnet.iter().find_map(|s| if let ipnet::IpNet::V6(v) = s { Some(*v) } else { None });
+            let gw4 = gateway.iter().find(|g| g.is_ipv4());
+            let gw6 = gateway.iter().find(|g| g.is_ipv6());
             let body = json!({
-                "Name": name, "Driver": driver, "Subnet": subnet, "Gateway": gateway, "IpRange": ip_range,
+                "Name": name, "Driver": driver, "Subnet": pick4, "Gateway": gw4, "Subnet6": pick6, "Gateway6": gw6, "IpRange": ip_range,
                 "AuxAddresses": kv(&aux_address, "--aux-address")?, "Internal": internal, "EnableIpv6": ipv6,
                 "Options": kv(&opt, "-o")?, "Labels": kv(&label, "--label")?,
             });
@@ -443,6 +452,7 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         aliases: a.network_alias,
         links: a.link,
         mac_address: a.mac_address,
+        ip6: a.ip6,
         dns: a.dns,
         dns_search: a.dns_search,
         dns_options: a.dns_option,
