@@ -7,6 +7,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "test: run as root (the tests create network namespaces)" >&2; exit 1; }
 bash scripts/setup.sh
 cargo build --workspace --locked
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
 cargo test --workspace --locked -- --test-threads="${WEFT_TEST_THREADS:-4}"
 # The leak check of the whole run: nothing of weft's may be left on the machine.
 left=$( (ip netns list | grep -E '^wt-|^weft' ; pgrep -af 'weft-itest|weftd' ; grep -E 'weft-itest' /proc/self/mountinfo) || true)

@@ -124,31 +124,32 @@ impl Engine {
             }
             let plan = match &mode {
                 NetworkMode::Network(n) => {
+                    // eth0 on the first network, eth1… on the others; on any error, give back
+                    // what was reserved.
                     let mut plans: Vec<EndpointPlan> = Vec::new();
-                    let nets = std::iter::once(n).chain(spec.networks.iter());
-                    for (i, net) in nets.enumerate() {
-                        let planned = st.plan_endpoint(net, &format!("eth{i}"), if i == 0 { spec.ip } else { None }, if i == 0 { spec.ip6 } else { None });
-                        match planned {
-                            Ok(mut p) if !plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id) => {
-                                if i == 0 {
-                                    p.endpoint.aliases = spec.aliases.clone();
-                                    if let Some(m) = &spec.mac_address {
-                                        p.endpoint.mac = m.to_ascii_lowercase();
-                                    }
+                    let planned = (|| {
+                        for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
+                            let first = i == 0;
+                            let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
+                            let twice = plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id);
+                            if first {
+                                p.endpoint.aliases = spec.aliases.clone();
+                                if let Some(m) = &spec.mac_address {
+                                    p.endpoint.mac = m.to_ascii_lowercase();
                                 }
-                                plans.push(p)
                             }
-                            other => {
-                                for p in &plans {
-                                    st.release_addresses(&p.endpoint);
-                                }
-                                if let Ok(p) = &other {
-                                    st.release_addresses(&p.endpoint);
-                                    return Err(EngineError::Config(format!("network {net} given twice")));
-                                }
-                                return Err(other.err().expect("an error"));
+                            plans.push(p);
+                            if twice {
+                                return Err(EngineError::Config(format!("network {net} given twice")));
                             }
                         }
+                        Ok(())
+                    })();
+                    if let Err(e) = planned {
+                        for p in &plans {
+                            st.release_addresses(&p.endpoint);
+                        }
+                        return Err(e);
                     }
                     Plan::Bridge(plans)
                 }

@@ -107,7 +107,7 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// The actions of the API, one variant each.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Run(RunSpec),
+    Run(Box<RunSpec>),
     Stop { id: String, timeout_secs: u64 },
     Kill { id: String, signal: String },
     Remove { id: String, force: bool },
@@ -243,7 +243,7 @@ impl Engine {
     /// Runs one action: the API's single entry point.
     pub async fn execute(self: &Arc<Self>, action: Action) -> Result<Reply> {
         match action {
-            Action::Run(spec) => self.run(spec).await.map(Reply::Id),
+            Action::Run(spec) => self.run(*spec).await.map(Reply::Id),
             Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
             Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
             Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),

@@ -1,7 +1,10 @@
 //! Rollback: the undo steps of an action, run in reverse order if it does not commit.
 
+/// What was done, and how to undo it.
+type Step = (&'static str, Box<dyn FnOnce() + Send>);
+
 pub struct Undo {
-    steps: Vec<(&'static str, Box<dyn FnOnce() + Send>)>,
+    steps: Vec<Step>,
 }
 
 impl Undo {

@@ -128,7 +128,7 @@ impl Pool {
         let mut off = self.next % size;
         let mut scanned = 0u64;
         while scanned < u64::from(size) {
-            if off % 64 == 0 && size >= 64 && self.used[(off / 64) as usize] == u64::MAX {
+            if off.is_multiple_of(64) && size >= 64 && self.used[(off / 64) as usize] == u64::MAX {
                 off = (off + 64) % size; // a full word: skip 64 addresses at once
                 scanned += 64;
                 continue;

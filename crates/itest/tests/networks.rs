@@ -72,7 +72,7 @@ fn networks_are_isolated_and_multi_network_containers_reach_both() {
     h.ok(&["network", "create", "n2"]);
     let a = h.run_d("a1", &["--network", "n1"], &["sleep", "300"]);
     let b = h.web("b1", &["--network", "n2"], "hello-b1");
-    let d = h.run_d("d1", &[], &["sleep", "300"]);
+    h.run_d("d1", &[], &["sleep", "300"]);
     // Separate networks cannot reach each other (nor the default bridge).
     assert!(!h.ping("a1", &b), "n1 -> n2 must be dropped");
     assert!(!h.ping("b1", &a), "n2 -> n1 must be dropped");

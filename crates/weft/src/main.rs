@@ -85,6 +85,7 @@ struct RunArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Cmd {
     /// Run a command in a new container.
     Run(RunArgs),

@@ -78,7 +78,7 @@ async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
 }
 
 async fn run(State(e): Eng, Json(spec): Json<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    match act(&e, Action::Run(spec)).await? {
+    match act(&e, Action::Run(Box::new(spec))).await? {
         Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id })))),
         other => Ok((StatusCode::CREATED, Json(json!({ "Reply": format!("{other:?}") })))),
     }
