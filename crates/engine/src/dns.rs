@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use weft_model::{short_id, Status, DEFAULT_NETWORK};
 
 use crate::files::Resolv;
-use crate::{EngineError, Result, State};
+use crate::{Result, State};
 
 /// Docker's address of the embedded resolver, inside each container.
 pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -411,9 +411,9 @@ impl Resolver {
 /// Opens the resolver's sockets inside the namespace at `netns` (before its `lo` is up, hence
 /// IP_FREEBIND). Blocking.
 pub(crate) fn open_sockets(netns: &Path) -> Result<(Socket, Socket)> {
-    let err = |e: std::io::Error| EngineError::Io { op: "open resolver socket in", path: netns.display().to_string(), source: e };
-    weft_kernel::netns::run_in(netns, || {
-        let addr: SocketAddr = SocketAddr::new(IpAddr::V4(RESOLVER), 53);
+    let addr = SocketAddr::new(IpAddr::V4(RESOLVER), 53);
+    let err = |source| weft_kernel::KernelError::Path { op: "bind the resolver at", path: addr.to_string(), source };
+    Ok(weft_kernel::netns::run_in(netns, || {
         let mk = |ty, proto| -> std::io::Result<Socket> {
             let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
             s.set_cloexec(true)?;
@@ -423,15 +423,10 @@ pub(crate) fn open_sockets(netns: &Path) -> Result<(Socket, Socket)> {
             s.set_nonblocking(true)?;
             Ok(s)
         };
-        let udp = mk(Type::DGRAM, Protocol::UDP).map_err(|e| weft_kernel::KernelError::Path { op: "bind resolver", path: addr.to_string(), source: e })?;
-        let tcp = mk(Type::STREAM, Protocol::TCP).map_err(|e| weft_kernel::KernelError::Path { op: "bind resolver", path: addr.to_string(), source: e })?;
-        tcp.listen(128).map_err(|e| weft_kernel::KernelError::Path { op: "listen resolver", path: addr.to_string(), source: e })?;
+        let udp = mk(Type::DGRAM, Protocol::UDP).map_err(err)?;
+        let tcp = mk(Type::STREAM, Protocol::TCP).and_then(|t| t.listen(128).map(|()| t)).map_err(err)?;
         Ok((udp, tcp))
-    })
-    .map_err(|e| match e {
-        weft_kernel::KernelError::Path { source, .. } => err(source),
-        other => other.into(),
-    })
+    })?)
 }
 
 /// Serves `container`'s resolver sockets until the tasks are aborted.

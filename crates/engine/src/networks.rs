@@ -19,10 +19,6 @@ pub(crate) fn fw_of(n: &NetworkRecord) -> NetworkFw {
     NetworkFw { bridge: n.bridge.clone(), subnet: n.subnet, subnet6: n.subnet6, masquerade: n.masquerade, icc: n.icc, internal: n.internal }
 }
 
-/// The IPv6 pool of a dual-stack network (gateway reserved).
-fn pool6_of(rec: &NetworkRecord) -> Option<weft_ipam::Pool6> {
-    rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()))
-}
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
@@ -134,12 +130,7 @@ impl Engine {
                 eng.lock().creating.remove(&name);
             });
         }
-        let mut reserved = vec![rec.gateway];
-        reserved.extend(rec.aux_addresses.values().copied());
-        let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
-        let pool6 = pool6_of(&rec);
-        let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
-        let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
+        let (index, pool, pool6) = self.bring_up(&rec).await?;
         let b = rec.bridge.clone();
         undo.push("delete bridge", move || {
             let _ = with_host(|nl| nl.delete_link(&b));
@@ -206,6 +197,17 @@ impl Engine {
         Ok(removed)
     }
 
+    /// A network's pools (gateway and aux addresses reserved) and its bridge, made or adopted.
+    async fn bring_up(&self, rec: &NetworkRecord) -> Result<(u32, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
+        let mut reserved = vec![rec.gateway];
+        reserved.extend(rec.aux_addresses.values().copied());
+        let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
+        let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
+        let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
+        let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
+        Ok((index, pool, pool6))
+    }
+
     /// At start: the user networks of the store, with their bridges (re)made.
     pub(crate) async fn load_user_networks(&self) -> Result<()> {
         let (items, _) = self.store.range(NETWORKS)?;
@@ -214,12 +216,7 @@ impl Engine {
             if rec.name == DEFAULT_NETWORK || self.lock().networks.contains_key(&rec.id) {
                 continue;
             }
-            let mut reserved = vec![rec.gateway];
-            reserved.extend(rec.aux_addresses.values().copied());
-            let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
-            let pool6 = pool6_of(&rec);
-            let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
-            let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
+            let (index, pool, pool6) = self.bring_up(&rec).await?;
             self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index });
         }
         Ok(())
