@@ -57,9 +57,14 @@ fn create_inspect_options_and_remove() {
     h.ok(&["rm", "-f", "c1", "c2"]);
     h.ok(&["network", "rm", "back"]);
     eventually("mybr0 deleted", || !h.ip(&["-o", "link"]).contains("mybr0"));
+    // host_binding_ipv4: the network's default address for -p.
+    h.ok(&["network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "local"]);
+    h.ok(&["run", "-d", "--name", "pb", "--network", "local", "-p", "8099:80", "--", "sleep", "300"]);
+    assert_eq!(h.ok(&["port", "pb", "80"]), "127.0.0.1:8099");
+    h.ok(&["rm", "-f", "pb"]);
     h.ok(&["network", "create", "unused"]);
     let pruned = h.ok(&["network", "prune", "-f"]);
-    assert!(pruned.contains("unused") && pruned.contains("front"), "{pruned}");
+    assert!(pruned.contains("unused") && pruned.contains("front") && pruned.contains("local"), "{pruned}");
     assert_eq!(h.ok(&["network", "ls"]).lines().count(), 2, "header and bridge left");
     h.finish();
 }
