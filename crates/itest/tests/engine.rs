@@ -25,6 +25,10 @@ fn bridge_containers_ping_and_talk_tcp() {
     assert!(pid.parse::<u32>().expect("pid") > 1);
     let ports = h.ip(&["-o", "link", "show", "master", "weft0"]);
     assert_eq!(ports.lines().filter(|l| l.contains(": veth")).count(), 2, "{ports}");
+    // IPv4-only network: no IPv6 address on either end (no DAD/RS/MLD floods on the bridge).
+    assert!(!text(&h.exec("web1", &["ip", "-6", "addr", "show", "eth0"])).contains("inet6"));
+    assert!(!h.ip(&["-6", "addr", "show", "master", "weft0"]).contains("inet6"));
+    assert!(text(&h.exec("web1", &["ip", "-6", "addr", "show", "lo"])).contains("::1"), "lo keeps ::1");
     // /etc/hosts and /etc/hostname are the container's own.
     let hosts = String::from_utf8_lossy(&h.exec("web1", &["cat", "/etc/hosts"]).stdout).to_string();
     let hostname = String::from_utf8_lossy(&h.exec("web1", &["hostname"]).stdout).trim().to_string();

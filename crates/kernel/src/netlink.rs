@@ -12,8 +12,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags,
-    LinkInfo as NlLinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InetDevConf, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -62,6 +62,10 @@ pub struct VethSpec<'a> {
     pub peer_netns: Option<RawFd>,
     /// Bring the host end up in the same request (`false` leaves it down, to be configured first).
     pub up: bool,
+    /// In the same datagram, right after the creation: bring the host end up as a bridge port
+    /// with hairpin on, and with IPv6 addrgenmode none (no link-local address, hence none of the
+    /// DAD/RS/MLD multicast a bridge floods to every port). Needs `master`.
+    pub port_setup: bool,
 }
 
 pub struct Netlink {
@@ -290,20 +294,7 @@ impl Netlink {
         self.batch("set link up", &index.to_string(), vec![(link_up(index), 0)])
     }
 
-    /// `ip link set dev NAME up type bridge_slave hairpin on`: a bridge port that may send a
-    /// frame back out of the port it came in by (a container reaching its own published port
-    /// when bridged traffic goes through netfilter).
-    pub fn bridge_port_up_hairpin(&mut self, name: &str) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            NlLinkInfo::PortKind(InfoPortKind::Bridge),
-            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
-        ]));
-        self.batch("set bridge port up", name, vec![(RouteNetlinkMessage::NewLink(msg), 0)])
-    }
+
 
     /// `ip link del dev NAME`; a link that is already gone is fine.
     pub fn delete_link(&mut self, name: &str) -> Result<()> {
@@ -380,7 +371,11 @@ impl Netlink {
             NlLinkInfo::Kind(InfoKind::Veth),
             NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        self.batch("create veth", spec.host_name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])
+        let mut reqs = vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)];
+        if spec.port_setup {
+            reqs.push((bridge_port_up(spec.host_name), 0));
+        }
+        self.batch("create veth", spec.host_name, reqs)
     }
 
     /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; [ip -6 addr add ADDR6 dev
@@ -388,7 +383,18 @@ impl Netlink {
     /// GW6]`, in one datagram.
     pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         let index = self.index_of(ifname)?;
-        let mut reqs = vec![(link_up(1), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL)];
+        // arp_notify (a gratuitous ARP when it comes up); without IPv6 on the network, no
+        // link-local address either.
+        let mut devconf = InetDevConf::default();
+        devconf.arp_notify = 1;
+        let mut af = vec![AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(devconf)])];
+        if v6.is_none() {
+            af.push(AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]));
+        }
+        let mut conf = LinkMessage::default();
+        conf.header.index = index;
+        conf.attributes.push(LinkAttribute::AfSpecUnspec(af));
+        let mut reqs = vec![(link_up(1), 0), (RouteNetlinkMessage::SetLink(conf), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL)];
         if let Some((a6, _)) = v6 {
             reqs.push((addr6_msg(index, a6), NLM_F_CREATE | NLM_F_EXCL));
         }
@@ -435,6 +441,20 @@ fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
         a.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
     }
     RouteNetlinkMessage::NewAddress(a)
+}
+
+/// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).
+fn bridge_port_up(name: &str) -> RouteNetlinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        NlLinkInfo::PortKind(InfoPortKind::Bridge),
+        NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+    ]));
+    msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+    RouteNetlinkMessage::NewLink(msg)
 }
 
 fn addr6_msg(index: u32, net: Ipv6Net) -> RouteNetlinkMessage {

@@ -44,6 +44,7 @@ fn bridge_veth_into_netns_and_ping() {
             peer_mac: Some([0x02, 0x42, 10, 250, 0, 2]),
             peer_netns: Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
             up: true,
+            port_setup: false,
         })?;
         let v = nl.link("vethk000001")?.expect("host end exists");
         assert_eq!((v.master, v.mtu, v.up), (Some(br), 1400, true));
