@@ -412,8 +412,8 @@ impl Resolver {
 /// IP_FREEBIND). Blocking.
 pub(crate) fn open_sockets(netns: &Path) -> Result<(Socket, Socket)> {
     let addr = SocketAddr::new(IpAddr::V4(RESOLVER), 53);
-    let err = |source| weft_kernel::KernelError::Path { op: "bind the resolver at", path: addr.to_string(), source };
-    Ok(weft_kernel::netns::run_in(netns, || {
+    let err = move |source| weft_kernel::KernelError::Path { op: "bind the resolver at", path: addr.to_string(), source };
+    Ok(weft_kernel::netns::run_in(netns, move || {
         let mk = |ty, proto| -> std::io::Result<Socket> {
             let s = Socket::new(Domain::IPV4, ty, Some(proto))?;
             s.set_cloexec(true)?;

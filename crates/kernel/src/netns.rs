@@ -1,10 +1,12 @@
-//! Network namespaces: entering one only on a dedicated thread that ends with the work (so no
-//! thread of the daemon is ever left in a foreign namespace, even on an early return), and the bind
-//! mounts that keep a container's namespace alive while the container exists.
+//! Network namespaces: entering one only on a dedicated namespace worker that returns home after
+//! every job (so no async worker or other daemon thread is ever in a foreign namespace, even on an
+//! early return or a panic), and the bind mounts that keep a container's namespace alive while the
+//! container exists.
 
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
@@ -15,31 +17,75 @@ fn path_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error)
     move |source| KernelError::Path { op, path: path.display().to_string(), source }
 }
 
-/// Runs `f` on a new thread that has joined the network namespace at `path` (`ip netns exec`).
-/// The thread exits afterwards, so the namespace change can never leak to another task.
-pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let ns = File::open(path).map_err(path_err("open netns", path))?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| path_err("enter netns", path)(e.into()))?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(KernelError::Path {
-                op: "run in netns",
-                path: path.display().to_string(),
-                source: std::io::Error::other("worker thread panicked"),
-            })
-        })
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Namespace workers: long-lived threads that only ever run jobs inside other namespaces. Each
+/// job enters the target namespace and, whatever happens, the thread returns to the namespace it
+/// started in (the daemon's), so no namespace is kept alive by a thread left in it. A pool saves
+/// the thread spawn a short-lived thread would cost per entry (~40 µs).
+struct Workers {
+    tx: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+const WORKERS: usize = 4;
+
+fn workers() -> Option<&'static Workers> {
+    static POOL: OnceLock<Option<Workers>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..WORKERS {
+            let rx = rx.clone();
+            let home = File::open("/proc/thread-self/ns/net").ok()?;
+            std::thread::Builder::new()
+                .name(format!("netns-worker-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    };
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    if setns(home.as_fd(), CloneFlags::CLONE_NEWNET).is_err() {
+                        return; // cannot go home: this worker retires rather than run elsewhere
+                    }
+                })
+                .ok()?;
+        }
+        Some(Workers { tx: Mutex::new(tx) })
     })
+    .as_ref()
+}
+
+/// Runs `f` inside the network namespace at `path` (`ip netns exec`), on a namespace worker (or a
+/// short-lived thread if the pool is unavailable), and waits for it.
+pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let ns = File::open(path).map_err(path_err("open netns", path))?;
+    let p = path.to_path_buf();
+    let (done, wait) = std::sync::mpsc::channel();
+    let job = move || {
+        let r = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| path_err("enter netns", &p)(e.into())).and_then(|()| f());
+        let _ = done.send(r);
+    };
+    match workers() {
+        Some(w) => {
+            let sent = w.tx.lock().unwrap_or_else(|p| p.into_inner()).send(Box::new(job));
+            if sent.is_err() {
+                return Err(path_err("run in netns", path)(std::io::Error::other("namespace workers stopped")));
+            }
+        }
+        None => {
+            std::thread::spawn(job);
+        }
+    }
+    wait.recv()
+        .unwrap_or_else(|_| Err(path_err("run in netns", path)(std::io::Error::other("namespace job panicked"))))
 }
 
 /// Opens a netlink socket inside the namespace at `path`, first writing `sysctls` there. The
 /// socket stays in that namespace and can be used from any thread.
-pub fn open_in(path: &Path, sysctls: &[(&str, &str)]) -> Result<Netlink> {
-    run_in(path, || {
+pub fn open_in(path: &Path, sysctls: &[(&'static str, &'static str)]) -> Result<Netlink> {
+    let sysctls = sysctls.to_vec();
+    run_in(path, move || {
         for (k, v) in sysctls {
             crate::sysctl::write(k, v)?;
         }

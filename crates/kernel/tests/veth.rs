@@ -29,13 +29,14 @@ fn bridge_veth_into_netns_and_ping() {
     let host = Ns::new("h");
     let ctr = Ns::new("c");
     let ctr_path = ctr.path();
-    netns::run_in(Path::new(&host.path()), || {
+    let ctr_path2 = ctr_path.clone();
+    netns::run_in(Path::new(&host.path()), move || {
         let mut nl = Netlink::open()?;
         nl.loopback_up()?;
         let br = nl.create_bridge("kbr0", 1500)?;
         nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?;
         nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?; // EEXIST is done
-        let fd = std::fs::File::open(&ctr_path).expect("ctr ns");
+        let fd = std::fs::File::open(&ctr_path2).expect("ctr ns");
         nl.create_veth(&VethSpec {
             host_name: "vethk000001",
             master: Some(br),
