@@ -43,7 +43,17 @@ fn links_hosts_env_and_icc_false() {
 fn mac_address() {
     let mut h = Host::new("mac");
     h.start(&[]);
+    // A chosen MAC is announced with a gratuitous ARP (a derived one never changes, see
+    // docs/architecture.md); a packet socket on the host's bridge sees it.
+    let mut sniffer = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns, "python3", &weft_itest::nettool(), "arp-sniff", "weft0", "172.17.0.2", "10"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sniffer");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     h.run_d("m1", &["--mac-address", "02:42:0a:0b:0c:0d"], &["sleep", "300"]);
+    let seen = sniffer.wait_with_output().expect("sniffer output");
+    assert!(String::from_utf8_lossy(&seen.stdout).contains("garp 172.17.0.2 from 02:42:0a:0b:0c:0d"), "{seen:?}");
     let eth0 = text(&h.exec("m1", &["ip", "link", "show", "eth0"]));
     assert!(eth0.contains("02:42:0a:0b:0c:0d"), "{eth0}");
     assert_eq!(h.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "m1"]), "02:42:0a:0b:0c:0d");

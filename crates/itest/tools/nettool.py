@@ -6,6 +6,7 @@
   sctp-init HOST DPORT [SPORT]           send one raw SCTP INIT (valid CRC32c) to HOST:DPORT
   sniff IFACE PROTO DPORT SECONDS        packet socket: print and exit 0 on the first IPv4 packet
                                          of PROTO to DPORT seen on IFACE; exit 1 on timeout
+  arp-sniff IFACE IP SECONDS              exit 0 on a gratuitous ARP for IP seen on IFACE
   dns-query SERVER NAME [A|PTR] [udp|tcp] print "RCODE n" and each answer's address or name
   dns-server IP NAME ADDR SECONDS        answer NAME with ADDR (A, UDP) and NXDOMAIN otherwise
   dns-garbage SERVER                     send malformed, truncated and oversized queries, then
@@ -76,6 +77,24 @@ def sniff(iface, proto, dport, seconds):
         if dp == int(dport):
             src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
             print(f"got proto {ip[9]} {src}:{sport} -> {dst}:{dp}", flush=True)
+            return 0
+    return 1
+
+
+def arp_sniff(iface, ip, seconds):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    s.bind((iface, 0))
+    want = socket.inet_aton(ip)
+    end = time.time() + float(seconds)
+    print("listening", flush=True)
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            f = s.recv(2048)
+        except socket.timeout:
+            break
+        if len(f) >= 42 and f[28:32] == want and f[38:42] == want:
+            print(f"garp {ip} from {f[22:28].hex(':')}", flush=True)
             return 0
     return 1
 
@@ -185,5 +204,5 @@ def dns_garbage(server):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     rc = {"udp-recv": udp_recv, "udp-send": udp_send, "sctp-init": sctp_init, "sniff": sniff,
-          "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage}[cmd](*args)
+          "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage}[cmd](*args)
     sys.exit(rc or 0)

@@ -4,6 +4,7 @@
 //! inside a container's namespace (on a short-lived thread, see [`netns::open_in`]) and keeps using
 //! it from any thread; no async worker ever changes namespace.
 
+pub mod arp;
 pub mod conntrack;
 pub mod netlink;
 pub mod netns;

@@ -12,7 +12,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InetDevConf, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
     InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
@@ -380,21 +380,18 @@ impl Netlink {
 
     /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; [ip -6 addr add ADDR6 dev
     /// IF nodad;] ip link set IF up; ip route add default via GW; [ip -6 route add default via
-    /// GW6]`, in one datagram.
+    /// GW6]`, in one datagram. Without IPv6 on the interface's network, no link-local
+    /// address either (`addrgenmode none`).
     pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         let index = self.index_of(ifname)?;
-        // arp_notify (a gratuitous ARP when it comes up); without IPv6 on the network, no
-        // link-local address either.
-        let mut devconf = InetDevConf::default();
-        devconf.arp_notify = 1;
-        let mut af = vec![AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(devconf)])];
+        let mut reqs = vec![(link_up(1), 0)];
         if v6.is_none() {
-            af.push(AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]));
+            let mut conf = LinkMessage::default();
+            conf.header.index = index;
+            conf.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+            reqs.push((RouteNetlinkMessage::SetLink(conf), 0));
         }
-        let mut conf = LinkMessage::default();
-        conf.header.index = index;
-        conf.attributes.push(LinkAttribute::AfSpecUnspec(af));
-        let mut reqs = vec![(link_up(1), 0), (RouteNetlinkMessage::SetLink(conf), 0), (addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL)];
+        reqs.push((addr_msg(index, addr), NLM_F_CREATE | NLM_F_EXCL));
         if let Some((a6, _)) = v6 {
             reqs.push((addr6_msg(index, a6), NLM_F_CREATE | NLM_F_EXCL));
         }

@@ -53,7 +53,7 @@ fn bridge_veth_into_netns_and_ping() {
         Ok(())
     })
     .expect("host side");
-    let mut c = netns::open_in(Path::new(&ctr_path), &[("net.ipv4.conf.all.arp_notify", "1")])
+    let mut c = netns::open_in(Path::new(&ctr_path), &[("net.ipv4.conf.all.rp_filter", "0")])
         .expect("socket in container ns");
     c.configure_interface("eth0", "10.250.0.2/24".parse().expect("net"), Some("10.250.0.1".parse().expect("ip")), None)
         .expect("configure");
