@@ -45,7 +45,7 @@ fn mac_address() {
     h.start(&[]);
     // A chosen MAC is announced with a gratuitous ARP (a derived one never changes, see
     // docs/architecture.md); a packet socket on the host's bridge sees it.
-    let mut sniffer = std::process::Command::new("ip")
+    let sniffer = std::process::Command::new("ip")
         .args(["netns", "exec", &h.ns, "python3", &weft_itest::nettool(), "arp-sniff", "weft0", "172.17.0.2", "10"])
         .stdout(std::process::Stdio::piped())
         .spawn()
