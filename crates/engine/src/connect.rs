@@ -18,6 +18,7 @@ impl Engine {
         Ok(())
     }
 
+    #[tracing::instrument(name = "network connect", skip(self, ip, aliases))]
     pub async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
         let (rec, netns, plan) = {
             let mut st = self.lock();
@@ -75,6 +76,7 @@ impl Engine {
         Ok(())
     }
 
+    #[tracing::instrument(name = "network disconnect", skip(self, _force))]
     pub async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
         let net = self.network(network)?;
         let rec = self.container(container)?;

@@ -171,8 +171,7 @@ impl Engine {
             st.names.insert(name.clone(), id.clone());
             (name, plan, links)
         };
-        let span = tracing::info_span!("run", container = short_id(&id), name = %name);
-        let _enter = span.enter();
+        tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
         {
             let (eng, name) = (self.clone(), name.clone());
             let reserved: Vec<_> = match &plan {

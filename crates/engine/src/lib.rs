@@ -240,15 +240,33 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
-    /// Runs one action: the API's single entry point.
+    /// Runs one action: the API's single entry point, in a span named after the action that
+    /// carries the container (its id once known) and network.
     pub async fn execute(self: &Arc<Self>, action: Action) -> Result<Reply> {
-        match action {
-            Action::Run(spec) => self.run(*spec).await.map(Reply::Id),
-            Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
-            Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
-            Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
-            Action::Wait { id } => self.wait(&id).await.map(Reply::ExitCode),
-        }
+        use tracing::field::Empty;
+        let span = match &action {
+            Action::Run(s) => tracing::info_span!("run", container = Empty, name = Empty, network = %s.network_mode),
+            Action::Stop { id, .. } => tracing::info_span!("stop", container = %id),
+            Action::Kill { id, .. } => tracing::info_span!("kill", container = %id),
+            Action::Remove { id, .. } => tracing::info_span!("rm", container = %id),
+            Action::Wait { id } => tracing::info_span!("wait", container = %id),
+        };
+        let work = async move {
+            let t0 = std::time::Instant::now();
+            let r = match action {
+                Action::Run(spec) => self.run(*spec).await.map(Reply::Id),
+                Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
+                Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
+                Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
+                Action::Wait { id } => self.wait(&id).await.map(Reply::ExitCode),
+            };
+            match &r {
+                Ok(_) => tracing::debug!(us = t0.elapsed().as_micros() as u64, "done"),
+                Err(e) => tracing::info!(error = %e, "refused or failed"),
+            }
+            r
+        };
+        tracing::Instrument::instrument(work, span).await
     }
 
     /// A container by name, full id or unique id prefix.
@@ -399,9 +417,10 @@ pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Runs blocking kernel work off the async workers.
+/// Runs blocking kernel work off the async workers, inside the caller's span.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| Err(EngineError::Config(format!("worker panicked: {e}"))))
 }

@@ -49,6 +49,7 @@ pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool, ip_forward: bool)
 }
 
 impl Engine {
+    #[tracing::instrument(name = "network create", skip_all, fields(network = %spec.name))]
     pub async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
         let opts = spec.validate()?;
         let id = new_id();
@@ -150,6 +151,7 @@ impl Engine {
     }
 
     /// `weft network rm`: refused while endpoints exist; the default network stays.
+    #[tracing::instrument(name = "network rm", skip(self))]
     pub async fn remove_network(self: &Arc<Self>, key: &str) -> Result<()> {
         let rec = self.network(key)?;
         if rec.name == DEFAULT_NETWORK {

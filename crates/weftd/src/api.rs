@@ -72,8 +72,6 @@ fn flag(q: &HashMap<String, String>, k: &str) -> bool {
 }
 
 async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
-    let span = tracing::info_span!("action", kind = ?std::mem::discriminant(&action));
-    let _ = span.enter();
     Ok(e.execute(action).await?)
 }
 
