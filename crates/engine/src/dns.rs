@@ -433,38 +433,8 @@ pub(crate) fn open_sockets(netns: &Path) -> Result<(Socket, Socket)> {
 pub(crate) fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp: Socket) -> std::io::Result<Vec<JoinHandle<()>>> {
     let udp = Arc::new(UdpSocket::from_std(udp.into())?);
     let tcp = TcpListener::from_std(tcp.into())?;
-    let (r1, c1) = (resolver.clone(), container.clone());
-    let u = tokio::spawn(async move {
-        let (mut buf, mut out) = (vec![0u8; 4096], Vec::with_capacity(512));
-        // This container's view, looked up again only when the index is replaced.
-        let mut cached: (Arc<Index>, Option<Client>) = (Arc::default(), None);
-        loop {
-            let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
-            let idx = r1.get();
-            if !Arc::ptr_eq(&idx, &cached.0) {
-                cached = (idx.clone(), idx.clients.get(&c1).cloned());
-            }
-            if cached.1.as_ref().and_then(|client| fast_answer(&idx, client, &buf[..n], &mut out)).is_some() {
-                let _ = udp.send_to(&out, peer).await;
-                continue;
-            }
-            let packet = buf[..n].to_vec();
-            match decide(&idx, &c1, &packet) {
-                Verdict::Reply(r) => {
-                    let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
-                }
-                Verdict::Forward(up) => {
-                    let udp = udp.clone();
-                    tokio::spawn(async move {
-                        if let Some(r) = forward_udp(&packet, &up).await.or_else(|| servfail(&packet)) {
-                            let _ = udp.send_to(&r, peer).await;
-                        }
-                    });
-                }
-                Verdict::Drop => {}
-            }
-        }
-    });
+    // Two readers of the UDP socket: both of the runtime's workers can answer.
+    let readers: Vec<JoinHandle<()>> = (0..UDP_READERS).map(|_| tokio::spawn(udp_loop(udp.clone(), resolver.clone(), container.clone()))).collect();
     let t = tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = tcp.accept().await else { continue };
@@ -490,7 +460,41 @@ pub(crate) fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp
             });
         }
     });
-    Ok(vec![u, t])
+    Ok(readers.into_iter().chain([t]).collect())
+}
+
+const UDP_READERS: usize = 2;
+
+async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, container: String) {
+    let (mut buf, mut out) = (vec![0u8; 4096], Vec::with_capacity(512));
+    // This container's view, looked up again only when the index is replaced.
+    let mut cached: (Arc<Index>, Option<Client>) = (Arc::default(), None);
+    loop {
+        let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+        let idx = resolver.get();
+        if !Arc::ptr_eq(&idx, &cached.0) {
+            cached = (idx.clone(), idx.clients.get(&container).cloned());
+        }
+        if cached.1.as_ref().and_then(|client| fast_answer(&idx, client, &buf[..n], &mut out)).is_some() {
+            let _ = udp.send_to(&out, peer).await;
+            continue;
+        }
+        let packet = buf[..n].to_vec();
+        match decide(&idx, &container, &packet) {
+            Verdict::Reply(r) => {
+                let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
+            }
+            Verdict::Forward(up) => {
+                let udp = udp.clone();
+                tokio::spawn(async move {
+                    if let Some(r) = forward_udp(&packet, &up).await.or_else(|| servfail(&packet)) {
+                        let _ = udp.send_to(&r, peer).await;
+                    }
+                });
+            }
+            Verdict::Drop => {}
+        }
+    }
 }
 
 #[cfg(test)]
