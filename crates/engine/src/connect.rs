@@ -10,7 +10,7 @@ use weft_model::{ContainerRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
-use crate::{blocking, find_container, Engine, EngineError, Result, CONTAINERS};
+use crate::{blocking, Engine, EngineError, Result, CONTAINERS};
 
 impl Engine {
     async fn save(&self, rec: &ContainerRecord) -> Result<()> {
@@ -20,18 +20,22 @@ impl Engine {
 
     #[tracing::instrument(name = "network connect", skip(self, ip, aliases))]
     pub async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
-        let (rec, netns, plan) = {
+        let id = self.container(container)?.id;
+        let _serial = self.lock_container(&id).await;
+        let (rec, netns, plan, _pending) = {
             let mut st = self.lock();
-            let c = find_container(&st, container)?.clone();
+            let c = st.containers.get(&id).cloned().ok_or_else(|| EngineError::NoSuchContainer(container.to_string()))?;
             if c.state.status != Status::Running {
                 return Err(EngineError::NotRunning(container.to_string()));
             }
-            let netns = c
-                .sandbox_key
-                .as_deref()
-                .map(PathBuf::from)
-                .filter(|p| p.starts_with(&self.cfg.exec_root))
-                .ok_or_else(|| EngineError::Config(format!("container {container} shares another network namespace (--net {}): connect that one", c.network_mode())))?;
+            let own = self.netns_path(&c.id);
+            if c.sandbox_key.as_deref() != Some(own.to_string_lossy().as_ref()) {
+                return Err(EngineError::Config(format!(
+                    "container {container} has no network namespace of its own (--net {}): connect the container it shares",
+                    c.network_mode()
+                )));
+            }
+            let netns = own;
             let net = st
                 .networks
                 .values()
@@ -45,7 +49,8 @@ impl Engine {
             let n = (0..).find(|i| !c.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
             let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
             plan.endpoint.aliases = aliases.to_vec();
-            (c, netns, plan)
+            let pending = crate::Pending::new(self, &mut st, vec![net.id.clone()]);
+            (c, netns, plan, pending)
         };
         let first = rec.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
@@ -79,7 +84,9 @@ impl Engine {
     #[tracing::instrument(name = "network disconnect", skip(self, _force))]
     pub async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
         let net = self.network(network)?;
-        let rec = self.container(container)?;
+        let id = self.container(container)?.id;
+        let _serial = self.lock_container(&id).await;
+        let rec = self.container(&id)?;
         let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {
             return Err(EngineError::Config(format!("container {container} is not connected to network {}", net.name)));
         };

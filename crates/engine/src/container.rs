@@ -2,7 +2,7 @@
 //! kill, remove and wait.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,7 @@ impl Engine {
         let mut undo = Undo::new();
 
         // Reserve the name and the address under the lock; no kernel work here.
-        let (name, plan, links) = {
+        let (name, plan, links, _pending) = {
             let mut st = self.lock();
             let name = match &spec.name {
                 Some(n) => n.trim_start_matches('/').to_string(),
@@ -122,6 +122,8 @@ impl Engine {
             if st.names.contains_key(&name) {
                 return Err(EngineError::NameInUse(name));
             }
+            // Everything that can refuse without reserving anything comes first.
+            let links = resolve_links(&st, &spec, &mode)?;
             let plan = match &mode {
                 NetworkMode::Network(n) => {
                     // eth0 on the first network, eth1… on the others; on any error, give back
@@ -167,9 +169,13 @@ impl Engine {
                 NetworkMode::Host => Plan::Host,
                 NetworkMode::None => Plan::None,
             };
-            let links = resolve_links(&st, &spec, &mode)?;
             st.names.insert(name.clone(), id.clone());
-            (name, plan, links)
+            let nets = match &plan {
+                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
+                _ => Vec::new(),
+            };
+            let pending = crate::Pending::new(self, &mut st, nets);
+            (name, plan, links, pending)
         };
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
         {
@@ -386,7 +392,11 @@ impl Engine {
 
     /// Releases what a stopped container held (endpoint, namespace, address) and records its exit.
     pub(crate) async fn on_exit(self: &Arc<Self>, id: &str) -> Result<()> {
+        let _serial = self.lock_container(id).await;
         let Some(mut rec) = self.lock().containers.get(id).cloned() else { return Ok(()) };
+        if rec.state.status != Status::Running {
+            return Ok(());
+        }
         let code = weft_runtime::read_exit_code(&self.run_dir(id).join("exit")).unwrap_or(137);
         let endpoints = std::mem::take(&mut rec.endpoints);
         let ports = std::mem::take(&mut rec.ports);
@@ -399,18 +409,29 @@ impl Engine {
             }
         }
         self.stop_dns(id);
-        let own_ns = rec.sandbox_key.as_deref().map(PathBuf::from).filter(|p| p.starts_with(&self.cfg.exec_root));
-        if let Some(p) = own_ns {
-            blocking(move || Ok(netns::unbind(&p)?)).await?;
+        // Only the container's own namespace: a `container:` joiner must not take its target's.
+        let own_ns = self.netns_path(id);
+        if rec.sandbox_key.as_deref() == Some(own_ns.to_string_lossy().as_ref()) {
+            if let Err(e) = blocking(move || Ok(netns::unbind(&own_ns)?)).await {
+                tracing::error!(container = short_id(id), error = %e, "unbinding the namespace failed; reconcile will retry");
+            }
         }
         rec.sandbox_key = None;
         rec.state = ContainerState { status: Status::Exited, exit_code: code, finished_at: now(), ..rec.state };
         rec.state.pid = 0;
-        if rec.spec.auto_remove {
-            self.store.txn(Txn::ops(vec![Op::Delete(Self::key(id))])).await?;
+        // The in-memory transition and the notification happen whatever the store says: a
+        // container must never stay "running" with a dead pid (wait, stop and rm would hang).
+        let saved = if rec.spec.auto_remove {
             self.remove_files(id);
+            self.store.txn(Txn::ops(vec![Op::Delete(Self::key(id))])).await.map(|_| ())
         } else {
-            self.store.txn(Txn::ops(vec![Op::Put(Self::key(id), serde_json::to_vec(&rec)?)])).await?;
+            match serde_json::to_vec(&rec) {
+                Ok(v) => self.store.txn(Txn::ops(vec![Op::Put(Self::key(id), v)])).await.map(|_| ()),
+                Err(e) => Err(weft_store::StoreError::Corrupt(e.to_string())),
+            }
+        };
+        if let Err(e) = saved {
+            tracing::error!(container = short_id(id), error = %e, "recording the exit failed; reconcile will redo it");
         }
         let tx = {
             let mut st = self.lock();
@@ -434,6 +455,7 @@ impl Engine {
     }
 
     fn remove_files(&self, id: &str) {
+        self.forget_container_lock(id);
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         let _ = std::fs::remove_dir_all(self.data_dir(id));
     }
@@ -493,6 +515,10 @@ impl Engine {
         }
         if c.spec.auto_remove {
             return Ok(()); // the exit already removed it
+        }
+        let _serial = self.lock_container(&c.id).await;
+        if self.lock().containers.get(&c.id).is_none_or(|r| r.state.status == Status::Running) {
+            return Ok(()); // removed meanwhile, or started again
         }
         self.store.txn(Txn::ops(vec![Op::Delete(Self::key(&c.id))])).await?;
         {

@@ -129,12 +129,48 @@ pub(crate) struct NetState {
     /// Dual-stack networks: the IPv6 addresses.
     pub pool6: Option<weft_ipam::Pool6>,
     pub bridge_index: u32,
+    /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
+    pub pending: usize,
+}
+
+/// Marks networks as having an endpoint being set up, from planning until the action ends
+/// (commit or rollback): `network rm` refuses them meanwhile.
+pub(crate) struct Pending {
+    eng: Arc<Engine>,
+    networks: Vec<String>,
+}
+
+impl Pending {
+    /// Taken under the state lock, in the same critical section as the planning.
+    pub(crate) fn new(eng: &Arc<Engine>, st: &mut State, networks: Vec<String>) -> Self {
+        for id in &networks {
+            if let Some(n) = st.networks.get_mut(id) {
+                n.pending += 1;
+            }
+        }
+        Self { eng: eng.clone(), networks }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut st = self.eng.lock();
+        for id in &self.networks {
+            if let Some(n) = st.networks.get_mut(id) {
+                n.pending = n.pending.saturating_sub(1);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct State {
     /// Names of networks being created.
-    pub creating: std::collections::HashSet<String>,
+    /// Networks being created (name -> their subnets and bridge), so that concurrent creations
+    /// never pick the same subnet or bridge.
+    pub creating: HashMap<String, (ipnet::Ipv4Net, Option<ipnet::Ipv6Net>, String)>,
+    /// Networks being removed: no new endpoint may join them.
+    pub removing: std::collections::HashSet<String>,
     /// Namespaces weft did not create, by the caller's key.
     pub sandboxes: HashMap<String, weft_model::SandboxRecord>,
     pub networks: HashMap<String, NetState>,
@@ -158,6 +194,9 @@ pub struct Engine {
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
     pub(crate) resolver: Arc<dns::Resolver>,
+    /// One async lock per container: the actions that change a running container's record
+    /// (exit processing, connect, disconnect, rm) take it and re-read the record under it.
+    pub(crate) ctr_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host's resolvers, read at start (the default upstreams of the embedded DNS).
     pub(crate) host_resolv: files::Resolv,
 }
@@ -179,6 +218,7 @@ impl Engine {
             state: Mutex::new(state),
             reaper,
             resolver: Arc::default(),
+            ctr_locks: Mutex::default(),
             host_resolv: dns::host_resolv(),
         });
         engine.setup_default_network().await?;
@@ -190,6 +230,16 @@ impl Engine {
     /// Finishes background kernel work (pending veth deletions); call before the process exits.
     pub fn shutdown(&self) {
         self.reaper.shutdown();
+    }
+
+    /// Serialises the record-changing actions on container `id` (see `ctr_locks`).
+    pub(crate) async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self.ctr_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone();
+        m.lock_owned().await
+    }
+
+    pub(crate) fn forget_container_lock(&self, id: &str) {
+        self.ctr_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// Rebuilds the embedded DNS's index from the state (after any change of who is where).
@@ -306,6 +356,9 @@ impl State {
             .values_mut()
             .find(|x| x.rec.name == name || x.rec.id == name)
             .ok_or_else(|| EngineError::NoSuchNetwork(name.to_string()))?;
+        if self.removing.contains(&net.rec.id) {
+            return Err(EngineError::NoSuchNetwork(name.to_string()));
+        }
         let ip = match ip {
             Some(ip) => {
                 net.pool.reserve(ip)?;

@@ -84,7 +84,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
         .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
     let t_open = t0.elapsed();
-    with_host(|nl| {
+    let created = with_host(|nl| {
         nl.create_veth(&VethSpec {
             host_name: a.host_ifname,
             master: Some(a.bridge_index),
@@ -95,7 +95,12 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
             up: false,
             port_setup: true,
         })
-    })?;
+    });
+    if let Err(e) = created {
+        // The creation may have succeeded and the port setup in the same datagram failed.
+        let _ = detach_bridge(a.host_ifname);
+        return Err(e);
+    }
     let configured = (|| {
         let t_veth = t0.elapsed();
         inside.configure_interface(a.ifname, a.addr, a.gateway, a.v6)?;
@@ -244,7 +249,7 @@ impl Engine {
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index });
+        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index, pending: 0 });
         Ok(())
     }
 }

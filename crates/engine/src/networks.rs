@@ -27,10 +27,22 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 /// `ip link add BR mtu M type bridge; ip addr add GW/P dev BR; ip link set BR up` and, with the
 /// firewall on, `route_localnet` for published ports on 127.0.0.1. Returns the bridge's index.
 pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool, ip_forward: bool) -> Result<u32> {
+    let mut created = false;
+    let made = make_bridge_inner(rec, iptables, ip_forward, &mut created);
+    if made.is_err() && created {
+        let _ = with_host(|nl| nl.delete_link(&rec.bridge)); // nothing half-made stays
+    }
+    made
+}
+
+fn make_bridge_inner(rec: &NetworkRecord, iptables: bool, ip_forward: bool, created: &mut bool) -> Result<u32> {
     let index = with_host(|nl| {
         let index = match nl.link(&rec.bridge)? {
             Some(l) => l.index,
-            None => nl.create_bridge(&rec.bridge, rec.mtu)?,
+            None => {
+                *created = true;
+                nl.create_bridge(&rec.bridge, rec.mtu)?
+            }
         };
         nl.add_addr(index, Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet"))?;
         if let (Some(s6), Some(g6)) = (rec.subnet6, rec.gateway6) {
@@ -73,10 +85,10 @@ impl Engine {
         let mut undo = Undo::new();
         let rec = {
             let mut st = self.lock();
-            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains(&spec.name) {
+            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) {
                 return Err(EngineError::NetworkExists(spec.name));
             }
-            if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) {
+            if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) || st.creating.values().any(|c| c.2 == bridge) {
                 return Err(EngineError::Config(format!("bridge {bridge} already exists")));
             }
             let subnet = match spec.subnet {
@@ -85,19 +97,27 @@ impl Engine {
                     if let Some(other) = st.networks.values().find(|n| overlaps(&n.rec.subnet, &s)) {
                         return Err(EngineError::Config(format!("subnet {s} overlaps with network {} ({})", other.rec.name, other.rec.subnet)));
                     }
+                    if let Some((other, _)) = st.creating.iter().find(|(_, c)| overlaps(&c.0, &s)) {
+                        return Err(EngineError::Config(format!("subnet {s} overlaps with network {other}")));
+                    }
                     s
                 }
                 None => {
                     let mut in_use = host_nets.clone();
                     in_use.extend(st.networks.values().map(|n| n.rec.subnet));
+                    in_use.extend(st.creating.values().map(|c| c.0));
                     weft_ipam::pick_subnet(&self.cfg.default_pools, &in_use).ok_or(EngineError::PoolsExhausted)?
                 }
             };
             let gateway = spec.gateway.unwrap_or_else(|| subnet.hosts().next().expect("a /30 or larger has hosts"));
             let subnet6 = spec.subnet6.map(|s| s.trunc()).or_else(|| spec.enable_ipv6.then(|| weft_ipam::ula_subnet(&id)));
             if let Some(s6) = subnet6 {
-                if let Some(other) = st.networks.values().find(|n| n.rec.subnet6.is_some_and(|o| o.contains(&s6.network()) || s6.contains(&o.network()))) {
+                let clash = |o: &ipnet::Ipv6Net| o.contains(&s6.network()) || s6.contains(&o.network());
+                if let Some(other) = st.networks.values().find(|n| n.rec.subnet6.as_ref().is_some_and(clash)) {
                     return Err(EngineError::Config(format!("subnet {s6} overlaps with network {}", other.rec.name)));
+                }
+                if let Some((other, _)) = st.creating.iter().find(|(_, c)| c.1.as_ref().is_some_and(clash)) {
+                    return Err(EngineError::Config(format!("subnet {s6} overlaps with network {other}")));
                 }
             }
             let gateway6 = subnet6.map(|s6| spec.gateway6.unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(s6.network()) + 1)));
@@ -122,7 +142,7 @@ impl Engine {
                 subnet6,
                 gateway6,
             };
-            st.creating.insert(spec.name.clone());
+            st.creating.insert(spec.name.clone(), (rec.subnet, rec.subnet6, rec.bridge.clone()));
             rec
         };
         {
@@ -131,21 +151,27 @@ impl Engine {
                 eng.lock().creating.remove(&name);
             });
         }
+        // The record first: a crash before the bridge exists is repaired at start, where
+        // `load_user_networks` makes the bridges of recorded networks.
+        let key = format!("{NETWORKS}{id}");
+        self.store.txn(Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)])).await?;
+        let eng = self.clone();
+        undo.push("delete the record", move || {
+            let store = eng.store.clone();
+            tokio::spawn(async move {
+                let _ = store.txn(Txn::ops(vec![Op::Delete(key)])).await;
+            });
+        });
         let (index, pool, pool6) = self.bring_up(&rec).await?;
         let b = rec.bridge.clone();
         undo.push("delete bridge", move || {
             let _ = with_host(|nl| nl.delete_link(&b));
         });
         self.fw.add_network(&fw_of(&rec))?;
-        let (eng, f) = (self.clone(), fw_of(&rec));
-        undo.push("remove firewall chains", move || {
-            let _ = eng.fw.remove_network(&f);
-        });
-        self.store.txn(Txn::ops(vec![Op::Put(format!("{NETWORKS}{id}"), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index });
+        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index, pending: 0 });
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -158,7 +184,7 @@ impl Engine {
             return Err(EngineError::Config(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
         }
         {
-            let st = self.lock();
+            let mut st = self.lock();
             let users: Vec<&str> = st
                 .containers
                 .values()
@@ -169,16 +195,32 @@ impl Engine {
             if !users.is_empty() {
                 return Err(EngineError::NetworkInUse(rec.name.clone(), users.join(", ")));
             }
+            // Endpoints being set up (planned, not yet committed or rolled back).
+            if st.networks.get(&rec.id).is_some_and(|n| n.pending > 0) {
+                return Err(EngineError::NetworkInUse(rec.name.clone(), "endpoints being set up".into()));
+            }
+            st.removing.insert(rec.id.clone());
         }
-        self.store.txn(Txn::ops(vec![Op::Delete(format!("{NETWORKS}{}", rec.id))])).await?;
-        self.lock().networks.remove(&rec.id);
-        if let Err(e) = self.fw.remove_network(&fw_of(&rec)) {
+        let result = self.remove_network_objects(&rec).await;
+        self.lock().removing.remove(&rec.id);
+        result
+    }
+
+    /// The bridge first, the record last: a crash in between leaves a network whose removal is
+    /// simply done again, never an orphan bridge.
+    async fn remove_network_objects(self: &Arc<Self>, rec: &NetworkRecord) -> Result<()> {
+        if let Err(e) = self.fw.remove_network(&fw_of(rec)) {
             tracing::warn!(network = %rec.name, error = %e, "removing firewall chains");
         }
         // Pending deletions of its veths first, then the bridge.
-        self.reaper.flush();
-        let b = rec.bridge.clone();
-        blocking(move || with_host(|nl| nl.delete_link(&b))).await?;
+        let (eng, b) = (self.clone(), rec.bridge.clone());
+        blocking(move || {
+            eng.reaper.flush();
+            with_host(|nl| nl.delete_link(&b))
+        })
+        .await?;
+        self.store.txn(Txn::ops(vec![Op::Delete(format!("{NETWORKS}{}", rec.id))])).await?;
+        self.lock().networks.remove(&rec.id);
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
     }
@@ -219,7 +261,7 @@ impl Engine {
                 continue;
             }
             let (index, pool, pool6) = self.bring_up(&rec).await?;
-            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index });
+            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index, pending: 0 });
         }
         Ok(())
     }

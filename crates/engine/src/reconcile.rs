@@ -83,6 +83,9 @@ impl Engine {
                 let mut st = self.lock();
                 if let Some(n) = st.networks.get_mut(&rec.endpoint.network_id) {
                     let _ = n.pool.reserve(rec.endpoint.ip);
+                    if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), rec.endpoint.ip6) {
+                        let _ = p6.reserve(ip6);
+                    }
                 }
                 st.sandboxes.insert(rec.key.clone(), rec);
             } else {
@@ -108,6 +111,7 @@ impl Engine {
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
             let all_ids: HashSet<String> = st.containers.keys().cloned().collect();
             let bridges: HashSet<u32> = st.networks.values().map(|n| n.bridge_index).collect();
+
             (
                 keep_veths,
                 keep_ids,
@@ -119,11 +123,13 @@ impl Engine {
             )
         };
         let swept = blocking(move || {
-            let doomed: Vec<String> = with_host(|nl| nl.links())?
-                .into_iter()
+            let links = with_host(|nl| nl.links())?;
+            let doomed: Vec<String> = links
+                .iter()
                 .filter(|l| l.master.is_some_and(|m| bridges.contains(&m)) && is_weft_veth(&l.name) && !keep_veths.contains(&l.name))
-                .map(|l| l.name)
+                .map(|l| l.name.clone())
                 .collect();
+
             let mut swept = doomed.len();
             if !doomed.is_empty() {
                 crate::reaper::delete_links(&doomed)?;
@@ -186,5 +192,6 @@ mod tests {
         assert!(!super::is_weft_veth("veth0a1b2c3d"));
         assert!(!super::is_weft_veth("vethxyz1234"));
         assert!(!super::is_weft_veth("eth0"));
+
     }
 }

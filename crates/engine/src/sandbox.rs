@@ -16,12 +16,14 @@ impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
         weft_model::validate_ifname(ifname)?;
-        let plan = {
+        let (plan, _pending) = {
             let mut st = self.lock();
             if st.sandboxes.contains_key(key) {
                 return Err(EngineError::Config(format!("sandbox {key} is already attached")));
             }
-            st.plan_endpoint(network, ifname, None, None)?
+            let plan = st.plan_endpoint(network, ifname, None, None)?;
+            let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
+            (plan, pending)
         };
         let endpoint = plan.endpoint.clone();
         let (p, eng) = (netns.to_path_buf(), self.clone());

@@ -95,17 +95,17 @@ fn removed_udp_mapping_no_longer_delivers_to_the_old_container() {
     let nt = nettool();
     h.ok(&["run", "-d", "--name", "old1", "-p", "6000:6000/udp", "--", "python3", &nt, "udp-recv", "6000", "30"]);
     // One UDP flow (fixed source port) that keeps going while the mapping moves.
-    let sender = std::thread::spawn({
-        let cmd = format!("python3 {nt} udp-send 198.51.100.1 6000 40000 80 0.05");
-        let out = format!("ip netns exec {}-o sh -c '{cmd}'", h.ns);
-        move || std::process::Command::new("sh").args(["-c", &out]).output()
-    });
+    let mut sender = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{}-o", h.ns), "python3", &nt, "udp-send", "198.51.100.1", "6000", "40000", "300", "0.05"])
+        .spawn()
+        .expect("udp sender");
     eventually("the flow reaches old1", || h.ok(&["logs", "old1"]).contains("from 198.51.100.2:40000"));
     h.ok(&["rm", "-f", "old1"]);
     h.ok(&["run", "-d", "--name", "new1", "-p", "6000:6000/udp", "--", "python3", &nt, "udp-recv", "6000", "30"]);
     // Without deleting the flow's conntrack entry, its packets would keep their old DNAT.
     eventually("the same flow reaches new1", || h.ok(&["logs", "new1"]).contains("from 198.51.100.2:40000"));
-    let _ = sender.join();
+    let _ = sender.kill();
+    let _ = sender.wait();
     h.finish();
 }
 

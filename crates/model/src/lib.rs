@@ -27,7 +27,7 @@ pub enum ModelError {
     NetworkName(String),
     #[error("invalid hostname {0:?}")]
     Hostname(String),
-    #[error("invalid interface name {0:?}: 1 to 15 bytes, no '/', ':' or whitespace")]
+    #[error("invalid interface name {0:?}: 1 to 15 of A-Z a-z 0-9 _ -")]
     IfName(String),
     #[error("invalid network mode {0:?}: expected bridge, host, none, container:NAME or a network name")]
     NetworkMode(String),

@@ -71,13 +71,10 @@ pub fn validate_hostname(s: &str) -> Result<(), ModelError> {
     }
 }
 
-/// Linux interface names: 1 to 15 bytes (IFNAMSIZ - 1), no '/', ':' or whitespace, not "." or "..".
+/// Interface names weft accepts: 1 to 15 bytes (IFNAMSIZ - 1) of `[A-Za-z0-9_-]`. Linux allows
+/// more, but a '.' would be read as a separator in sysctl keys and a quote would break nft text.
 pub fn validate_ifname(s: &str) -> Result<(), ModelError> {
-    let ok = !s.is_empty()
-        && s.len() <= 15
-        && s != "."
-        && s != ".."
-        && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0');
+    let ok = !s.is_empty() && s.len() <= 15 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -106,6 +103,8 @@ mod tests {
         assert!(validate_ifname("br-0123456789abc").is_err());
         assert!(validate_ifname("a/b").is_err());
         assert!(validate_ifname("").is_err());
+        assert!(validate_ifname("br.0").is_err());
+        assert!(validate_ifname("br\"0").is_err());
     }
 
     #[test]

@@ -92,7 +92,8 @@ fn pid1(cfg: &InitConfig) -> ! {
         mask.add(s);
     }
     mask.thread_block().unwrap_or_else(|e| die("block signals", e));
-    let sfd = SignalFd::new(&mask).unwrap_or_else(|e| die("signalfd", e));
+    // Close-on-exec: the command must not inherit it.
+    let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC).unwrap_or_else(|e| die("signalfd", e));
 
     let env = cfg.env.iter().filter_map(|kv| kv.split_once('='));
     let mut command = Command::new(&cfg.cmd[0]);
