@@ -8,7 +8,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 cargo build --workspace --locked
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
-cargo test --workspace --locked -- --test-threads="${WEFT_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${WEFT_TEST_THREADS:-4}"
 # The leak check of the whole run: nothing of weft's may be left on the machine.
 left=$( (ip netns list | grep -E '^wt-|^weft' ; pgrep -af 'weft-itest|weftd' ; grep -E 'weft-itest' /proc/self/mountinfo) || true)
 if [ -n "$left" ]; then echo "test: leftovers after the run:"; echo "$left"; exit 1; fi

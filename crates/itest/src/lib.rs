@@ -98,6 +98,18 @@ impl Host {
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 
+    /// The names of the host's links, sorted (states change asynchronously; names are what a
+    /// refused command must not change).
+    pub fn link_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ip(&["-o", "link"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// A shell command run in the host's namespace (not in a container).
     pub fn sh(&self, cmd: &str) -> Output {
         run(Command::new("ip").args(["netns", "exec", &self.ns, "sh", "-c", cmd]))

@@ -249,7 +249,7 @@ fn errors_are_one_line_and_change_nothing() {
     h.start(&[]);
     let rootfs = h.rootfs();
     h.run_d("c1", &[], &["sleep", "300"]);
-    let before = (h.ok(&["ps", "-aq"]), h.ip(&["-o", "link"]));
+    let before = (h.ok(&["ps", "-aq"]), h.link_names());
     assert!(h.fails(&["inspect", "nosuch"]).contains("no such container: nosuch"));
     assert!(h.fails(&["rm", "nosuch"]).contains("no such container: nosuch"));
     assert!(h.fails(&["stop", "nosuch"]).contains("no such container"));
@@ -264,7 +264,7 @@ fn errors_are_one_line_and_change_nothing() {
     assert!(h.fails(&["rm", "c1"]).contains("is running: stop it first or use -f"));
     assert!(h.fails(&["network", "inspect", "nosuch"]).contains("no such network: nosuch"));
     assert!(h.fails(&["kill", "-s", "NOPE", "c1"]).contains("invalid signal NOPE"));
-    assert_eq!((h.ok(&["ps", "-aq"]), h.ip(&["-o", "link"])), before, "errors changed state");
+    assert_eq!((h.ok(&["ps", "-aq"]), h.link_names()), before, "errors changed state");
     // Daemon side: bad flags and combinations refuse to start.
     assert!(h.start_fails(&["--bip", "300.1.1.1/24"]).contains("invalid value"));
     assert!(h.start_fails(&["--bip", "10.1.0.1/24", "--fixed-cidr", "10.2.0.0/25"]).contains("not inside the bridge subnet"));

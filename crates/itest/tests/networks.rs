@@ -41,7 +41,7 @@ fn create_inspect_options_and_remove() {
     assert_eq!(n["Containers"].as_object().map(|m| m.len()), Some(2), "{n}");
     assert_eq!(n["Options"]["com.docker.network.driver.mtu"], "1400");
     // Errors: one line, nothing changed.
-    let links = h.ip(&["-o", "link"]);
+    let links = h.link_names();
     assert!(h.fails(&["network", "create", "back"]).contains("network with name back already exists"));
     assert!(h.fails(&["network", "create", "--subnet", "10.50.0.0/16", "x1"]).contains("overlaps with network back"));
     assert!(h.fails(&["network", "create", "--subnet", "10.60.0.0/24", "--gateway", "10.61.0.1", "x2"]).contains("is not a host address"));
@@ -52,7 +52,7 @@ fn create_inspect_options_and_remove() {
     assert!(h.fails(&["run", "-d", "--network", "back", "--ip", "10.50.0.200", "--", "true"]).contains("10.50.0.200 is already in use"));
     assert!(h.fails(&["network", "rm", "back"]).contains("has active endpoints (c"), "refused while in use");
     assert!(h.fails(&["network", "rm", "bridge"]).contains("cannot be removed"));
-    assert_eq!(h.ip(&["-o", "link"]), links, "refused commands changed links");
+    assert_eq!(h.link_names(), links, "refused commands changed links");
     // rm and prune.
     h.ok(&["rm", "-f", "c1", "c2"]);
     h.ok(&["network", "rm", "back"]);

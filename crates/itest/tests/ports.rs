@@ -122,7 +122,7 @@ fn publish_all_ephemeral_and_conflicts() {
     assert_eq!(h.host_fetch(&tcp.replace("0.0.0.0", "127.0.0.1")), "web-80");
     // Conflicts and bad specs: one error line, nothing created.
     multi_web(&h, "web2", &["-p", "8080:80"], &[80]);
-    let before = (h.ok(&["ps", "-aq"]), h.ip(&["-o", "link"]), text(&h.sh("nft list table inet weft")));
+    let before = (h.ok(&["ps", "-aq"]), h.link_names(), text(&h.sh("nft list table inet weft")));
     let run = |p: &str| h.fails(&["run", "-d", "--rootfs", &rootfs, "-p", p, "--", "sleep", "300"]);
     assert!(run("8080:80").contains("host port 0.0.0.0:8080/tcp is already allocated"));
     assert!(run("127.0.0.1:8080:80").contains("already allocated"));
@@ -140,7 +140,7 @@ fn publish_all_ephemeral_and_conflicts() {
     assert!(run("9999:80").contains("host port 0.0.0.0:9999/tcp is already allocated"));
     let _ = holder.kill();
     let _ = holder.wait();
-    let after = (h.ok(&["ps", "-aq"]), h.ip(&["-o", "link"]), text(&h.sh("nft list table inet weft")));
+    let after = (h.ok(&["ps", "-aq"]), h.link_names(), text(&h.sh("nft list table inet weft")));
     assert_eq!(before, after, "a refused run changed state");
     h.finish();
 }
