@@ -81,6 +81,16 @@ fn resolve_links(st: &crate::State, spec: &RunSpec, mode: &NetworkMode) -> Resul
     Ok(out)
 }
 
+/// Signals a container's pid 1, if the process with that pid is still the one that was started
+/// (same start time): a pid reused by another process is never signalled.
+fn send_signal(c: &ContainerRecord, sig: Signal) -> Result<()> {
+    let reused = c.state.pid_start != 0 && weft_runtime::pid_start_time(c.state.pid) != Some(c.state.pid_start);
+    if c.state.pid == 0 || reused {
+        return Ok(()); // already gone: its exit is being processed
+    }
+    Ok(weft_runtime::kill(c.state.pid, sig)?)
+}
+
 fn parse_signal(s: &str) -> Result<Signal> {
     let bad = || EngineError::Signal(s.to_string());
     if let Ok(n) = s.parse::<i32>() {
@@ -487,7 +497,7 @@ impl Engine {
         if c.state.status != Status::Running {
             return Err(EngineError::NotRunning(key.to_string()));
         }
-        Ok(weft_runtime::kill(c.state.pid, sig)?)
+        send_signal(&c, sig)
     }
 
     /// SIGTERM, then SIGKILL after `timeout_secs`; returns once the exit is processed.
@@ -496,9 +506,9 @@ impl Engine {
         if c.state.status != Status::Running {
             return Ok(());
         }
-        weft_runtime::kill(c.state.pid, Signal::SIGTERM)?;
+        send_signal(&c, Signal::SIGTERM)?;
         if tokio::time::timeout(Duration::from_secs(timeout_secs), self.wait(&c.id)).await.is_err() {
-            weft_runtime::kill(c.state.pid, Signal::SIGKILL)?;
+            send_signal(&c, Signal::SIGKILL)?;
             self.wait(&c.id).await?;
         }
         Ok(())
@@ -510,7 +520,7 @@ impl Engine {
             if !force {
                 return Err(EngineError::Running(key.to_string()));
             }
-            weft_runtime::kill(c.state.pid, Signal::SIGKILL)?;
+            send_signal(&c, Signal::SIGKILL)?;
             self.wait(&c.id).await?;
         }
         if c.spec.auto_remove {

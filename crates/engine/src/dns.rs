@@ -437,7 +437,10 @@ pub(crate) fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp
     let readers: Vec<JoinHandle<()>> = (0..UDP_READERS).map(|_| tokio::spawn(udp_loop(udp.clone(), resolver.clone(), container.clone()))).collect();
     let t = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = tcp.accept().await else { continue };
+            let Ok((mut s, _)) = tcp.accept().await else {
+                tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+                continue;
+            };
             let (r, c) = (resolver.clone(), container.clone());
             tokio::spawn(async move {
                 loop {
@@ -470,7 +473,10 @@ async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, container: Strin
     // This container's view, looked up again only when the index is replaced.
     let mut cached: (Arc<Index>, Option<Client>) = (Arc::default(), None);
     loop {
-        let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+        let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+            tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+            continue;
+        };
         let idx = resolver.get();
         if !Arc::ptr_eq(&idx, &cached.0) {
             cached = (idx.clone(), idx.clients.get(&container).cloned());

@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use weft_model::Proto;
 
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// Pause after a failed accept or receive (a persistent error must not spin a worker).
+pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 /// Starts proxying from the reservation socket `hold` to `target`.
 pub(crate) fn spawn(proto: Proto, hold: Socket, target: SocketAddr) -> std::io::Result<Option<JoinHandle<()>>> {
@@ -34,7 +36,10 @@ pub(crate) fn spawn(proto: Proto, hold: Socket, target: SocketAddr) -> std::io::
 
 async fn tcp(l: TcpListener, target: SocketAddr) {
     loop {
-        let Ok((mut client, _)) = l.accept().await else { continue };
+        let Ok((mut client, _)) = l.accept().await else {
+            tokio::time::sleep(ERROR_PAUSE).await; // e.g. EMFILE: do not spin
+            continue;
+        };
         tokio::spawn(async move {
             if let Ok(mut upstream) = TcpStream::connect(target).await {
                 let _ = client.set_nodelay(true);
@@ -47,9 +52,16 @@ async fn tcp(l: TcpListener, target: SocketAddr) {
 
 async fn udp(front: Arc<UdpSocket>, target: SocketAddr) {
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    // The flows' relays live in this set: aborting this task (unpublish) drops it, which aborts
+    // them all and releases the front socket at once.
+    let mut relays = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, client)) = front.recv_from(&mut buf).await else { continue };
+        while relays.try_join_next().is_some() {}
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
+            tokio::time::sleep(ERROR_PAUSE).await;
+            continue;
+        };
         let upstream = {
             let mut f = flows.lock().await;
             match f.get(&client) {
@@ -63,7 +75,7 @@ async fn udp(front: Arc<UdpSocket>, target: SocketAddr) {
                     let u = Arc::new(u);
                     f.insert(client, u.clone());
                     let (u2, front2, flows2) = (u.clone(), front.clone(), flows.clone());
-                    tokio::spawn(async move {
+                    relays.spawn(async move {
                         let mut b = vec![0u8; 65536];
                         while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, u2.recv(&mut b)).await {
                             let _ = front2.send_to(&b[..n], client).await;

@@ -38,17 +38,34 @@ impl Reaper {
     pub fn start() -> std::io::Result<Self> {
         let (tx, rx) = channel::<Job>();
         let thread = std::thread::Builder::new().name("veth-reaper".into()).spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
+            let mut retry: Vec<Job> = Vec::new();
+            loop {
+                // Wait for work; with failed deletions pending, retry them within a second.
+                let first = if retry.is_empty() {
+                    match rx.recv() {
+                        Ok(j) => Some(j),
+                        Err(_) => return,
+                    }
+                } else {
+                    match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(j) => Some(j),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                };
+                let mut batch: Vec<Job> = std::mem::take(&mut retry);
+                batch.extend(first);
                 while let Ok(j) = rx.try_recv() {
                     batch.push(j);
                 }
                 let names: Vec<String> = batch.iter().filter(|(n, _)| !n.is_empty()).map(|(n, _)| n.clone()).collect();
                 if !names.is_empty() {
                     if let Err(e) = delete_links(&names) {
-                        // Keep the addresses reserved: the links may still carry them.
-                        tracing::error!(links = names.len(), error = %e, "deleting veths failed; reconcile will retry");
-                        batch.retain(|(n, _)| n.is_empty());
+                        // Keep the addresses reserved (the links may still carry them) and retry.
+                        tracing::error!(links = names.len(), error = %e, "deleting veths failed; retrying");
+                        let (flushes, failed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|(n, _)| n.is_empty());
+                        retry = failed;
+                        batch = flushes;
                     } else {
                         tracing::debug!(links = names.len(), "veths deleted");
                     }
