@@ -323,6 +323,13 @@ impl Engine {
                             undo.push("unpublish ports", move || {
                                 let _ = eng.withdraw(&cid, ip, &p);
                             });
+                            // A UDP flow that reached the port while it had no mapping follows a
+                            // conntrack entry without NAT: clear it so the flow takes the new one.
+                            let udp = crate::publish::kernel_ports(&ports, plan.endpoint.ip)
+                                .into_iter()
+                                .filter(|p| p.proto == weft_model::Proto::Udp)
+                                .collect();
+                            self.flush_conntrack(udp).await?;
                         }
                         endpoints.push(plan.endpoint);
                     }

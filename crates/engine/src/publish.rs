@@ -128,6 +128,20 @@ impl Engine {
         Ok(kernel)
     }
 
+    /// Deletes the conntrack entries of `ports`' host side (blocking work, off the async workers).
+    pub(crate) async fn flush_conntrack(&self, ports: Vec<PortFw>) -> Result<()> {
+        if !self.fw.enabled() || ports.is_empty() {
+            return Ok(());
+        }
+        blocking(move || {
+            for p in &ports {
+                weft_kernel::conntrack::delete_by_dst(p.proto.number(), p.host_ip, p.host_port)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// [`Engine::withdraw`], then deletes the mappings' conntrack entries, so that no flow keeps
     /// going to the container.
     pub(crate) async fn unpublish(self: &Arc<Self>, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping]) -> Result<()> {
@@ -135,15 +149,6 @@ impl Engine {
             return Ok(());
         }
         let kernel = self.withdraw(id, container_ip, mappings)?;
-        if self.fw.enabled() {
-            blocking(move || {
-                for p in &kernel {
-                    weft_kernel::conntrack::delete_by_dst(p.proto.number(), p.host_ip, p.host_port)?;
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(())
+        self.flush_conntrack(kernel).await
     }
 }

@@ -101,8 +101,11 @@ fn removed_udp_mapping_no_longer_delivers_to_the_old_container() {
         .expect("udp sender");
     eventually("the flow reaches old1", || h.ok(&["logs", "old1"]).contains("from 198.51.100.2:40000"));
     h.ok(&["rm", "-f", "old1"]);
+    // Packets of the flow arrive while the port has no mapping (their conntrack entry has no NAT).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     h.ok(&["run", "-d", "--name", "new1", "-p", "6000:6000/udp", "--", "python3", &nt, "udp-recv", "6000", "30"]);
-    // Without deleting the flow's conntrack entry, its packets would keep their old DNAT.
+    // Without deleting the flow's conntrack entries (at unpublish: the old DNAT; at publish: the
+    // entry without NAT from the gap), its packets would not reach new1 for the UDP timeout.
     eventually("the same flow reaches new1", || h.ok(&["logs", "new1"]).contains("from 198.51.100.2:40000"));
     let _ = sender.kill();
     let _ = sender.wait();

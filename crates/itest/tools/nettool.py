@@ -44,7 +44,10 @@ def udp_send(host, port, sport, count, gap):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", int(sport)))
     for i in range(int(count)):
-        s.sendto(f"pkt{i}".encode(), (host, int(port)))
+        try:
+            s.sendto(f"pkt{i}".encode(), (host, int(port)))
+        except OSError:
+            pass  # an ICMP error from a moment without a mapping: a real flow goes on
         time.sleep(float(gap))
 
 
