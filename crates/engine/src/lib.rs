@@ -35,7 +35,6 @@ use weft_model::{ContainerRecord, NetworkRecord, RunSpec};
 use weft_store::Store;
 
 pub use config::Config;
-pub use network::{attach_bridge, detach_bridge, BridgeAttach};
 
 /// Store keys.
 pub(crate) const NETWORKS: &str = "/weft/networks/";
