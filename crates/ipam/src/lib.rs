@@ -100,10 +100,6 @@ impl Pool {
         Ok(p)
     }
 
-    pub fn subnet(&self) -> Ipv4Net {
-        self.subnet
-    }
-
     fn offset(&self, a: Ipv4Addr) -> Option<u32> {
         self.range.contains(&a).then(|| u32::from(a) - u32::from(self.range.network()))
     }

@@ -306,24 +306,18 @@ impl Netlink {
         }
     }
 
-    /// `ip link set dev NAME group GROUP` for each name, in one datagram; returns, per name, whether
-    /// the link existed.
-    pub fn set_group(&mut self, names: &[String], group: u32) -> Result<Vec<bool>> {
-        let mut found = Vec::with_capacity(names.len());
-        for chunk in names.chunks(64) {
-            // One batch per chunk keeps the datagram small; a missing link fails only its own request.
-            for name in chunk {
-                let mut msg = LinkMessage::default();
-                msg.attributes.push(LinkAttribute::IfName(name.clone()));
-                msg.attributes.push(LinkAttribute::Group(group));
-                match self.batch("set link group", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)]) {
-                    Ok(()) => found.push(true),
-                    Err(e) if e.is_not_found() => found.push(false),
-                    Err(e) => return Err(e),
-                }
+    /// `ip link set dev NAME group GROUP` for each name; names of links already gone are skipped.
+    pub fn set_group(&mut self, names: &[String], group: u32) -> Result<()> {
+        for name in names {
+            let mut msg = LinkMessage::default();
+            msg.attributes.push(LinkAttribute::IfName(name.clone()));
+            msg.attributes.push(LinkAttribute::Group(group));
+            match self.batch("set link group", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)]) {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// `ip link delete group GROUP`: every link of the group goes in one kernel transaction, which

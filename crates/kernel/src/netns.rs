@@ -114,13 +114,6 @@ pub fn unbind(target: &Path) -> Result<()> {
     }
 }
 
-/// Whether `path` is a mounted namespace file (a bind that [`unbind`] has not undone).
-pub fn is_bound(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let p = path.display().to_string();
-    mounts.lines().any(|l| l.split(' ').nth(4) == Some(p.as_str()))
-}
-
 /// `ip netns add`: a new, empty network namespace kept at `target` (made on a thread that ends).
 pub fn create(target: &Path) -> Result<()> {
     std::thread::scope(|s| {

@@ -78,7 +78,7 @@ async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
 async fn run(State(e): Eng, Json(spec): Json<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     match act(&e, Action::Run(Box::new(spec))).await? {
         Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id })))),
-        other => Ok((StatusCode::CREATED, Json(json!({ "Reply": format!("{other:?}") })))),
+        other => Err(EngineError::Config(format!("run answered {other:?}")).into()),
     }
 }
 
@@ -122,7 +122,7 @@ async fn kill(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<S
 async fn wait(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     match act(&e, Action::Wait { id }).await? {
         Reply::ExitCode(code) => Ok(Json(json!({ "StatusCode": code }))),
-        _ => Ok(Json(json!({ "StatusCode": 0 }))),
+        other => Err(EngineError::Config(format!("wait answered {other:?}")).into()),
     }
 }
 
