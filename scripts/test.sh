@@ -8,8 +8,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 cargo build --workspace --locked
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+# What the machine's own namespace holds before the run: the tests must leave it exactly so.
+root_state() { ip -o link | awk -F': ' '{print "link " $2}' | cut -d@ -f1 | sort; nft list tables | sed 's/^/nft /' | sort; }
+before=$(root_state)
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${WEFT_TEST_THREADS:-4}"
-# The leak check of the whole run: nothing of weft's may be left on the machine.
-left=$( (ip netns list | grep -E '^wt-|^weft' ; pgrep -af 'weft-itest|weftd' ; grep -E 'weft-itest' /proc/self/mountinfo) || true)
+# The leak check of the whole run: nothing of weft's may be left on the machine (each test's own
+# check covers its throwaway host; this one covers the root namespace and what escaped a host).
+left=$( (ip netns list | grep -E '^wt-|^weft' ; pgrep -af 'weft-itest|weftd|weft-init' ; grep -E 'weft-itest' /proc/self/mountinfo;
+         diff <(echo "$before") <(root_state) | grep '^[<>]') || true)
 if [ -n "$left" ]; then echo "test: leftovers after the run:"; echo "$left"; exit 1; fi
-echo "test: no leftovers"
+echo "test: no leftovers (namespaces, processes, mounts, root-namespace links and nft tables)"

@@ -1,15 +1,25 @@
 //! The integration-test harness. A [`Host`] is a throwaway network namespace with its own weftd,
 //! data-root, exec-root and socket, so tests run in parallel and never touch the machine's own
-//! network. [`Host::finish`] removes everything and then checks that nothing leaked (processes,
-//! mounts, the namespace); dropping a `Host` without `finish` (a failed test) still cleans up.
+//! network. [`Host::finish`] removes every container with `weft rm -f`, stops the daemon, and then
+//! runs the leak check ([`leaks`]) *before* sweeping anything: what weft left behind fails the
+//! test, by name. A test that fails early gets the same teardown and check from `Drop` (the
+//! failure stays the first message; what leaked is printed after it).
+//!
+//! Probes that can come out negative ([`Host::ping`], [`Host::tcp_open`], [`Host::probe`]) assert
+//! that the probe itself ran, so "no answer" never stands for "the command failed to start".
 //!
 //! Tests need root and the binaries built (`cargo build --workspace` first; `WEFT_BIN_DIR`
 //! overrides where they are looked for). A test that cannot run fails; nothing is skipped.
 
+pub mod leaks;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use leaks::{Leak, Proc};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -56,9 +66,14 @@ pub struct Host {
     pub dir: PathBuf,
     pub sock: String,
     daemon: Option<Child>,
+    /// The arguments of the last successful start (the teardown restarts a stopped daemon with
+    /// them to remove the containers through weft).
+    args: Option<Vec<String>>,
     finished: bool,
     /// Other namespaces the test made, removed with the host.
     extra_ns: Vec<String>,
+    /// Container processes seen while the test ran (the leak check looks for them).
+    containers: Mutex<Vec<Proc>>,
 }
 
 impl Host {
@@ -74,8 +89,10 @@ impl Host {
             dir,
             ns,
             daemon: None,
+            args: None,
             finished: false,
             extra_ns: Vec::new(),
+            containers: Mutex::new(Vec::new()),
         };
         host.ip(&["link", "set", "lo", "up"]);
         std::fs::create_dir_all(&host.dir).expect("test dir");
@@ -132,31 +149,39 @@ impl Host {
     /// Starts weftd with `args` and waits until it answers.
     pub fn start(&mut self, args: &[&str]) {
         assert!(self.daemon.is_none(), "daemon already running");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Err(e) = self.try_start(&args) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_start(&mut self, args: &[String]) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("weftd.log"))
-            .expect("daemon log");
+            .map_err(|e| format!("daemon log: {e}"))?;
         let child = self
-            .daemon_cmd(args)
+            .daemon_cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
+            .stdout(log.try_clone().map_err(|e| format!("log fd: {e}"))?)
             .stderr(log)
             .spawn()
-            .expect("spawn weftd");
+            .map_err(|e| format!("spawn weftd: {e}"))?;
         self.daemon = Some(child);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(10) {
             if self.weft(&["ps"]).status.success() {
-                return;
+                self.args = Some(args.to_vec());
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.daemon.as_mut().map(|c| c.try_wait()) {
                 self.daemon = None;
-                panic!("weftd exited with {status}: {}", self.daemon_log());
+                return Err(format!("weftd exited with {status}: {}", self.daemon_log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("weftd did not answer within 10 s: {}", self.daemon_log());
+        Err(format!("weftd did not answer within 10 s: {}", self.daemon_log()))
     }
 
     /// Starts weftd expecting it to refuse; returns what it printed.
@@ -170,25 +195,57 @@ impl Host {
         std::fs::read_to_string(self.dir.join("weftd.log")).unwrap_or_default()
     }
 
-    /// SIGTERM and wait (containers keep running).
+    /// SIGTERM; the daemon must exit, successfully, within 5 s (containers keep running).
     pub fn stop_daemon(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let _ = c.wait();
+        if let Err(e) = self.try_stop() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_stop(&mut self) -> Result<(), String> {
+        let Some(mut c) = self.daemon.take() else { return Ok(()) };
+        let o = run(Command::new("kill").arg("-TERM").arg(c.id().to_string()));
+        if !o.status.success() {
+            return Err(format!("kill -TERM weftd: {}", text(&o)));
+        }
+        let t0 = Instant::now();
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("weftd exited with {status} on SIGTERM: {}", self.daemon_log())),
+                Ok(None) if t0.elapsed() < Duration::from_secs(5) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) | Err(_) => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return Err("weftd did not stop within 5 s of SIGTERM".into());
+                }
+            }
         }
     }
 
     /// SIGKILL the daemon at whatever it is doing.
     pub fn kill9_daemon(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let mut c = self.daemon.take().expect("kill9_daemon: no daemon running");
+        c.kill().expect("SIGKILL weftd");
+        c.wait().expect("reap weftd");
     }
 
     /// The CLI against this host's daemon.
     pub fn weft(&self, args: &[&str]) -> Output {
-        run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(args))
+        let o = run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(args));
+        if args.first() == Some(&"run") && args.contains(&"-d") && o.status.success() {
+            self.remember(String::from_utf8_lossy(&o.stdout).trim());
+        }
+        o
+    }
+
+    /// Notes container `id`'s process for the leak check.
+    fn remember(&self, id: &str) {
+        let o = run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(["inspect", "-f", "{{.State.Pid}}", id]));
+        let pid = String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().unwrap_or(0);
+        if let Some(p) = Proc::of(pid).filter(|_| pid > 0) {
+            self.containers.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+        }
     }
 
     /// The CLI, asserted to succeed; returns stdout trimmed.
@@ -218,18 +275,18 @@ impl Host {
         self.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name])
     }
 
-    /// A web server in a new container, serving `body` at `/`; returns its address.
+    /// A web server in a new container, serving `body` at `/`; returns its address once the
+    /// server listens.
     pub fn web(&self, name: &str, extra: &[&str], body: &str) -> String {
         let script = format!("mkdir -p /tmp/{name} && echo {body} > /tmp/{name}/index.html && exec httpd -f -p 80 -h /tmp/{name}");
         let ip = self.run_d(name, extra, &["sh", "-c", &script]);
-        // The server is up once its port answers.
-        for _ in 0..100 {
-            if self.exec(name, &["sh", "-c", "nc -z 127.0.0.1 80 || netstat -ltn | grep -q :80"]).status.success() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.listening(name, 80);
         ip
+    }
+
+    /// Waits until something in container `name` listens on TCP `port`.
+    pub fn listening(&self, name: &str, port: u16) {
+        eventually(&format!("{name} listens on {port}"), || self.probe(name, &format!("busybox netstat -ltn | grep -q ':{port} '")) == 0);
     }
 
     /// `weft exec NAME -- CMD…`.
@@ -239,9 +296,55 @@ impl Host {
         self.weft(&args)
     }
 
+    /// `weft exec NAME -- CMD…`, asserted to succeed; returns stdout.
+    pub fn exec_ok(&self, name: &str, cmd: &[&str]) -> String {
+        let o = self.exec(name, cmd);
+        assert!(o.status.success(), "exec {cmd:?} in {name} failed: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// The exit code of shell command `cmd` run in container `name` (busybox's applets, so it
+    /// works with or without `--rootfs`). The exec itself must work: a probe that could not run
+    /// fails the test instead of reading as a negative answer.
+    pub fn probe(&self, name: &str, cmd: &str) -> i32 {
+        let o = self.exec(name, &["/bin/busybox", "sh", "-c", &format!("{cmd} >/dev/null 2>&1; echo probe-rc=$?")]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let rc = out.lines().find_map(|l| l.strip_prefix("probe-rc=")).and_then(|c| c.parse().ok());
+        match rc {
+            Some(rc) if o.status.success() => rc,
+            _ => panic!("probe `{cmd}` in {name} did not run: {}", text(&o)),
+        }
+    }
+
+    /// One ping from inside container `from`: true on a reply, false when none came back
+    /// (busybox's exit code 1); anything else fails the test.
+    pub fn ping(&self, from: &str, addr: &str) -> bool {
+        match self.probe(from, &format!("busybox ping -c1 -W2 {addr}")) {
+            0 => true,
+            1 => false,
+            rc => panic!("ping {addr} from {from}: exit code {rc}"),
+        }
+    }
+
+    /// A TCP connection from container `from` to `addr:port` (`nc -z`, 2 s): true if it opened.
+    pub fn tcp_open(&self, from: &str, addr: &str, port: u16) -> bool {
+        match self.probe(from, &format!("busybox nc -z -w 2 {addr} {port}")) {
+            0 => true,
+            1 => false,
+            rc => panic!("nc {addr}:{port} from {from}: exit code {rc}"),
+        }
+    }
+
     /// `wget` of `http://ADDR/` from inside container `from`.
     pub fn fetch(&self, from: &str, addr: &str) -> Output {
         self.exec(from, &["timeout", "5", "wget", "-q", "-O-", &format!("http://{addr}/")])
+    }
+
+    /// The body of `http://ADDR/` fetched from inside container `from`, asserted to arrive.
+    pub fn get(&self, from: &str, addr: &str) -> String {
+        let o = self.fetch(from, addr);
+        assert!(o.status.success(), "GET http://{addr}/ from {from}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
     /// `wget` of `http://ADDR/` from the host's namespace (not a container).
@@ -254,11 +357,6 @@ impl Host {
     pub fn in_outside(&self, cmd: &str) -> Output {
         let out = self.extra_ns.first().expect("outside() first");
         run(Command::new("ip").args(["netns", "exec", out, "sh", "-c", cmd]))
-    }
-
-    /// One ping from inside container `from`.
-    pub fn ping(&self, from: &str, addr: &str) -> bool {
-        self.exec(from, &["ping", "-c1", "-W2", addr]).status.success()
     }
 
     /// A second namespace linked to this host by a veth pair: `host_addr` on the host's end
@@ -279,51 +377,69 @@ impl Host {
         out
     }
 
-    /// Removes every container, stops the daemon, deletes the namespaces and the directory, then
-    /// checks that nothing is left: no process or mount referring to the test directory.
+    /// Removes every container (`weft rm -f`), stops the daemon, and runs the leak check before
+    /// sweeping: anything weft left behind fails the test, by name.
     pub fn finish(mut self) {
-        self.cleanup();
         self.finished = true;
-        let dir = self.dir.display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&dir)).collect();
-        assert!(leaked.is_empty(), "leaked mounts: {leaked:?}");
-        let procs = run(Command::new("pgrep").args(["-f", &dir]));
-        assert!(procs.stdout.is_empty(), "leaked processes: {}", text(&procs));
-        let ns = run(Command::new("ip").args(["netns", "list"]));
-        assert!(!String::from_utf8_lossy(&ns.stdout).contains(&self.ns), "namespace {} left", self.ns);
+        let found = self.teardown();
+        assert!(found.is_empty(), "the leak check found, after rm -f of every container and a daemon stop:\n{}", listing(&found));
     }
 
-    fn cleanup(&mut self) {
+    /// The test's own end through weft (restarting a daemon the test stopped), then the leak
+    /// check, then the sweep of whatever it found. Never panics: problems are findings.
+    fn teardown(&mut self) -> Vec<Leak> {
+        let mut found = Vec::new();
+        if self.daemon.is_none() {
+            if let Some(args) = self.args.clone() {
+                if let Err(e) = self.try_start(&args) {
+                    found.push(Leak::Teardown(format!("restarting weftd to remove the containers: {e}")));
+                }
+            }
+        }
         if self.daemon.is_some() {
             let ids = self.weft(&["ps", "-aq"]);
             let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).lines().map(String::from).collect();
+            for id in &ids {
+                self.remember(id);
+            }
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids.iter().map(String::as_str));
-                let _ = self.weft(&args);
+                let o = self.weft(&args);
+                if !o.status.success() {
+                    found.push(Leak::Teardown(format!("weft rm -f: {}", text(&o))));
+                }
             }
-            self.stop_daemon();
+            if let Err(e) = self.try_stop() {
+                found.push(Leak::Teardown(e));
+            }
         }
-        // Whatever a failed test left: container processes, then mounts, then namespaces.
-        let dir = self.dir.display().to_string();
-        let _ = Command::new("pkill").args(["-KILL", "-f", &dir]).status();
-        std::thread::sleep(Duration::from_millis(50));
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)) {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-        for ns in self.extra_ns.drain(..).chain([self.ns.clone()]) {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let namespaces: Vec<String> = [self.ns.clone()].into_iter().chain(self.extra_ns.drain(..)).collect();
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let scope = leaks::Scope { namespaces: &namespaces, dir: &self.dir, containers: &containers };
+        found.extend(leaks::look(&scope));
+        leaks::sweep(&scope, &found);
+        found
     }
+}
+
+fn listing(found: &[Leak]) -> String {
+    found.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }
 
 impl Drop for Host {
     fn drop(&mut self) {
-        if !self.finished {
-            self.cleanup();
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let found = self.teardown();
+        if std::thread::panicking() {
+            if !found.is_empty() {
+                eprintln!("leak check after the failure above ({}):\n{}", self.ns, listing(&found));
+            }
+        } else {
+            panic!("host {} dropped without finish(); the leak check found:\n{}", self.ns, listing(&found));
         }
     }
 }
