@@ -132,6 +132,13 @@ impl Host {
         run(Command::new("ip").args(["netns", "exec", &self.ns, "sh", "-c", cmd]))
     }
 
+    /// A shell command in the host's namespace, asserted to succeed; returns stdout.
+    pub fn sh_ok(&self, cmd: &str) -> String {
+        let o = self.sh(cmd);
+        assert!(o.status.success(), "on the test host: {cmd}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
     fn daemon_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{}", self.ns))
@@ -316,6 +323,35 @@ impl Host {
         }
     }
 
+    /// Sends UDP datagrams from container `from` (started without `--rootfs`: the host's python3)
+    /// to `dst:port` in the outside namespace until one arrives; returns the source address the
+    /// outside host saw (`None` if nothing arrived within 5 s).
+    pub fn udp_to_outside(&self, from: &str, dst: &str, port: u16) -> Option<String> {
+        use std::io::BufRead;
+        let out = self.extra_ns.first().expect("outside() first");
+        let nt = nettool();
+        let mut rx = Command::new("ip")
+            .args(["netns", "exec", out, "python3", &nt, "udp-recv", &port.to_string(), "10", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("udp receiver");
+        let mut lines = std::io::BufReader::new(rx.stdout.take().expect("stdout")).lines();
+        assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the receiver did not bind");
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            let o = self.exec(from, &["python3", &nt, "udp-send", dst, &port.to_string(), "40000", "1", "0"]);
+            assert!(o.status.success(), "udp-send from {from}: {}", text(&o));
+            if rx.try_wait().expect("receiver").is_some() {
+                let line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+                return line.split(" from ").nth(1).and_then(|a| a.split(':').next()).map(String::from);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = rx.kill();
+        let _ = rx.wait();
+        None
+    }
+
     /// One ping from inside container `from`: true on a reply, false when none came back
     /// (busybox's exit code 1); anything else fails the test.
     pub fn ping(&self, from: &str, addr: &str) -> bool {
@@ -326,9 +362,9 @@ impl Host {
         }
     }
 
-    /// A TCP connection from container `from` to `addr:port` (`nc -z`, 2 s): true if it opened.
+    /// A TCP connection from container `from` to `addr:port` (`nc -e true`, 2 s): true if it opened.
     pub fn tcp_open(&self, from: &str, addr: &str, port: u16) -> bool {
-        match self.probe(from, &format!("busybox nc -z -w 2 {addr} {port}")) {
+        match self.probe(from, &format!("busybox nc -w 2 {addr} {port} -e true")) {
             0 => true,
             1 => false,
             rc => panic!("nc {addr}:{port} from {from}: exit code {rc}"),
@@ -351,6 +387,13 @@ impl Host {
     pub fn host_fetch(&self, addr: &str) -> String {
         let o = self.sh(&format!("timeout 5 busybox wget -q -O- http://{addr}/"));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// A command in the outside namespace, asserted to succeed.
+    pub fn outside_ok(&self, cmd: &str) -> String {
+        let o = self.in_outside(cmd);
+        assert!(o.status.success(), "in the outside namespace: {cmd}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
     }
 
     /// A command in the outside namespace made by [`Host::outside`].

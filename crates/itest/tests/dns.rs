@@ -30,7 +30,7 @@ fn names_aliases_scoping_and_live_changes() {
     let web = h.run_d("web", &["--network", "front", "--network-alias", "www"], &["sleep", "300"]);
     let db = h.run_d("db", &["--network", "back"], &["sleep", "300"]);
     h.ok(&["run", "-d", "--name", "cli", "--network", "front", "--", "sleep", "300"]);
-    let resolv = text(&h.exec("cli", &["cat", "/etc/resolv.conf"]));
+    let resolv = h.exec_ok("cli", &["cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     // Name, alias, name.network, short id; UDP and TCP.
     for name in ["web", "www", "web.front", "WEB"] {
@@ -63,7 +63,7 @@ fn names_aliases_scoping_and_live_changes() {
     assert!(unresolved(&q(&h, "cli", "late", &[])));
     // The default bridge keeps the host's resolvers (as in Docker).
     h.run_d("plain", &[], &["sleep", "300"]);
-    assert!(!text(&h.exec("plain", &["cat", "/etc/resolv.conf"])).contains("127.0.0.11"));
+    assert!(!h.exec_ok("plain", &["cat", "/etc/resolv.conf"]).contains("127.0.0.11"));
     h.finish();
 }
 
@@ -85,10 +85,10 @@ fn forwards_to_upstream_and_internal_networks_do_not() {
     eventually("upstream answers through the embedded DNS", || q(&h, "cli", "db.example.test", &[]).contains("203.0.113.7"));
     assert!(q(&h, "cli", "nothing.example.test", &[]).contains("RCODE 3"), "upstream NXDOMAIN relayed");
     assert!(q(&h, "cli", "db.example.test", &["A", "tcp"]).contains("RCODE"), "TCP client gets an answer");
-    let resolv = text(&h.exec("cli", &["cat", "/etc/resolv.conf"]));
+    let resolv = h.exec_ok("cli", &["cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("search example.test") && resolv.contains("timeout:2"), "{resolv}");
     // search domain applied by the container's resolver: the short name reaches upstream.
-    let bb = text(&h.exec("cli", &["getent", "hosts", "db"]));
+    let bb = h.exec_ok("cli", &["getent", "hosts", "db"]);
     assert!(bb.contains("203.0.113.7"), "{bb}");
     // Internal: outside names are NXDOMAIN, never forwarded.
     assert!(q(&h, "sealed", "db.example.test", &[]).contains("RCODE 3"));

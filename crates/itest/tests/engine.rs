@@ -1,6 +1,10 @@
 //! Issue 2: the engine, the default bridge, network modes, NAT, daemon options, restart and crash
 //! recovery, errors. Every check is real traffic or a real kernel object, in throwaway namespaces.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use weft_itest::{eventually, first_inet, inspect, text, Host};
 
 #[test]
@@ -11,14 +15,20 @@ fn bridge_containers_ping_and_talk_tcp() {
     let ip2 = h.run_d("cli1", &[], &["sleep", "300"]);
     assert!(ip1.starts_with("172.17.") && ip2.starts_with("172.17.") && ip1 != ip2, "{ip1} {ip2}");
     assert!(h.ping("cli1", &ip1), "cli1 -> web1 ping");
-    let o = h.fetch("cli1", &ip1);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello-from-web1", "{}", text(&o));
+    assert_eq!(h.get("cli1", &ip1), "hello-from-web1");
     // The Docker-shaped view matches the kernel: eth0 in the container has the inspected address,
     // MAC and gateway; the host end is a veth on weft0.
     let j = inspect(&h, "web1");
     let mac = j["NetworkSettings"]["MacAddress"].as_str().expect("mac").to_string();
-    let eth0 = String::from_utf8_lossy(&h.exec("web1", &["ip", "addr", "show", "eth0"]).stdout).to_string();
+    let eth0 = h.exec_ok("web1", &["ip", "addr", "show", "eth0"]);
     assert!(eth0.contains(&format!("{ip1}/16")) && eth0.contains(&mac), "{eth0}");
+    // The MAC is derived from the address (02:42 + the four octets, as Docker does), and it is
+    // what answers ARP: cli1 learned it by pinging.
+    let octets: Vec<u8> = ip1.split('.').map(|o| o.parse().expect("octet")).collect();
+    let derived = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", octets[0], octets[1], octets[2], octets[3]);
+    assert_eq!(mac, derived);
+    let neigh = h.exec_ok("cli1", &["ip", "neigh", "show", &ip1]);
+    assert!(neigh.contains(&derived), "cli1's ARP entry for {ip1}: {neigh}");
     assert_eq!(j["NetworkSettings"]["Gateway"], "172.17.0.1");
     assert_eq!(j["HostConfig"]["NetworkMode"], "bridge");
     let pid = h.ok(&["inspect", "-f", "{{.State.Pid}}", "web1"]);
@@ -26,12 +36,12 @@ fn bridge_containers_ping_and_talk_tcp() {
     let ports = h.ip(&["-o", "link", "show", "master", "weft0"]);
     assert_eq!(ports.lines().filter(|l| l.contains(": veth")).count(), 2, "{ports}");
     // IPv4-only network: no IPv6 address on either end (no DAD/RS/MLD floods on the bridge).
-    assert!(!text(&h.exec("web1", &["ip", "-6", "addr", "show", "eth0"])).contains("inet6"));
+    assert!(!h.exec_ok("web1", &["ip", "-6", "addr", "show", "eth0"]).contains("inet6"));
     assert!(!h.ip(&["-6", "addr", "show", "master", "weft0"]).contains("inet6"));
-    assert!(text(&h.exec("web1", &["ip", "-6", "addr", "show", "lo"])).contains("::1"), "lo keeps ::1");
+    assert!(h.exec_ok("web1", &["ip", "-6", "addr", "show", "lo"]).contains("::1"), "lo keeps ::1");
     // /etc/hosts and /etc/hostname are the container's own.
-    let hosts = String::from_utf8_lossy(&h.exec("web1", &["cat", "/etc/hosts"]).stdout).to_string();
-    let hostname = String::from_utf8_lossy(&h.exec("web1", &["hostname"]).stdout).trim().to_string();
+    let hosts = h.exec_ok("web1", &["cat", "/etc/hosts"]);
+    let hostname = h.exec_ok("web1", &["hostname"]).trim().to_string();
     assert!(hosts.contains(&format!("{ip1}\t{hostname}")), "{hosts}");
     // Removing a container releases its veth (deleted in the background, within milliseconds).
     h.ok(&["rm", "-f", "web1"]);
@@ -39,20 +49,25 @@ fn bridge_containers_ping_and_talk_tcp() {
     h.finish();
 }
 
+/// The test host's IPv4 forwarding switch.
+fn ip_forward(h: &Host) -> String {
+    h.sh_ok("cat /proc/sys/net/ipv4/ip_forward").trim().to_string()
+}
+
 #[test]
 fn gateway_and_outbound_nat() {
     let mut h = Host::new("nat");
-    let out = h.outside("198.51.100.1", "198.51.100.2");
+    h.outside("198.51.100.1", "198.51.100.2");
+    // weftd turns forwarding on (--ip-forward defaults to true).
+    h.sh_ok("echo 0 > /proc/sys/net/ipv4/ip_forward");
     h.start(&[]);
+    assert_eq!(ip_forward(&h), "1");
     h.run_d("c1", &[], &["sleep", "300"]);
     assert!(h.ping("c1", "172.17.0.1"), "container -> gateway");
     assert!(h.ping("c1", "198.51.100.2"), "container -> outside via NAT");
-    // The outside host saw the host's address, not the container's.
-    let o = std::process::Command::new("ip")
-        .args(["netns", "exec", &out, "sh", "-c", "ip neigh show dev eth0"])
-        .output()
-        .expect("ip neigh");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("198.51.100.1"), "{}", text(&o));
+    // The outside host sees the host's address as the source, not the container's.
+    h.ok(&["run", "-d", "--name", "u1", "--", "sleep", "300"]);
+    assert_eq!(h.udp_to_outside("u1", "198.51.100.2", 7000).as_deref(), Some("198.51.100.1"), "masqueraded");
     h.finish();
 }
 
@@ -62,8 +77,73 @@ fn ip_masq_false_sends_unmasqueraded() {
     h.outside("198.51.100.1", "198.51.100.2");
     h.start(&["--ip-masq=false"]);
     h.run_d("c1", &[], &["sleep", "300"]);
+    let u1 = h.ok(&["run", "-d", "--name", "u1", "--", "sleep", "300"]);
+    let u1_ip = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &u1]);
     assert!(h.ping("c1", "172.17.0.1"), "gateway still reachable");
-    assert!(!h.ping("c1", "198.51.100.2"), "no NAT: the outside host has no route back");
+    // Packets leave with the container's own address...
+    assert_eq!(h.udp_to_outside("u1", "198.51.100.2", 7000), Some(u1_ip), "not masqueraded");
+    // ...so the outside host cannot answer until it has a route back to the bridge subnet.
+    assert!(!h.ping("c1", "198.51.100.2"), "no NAT and no route back: no reply");
+    h.outside_ok("ip route add 172.17.0.0/16 via 198.51.100.1");
+    assert!(h.ping("c1", "198.51.100.2"), "with a route back the same ping is answered");
+    h.finish();
+}
+
+#[test]
+fn ip_forward_false_leaves_forwarding_off() {
+    let mut h = Host::new("nofwd");
+    h.outside("198.51.100.1", "198.51.100.2");
+    h.sh_ok("echo 0 > /proc/sys/net/ipv4/ip_forward");
+    h.start(&["--ip-forward=false"]);
+    assert_eq!(ip_forward(&h), "0", "weftd left the switch alone");
+    h.run_d("c1", &[], &["sleep", "300"]);
+    assert!(h.ping("c1", "172.17.0.1"), "the gateway is the host itself: no forwarding needed");
+    assert!(!h.ping("c1", "198.51.100.2"), "nothing is forwarded");
+    h.sh_ok("echo 1 > /proc/sys/net/ipv4/ip_forward");
+    assert!(h.ping("c1", "198.51.100.2"), "forwarding turned on by hand: the same ping goes through");
+    h.finish();
+}
+
+#[test]
+fn default_bridge_takes_the_next_pool_when_172_17_is_in_use() {
+    let mut h = Host::new("pool17");
+    // The host already has 172.17.0.0/24 on its uplink.
+    h.outside("172.17.0.1", "172.17.0.2");
+    h.start(&[]);
+    let br = h.ip(&["-4", "addr", "show", "weft0"]);
+    assert_eq!(first_inet(&br).as_deref(), Some("172.18.0.1/16"), "{br}");
+    let ip = h.run_d("c1", &[], &["sleep", "300"]);
+    assert!(ip.starts_with("172.18."), "{ip}");
+    // The host's own 172.17 neighbour stays reachable, through NAT, from the container.
+    assert!(h.ping("c1", "172.17.0.2"), "the uplink's subnet was left alone");
+    h.finish();
+}
+
+#[test]
+fn daemon_dns_serves_the_default_bridge_and_user_networks() {
+    let mut h = Host::new("ddns");
+    let out = h.outside("198.51.100.1", "198.51.100.2");
+    let nt = weft_itest::nettool();
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &out, "python3", &nt, "dns-server", "198.51.100.2", "db.example.test", "203.0.113.7", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dns server");
+    h.start(&["--dns", "198.51.100.2"]);
+    // The default bridge: the container's resolv.conf names the daemon's server, and the C
+    // library's resolver gets an answer from it.
+    h.run_d("c1", &[], &["sleep", "300"]);
+    let resolv = h.exec_ok("c1", &["cat", "/etc/resolv.conf"]);
+    assert_eq!(resolv.lines().filter(|l| l.starts_with("nameserver")).collect::<Vec<_>>(), ["nameserver 198.51.100.2"], "{resolv}");
+    eventually("db.example.test resolves on the default bridge (once the server is up)", || text(&h.exec("c1", &["nslookup", "db.example.test"])).contains("203.0.113.7"));
+    // A user network: the embedded DNS forwards to the daemon's server.
+    h.ok(&["network", "create", "front"]);
+    h.run_d("c2", &["--network", "front"], &["sleep", "300"]);
+    assert!(h.exec_ok("c2", &["cat", "/etc/resolv.conf"]).starts_with("nameserver 127.0.0.11"));
+    assert!(h.exec_ok("c2", &["nslookup", "db.example.test"]).contains("203.0.113.7"));
+    server.kill().expect("stop the server");
+    let log = String::from_utf8_lossy(&server.wait_with_output().expect("server output").stdout).to_string();
+    assert!(log.contains("served db.example.test"), "{log}");
     h.finish();
 }
 
@@ -85,19 +165,19 @@ fn network_modes_none_host_container() {
     let web_ip = h.web("web1", &[], "shared-netns");
     // none: only lo, up; no route anywhere.
     h.run_d("none1", &["--net", "none"], &["sleep", "300"]);
-    let links = String::from_utf8_lossy(&h.exec("none1", &["ip", "-o", "link"]).stdout).to_string();
+    let links = h.exec_ok("none1", &["ip", "-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:") && links.contains("UP"), "{links}");
     assert!(!h.ping("none1", "172.17.0.1"));
     assert_eq!(h.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "none1"]), "none");
     // host: the host's interfaces, including weft0.
     h.run_d("host1", &["--net", "host"], &["sleep", "300"]);
-    let links = String::from_utf8_lossy(&h.exec("host1", &["ip", "-o", "link"]).stdout).to_string();
+    let links = h.exec_ok("host1", &["ip", "-o", "link"]);
     assert!(links.contains("weft0"), "{links}");
     assert!(h.ping("host1", &web_ip), "host mode reaches the bridge");
     // container:NAME: same eth0 and address; the web server answers on the shared loopback.
     h.run_d("side1", &["--net", "container:web1"], &["sleep", "300"]);
-    let eth0 = String::from_utf8_lossy(&h.exec("side1", &["ip", "addr", "show", "eth0"]).stdout).to_string();
+    let eth0 = h.exec_ok("side1", &["ip", "addr", "show", "eth0"]);
     assert!(eth0.contains(&format!("{web_ip}/16")), "{eth0}");
     let o = h.fetch("side1", "127.0.0.1");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "shared-netns", "{}", text(&o));
@@ -117,7 +197,7 @@ fn bip_fixed_cidr_and_mtu() {
     let ip = h.run_d("c1", &[], &["sleep", "300"]);
     let last: u8 = ip.rsplit('.').next().and_then(|o| o.parse().ok()).expect("ip");
     assert!(ip.starts_with("192.168.77.") && last >= 128, "{ip}");
-    let eth0 = String::from_utf8_lossy(&h.exec("c1", &["ip", "link", "show", "eth0"]).stdout).to_string();
+    let eth0 = h.exec_ok("c1", &["ip", "link", "show", "eth0"]);
     assert!(eth0.contains("mtu 1400"), "{eth0}");
     let br = h.ip(&["-4", "addr", "show", "weft0"]);
     assert_eq!(first_inet(&br).as_deref(), Some("192.168.77.1/24"), "{br}");
@@ -171,28 +251,90 @@ fn restart_keeps_running_containers_reachable() {
     h.finish();
 }
 
+/// One CLI call of the burst: when it ran and how it ended.
+struct Op {
+    verb: &'static str,
+    name: String,
+    start: Instant,
+    end: Instant,
+    ok: bool,
+    out: String,
+}
+
 #[test]
 fn kill9_during_a_burst_leaks_nothing() {
     let mut h = Host::new("crash");
     h.start(&[]);
     let survivor = h.run_d("keep1", &[], &["sleep", "300"]);
     let rootfs = h.rootfs();
-    // A burst of run/rm from a second thread while the daemon is killed.
-    let sock = format!("unix://{}", h.sock);
-    let bin = weft_itest::bin_dir().join("weft");
-    let burst = std::thread::spawn(move || {
-        for i in 0..40 {
-            let name = format!("burst{i}");
-            let _ = std::process::Command::new(&bin).args(["-H", &sock, "run", "-d", "--name", &name, "--rootfs", &rootfs, "--", "sleep", "300"]).output();
-            if i % 2 == 0 {
-                let _ = std::process::Command::new(&bin).args(["-H", &sock, "rm", "-f", &name]).output();
-            }
+    // Two threads of run/rm while the daemon is killed, at a moment when a command is in flight.
+    let killed = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let in_flight: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None, None]));
+    let bursts: Vec<_> = (0..2)
+        .map(|t| {
+            let (sock, bin, rootfs) = (format!("unix://{}", h.sock), weft_itest::bin_dir().join("weft"), rootfs.clone());
+            let (killed, done, in_flight) = (killed.clone(), done.clone(), in_flight.clone());
+            std::thread::spawn(move || {
+                let mut ops = Vec::new();
+                let call = |verb: &'static str, name: &str, args: &[&str], ops: &mut Vec<Op>| {
+                    let start = Instant::now();
+                    in_flight.lock().expect("lock")[t] = Some(start);
+                    let o = std::process::Command::new(&bin).arg("-H").arg(&sock).args(args).output().expect("weft");
+                    in_flight.lock().expect("lock")[t] = None;
+                    ops.push(Op { verb, name: name.to_string(), start, end: Instant::now(), ok: o.status.success(), out: text(&o) });
+                    done.fetch_add(1, Ordering::SeqCst);
+                };
+                for i in 0..200 {
+                    // Stop once the daemon is gone and this thread has seen it refuse twice.
+                    if killed.load(Ordering::SeqCst) && ops.iter().rev().take(2).filter(|o: &&Op| !o.ok).count() == 2 {
+                        break;
+                    }
+                    let name = format!("burst{t}x{i}");
+                    call("run", &name, &["run", "-d", "--name", &name, "--rootfs", &rootfs, "--", "sleep", "300"], &mut ops);
+                    if i % 2 == 0 {
+                        call("rm", &name, &["rm", "-f", &name], &mut ops);
+                    }
+                }
+                ops
+            })
+        })
+        .collect();
+    // Kill once a few commands have completed and one has been in flight for 2 ms.
+    eventually("the burst is under way", || done.load(Ordering::SeqCst) >= 6);
+    let t0 = Instant::now();
+    let kill_at = loop {
+        let busy = in_flight.lock().expect("lock").iter().flatten().any(|s| s.elapsed() >= Duration::from_millis(2));
+        if busy {
+            h.kill9_daemon();
+            break Instant::now();
         }
-    });
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    h.kill9_daemon();
-    burst.join().expect("burst thread");
+        assert!(t0.elapsed() < Duration::from_secs(5), "no command in flight");
+        std::thread::yield_now();
+    };
+    killed.store(true, Ordering::SeqCst);
+    let ops: Vec<Op> = bursts.into_iter().flat_map(|b| b.join().expect("burst thread")).collect();
+    // Every command that ended before the kill succeeded; every one that started after it was
+    // refused for want of a daemon; at least one was in flight when it died.
+    let before: Vec<&Op> = ops.iter().filter(|o| o.end < kill_at).collect();
+    let after: Vec<&Op> = ops.iter().filter(|o| o.start > kill_at).collect();
+    let straddling: Vec<&Op> = ops.iter().filter(|o| o.start < kill_at && o.end > kill_at).collect();
+    assert!(before.len() >= 6 && !after.is_empty() && !straddling.is_empty(), "before {} after {} in flight {}", before.len(), after.len(), straddling.len());
+    for o in &before {
+        assert!(o.ok, "{} {} before the kill failed: {}", o.verb, o.name, o.out);
+    }
+    for o in &after {
+        assert!(!o.ok && o.out.contains("is weftd running?"), "{} {} after the kill: {}", o.verb, o.name, o.out);
+    }
     h.start(&[]);
+    // What was committed before the kill is still there: every container whose run succeeded
+    // and whose rm did not is known and running; every one removed is gone.
+    let all = h.ok(&["ps", "-a"]);
+    let names: Vec<&str> = all.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    for o in before.iter().filter(|o| o.verb == "run") {
+        let removed = before.iter().any(|r| r.verb == "rm" && r.name == o.name);
+        assert_eq!(names.contains(&o.name.as_str()), !removed, "{} after the restart:\n{all}", o.name);
+    }
     // Every veth on the bridge belongs to a running container, every running container has one,
     // and no two containers share an address.
     let running = h.ok(&["ps", "-q"]);
@@ -215,8 +357,8 @@ fn kill9_during_a_burst_leaks_nothing() {
     let netns_mounts = mounts.lines().filter(|l| l.contains(&format!("{}/exec/netns/", h.dir.display()))).count();
     assert_eq!(netns_mounts, running.lines().count() + 3);
     assert!(h.ping("after0", &survivor));
-    let table = h.sh("nft list table inet weft");
-    assert!(text(&table).contains("jump nat-weft0"), "{}", text(&table));
+    let table = h.sh_ok("nft list table inet weft");
+    assert!(table.contains("jump nat-weft0"), "{table}");
     h.finish();
 }
 
@@ -273,5 +415,75 @@ fn errors_are_one_line_and_change_nothing() {
     let o = h.weft(&["ps"]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success() && err.contains("is weftd running?") && err.trim().lines().count() == 1, "{err}");
+    h.finish();
+}
+
+#[test]
+fn logs_follow_kill_signal_wait_and_weft_host() {
+    use std::io::BufRead;
+    let mut h = Host::new("verbs");
+    h.start(&[]);
+    // logs -f: lines arrive while the container runs, and the stream ends when it exits.
+    h.run_d("talker", &[], &["sh", "-c", "echo first; sleep 1; echo second"]);
+    let mut follow = std::process::Command::new(weft_itest::bin_dir().join("weft"))
+        .args(["-H", &format!("unix://{}", h.sock), "logs", "-f", "talker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut lines = std::io::BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("first"));
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "talker"]), "true", "first arrived while the container ran");
+    assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("second"));
+    assert!(lines.next().is_none(), "the stream ends with the container");
+    assert!(follow.wait().expect("logs -f exit").success());
+    // kill -s TERM reaches the command (through weft-init), which handles it its own way.
+    h.run_d("trapper", &[], &["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done"]);
+    eventually("the trap is set", || h.ok(&["logs", "trapper"]).contains("ready"));
+    // wait blocks until the exit and prints the code.
+    let sock = format!("unix://{}", h.sock);
+    let waiter = std::process::Command::new(weft_itest::bin_dir().join("weft"))
+        .args(["-H", &sock, "wait", "trapper"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wait");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "trapper"]), "true", "wait does not stop anything");
+    h.ok(&["kill", "-s", "TERM", "trapper"]);
+    let waited = waiter.wait_with_output().expect("wait output");
+    assert!(waited.status.success());
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "7");
+    assert!(h.ok(&["logs", "trapper"]).contains("got-term"));
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.ExitCode}}", "trapper"]), "7");
+    // WEFT_HOST picks the daemon when -H is not given.
+    let ps = |host: &str| std::process::Command::new(weft_itest::bin_dir().join("weft")).env("WEFT_HOST", host).args(["ps", "-a"]).output().expect("weft ps");
+    let o = ps(&sock);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("trapper"), "{}", text(&o));
+    let o = ps(&format!("unix://{}/nosuch.sock", h.dir.display()));
+    assert!(!o.status.success() && text(&o).contains("nosuch.sock"), "{}", text(&o));
+    h.finish();
+}
+
+#[test]
+fn sandbox_key_recipe_wires_a_none_container_by_hand() {
+    let mut h = Host::new("sbkey");
+    h.start(&[]);
+    h.run_d("box", &["--net", "none"], &["sleep", "300"]);
+    let key = h.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", "box"]);
+    assert!(key.starts_with(&format!("{}/exec/netns/", h.dir.display())), "{key}");
+    // The seeds' recipe: a veth pair, one end moved into the container's namespace, addressed
+    // from outside with nsenter, and traffic both ways.
+    h.ip(&["link", "add", "hand0", "type", "veth", "peer", "name", "hand1"]);
+    h.ip(&["link", "set", "hand1", "netns", &key]);
+    h.ip(&["addr", "add", "10.99.0.1/24", "dev", "hand0"]);
+    h.ip(&["link", "set", "hand0", "up"]);
+    for cmd in ["ip link set hand1 name eth0", "ip addr add 10.99.0.2/24 dev eth0", "ip link set eth0 up"] {
+        h.sh_ok(&format!("nsenter --net={key} {cmd}"));
+    }
+    assert!(h.exec_ok("box", &["ip", "addr", "show", "eth0"]).contains("10.99.0.2/24"));
+    assert!(h.ping("box", "10.99.0.1"), "container -> host end");
+    h.sh_ok("busybox ping -c1 -W2 10.99.0.2");
+    h.ok(&["rm", "-f", "box"]);
+    // The host end went with the container's namespace.
+    eventually("hand0 gone with the namespace", || !h.link_names().contains(&"hand0".to_string()));
     h.finish();
 }

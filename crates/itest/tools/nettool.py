@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Traffic tools for weft's integration tests (busybox lacks UDP and SCTP tools).
 
-  udp-recv PORT SECONDS                  print each datagram received on PORT
+  udp-recv PORT SECONDS [COUNT]          print each datagram received on PORT (exit after COUNT)
   udp-send HOST PORT SRCPORT COUNT GAP   send "pkt<N>" COUNT times from a fixed source port
   sctp-init HOST DPORT [SPORT]           send one raw SCTP INIT (valid CRC32c) to HOST:DPORT
   sniff IFACE PROTO DPORT SECONDS        packet socket: print and exit 0 on the first IPv4 packet
@@ -27,11 +27,13 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def udp_recv(port, seconds):
+def udp_recv(port, seconds, count="0"):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", int(port)))
-    end = time.time() + float(seconds)
-    while time.time() < end:
+    print(f"bound {port}", flush=True)
+    end, left = time.time() + float(seconds), int(count) or -1
+    while time.time() < end and left != 0:
+        left -= 1
         s.settimeout(max(0.01, end - time.time()))
         try:
             data, peer = s.recvfrom(2048)
