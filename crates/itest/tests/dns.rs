@@ -5,25 +5,46 @@
 use weft_itest::{eventually, nettool, text, Host};
 
 /// Daemon flags of these tests: names that are not local go to an upstream inside the test's own
-/// host namespace where nothing listens, so no query ever leaves the test's namespaces.
+/// host namespace (see [`nxdomain_upstream`]), so no query ever leaves the test's namespaces.
 const NO_UPSTREAM: &[&str] = &["--dns", "127.0.0.1"];
 
-/// Not resolvable: an error code and no address.
-fn unresolved(out: &str) -> bool {
-    !out.contains("RCODE 0") && out.lines().filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok()).count() == 0
+/// The upstream of [`NO_UPSTREAM`]: answers NXDOMAIN to every name, so a name the embedded DNS
+/// does not know gets an explicit answer. Returns once it listens.
+fn nxdomain_upstream(h: &Host) -> std::process::Child {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns, "python3", &nettool(), "dns-server", "127.0.0.1", "none.invalid", "192.0.2.1", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("upstream");
+    let mut lines = std::io::BufReader::new(c.stdout.take().expect("stdout")).lines();
+    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the upstream did not bind");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    c
 }
 
-/// `nettool dns-query` from inside container `from` (started without --rootfs: host python3).
+/// Not resolvable: an explicit NXDOMAIN or REFUSED answer with no address (never a timeout or
+/// an error: [`q`] fails the test when no answer came).
+fn unresolved(out: &str) -> bool {
+    (out.contains("RCODE 3") || out.contains("RCODE 5")) && out.lines().filter(|l| l.parse::<std::net::Ipv4Addr>().is_ok()).count() == 0
+}
+
+/// `nettool dns-query` from inside container `from` (started without --rootfs: host python3);
+/// an answer must come back ("RCODE n" and the records).
 fn q(h: &Host, from: &str, name: &str, args: &[&str]) -> String {
     let nt = nettool();
     let mut cmd = vec!["python3", nt.as_str(), "dns-query", "127.0.0.11", name];
     cmd.extend_from_slice(args);
-    text(&h.exec(from, &cmd))
+    let out = text(&h.exec(from, &cmd));
+    assert!(out.starts_with("RCODE "), "no DNS answer for {name} in {from}: {out}");
+    out
 }
 
 #[test]
 fn names_aliases_scoping_and_live_changes() {
     let mut h = Host::new("dns");
+    let mut upstream = nxdomain_upstream(&h);
     h.start(NO_UPSTREAM);
     h.ok(&["network", "create", "front"]);
     h.ok(&["network", "create", "back"]);
@@ -48,7 +69,7 @@ fn names_aliases_scoping_and_live_changes() {
     let out = q(&h, "cli", &format!("{}.in-addr.arpa", rev.join(".")), &["PTR"]);
     assert!(out.contains("web.front."), "{out}");
     // Not across networks.
-    assert!(unresolved(&q(&h, "cli", "db", &[])), "db is on another network");
+    let o = q(&h, "cli", "db", &[]); assert!(unresolved(&o), "db is on another network: {o}");
     // connect makes a name resolvable at once, disconnect removes it.
     h.ok(&["network", "connect", "front", "db"]);
     let db_front = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "db"]);
@@ -64,6 +85,8 @@ fn names_aliases_scoping_and_live_changes() {
     // The default bridge keeps the host's resolvers (as in Docker).
     h.run_d("plain", &[], &["sleep", "300"]);
     assert!(!h.exec_ok("plain", &["cat", "/etc/resolv.conf"]).contains("127.0.0.11"));
+    upstream.kill().expect("stop the upstream");
+    upstream.wait().expect("reap the upstream");
     h.finish();
 }
 
@@ -73,11 +96,14 @@ fn forwards_to_upstream_and_internal_networks_do_not() {
     let out = h.outside("198.51.100.1", "198.51.100.2");
     h.start(&[]);
     let nt = nettool();
+    let log_path = h.dir.join("upstream.log");
+    let log = std::fs::File::create(&log_path).expect("upstream log");
     let mut server = std::process::Command::new("ip")
         .args(["netns", "exec", &out, "python3", &nt, "dns-server", "198.51.100.2", "db.example.test", "203.0.113.7", "30"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(log)
         .spawn()
         .expect("dns server");
+    let served = || std::fs::read_to_string(&log_path).expect("upstream log").matches("served db.example.test to 198.51.100.1").count();
     h.ok(&["network", "create", "front"]);
     h.ok(&["network", "create", "--internal", "vault"]);
     h.ok(&["run", "-d", "--name", "cli", "--network", "front", "--dns", "198.51.100.2", "--dns-search", "example.test", "--dns-option", "timeout:2", "--", "sleep", "300"]);
@@ -90,12 +116,15 @@ fn forwards_to_upstream_and_internal_networks_do_not() {
     // search domain applied by the container's resolver: the short name reaches upstream.
     let bb = h.exec_ok("cli", &["getent", "hosts", "db"]);
     assert!(bb.contains("203.0.113.7"), "{bb}");
-    // Internal: outside names are NXDOMAIN, never forwarded.
-    assert!(q(&h, "sealed", "db.example.test", &[]).contains("RCODE 3"));
-    let _ = server.kill();
-    let served = server.wait_with_output().expect("server output");
-    let log = String::from_utf8_lossy(&served.stdout).to_string();
-    assert!(log.contains("served db.example.test to 198.51.100.1"), "forwarded from the daemon's side: {log}");
+    // Internal: outside names are NXDOMAIN, never forwarded; the same query from cli is.
+    let n0 = served();
+    assert!(n0 > 0, "forwarded from the daemon's side");
+    assert!(unresolved(&q(&h, "sealed", "db.example.test", &[])));
+    assert_eq!(served(), n0, "the upstream never saw sealed's query");
+    assert!(q(&h, "cli", "db.example.test", &[]).contains("203.0.113.7"));
+    eventually("the upstream saw cli's query", || served() == n0 + 1);
+    server.kill().expect("stop the server");
+    server.wait().expect("reap the server");
     h.finish();
 }
 

@@ -168,7 +168,8 @@ fn network_modes_none_host_container() {
     let links = h.exec_ok("none1", &["ip", "-o", "link"]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:") && links.contains("UP"), "{links}");
-    assert!(!h.ping("none1", "172.17.0.1"));
+    assert!(!h.ping("none1", "172.17.0.1"), "no way out of --net none");
+    assert!(h.ping("web1", "172.17.0.1"), "the same ping from a bridge container");
     assert_eq!(h.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "none1"]), "none");
     // host: the host's interfaces, including weft0.
     h.run_d("host1", &["--net", "host"], &["sleep", "300"]);
@@ -179,8 +180,7 @@ fn network_modes_none_host_container() {
     h.run_d("side1", &["--net", "container:web1"], &["sleep", "300"]);
     let eth0 = h.exec_ok("side1", &["ip", "addr", "show", "eth0"]);
     assert!(eth0.contains(&format!("{web_ip}/16")), "{eth0}");
-    let o = h.fetch("side1", "127.0.0.1");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "shared-netns", "{}", text(&o));
+    assert_eq!(h.get("side1", "127.0.0.1"), "shared-netns");
     // Joining a container that is not running fails clearly and changes nothing.
     h.ok(&["stop", "-t", "1", "none1"]);
     let before = h.ok(&["ps", "-aq"]);
@@ -238,13 +238,11 @@ fn restart_keeps_running_containers_reachable() {
     assert!(h.sh(&format!("busybox ping -c1 -W2 {ip}")).status.success(), "reachable with the daemon down");
     h.start(&[]);
     h.run_d("cli1", &[], &["sleep", "300"]);
-    let o = h.fetch("cli1", &ip);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "still-here", "{}", text(&o));
+    assert_eq!(h.get("cli1", &ip), "still-here");
     h.kill9_daemon();
     h.start(&[]);
     assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "web1"]), "true");
-    let o = h.fetch("cli1", &ip);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "still-here", "{}", text(&o));
+    assert_eq!(h.get("cli1", &ip), "still-here");
     // The adopted container's exit is still noticed.
     h.ok(&["stop", "-t", "1", "web1"]);
     assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "web1"]), "false");

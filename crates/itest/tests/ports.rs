@@ -13,7 +13,7 @@ fn multi_web(h: &Host, name: &str, extra: &[&str], ports: &[u16]) -> String {
     script.push_str("exec sleep 300");
     let ip = h.run_d(name, extra, &["sh", "-c", &script]);
     for p in ports {
-        eventually("httpd answers", || h.exec(name, &["sh", "-c", &format!("netstat -ltn | grep -q :{p}")]).status.success());
+        h.listening(name, *p);
     }
     ip
 }
@@ -31,8 +31,7 @@ fn tcp_forms_from_outside_host_localhost_and_hairpin() {
     assert_eq!(h.host_fetch("198.51.100.1:8080"), "web-80");
     assert_eq!(h.host_fetch("127.0.0.1:8080"), "web-80");
     for addr in ["198.51.100.1:8080", "172.17.0.1:8080"] {
-        let o = h.fetch("cli", addr);
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "web-80", "hairpin {addr}: {}", text(&o));
+        assert_eq!(h.get("cli", addr), "web-80", "hairpin {addr}");
     }
     // A container reaching its own published port.
     assert_eq!(h.get("web", "198.51.100.1:8080"), "web-80");
@@ -75,14 +74,22 @@ fn udp_and_sctp_reach_the_container() {
     h.ok(&["run", "-d", "--name", "s1", "-p", "9000:9000/sctp", "--", "python3", &nt, "sniff", "eth0", "132", "9000", "20"]);
     let s1_ip = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "s1"]);
     eventually("u1 delivers", || {
-        h.in_outside(&format!("python3 {nt} udp-send 198.51.100.1 6000 40000 1 0"));
+        h.outside_ok(&format!("python3 {nt} udp-send 198.51.100.1 6000 40000 1 0"));
         h.ok(&["logs", "u1"]).contains("pkt0 from 198.51.100.2:40000")
     });
     // SCTP: no SCTP sockets on this kernel, so a raw INIT goes out and a packet socket in the
     // container sees it arrive, DNATed to the container's address.
     eventually("s1 sees the INIT", || {
-        h.in_outside(&format!("python3 {nt} sctp-init 198.51.100.1 9000"));
+        h.outside_ok(&format!("python3 {nt} sctp-init 198.51.100.1 9000"));
         h.ok(&["logs", "s1"]).contains(&format!("198.51.100.2:40001 -> {s1_ip}:9000"))
+    });
+    // -P: an exposed UDP port on an ephemeral host port carries traffic too.
+    h.ok(&["run", "-d", "--name", "u2", "-P", "--expose", "6001/udp", "--", "python3", &nt, "udp-recv", "6001", "20"]);
+    let eph = h.ok(&["port", "u2", "6001/udp"]);
+    let port: u16 = eph.strip_prefix("0.0.0.0:").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("ephemeral mapping: {eph}"));
+    eventually("u2 delivers on its ephemeral port", || {
+        h.outside_ok(&format!("python3 {nt} udp-send 198.51.100.1 {port} 40002 1 0"));
+        h.ok(&["logs", "u2"]).contains("pkt0 from 198.51.100.2:40002")
     });
     h.finish();
 }
@@ -107,8 +114,8 @@ fn removed_udp_mapping_no_longer_delivers_to_the_old_container() {
     // Without deleting the flow's conntrack entries (at unpublish: the old DNAT; at publish: the
     // entry without NAT from the gap), its packets would not reach new1 for the UDP timeout.
     eventually("the same flow reaches new1", || h.ok(&["logs", "new1"]).contains("from 198.51.100.2:40000"));
-    let _ = sender.kill();
-    let _ = sender.wait();
+    sender.kill().expect("stop the sender");
+    sender.wait().expect("reap the sender");
     h.finish();
 }
 
@@ -141,8 +148,8 @@ fn publish_all_ephemeral_and_conflicts() {
         .expect("nc");
     eventually("holder listens", || text(&h.sh("busybox netstat -ltn")).contains(":9999"));
     assert!(run("9999:80").contains("host port 0.0.0.0:9999/tcp is already allocated"));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    holder.kill().expect("stop the holder");
+    holder.wait().expect("reap the holder");
     let after = (h.ok(&["ps", "-aq"]), h.link_names(), text(&h.sh("nft list table inet weft")));
     assert_eq!(before, after, "a refused run changed state");
     h.finish();
@@ -154,11 +161,16 @@ fn icc_false_blocks_containers_but_keeps_published_ports() {
     h.start(&["--icc=false"]);
     let ip = multi_web(&h, "web", &["-p", "8080:80"], &[80]);
     h.run_d("cli", &[], &["sleep", "300"]);
+    // A counting rule in the user chain: it sees the packets that weft's chain then drops, so
+    // the user's chain runs first.
+    h.sh_ok(&format!("nft add rule inet weft-user forward ip daddr {ip} tcp dport 80 counter"));
     assert!(!h.ping("cli", &ip), "direct container-to-container traffic is blocked");
-    assert!(!h.tcp_open("cli", &ip, 80));
-    let o = h.fetch("cli", "172.17.0.1:8080");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "web-80", "published port still reachable: {}", text(&o));
-    assert!(h.sh(&format!("busybox ping -c1 -W2 {ip}")).status.success(), "the host still reaches containers");
+    assert!(!h.tcp_open("cli", &ip, 80), "direct TCP is blocked");
+    let chain = h.sh_ok("nft list chain inet weft-user forward");
+    assert!(!chain.contains("counter packets 0 "), "the user chain saw the dropped SYNs: {chain}");
+    assert_eq!(h.get("cli", "172.17.0.1:8080"), "web-80", "published port still reachable");
+    h.sh_ok(&format!("busybox ping -c1 -W2 {ip}"));
+    h.sh_ok(&format!("busybox nc -w 2 {ip} 80 -e true"));
     h.finish();
 }
 

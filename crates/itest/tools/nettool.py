@@ -176,6 +176,7 @@ def dns_query(server, name, qtype="A", proto="udp"):
 def dns_server(ip, name, addr, seconds):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((ip, 53))
+    print(f"bound {ip}:53", flush=True)
     end = time.time() + float(seconds)
     while time.time() < end:
         s.settimeout(max(0.01, end - time.time()))
