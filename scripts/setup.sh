@@ -1,11 +1,12 @@
 #!/bin/bash
 # Installs what weft needs on a fresh Debian 12 machine (idempotent): nftables and its library
 # (weft links libnftables in-process), iproute2 and util-linux for the tests' throwaway hosts, a
-# static busybox for container root filesystems, procps for the leak checks.
+# static busybox for container root filesystems, procps for the leak checks, gcc and libc6-dev
+# for the security tests' static attack tool.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

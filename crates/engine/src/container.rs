@@ -277,6 +277,8 @@ impl Engine {
             started_file: run_dir.join("started").display().to_string(),
             cmd: spec.cmd.clone(),
             env: env.clone(),
+            caps: weft_model::effective_caps(spec.privileged, &spec.cap_add, &spec.cap_drop)?.into_iter().map(String::from).collect(),
+            privileged: spec.privileged,
         };
         let init_path = self.cfg.init_path.clone();
         let spawned = blocking(move || Ok(weft_runtime::spawn(&init_path, &init_cfg, log)?)).await?;

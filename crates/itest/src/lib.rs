@@ -108,6 +108,13 @@ impl Host {
         dst.display().to_string()
     }
 
+    /// This host's rootfs with the attacker's tool as `/bin/weft-attack`.
+    pub fn attacker_rootfs(&self) -> String {
+        let rootfs = self.rootfs();
+        std::fs::copy(attack_tool(), Path::new(&rootfs).join("bin/weft-attack")).expect("copy the attack tool");
+        rootfs
+    }
+
     /// `ip -n NS ARGS`, asserted to succeed.
     pub fn ip(&self, args: &[&str]) -> String {
         let o = run(Command::new("ip").arg("-n").arg(&self.ns).args(args));
@@ -491,6 +498,23 @@ impl Drop for Host {
 /// `--rootfs` see the host's filesystem, so they can run it with the host's python3.
 pub fn nettool() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tools/nettool.py").to_string()
+}
+
+/// The attacker's tool (`tools/attack.c`), built static once per test process next to the
+/// binaries, so it runs in a busybox rootfs.
+pub fn attack_tool() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = bin_dir().join("weft-attack");
+            let tmp = bin_dir().join(format!("weft-attack.{}", std::process::id()));
+            let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/attack.c");
+            let o = run(Command::new("gcc").args(["-static", "-O1", "-Wall", "-o"]).arg(&tmp).arg(src));
+            assert!(o.status.success(), "build {src} (gcc and libc6-dev, which scripts/setup.sh installs): {}", text(&o));
+            std::fs::rename(&tmp, &out).expect("place the attack tool");
+            out
+        })
+        .clone()
 }
 
 /// Polls `cond` every 10 ms for up to 5 s (kernel work the daemon finishes in the background,

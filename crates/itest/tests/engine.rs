@@ -283,10 +283,14 @@ fn kill9_during_a_burst_leaks_nothing() {
                     ops.push(Op { verb, name: name.to_string(), start, end: Instant::now(), ok: o.status.success(), out: text(&o) });
                     done.fetch_add(1, Ordering::SeqCst);
                 };
+                let mut rounds_after = 0;
                 for i in 0..200 {
-                    // Stop once the daemon is gone and this thread has seen it refuse twice.
-                    if killed.load(Ordering::SeqCst) && ops.iter().rev().take(2).filter(|o: &&Op| !o.ok).count() == 2 {
-                        break;
+                    // Two more rounds once the daemon is known dead, then stop.
+                    if killed.load(Ordering::SeqCst) {
+                        rounds_after += 1;
+                        if rounds_after > 2 {
+                            break;
+                        }
                     }
                     let name = format!("burst{t}x{i}");
                     call("run", &name, &["run", "-d", "--name", &name, "--rootfs", &rootfs, "--", "sleep", "300"], &mut ops);
@@ -301,21 +305,23 @@ fn kill9_during_a_burst_leaks_nothing() {
     // Kill once a few commands have completed and one has been in flight for 2 ms.
     eventually("the burst is under way", || done.load(Ordering::SeqCst) >= 6);
     let t0 = Instant::now();
-    let kill_at = loop {
+    // `kill_at`: just before SIGKILL; `dead_at`: once the daemon is reaped.
+    let (kill_at, dead_at) = loop {
         let busy = in_flight.lock().expect("lock").iter().flatten().any(|s| s.elapsed() >= Duration::from_millis(2));
         if busy {
+            let kill_at = Instant::now();
             h.kill9_daemon();
-            break Instant::now();
+            break (kill_at, Instant::now());
         }
         assert!(t0.elapsed() < Duration::from_secs(5), "no command in flight");
         std::thread::yield_now();
     };
     killed.store(true, Ordering::SeqCst);
     let ops: Vec<Op> = bursts.into_iter().flat_map(|b| b.join().expect("burst thread")).collect();
-    // Every command that ended before the kill succeeded; every one that started after it was
-    // refused for want of a daemon; at least one was in flight when it died.
+    // Every command that ended before the kill succeeded; every one that started once the daemon
+    // was dead was refused for want of a daemon; at least one was in flight when it died.
     let before: Vec<&Op> = ops.iter().filter(|o| o.end < kill_at).collect();
-    let after: Vec<&Op> = ops.iter().filter(|o| o.start > kill_at).collect();
+    let after: Vec<&Op> = ops.iter().filter(|o| o.start > dead_at).collect();
     let straddling: Vec<&Op> = ops.iter().filter(|o| o.start < kill_at && o.end > kill_at).collect();
     assert!(before.len() >= 6 && !after.is_empty() && !straddling.is_empty(), "before {} after {} in flight {}", before.len(), after.len(), straddling.len());
     for o in &before {

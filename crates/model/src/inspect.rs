@@ -87,6 +87,9 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "DnsSearch": c.spec.dns_search,
             "ExtraHosts": c.spec.extra_hosts,
             "AutoRemove": c.spec.auto_remove,
+            "Privileged": c.spec.privileged,
+            "CapAdd": c.spec.cap_add,
+            "CapDrop": c.spec.cap_drop,
         },
         "NetworkSettings": {
             "SandboxKey": c.sandbox_key.clone().unwrap_or_default(),

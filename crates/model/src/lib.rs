@@ -3,12 +3,14 @@
 //! types (names, CIDRs, `--net` modes, `inspect -f` templates). Nothing here touches the kernel, so
 //! every parser is unit-tested without root.
 
+mod caps;
 mod inspect;
 mod names;
 mod ports;
 mod records;
 mod template;
 
+pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect};
 pub use names::{
     new_id, short_id, validate_container_name, validate_hostname, validate_ifname,
@@ -45,6 +47,8 @@ pub enum ModelError {
     Mac(String),
     #[error("invalid --link {0:?}: expected NAME[:ALIAS]")]
     Link(String),
+    #[error("invalid capability {0:?}: expected a name such as NET_ADMIN, CAP_NET_ADMIN or ALL")]
+    Capability(String),
     #[error("invalid template {template:?}: {reason}")]
     Template { template: String, reason: String },
 }

@@ -144,6 +144,11 @@ pub struct RunSpec {
     pub mac_address: Option<String>,
     /// `--ip6`: the IPv6 address on the first network.
     pub ip6: Option<Ipv6Addr>,
+    /// `--privileged`: every capability, no seccomp filter, no masked or read-only paths.
+    pub privileged: bool,
+    /// `--cap-add`, `--cap-drop`, as typed (see [`crate::effective_caps`]).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
 }
 
 /// A unicast Ethernet address `aa:bb:cc:dd:ee:ff`.
@@ -195,6 +200,7 @@ impl RunSpec {
         if let Some(m) = &self.mac_address {
             parse_mac(m)?;
         }
+        crate::effective_caps(self.privileged, &self.cap_add, &self.cap_drop)?;
         Ok(mode)
     }
 

@@ -24,9 +24,10 @@ fn die(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(ABORTED)
 }
 
-/// Entry point of `weft-init CONFIG_JSON`: unshare, fork pid 1, print its pid, exit.
-pub fn helper_main(config_json: &str) -> ! {
-    let cfg: InitConfig = serde_json::from_str(config_json).unwrap_or_else(|e| fail("parse config", e));
+/// Entry point of `weft-init`: read the config from stdin, unshare, fork pid 1, print its pid,
+/// exit.
+pub fn helper_main() -> ! {
+    let cfg = read_config().unwrap_or_else(|e| fail("read config", e));
     if let NetNs::Join(path) = &cfg.netns {
         let ns = File::open(path).unwrap_or_else(|e| fail(&format!("open {path}"), e));
         setns(&ns, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| fail("join network namespace", e));
@@ -46,6 +47,21 @@ pub fn helper_main(config_json: &str) -> ! {
         Ok(ForkResult::Child) => pid1(&cfg),
         Err(e) => fail("fork", e),
     }
+}
+
+/// The config the daemon wrote to stdin: a 4-byte little-endian length, then that much JSON.
+/// Read byte-exact, so nothing of the go-ahead that follows on the same pipe is consumed.
+fn read_config() -> std::io::Result<InitConfig> {
+    let mut stdin = std::io::stdin().lock();
+    let mut len = [0u8; 4];
+    stdin.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 16 << 20 {
+        return Err(std::io::Error::other(format!("config of {len} bytes")));
+    }
+    let mut json = vec![0u8; len];
+    stdin.read_exact(&mut json)?;
+    serde_json::from_slice(&json).map_err(std::io::Error::other)
 }
 
 /// A failure of the helper before pid 1 exists: reported on stdout, where the daemon reads it.
@@ -95,6 +111,14 @@ fn pid1(cfg: &InitConfig) -> ! {
     // Close-on-exec: the command must not inherit it.
     let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC).unwrap_or_else(|e| die("signalfd", e));
 
+    // Docker's confinement, for pid 1 and so for everything it starts.
+    let confined = crate::confine::Confinement::new(&cfg.caps, cfg.privileged).and_then(|c| c.apply());
+    if let Err(e) = confined {
+        let e = crate::RuntimeError::from(e);
+        let msg = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source()).map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+        let _ = writeln!(report, "error: {msg}");
+        die("confine", msg)
+    }
     let env = cfg.env.iter().filter_map(|kv| kv.split_once('='));
     let mut command = Command::new(&cfg.cmd[0]);
     command.args(&cfg.cmd[1..]).env_clear().envs(env).stdin(Stdio::null()).current_dir("/");
@@ -186,13 +210,39 @@ fn setup_mounts(cfg: &InitConfig) -> MountResult {
         for d in ["proc", "dev", "sys", "etc", "tmp"] {
             let _ = std::fs::create_dir_all(root.join(d));
         }
+        if !cfg.privileged {
+            // Device nodes made in the root filesystem (CAP_MKNOD is Docker's default) cannot be
+            // opened: weft has no device cgroup, so `nodev` is what keeps a block device shut.
+            remount_adding(&root, MsFlags::MS_NODEV)?;
+        }
+    }
+    if !cfg.privileged {
+        private_dev(&root.join("dev"))?;
+        // Populated: now nothing can add a node to it either.
+        remount_adding(&root.join("dev"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID)?;
+    } else if cfg.rootfs.is_some() {
         mount(Some("/dev"), &root.join("dev"), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(ctx(|| "bind /dev".into()))?;
-        // sysfs shows the container's own network devices; without a netns of our own it may be refused.
-        let _ = mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>);
+    }
+    // sysfs shows the container's own network devices; read-only unless privileged.
+    let ro = if cfg.privileged { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+    let sys = root.join("sys");
+    if mount(Some("sysfs"), &sys, Some("sysfs"), ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>).is_err() && !cfg.privileged {
+        read_only(&sys)?;
     }
     mount(Some("proc"), &root.join("proc"), Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
         .map_err(ctx(|| "mount /proc".into()))?;
+    if !cfg.privileged {
+        for p in MASKED {
+            mask(&root, &root.join(p))?;
+        }
+        for p in READ_ONLY {
+            let p = root.join(p);
+            if p.exists() {
+                read_only(&p)?;
+            }
+        }
+    }
     bind(Path::new(&cfg.hosts), &root.join("etc/hosts"))?;
     bind(Path::new(&cfg.hostname_file), &root.join("etc/hostname"))?;
     bind(Path::new(&cfg.resolv_conf), &root.join("etc/resolv.conf"))?;
@@ -201,6 +251,90 @@ fn setup_mounts(cfg: &InitConfig) -> MountResult {
         pivot_root(".", ".").map_err(ctx(|| "pivot_root".into()))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(ctx(|| "detach old root".into()))?;
         chdir("/").map_err(ctx(|| "chdir /".into()))?;
+    }
+    Ok(())
+}
+
+/// Docker's masked paths: hidden behind an empty read-only tmpfs (directories) or `/dev/null`.
+const MASKED: &[&str] = &[
+    "proc/asound",
+    "proc/acpi",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+const READ_ONLY: &[&str] = &["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+
+fn mask(root: &Path, p: &Path) -> MountResult {
+    if p.is_dir() {
+        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=0"))
+            .map_err(ctx(|| format!("mask {}", p.display())))
+    } else if p.exists() {
+        mount(Some(&root.join("dev/null")), p, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(ctx(|| format!("mask {}", p.display())))
+    } else {
+        Ok(())
+    }
+}
+
+/// `mount -o remount,bind,FLAGS P`, keeping the mount's other flags.
+fn remount_adding(p: &Path, add: MsFlags) -> MountResult {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let have = statvfs(p).map_err(ctx(|| format!("statvfs {}", p.display())))?.flags();
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | add;
+    for (st, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(st) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, p, None::<&str>, flags, None::<&str>).map_err(ctx(|| format!("remount {}", p.display())))
+}
+
+/// `mount --bind P P; mount -o remount,bind,ro P`.
+fn read_only(p: &Path) -> MountResult {
+    mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(ctx(|| format!("bind {}", p.display())))?;
+    mount(None::<&str>, p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(ctx(|| format!("remount {} read-only", p.display())))
+}
+
+/// A `/dev` of the container's own, as Docker makes it: a tmpfs with the usual character
+/// devices, a private devpts (its `ptmx` as `/dev/ptmx`), `shm`, `mqueue` and the std* links.
+fn private_dev(dev: &Path) -> MountResult {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))
+        .map_err(ctx(|| "mount /dev".into()))?;
+    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        let p = dev.join(name);
+        mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)).map_err(ctx(|| format!("mknod /dev/{name}")))?;
+        // mknod's mode is cut by the umask.
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .map_err(|e| (format!("chmod /dev/{name}"), nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    }
+    let sub = |name: &str, fstype: &str, flags: MsFlags, data: &str| -> MountResult {
+        let p = dev.join(name);
+        let _ = std::fs::create_dir(&p);
+        mount(Some(fstype), &p, Some(fstype), flags, Some(data)).map_err(ctx(|| format!("mount /dev/{name}")))
+    };
+    sub("pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")?;
+    sub("shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "mode=1777,size=65536k")?;
+    sub("mqueue", "mqueue", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "")?;
+    for (link, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        std::os::unix::fs::symlink(target, dev.join(link)).map_err(|e| (format!("link /dev/{link}"), nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
     }
     Ok(())
 }

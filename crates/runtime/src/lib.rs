@@ -8,6 +8,7 @@
 //! closes and the pid 1 exits without running anything, so a crash cannot leave a half-made
 //! container running.
 
+pub mod confine;
 pub mod exec;
 pub mod init;
 mod spawn;
@@ -27,7 +28,8 @@ pub enum NetNs {
     Join(String),
 }
 
-/// The instructions `weft-init` gets as its only argument, as JSON.
+/// The instructions `weft-init` reads from its stdin (a 4-byte little-endian length, then JSON),
+/// never from its argv, which every user of the host can read in `ps`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InitConfig {
     pub id: String,
@@ -45,6 +47,10 @@ pub struct InitConfig {
     pub started_file: String,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
+    /// The capabilities the container keeps (kernel names), and `--privileged` (no seccomp
+    /// filter, no masked or read-only paths, the host's `/dev`).
+    pub caps: Vec<String>,
+    pub privileged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +63,8 @@ pub enum RuntimeError {
     Process { op: &'static str, pid: u32, source: std::io::Error },
     #[error("exec {cmd}")]
     Exec { cmd: String, source: std::io::Error },
+    #[error("confine")]
+    Confine(#[from] confine::ConfineError),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

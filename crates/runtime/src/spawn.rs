@@ -36,20 +36,18 @@ impl Spawned {
     }
 }
 
-/// Spawns `weft-init` with `cfg`; its pid 1 writes to `log`. Blocks for the helper's few
-/// syscalls (about a process spawn), so call it from a blocking context.
+/// Spawns `weft-init` and hands it `cfg` over its stdin (never argv: the environment may hold
+/// secrets); its pid 1 writes to `log`. Blocks for the helper's few syscalls (about a process
+/// spawn), so call it from a blocking context.
 pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
     let spawn_err = |source| RuntimeError::Spawn { path: init.display().to_string(), source };
-    let json = serde_json::to_string(cfg).map_err(|e| spawn_err(std::io::Error::other(e)))?;
-    let mut child = Command::new(init)
-        .arg(json)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(spawn_err)?;
-    let go = child.stdin.take().ok_or_else(|| RuntimeError::Init("no stdin pipe".into()))?;
+    let json = serde_json::to_vec(cfg).map_err(|e| spawn_err(std::io::Error::other(e)))?;
+    let len = u32::try_from(json.len()).map_err(|e| spawn_err(std::io::Error::other(e)))?;
+    let mut child = Command::new(init).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log).spawn().map_err(spawn_err)?;
+    let mut go = child.stdin.take().ok_or_else(|| RuntimeError::Init("no stdin pipe".into()))?;
     let out = child.stdout.take().ok_or_else(|| RuntimeError::Init("no stdout pipe".into()))?;
+    // The helper reads exactly this much; the same pipe later carries the go-ahead to pid 1.
+    let sent = go.write_all(&len.to_le_bytes()).and_then(|()| go.write_all(&json));
     let mut report = BufReader::new(out);
     let mut line = String::new();
     let _ = report.read_line(&mut line);
@@ -57,6 +55,7 @@ pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
     let line = line.trim();
     match line.parse::<u32>() {
         Ok(pid) => Ok(Spawned { pid, go, report }),
+        Err(_) if line.is_empty() => Err(sent.err().map(spawn_err).unwrap_or_else(|| RuntimeError::Init("init helper exited without a word".into()))),
         Err(_) => Err(RuntimeError::Init(line.strip_prefix("error: ").unwrap_or(line).to_string())),
     }
 }

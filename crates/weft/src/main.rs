@@ -80,6 +80,15 @@ struct RunArgs {
     /// Expose a port or range: PORT[-PORT][/proto].
     #[arg(long)]
     expose: Vec<String>,
+    /// Every capability, no seccomp filter, no masked or read-only paths.
+    #[arg(long)]
+    privileged: bool,
+    /// Add a capability to Docker's default set (NET_ADMIN, CAP_SYS_TIME, ALL, …).
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability from the default set (or ALL).
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     cmd: Vec<String>,
 }
@@ -466,6 +475,9 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         publish: a.publish,
         publish_all: a.publish_all,
         expose: a.expose,
+        privileged: a.privileged,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
     };
     spec.validate()?;
     let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;

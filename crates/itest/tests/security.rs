@@ -1,0 +1,129 @@
+//! Issue 8: a container is confined as Docker's are, and attacks from inside fail. Each attack is
+//! also tried where it should work (`--privileged`, `--cap-add`), so a refusal is weft's doing.
+
+use weft_itest::{text, Host};
+
+/// Docker's default capability set as a CapEff mask (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+fn status_field(h: &Host, name: &str, field: &str) -> String {
+    let status = h.exec_ok(name, &["cat", "/proc/1/status"]);
+    status.lines().find_map(|l| l.strip_prefix(field)).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn default_confinement_refuses_the_escapes() {
+    let mut h = Host::new("conf");
+    h.start(&[]);
+    let rootfs = h.attacker_rootfs();
+    let secret = h.dir.join("secret-outside-the-rootfs");
+    std::fs::write(&secret, "host-secret-42").expect("secret");
+    let secret_rel = secret.display().to_string().trim_start_matches('/').to_string();
+    h.run_d("box", &[], &["sleep", "300"]);
+    h.ok(&["run", "-d", "--name", "root", "--privileged", "--rootfs", &rootfs, "--", "sleep", "300"]);
+
+    // Docker's capability set in every set, no_new_privs, a seccomp filter; the same for a
+    // process `weft exec` starts.
+    for field in ["CapBnd:", "CapPrm:", "CapEff:"] {
+        assert_eq!(status_field(&h, "box", field), DOCKER_CAPS, "{field}");
+    }
+    assert_eq!(status_field(&h, "box", "CapInh:"), "0000000000000000");
+    assert_eq!(status_field(&h, "box", "NoNewPrivs:"), "1");
+    assert_eq!(status_field(&h, "box", "Seccomp:"), "2");
+    let own = h.exec_ok("box", &["cat", "/proc/self/status"]);
+    assert!(own.contains(&format!("CapEff:\t{DOCKER_CAPS}")) && own.contains("Seccomp:\t2"), "exec'd process: {own}");
+    let ours = std::fs::read_to_string("/proc/self/status").expect("status");
+    let ours = ours.lines().find_map(|l| l.strip_prefix("CapBnd:")).expect("CapBnd").trim().to_string();
+    assert_eq!(status_field(&h, "root", "CapEff:"), ours, "--privileged keeps everything the host's root has");
+    assert_eq!(status_field(&h, "root", "Seccomp:"), "0");
+
+    // The shocker escape: a forged handle for the host filesystem's root, then a host file.
+    let attack = |name: &str, args: &str| h.probe(name, &format!("/bin/weft-attack {args}"));
+    assert_eq!(attack("box", &format!("open-by-handle {secret_rel}")), 1, "open_by_handle_at refused");
+    let got = h.exec("root", &["/bin/weft-attack", "open-by-handle", &secret_rel]);
+    assert!(text(&got).contains("host-secret-42"), "the same attack works privileged: {}", text(&got));
+    // User namespaces, the keyring, mount.
+    for (args, what) in [("unshare-user", "unshare(CLONE_NEWUSER)"), ("keyctl", "keyctl"), ("mount-proc /mnt", "mount")] {
+        assert_eq!(attack("box", args), 1, "{what} refused");
+    }
+    h.exec_ok("root", &["mkdir", "-p", "/mnt"]);
+    for args in ["unshare-user", "mount-proc /mnt"] {
+        assert_eq!(attack("root", args), 0, "{args} works privileged");
+    }
+    assert_eq!(h.probe("box", "mount -t proc proc /mnt"), 1, "busybox mount refused");
+
+    // A block device made with mknod (CAP_MKNOD is a default) cannot be opened: the rootfs is nodev.
+    assert_eq!(h.probe("box", "mknod /tmp/disk b 254 0 && test -b /tmp/disk"), 0, "mknod itself works");
+    assert_ne!(h.probe("box", "head -c 1 /tmp/disk"), 0, "the node cannot be read");
+    assert_ne!(h.probe("box", "mknod /dev/disk b 254 0"), 0, "/dev takes no new node");
+
+    // /proc/sys read-only (the attack writes the current value back, so nothing changes even if
+    // it got through), /sys read-only, masked paths empty.
+    assert_ne!(h.probe("box", "cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern"), 0, "core_pattern is read-only");
+    assert_ne!(h.probe("box", "echo 1 > /proc/sysrq-trigger"), 0);
+    assert_eq!(h.probe("root", "cat /proc/sys/net/ipv4/ip_forward > /proc/sys/net/ipv4/ip_forward"), 0, "privileged writes its own namespace's sysctl");
+    assert_ne!(h.probe("box", "mount -o remount,rw /sys"), 0, "/sys stays read-only");
+    assert_ne!(h.probe("box", "touch /sys/kernel/x"), 0);
+    assert!(h.exec_ok("box", &["cat", "/proc/mounts"]).lines().any(|l| l.starts_with("sysfs /sys sysfs ro,")), "sysfs mounted read-only");
+    // (/proc/kcore and /proc/sched_debug are masked too where the kernel has them; this one has not.)
+    assert_eq!(h.exec_ok("box", &["wc", "-c", "/proc/timer_list"]).split_whitespace().next(), Some("0"), "/proc/timer_list masked");
+    assert_ne!(h.exec_ok("root", &["wc", "-c", "/proc/timer_list"]).split_whitespace().next(), Some("0"), "not masked privileged");
+    assert_eq!(h.exec_ok("box", &["ls", "/sys/firmware"]).trim(), "", "/sys/firmware masked");
+    assert_ne!(h.exec_ok("root", &["ls", "/sys/firmware"]).trim(), "", "not masked privileged");
+
+    // A private /dev: Docker's nodes and links, a devpts of its own, nothing of the host's.
+    let dev = h.exec_ok("box", &["ls", "/dev"]);
+    let mut entries: Vec<&str> = dev.split_whitespace().collect();
+    entries.sort();
+    assert_eq!(entries, ["fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]);
+    assert_eq!(h.probe("box", "head -c 4 /dev/urandom | wc -c | grep -q 4 && echo x > /dev/null"), 0, "the nodes work");
+    assert!(h.exec_ok("box", &["cat", "/proc/mounts"]).contains("devpts /dev/pts devpts"), "a devpts instance");
+    h.finish();
+}
+
+#[test]
+fn changing_the_network_needs_net_admin() {
+    let mut h = Host::new("netadm");
+    h.start(&[]);
+    h.run_d("plain", &[], &["sleep", "300"]);
+    let victim = h.run_d("victim", &[], &["sleep", "300"]);
+    h.run_d("admin", &["--cap-add", "NET_ADMIN"], &["sleep", "300"]);
+    h.run_d("priv", &["--privileged"], &["sleep", "300"]);
+    // Taking a neighbour's address (then announcing it) is what NET_ADMIN would allow.
+    assert_ne!(h.probe("plain", &format!("ip addr add {victim}/32 dev eth0")), 0, "refused without NET_ADMIN");
+    assert_ne!(h.probe("plain", "ip link set eth0 down"), 0);
+    assert!(h.ping("plain", &victim), "plain still talks to victim");
+    for name in ["admin", "priv"] {
+        assert_eq!(h.probe(name, "ip addr add 10.123.0.1/32 dev eth0"), 0, "{name} may change its own network");
+    }
+    let inspect = h.ok(&["inspect", "-f", "{{.HostConfig.Privileged}} {{json .HostConfig.CapAdd}}", "admin"]);
+    assert_eq!(inspect, "false [\"NET_ADMIN\"]");
+    assert_eq!(h.ok(&["inspect", "-f", "{{.HostConfig.Privileged}}", "priv"]), "true");
+    // --cap-drop: NET_RAW gone, so no ping socket; ALL then one back.
+    h.run_d("noraw", &["--cap-drop", "NET_RAW"], &["sleep", "300"]);
+    assert_eq!(status_field(&h, "noraw", "CapEff:"), "00000000a80405fb");
+    h.run_d("only", &["--cap-drop", "ALL", "--cap-add", "net_bind_service"], &["sleep", "300"]);
+    assert_eq!(status_field(&h, "only", "CapEff:"), "0000000000000400");
+    assert!(h.fails(&["run", "-d", "--cap-add", "NOPE", "--", "true"]).contains("invalid capability \"NOPE\""));
+    h.finish();
+}
+
+#[test]
+fn the_environment_never_travels_in_argv() {
+    let mut h = Host::new("argv");
+    h.start(&[]);
+    h.run_d("db", &["-e", "DB_PASSWORD=s3cret-in-env"], &["sleep", "300"]);
+    assert!(h.exec_ok("db", &["env"]).contains("DB_PASSWORD=s3cret-in-env"), "the container has it");
+    // No process's command line on the machine carries it (what any user sees in `ps`).
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains("s3cret-in-env") {
+                seen.push(e.file_name());
+            }
+        }
+    }
+    assert!(seen.is_empty(), "in the argv of {seen:?}");
+    h.finish();
+}

