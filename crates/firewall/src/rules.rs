@@ -128,6 +128,7 @@ pub fn full(networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], opts: Op
          \tmap ports {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          \tmap ports_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          \tchain publish {{ dnat ip to ip daddr . meta l4proto . th dport map @ports; dnat ip to meta l4proto . th dport map @ports_any; }}\n\
+         \tchain loopback {{ type filter hook prerouting priority raw; policy accept; iifname != \"lo\" ip daddr 127.0.0.0/8 drop; iifname != \"lo\" ip6 daddr ::1 drop; }}\n\
          \tchain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump publish; }}\n\
          \tchain output {{ type nat hook output priority -100; policy accept; {localhost}fib daddr type local jump publish; }}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept; ip saddr 127.0.0.0/8 ct status dnat masquerade; ip saddr vmap @masq; ip6 saddr vmap @masq6; }}\n\

@@ -127,3 +127,28 @@ fn the_environment_never_travels_in_argv() {
     assert!(seen.is_empty(), "in the argv of {seen:?}");
     h.finish();
 }
+
+#[test]
+fn loopback_published_ports_stay_on_loopback() {
+    let mut h = Host::new("lo127");
+    h.outside("198.51.100.1", "198.51.100.2");
+    h.start(&[]);
+    h.web("web", &["-p", "127.0.0.1:8081:80"], "loopback-only");
+    assert_eq!(h.host_fetch("127.0.0.1:8081"), "loopback-only", "the host's own 127.0.0.1 works");
+    // The attack (CVE-2020-8558's class): send to 127.0.0.1 out of a real interface, towards
+    // the host, and hope its DNAT takes it. From a privileged container, and from a neighbour
+    // on the host's LAN. Each sender gives up its own 127.0.0.1 so that the address routes out.
+    h.run_d("evil", &["--privileged"], &["sleep", "300"]);
+    let redirect = |gw: &str| format!("echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet && ip addr del 127.0.0.1/8 dev lo && ip route add 127.0.0.1/32 via {gw} dev eth0");
+    assert_eq!(h.probe("evil", &redirect("172.17.0.1")), 0, "the container's route to 127.0.0.1 via the host");
+    h.outside_ok(&redirect("198.51.100.1"));
+    let from_lan = || h.in_outside("busybox nc -w 2 127.0.0.1 8081 -e true").status.code();
+    assert!(!h.tcp_open("evil", "127.0.0.1", 8081), "a container does not reach the host's 127.0.0.1:8081");
+    assert_eq!(from_lan(), Some(1), "a LAN neighbour does not either");
+    assert_eq!(h.host_fetch("127.0.0.1:8081"), "loopback-only");
+    // Control: without weft's `loopback` chain both attacks get through.
+    h.sh_ok("nft flush chain inet weft loopback");
+    assert!(h.tcp_open("evil", "127.0.0.1", 8081), "the attack is real");
+    assert_eq!(from_lan(), Some(0), "the attack is real from the LAN too");
+    h.finish();
+}
