@@ -20,6 +20,9 @@ impl Engine {
 
     #[tracing::instrument(name = "network connect", skip(self, ip, aliases))]
     pub async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
+        for a in aliases {
+            weft_model::validate_alias(a)?;
+        }
         let id = self.container(container)?.id;
         let _serial = self.lock_container(&id).await;
         let (rec, netns, plan, _pending) = {

@@ -147,7 +147,12 @@ impl Engine {
                             if first {
                                 p.endpoint.aliases = spec.aliases.clone();
                                 if let Some(m) = &spec.mac_address {
-                                    p.endpoint.mac = m.to_ascii_lowercase();
+                                    let mac = m.to_ascii_lowercase();
+                                    if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
+                                        plans.push(p);
+                                        return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
+                                    }
+                                    p.endpoint.mac = mac;
                                 }
                             }
                             plans.push(p);

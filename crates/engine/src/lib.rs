@@ -63,6 +63,8 @@ pub enum EngineError {
     PoolsExhausted,
     #[error("host port {0} is already allocated")]
     PortInUse(String),
+    #[error("MAC address {mac} is already used by {owner} on network {network}")]
+    MacInUse { mac: String, owner: String, network: String },
     #[error("invalid signal {0}")]
     Signal(String),
     #[error("no command given")]
@@ -92,7 +94,7 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
@@ -160,6 +162,34 @@ impl Drop for Pending {
             }
         }
     }
+}
+
+impl State {
+    /// The container or sandbox whose endpoint on network `network_id` has `mac`.
+    pub(crate) fn mac_owner(&self, network_id: &str, mac: &str) -> Option<String> {
+        mac_owner(&self.containers, &self.sandboxes, network_id, mac)
+    }
+}
+
+fn mac_owner(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, mac: &str) -> Option<String> {
+    let on = |e: &weft_model::EndpointRecord| e.network_id == network_id && e.mac.eq_ignore_ascii_case(mac);
+    containers
+        .values()
+        .find(|c| c.endpoints.iter().any(on))
+        .map(|c| c.name.clone())
+        .or_else(|| sandboxes.values().find(|s| on(&s.endpoint)).map(|s| s.key.clone()))
+}
+
+/// The MAC of a new endpoint with address `ip`: derived from it (see `network::mac_for`) unless
+/// someone on the network chose that one with `--mac-address`; then a random local one.
+fn free_mac(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, ip: std::net::Ipv4Addr) -> String {
+    let derived = network::mac_string(network::mac_for(ip));
+    if mac_owner(containers, sandboxes, network_id, &derived).is_none() {
+        return derived;
+    }
+    // 02 (locally administered, unicast) and five bytes of a fresh random id.
+    let id = weft_model::new_id();
+    format!("02:{}:{}:{}:{}:{}", &id[0..2], &id[2..4], &id[4..6], &id[6..8], &id[8..10])
 }
 
 #[derive(Default)]
@@ -387,7 +417,7 @@ impl State {
             ip,
             prefix_len: net.rec.subnet.prefix_len(),
             gateway: Some(net.rec.gateway),
-            mac: network::mac_string(network::mac_for(ip)),
+            mac: free_mac(&self.containers, &self.sandboxes, &net.rec.id, ip),
             aliases: Vec::new(),
             ip6,
             prefix6: net.rec.subnet6.map(|s| s.prefix_len()).unwrap_or(0),

@@ -100,6 +100,11 @@ impl Engine {
                     if let Some((other, _)) = st.creating.iter().find(|(_, c)| overlaps(&c.0, &s)) {
                         return Err(EngineError::Config(format!("subnet {s} overlaps with network {other}")));
                     }
+                    // The host's own addresses and routes (its uplink): the gateway would collide or
+                    // the host lose a route. An explicit --gateway says the user means it (as -b does).
+                    if let Some(h) = host_nets.iter().find(|h| overlaps(h, &s)).filter(|_| spec.gateway.is_none()) {
+                        return Err(EngineError::Config(format!("subnet {s} overlaps with the host's {h}: give --gateway to use it anyway")));
+                    }
                     s
                 }
                 None => {

@@ -152,3 +152,48 @@ fn loopback_published_ports_stay_on_loopback() {
     assert_eq!(from_lan(), Some(0), "the attack is real from the LAN too");
     h.finish();
 }
+
+#[test]
+fn inputs_that_would_inject_are_refused_and_change_nothing() {
+    let mut h = Host::new("inject");
+    h.outside("198.51.100.1", "198.51.100.2");
+    h.start(&[]);
+    h.ok(&["network", "create", "front"]);
+    let victim_mac = "02:42:0a:0b:0c:0d";
+    h.run_d("victim", &["--mac-address", victim_mac], &["sleep", "300"]);
+    let before = (h.ok(&["ps", "-aq"]), h.link_names(), h.ok(&["network", "ls"]));
+    // A second nameserver smuggled in an option; names with a newline or a space.
+    assert!(h.fails(&["run", "-d", "--dns-option", "ndots:1\nnameserver 6.6.6.6", "--", "true"]).contains("invalid --dns-option"));
+    assert!(h.fails(&["run", "-d", "--network", "front", "--network-alias", "al\n6.6.6.6 evil", "--", "true"]).contains("invalid network alias"));
+    assert!(h.fails(&["run", "-d", "--network", "front", "--network-alias", "a b", "--", "true"]).contains("invalid network alias"));
+    assert!(h.fails(&["network", "connect", "--alias", "x\ty", "front", "victim"]).contains("invalid network alias"));
+    assert!(h.fails(&["run", "-d", "--dns-search", "a.example\nnameserver 6.6.6.6", "--", "true"]).contains("invalid hostname"));
+    // Another container's MAC on the same network.
+    let err = h.fails(&["run", "-d", "--mac-address", victim_mac, "--", "true"]);
+    assert!(err.contains(&format!("MAC address {victim_mac} is already used by victim on network bridge")), "{err}");
+    // Subnets that cannot be a network, or that are the host's own.
+    for (subnet, want) in [
+        ("127.0.0.0/8", "loopback address space"),
+        ("224.0.0.0/4", "multicast address space"),
+        ("169.254.0.0/16", "link-local address space"),
+        ("10.78.0.5/24", "invalid subnet 10.78.0.5/24: it should be 10.78.0.0/24"),
+        ("198.51.100.0/24", "overlaps with the host's 198.51.100.0/24"),
+    ] {
+        let err = h.fails(&["network", "create", "--subnet", subnet, "bad"]);
+        assert!(err.contains(want), "{subnet}: {err}");
+    }
+    assert!(h.fails(&["network", "create", "--subnet", "10.80.0.0/24", "--subnet", "10.81.0.0/24", "bad"]).contains("one IPv4 and one IPv6 --subnet"));
+    assert!(h.fails(&["run", "-d", "-p", "::80", "--", "true"]).contains("empty IP address"));
+    assert_eq!((h.ok(&["ps", "-aq"]), h.link_names(), h.ok(&["network", "ls"])), before, "a refusal changed state");
+    // The host's subnet is allowed when the user says so with --gateway (as Docker allows -b).
+    h.ok(&["network", "create", "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.254", "meant"]);
+    // A derived MAC that someone chose already is not reused: `chooser` takes the MAC that
+    // 172.17.0.50 would derive; the container at .50 gets a random one, and both answer.
+    let chooser = h.run_d("chooser", &["--mac-address", "02:42:ac:11:00:32"], &["sleep", "300"]);
+    let n50 = h.run_d("n50", &["--ip", "172.17.0.50"], &["sleep", "300"]);
+    let mac = h.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "n50"]);
+    assert!(mac != "02:42:ac:11:00:32" && mac.starts_with("02:"), "{mac}");
+    assert!(h.exec_ok("n50", &["ip", "link", "show", "eth0"]).contains(&mac));
+    assert!(h.ping("victim", &n50) && h.ping("victim", &chooser));
+    h.finish();
+}

@@ -13,8 +13,8 @@ mod template;
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect};
 pub use names::{
-    new_id, short_id, validate_container_name, validate_hostname, validate_ifname,
-    validate_network_name,
+    new_id, short_id, validate_alias, validate_container_name, validate_dns_option, validate_hostname,
+    validate_ifname, validate_network_name,
 };
 pub use ports::{parse_expose, parse_publish, PortMapping, PortRange, PortSpec, Proto};
 pub use records::*;
@@ -29,6 +29,10 @@ pub enum ModelError {
     NetworkName(String),
     #[error("invalid hostname {0:?}")]
     Hostname(String),
+    #[error("invalid network alias {0:?}: expected a DNS name")]
+    Alias(String),
+    #[error("invalid --dns-option {0:?}: expected one token such as ndots:2")]
+    DnsOption(String),
     #[error("invalid interface name {0:?}: 1 to 15 of A-Z a-z 0-9 _ -")]
     IfName(String),
     #[error("invalid network mode {0:?}: expected bridge, host, none, container:NAME or a network name")]

@@ -54,6 +54,22 @@ pub fn validate_network_name(s: &str) -> Result<(), ModelError> {
 }
 
 /// RFC 1123 hostname: labels of letters, digits and '-', at most 63 bytes each, 253 in all.
+/// A `--network-alias`: a DNS name, as a hostname (what the embedded DNS answers for).
+pub fn validate_alias(s: &str) -> Result<(), ModelError> {
+    validate_hostname(s).map_err(|_| ModelError::Alias(s.to_string()))
+}
+
+/// A `--dns-option` (resolv.conf `options`): one token such as `ndots:2`, `timeout:1`, `rotate`,
+/// `single-request-reopen`: letters, digits and `:._-`, nothing that could start a new line.
+pub fn validate_dns_option(s: &str) -> Result<(), ModelError> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::DnsOption(s.to_string()))
+    }
+}
+
 pub fn validate_hostname(s: &str) -> Result<(), ModelError> {
     let ok = !s.is_empty()
         && s.len() <= 253

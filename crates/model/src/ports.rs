@@ -141,6 +141,8 @@ pub fn parse_publish(s: &str) -> Result<PortSpec, ModelError> {
         }
     };
     let host_ip = match ip {
+        // `::80` reads as an empty address and an empty host port: say so rather than guess.
+        Some("") if ports.starts_with(':') => return Err(bad(s, "empty IP address and host port (for IPv6, bracket it: [::]:8080:80)")),
         Some("") | None => None,
         Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| bad(s, &format!("invalid IP address {ip:?}")))?),
     };

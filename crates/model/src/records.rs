@@ -183,6 +183,12 @@ impl RunSpec {
         for d in &self.dns_search {
             crate::validate_hostname(d)?;
         }
+        for o in &self.dns_options {
+            crate::validate_dns_option(o)?;
+        }
+        for a in &self.aliases {
+            crate::validate_alias(a)?;
+        }
         self.port_specs()?;
         let mode: NetworkMode = self.network_mode.parse()?;
         if !self.publish.is_empty() || self.publish_all {
@@ -385,6 +391,24 @@ pub struct BridgeOptions {
     pub host_binding_ipv4: Option<Ipv4Addr>,
 }
 
+/// IPv4 ranges no network may use.
+const V4_RESERVED: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+];
+
+/// IPv6 ranges no network may use.
+const V6_RESERVED: [(&str, &str); 5] = [
+    ("::/127", "unspecified or loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+    ("2001:db8::/32", "documentation"),
+];
+
 impl NetworkSpec {
     /// Checks everything that can be checked without the engine's state.
     pub fn validate(&self) -> Result<BridgeOptions, ModelError> {
@@ -401,6 +425,15 @@ impl NetworkSpec {
         }
         if let Some(s6) = self.subnet6 {
             let net = s6.trunc();
+            if net != s6 {
+                return bad(format!("invalid subnet {s6}: it should be {net}"));
+            }
+            for (reserved, what) in V6_RESERVED {
+                let r: Ipv6Net = reserved.parse().expect("a constant CIDR");
+                if r.contains(&net.network()) || net.contains(&r.network()) {
+                    return bad(format!("subnet {s6} is {what} address space"));
+                }
+            }
             if net.prefix_len() > 124 {
                 return bad(format!("subnet {s6} is too small: at most /124"));
             }
@@ -417,6 +450,15 @@ impl NetworkSpec {
         }
         if let Some(subnet) = self.subnet {
             let net = subnet.trunc();
+            if net != subnet {
+                return bad(format!("invalid subnet {subnet}: it should be {net}"));
+            }
+            for (reserved, what) in V4_RESERVED {
+                let r: Ipv4Net = reserved.parse().expect("a constant CIDR");
+                if r.contains(&net.network()) || net.contains(&r.network()) {
+                    return bad(format!("subnet {subnet} is {what} address space"));
+                }
+            }
             if net.prefix_len() > 30 {
                 return bad(format!("subnet {subnet} is too small: at most /30"));
             }

@@ -369,10 +369,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     })
                     .collect()
             };
-            let pick4 = subnet.iter().find_map(|s| if let ipnet::IpNet::V4(v) = s { Some(*v) } else { None });
-            let pick6 = subnet.iter().find_map(|s| if let ipnet::IpNet::V6(v) = s { Some(*v) } else { None });
-            let gw4 = gateway.iter().find(|g| g.is_ipv4());
-            let gw6 = gateway.iter().find(|g| g.is_ipv6());
+            // One subnet and one gateway per family: refuse more rather than drop them.
+            let v4: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V4(v) = s { Some(*v) } else { None }).collect();
+            let v6: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V6(v) = s { Some(*v) } else { None }).collect();
+            let gw4: Vec<_> = gateway.iter().filter(|g| g.is_ipv4()).collect();
+            let gw6: Vec<_> = gateway.iter().filter(|g| g.is_ipv6()).collect();
+            if v4.len() > 1 || v6.len() > 1 || gw4.len() > 1 || gw6.len() > 1 {
+                bail!("one IPv4 and one IPv6 --subnet (and --gateway) per network");
+            }
+            let (pick4, pick6, gw4, gw6) = (v4.first(), v6.first(), gw4.first(), gw6.first());
             let body = json!({
                 "Name": name, "Driver": driver, "Subnet": pick4, "Gateway": gw4, "Subnet6": pick6, "Gateway6": gw6, "IpRange": ip_range,
                 "AuxAddresses": kv(&aux_address, "--aux-address")?, "Internal": internal, "EnableIpv6": ipv6,
