@@ -237,6 +237,11 @@ impl Host {
         }
     }
 
+    /// The running daemon's pid.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
     /// SIGKILL the daemon at whatever it is doing.
     pub fn kill9_daemon(&mut self) {
         let mut c = self.daemon.take().expect("kill9_daemon: no daemon running");

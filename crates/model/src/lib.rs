@@ -39,6 +39,8 @@ pub enum ModelError {
     NetworkMode(String),
     #[error("invalid --add-host {0:?}: expected NAME:IP")]
     AddHost(String),
+    #[error("invalid command: {0}")]
+    Cmd(String),
     #[error("invalid environment variable {0:?}: expected KEY=VALUE")]
     Env(String),
     #[error("invalid port specification {spec:?}: {reason}")]

@@ -111,9 +111,10 @@ pub fn link_env(me: &str, l: &LinkRecord, target_env: &[String]) -> Vec<String> 
     env
 }
 
-/// What `weft run` asks for (the body of `POST /containers/run`).
+/// What `weft run` asks for (the body of `POST /containers/run`). Unknown fields are refused:
+/// a field weft would silently ignore (`"Privileged": true` once did) is worse than an error.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct RunSpec {
     pub name: Option<String>,
     pub hostname: Option<String>,
@@ -165,6 +166,27 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], ModelError> {
 impl RunSpec {
     /// Checks every field that can be checked without the engine's state.
     pub fn validate(&self) -> Result<NetworkMode, ModelError> {
+        // What execve takes: a non-empty program name, no NUL anywhere, each string under the
+        // kernel's 128 KiB, all of them under 1 MiB.
+        match self.cmd.first() {
+            None => return Err(ModelError::Cmd("no command given".into())),
+            Some(c) if c.is_empty() => return Err(ModelError::Cmd("the command is an empty string".into())),
+            Some(_) => {}
+        }
+        let strings = self.cmd.iter().chain(&self.env).chain(&self.rootfs);
+        let mut total = 0;
+        for s in strings {
+            if s.contains('\0') {
+                return Err(ModelError::Cmd(format!("NUL byte in {:?}", s.replace('\0', "\\0"))));
+            }
+            if s.len() >= 128 << 10 {
+                return Err(ModelError::Cmd(format!("an argument or variable of {} bytes (at most 128 KiB)", s.len())));
+            }
+            total += s.len() + 1;
+        }
+        if total > 1 << 20 {
+            return Err(ModelError::Cmd(format!("command and environment of {total} bytes (at most 1 MiB)")));
+        }
         if let Some(n) = &self.name {
             validate_container_name(n)?;
         }
@@ -362,9 +384,9 @@ pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 
-/// `weft network create` (the body of `POST /networks/create`).
+/// `weft network create` (the body of `POST /networks/create`); unknown fields are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct NetworkSpec {
     pub name: String,
     pub driver: String,

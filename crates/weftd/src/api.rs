@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,35 +18,70 @@ use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody
 type Eng = State<Arc<Engine>>;
 type Q = Query<HashMap<String, String>>;
 
-struct ApiError(EngineError);
+/// The largest request body weftd reads (a `RunSpec` with a large environment fits many times).
+pub const BODY_LIMIT: usize = 1 << 20;
+/// How long a client may take to send a body once its headers are in.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every error answer: a status and one line, as `{"message"}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        // The whole chain of causes on one line: "create veth vethabc: File exists (os error 17)".
-        let mut message = self.0.to_string();
-        let mut src = std::error::Error::source(&self.0);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
+        if self.status.is_server_error() {
+            tracing::error!(message = %self.message, "request failed");
         }
-        if status.is_server_error() {
-            tracing::error!(%message, "request failed");
-        }
-        (status, Json(ErrorBody { message })).into_response()
+        (self.status, Json(ErrorBody { message: self.message })).into_response()
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        Self(e)
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The whole chain of causes on one line: "create veth vethabc: File exists (os error 17)".
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        Self { status, message }
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub fn router(engine: Arc<Engine>) -> Router {
+/// A JSON request body whose every rejection (no or wrong Content-Type, bad JSON, a wrong type,
+/// an unknown field, too large, too slow) is an [`ApiError`]: 400 for bad input, 413 for too
+/// large, 408 for too slow.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match tokio::time::timeout(BODY_TIMEOUT, Json::<T>::from_request(req, state)).await {
+            Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
+            Ok(Ok(Json(v))) => Ok(Body(v)),
+            Ok(Err(r)) => {
+                let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { r.status() } else { StatusCode::BAD_REQUEST };
+                Err(ApiError::new(status, r.body_text().replace('\n', " ")))
+            }
+        }
+    }
+}
+
+pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/_ping", get(|| async { "OK" }))
         .route("/containers/json", get(list))
@@ -64,7 +98,22 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/networks/{id}", get(network).delete(network_remove))
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(Stopping(stopping)))
         .with_state(engine)
+}
+
+/// Set when weftd is shutting down: streams end, waits answer 503.
+#[derive(Clone)]
+pub struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    async fn wait(mut self) {
+        // (The guard wait_for returns is not Send: drop it at once.)
+        let _ = self.0.wait_for(|s| *s).await.map(|_| ());
+    }
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
@@ -75,7 +124,7 @@ async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
     Ok(e.execute(action).await?)
 }
 
-async fn run(State(e): Eng, Json(spec): Json<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+async fn run(State(e): Eng, Body(spec): Body<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     match act(&e, Action::Run(Box::new(spec))).await? {
         Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id })))),
         other => Err(EngineError::Config(format!("run answered {other:?}")).into()),
@@ -119,8 +168,12 @@ async fn kill(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<S
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn wait(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    match act(&e, Action::Wait { id }).await? {
+async fn wait(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let reply = tokio::select! {
+        r = act(&e, Action::Wait { id }) => r?,
+        () = stopping.wait() => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "weftd is shutting down")),
+    };
+    match reply {
         Reply::ExitCode(code) => Ok(Json(json!({ "StatusCode": code }))),
         other => Err(EngineError::Config(format!("wait answered {other:?}")).into()),
     }
@@ -132,7 +185,7 @@ async fn remove(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult
 }
 
 /// The container's output; with `follow=1`, streamed until the container has exited.
-async fn logs(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn logs(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
     let c = e.container(&id)?;
     let follow = flag(&q, "follow");
     let file = tokio::fs::File::open(&c.log_path).await.map_err(|source| EngineError::Io {
@@ -161,7 +214,9 @@ async fn logs(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<R
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    Ok(Response::new(Body::from_stream(stream)))
+    // A follower ends cleanly (end of stream) when weftd shuts down.
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
+    Ok(Response::new(axum::body::Body::from_stream(stream)))
 }
 
 async fn networks(State(e): Eng) -> Json<Vec<serde_json::Value>> {
@@ -177,7 +232,7 @@ async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_
     Ok(Json(network_inspect(&n, &refs)))
 }
 
-async fn network_create(State(e): Eng, Json(spec): Json<NetworkSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+async fn network_create(State(e): Eng, Body(spec): Body<NetworkSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let rec = e.create_network(spec).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": rec.id }))))
 }
@@ -192,7 +247,7 @@ async fn network_prune(State(e): Eng) -> ApiResult<Json<serde_json::Value>> {
 }
 
 #[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 struct ConnectBody {
     container: String,
     #[serde(rename = "IPAddress")]
@@ -201,12 +256,12 @@ struct ConnectBody {
     force: bool,
 }
 
-async fn network_connect(State(e): Eng, Path(id): Path<String>, Json(b): Json<ConnectBody>) -> ApiResult<StatusCode> {
+async fn network_connect(State(e): Eng, Path(id): Path<String>, Body(b): Body<ConnectBody>) -> ApiResult<StatusCode> {
     e.connect(&id, &b.container, b.ip_address, &b.aliases).await?;
     Ok(StatusCode::OK)
 }
 
-async fn network_disconnect(State(e): Eng, Path(id): Path<String>, Json(b): Json<ConnectBody>) -> ApiResult<StatusCode> {
+async fn network_disconnect(State(e): Eng, Path(id): Path<String>, Body(b): Body<ConnectBody>) -> ApiResult<StatusCode> {
     e.disconnect(&id, &b.container, b.force).await?;
     Ok(StatusCode::OK)
 }

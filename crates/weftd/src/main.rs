@@ -1,6 +1,7 @@
 //! `weftd`: parses dockerd-style flags, opens the store and the engine, serves the API.
 
 mod api;
+mod server;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -153,7 +154,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
         tracing::info!("shutting down; containers keep running");
     };
-    axum::serve(listener, api::router(engine.clone())).with_graceful_shutdown(shutdown).await?;
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    server::serve(listener, api::router(engine.clone(), stopping_rx), stopping, shutdown).await;
     engine.shutdown();
     let _ = std::fs::remove_file(&sock);
     Ok(())

@@ -1,0 +1,128 @@
+//! Issue 8: the API never answers in another shape (every rejection is `{"message"}` with
+//! Docker's codes), refuses unknown fields and bad input before anything happens, cannot be
+//! exhausted by idle clients, and stops within a second whatever is connected.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use weft_itest::{text, Host};
+
+/// One raw HTTP/1.1 exchange (the request closes the connection); returns status and body.
+fn http(h: &Host, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, String) {
+    let mut s = UnixStream::connect(&h.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: weft\r\nConnection: close\r\n{ct}Content-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).expect("write head");
+    // A peer that answers before reading the whole body may close early: that is fine.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// Asserts an error answer: `status`, JSON content type, `{"message": "..."}` containing `want`.
+fn error_json(got: (u16, String, String), status: u16, want: &str) {
+    let (code, head, body) = got;
+    assert_eq!(code, status, "{head}\n{body}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    let msg = v["message"].as_str().unwrap_or_else(|| panic!("no message: {body}"));
+    assert!(msg.contains(want) && !msg.contains('\n'), "{msg:?} should contain {want:?}");
+}
+
+#[test]
+fn every_rejection_is_json_and_changes_nothing() {
+    let mut h = Host::new("api");
+    h.start(&[]);
+    let json = Some("application/json");
+    let run = |body: &str| http(&h, "POST", "/containers/run", json, body.as_bytes());
+    error_json(run("{not json"), 400, "");
+    error_json(run(r#"{"Cmd": "not-a-list"}"#), 400, "");
+    error_json(run(r#"{"Cmd": ["true"], "Privileged2": true}"#), 400, "unknown field `Privileged2`");
+    error_json(http(&h, "POST", "/containers/run", None, br#"{"Cmd":["true"]}"#), 400, "Content-Type");
+    error_json(http(&h, "POST", "/containers/run", json, &vec![b' '; 2 << 20]), 413, "");
+    error_json(http(&h, "GET", "/no/such/route", None, b""), 404, "page not found");
+    error_json(http(&h, "DELETE", "/containers/json", None, b""), 405, "method not allowed");
+    error_json(http(&h, "POST", "/networks/create", json, br#"{"Name": "n", "Bogus": 1}"#), 400, "unknown field `Bogus`");
+    error_json(http(&h, "POST", "/networks/x/connect", json, br#"{"Container": "c", "Extra": 1}"#), 400, "unknown field `Extra`");
+    // Input that only execve would refuse is refused before anything is made.
+    error_json(run(r#"{"Cmd": [""]}"#), 400, "the command is an empty string");
+    error_json(run(r#"{"Cmd": ["sh", "a\u0000b"]}"#), 400, "NUL byte");
+    error_json(run(r#"{"Cmd": ["true"], "Env": ["A=\u0000"]}"#), 400, "NUL byte");
+    let big = format!(r#"{{"Cmd": ["true"], "Env": ["BIG={}"]}}"#, "x".repeat(200 << 10));
+    error_json(run(&big), 400, "at most 128 KiB");
+    error_json(run(r#"{"Cmd": []}"#), 400, "no command given");
+    error_json(http(&h, "GET", "/containers/nosuch/json", None, b""), 404, "no such container: nosuch");
+    assert_eq!(h.ok(&["ps", "-aq"]), "", "no record was left by a refusal");
+    // And the happy path still answers JSON.
+    let (code, _, body) = run(r#"{"Cmd": ["true"], "NetworkMode": "none"}"#);
+    assert_eq!(code, 201, "{body}");
+    assert!(serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["Id"].is_string());
+    h.finish();
+}
+
+/// weftd's open file descriptors.
+fn fds(h: &Host) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", h.daemon_pid())).expect("fd dir").count()
+}
+
+#[test]
+fn idle_connections_cannot_exhaust_weftd() {
+    let mut h = Host::new("flood");
+    h.start(&[]);
+    let base = fds(&h);
+    // More idle connections than weftd serves at once (256): the extra ones are told so at once.
+    let mut idle: Vec<UnixStream> = (0..300).map(|_| UnixStream::connect(&h.sock).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let o = h.weft(&["ps"]);
+    assert!(t0.elapsed() < Duration::from_secs(3), "a refused client is not kept waiting");
+    assert!(!o.status.success() && text(&o).contains("too many connections"), "{}", text(&o));
+    assert!(fds(&h) < base + 300, "weftd holds at most its limit of connections");
+    // Idle connections are closed by weftd after its header timeout (5 s): each reads EOF.
+    let t0 = Instant::now();
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut b = [0u8; 256];
+        let n = s.read(&mut b).unwrap_or(0);
+        assert!(n == 0 || String::from_utf8_lossy(&b[..n]).contains("503"), "closed or refused");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(9), "idle connections closed after the header timeout");
+    drop(idle);
+    weft_itest::eventually("weftd serves again", || h.weft(&["ps"]).status.success());
+    weft_itest::eventually("weftd's descriptors back to where they were", || fds(&h) <= base + 2);
+    h.finish();
+}
+
+#[test]
+fn sigterm_stops_weftd_within_a_second_with_streaming_clients() {
+    let mut h = Host::new("term");
+    h.start(&[]);
+    h.run_d("c1", &[], &["sh", "-c", "while true; do echo tick; sleep 0.2; done"]);
+    let weft = weft_itest::bin_dir().join("weft");
+    let sock = format!("unix://{}", h.sock);
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(&weft).arg("-H").arg(&sock).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("client")
+    };
+    let follower = spawn(&["logs", "-f", "c1"]);
+    let waiter = spawn(&["wait", "c1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    h.stop_daemon();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(1500), "weftd took {took:?} to stop");
+    // The log stream ended cleanly (what was streamed, then end of stream); the waiter was told.
+    let f = follower.wait_with_output().expect("logs -f");
+    assert!(f.status.success() && String::from_utf8_lossy(&f.stdout).contains("tick"), "{f:?}");
+    let w = waiter.wait_with_output().expect("wait");
+    assert!(!w.status.success() && String::from_utf8_lossy(&w.stderr).contains("shutting down"), "{w:?}");
+    // A restart right after works, and the container kept running.
+    h.start(&[]);
+    assert_eq!(h.ok(&["inspect", "-f", "{{.State.Running}}", "c1"]), "true");
+    h.finish();
+}

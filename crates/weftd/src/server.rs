@@ -1,0 +1,79 @@
+//! The HTTP server around the API router: one task per connection, at most
+//! [`MAX_CONNECTIONS`] at once (the next is answered 503 and closed, so weftd never runs out of
+//! file descriptors), headers within [`HEADER_TIMEOUT`] (an idle or half-open connection is
+//! closed), and a shutdown that ends within a second whatever clients are connected: streams are
+//! told to end (see `api::Stopping`), connections to close, and what is left is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+pub const MAX_CONNECTIONS: usize = 256;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connections get to finish once weftd is stopping.
+const DRAIN: Duration = Duration::from_millis(700);
+
+/// Serves `router` on `listener` until `shutdown` resolves; then sets `stopping` and drains.
+pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch::Sender<bool>, shutdown: impl std::future::Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            conns.spawn(refuse(stream));
+            continue;
+        };
+        let svc = TowerToHyperService::new(router.clone());
+        let mut stop = stopping.subscribe();
+        conns.spawn(async move {
+            let _slot = slot;
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+}
+
+/// The answer to a connection over the limit.
+async fn refuse(mut stream: tokio::net::UnixStream) {
+    let body = format!(r#"{{"message":"too many connections: weftd serves at most {MAX_CONNECTIONS} at once"}}"#);
+    let answer = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+}
