@@ -96,6 +96,12 @@ impl Engine {
         let mut updated = rec.clone();
         let endpoint = updated.endpoints.remove(pos);
         let ports = if pos == 0 { std::mem::take(&mut updated.ports) } else { Vec::new() };
+        // The container loses the interface now, and its name is free at once for the next
+        // connect: renamed and down until the reaper deletes the pair (through its host end).
+        if let Some(ns) = rec.sandbox_key.clone() {
+            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
+            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
+        }
         self.save(&updated).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
         self.refresh_dns();

@@ -217,3 +217,47 @@ fn dual_stack_network_and_ping_by_name_over_both_families() {
     assert!(h.fails(&["network", "create", "--subnet", "fd00:61::/64", "nov6"]).contains("needs --ipv6"));
     h.finish();
 }
+
+#[test]
+fn connect_right_after_disconnect_never_collides() {
+    let mut h = Host::new("recon");
+    h.start(&[]);
+    h.ok(&["network", "create", "n2"]);
+    h.run_d("c1", &[], &["sleep", "300"]);
+    let peer = h.web("peer", &["--network", "n2"], "peer-web");
+    // 100 alternating connect/disconnect calls, each right after the other.
+    for i in 0..50 {
+        let o = h.weft(&["network", "connect", "n2", "c1"]);
+        assert!(o.status.success(), "connect {i}: {}", text(&o));
+        let o = h.weft(&["network", "disconnect", "n2", "c1"]);
+        assert!(o.status.success(), "disconnect {i}: {}", text(&o));
+    }
+    h.ok(&["network", "connect", "n2", "c1"]);
+    assert_eq!(h.get("c1", &peer), "peer-web", "the last connect works");
+    h.ok(&["network", "disconnect", "n2", "c1"]);
+    // 50 concurrent calls: each succeeds or is refused for a correct reason, never EEXIST.
+    let weft = weft_itest::bin_dir().join("weft");
+    let sock = format!("unix://{}", h.sock);
+    let outcomes: Vec<std::process::Output> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..50)
+            .map(|i| {
+                let (weft, sock) = (weft.clone(), sock.clone());
+                s.spawn(move || {
+                    let verb = if i % 2 == 0 { "connect" } else { "disconnect" };
+                    std::process::Command::new(&weft).args(["-H", &sock, "network", verb, "n2", "c1"]).output().expect("weft")
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("call")).collect()
+    });
+    for o in &outcomes {
+        let t = text(o);
+        assert!(o.status.success() || t.contains("is already connected") || t.contains("is not connected"), "{t}");
+    }
+    // Whatever the last word was, the container and its record agree.
+    let connected = h.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "c1"]).contains("\"n2\"");
+    let links = h.exec_ok("c1", &["ip", "-o", "link"]);
+    assert_eq!(links.contains("eth1"), connected, "{links}");
+    eventually("retired interfaces deleted", || !h.exec_ok("c1", &["ip", "-o", "link"]).contains("gone"));
+    h.finish();
+}

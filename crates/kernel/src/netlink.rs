@@ -296,6 +296,24 @@ impl Netlink {
 
 
 
+    /// `ip link set dev NAME down name NEW`: takes an interface out of use and frees its name at
+    /// once (deleting it waits for an RCU barrier; the caller deletes it later). A link that is
+    /// already gone is fine.
+    pub fn retire(&mut self, name: &str, new_name: &str) -> Result<()> {
+        let index = match self.link(name)? {
+            Some(l) => l.index,
+            None => return Ok(()),
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(new_name.to_string()));
+        match self.batch("retire link", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)]) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
     /// `ip link del dev NAME`; a link that is already gone is fine.
     pub fn delete_link(&mut self, name: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
@@ -369,7 +387,8 @@ impl Netlink {
         if spec.port_setup {
             reqs.push((bridge_port_up(spec.host_name), 0));
         }
-        self.batch("create veth", spec.host_name, reqs)
+        // EEXIST may be either end: name both.
+        self.batch("create veth", &format!("{} (peer {})", spec.host_name, spec.peer_name), reqs)
     }
 
     /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; [ip -6 addr add ADDR6 dev
