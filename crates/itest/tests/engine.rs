@@ -491,3 +491,23 @@ fn sandbox_key_recipe_wires_a_none_container_by_hand() {
     eventually("hand0 gone with the namespace", || !h.link_names().contains(&"hand0".to_string()));
     h.finish();
 }
+
+#[test]
+fn interfaces_of_kinds_weft_does_not_use_do_not_stop_it() {
+    let mut h = Host::new("kinds");
+    // Kinds this kernel has that weft never makes (dummy and vcan are not loadable here).
+    h.ip(&["link", "add", "ifb7", "type", "ifb"]);
+    h.ip(&["tuntap", "add", "mode", "tun", "tun7"]);
+    h.ip(&["tuntap", "add", "mode", "tap", "tap7"]);
+    h.ip(&["link", "add", "vx7", "type", "vxlan", "id", "7", "dstport", "4789"]);
+    h.ip(&["link", "add", "other7", "type", "bridge"]);
+    h.ip(&["addr", "add", "10.77.7.1/24", "dev", "other7"]);
+    h.ip(&["link", "set", "other7", "up"]);
+    h.start(&[]);
+    let ip = h.run_d("c1", &[], &["sleep", "300"]);
+    h.ok(&["network", "create", "n1"]);
+    let ip2 = h.run_d("c2", &[], &["sleep", "300"]);
+    assert!(h.ping("c1", &ip2) && h.ping("c2", &ip));
+    assert!(h.fails(&["network", "create", "--subnet", "10.77.7.0/24", "clash"]).contains("overlaps with the host's"), "the other bridge's subnet is seen");
+    h.finish();
+}

@@ -127,19 +127,7 @@ impl Netlink {
 
     fn recv(&mut self, op: &'static str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
         let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_err(op, "recv"))?;
-        let mut msgs = Vec::new();
-        let mut off = 0;
-        while off < n {
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                .map_err(|e| KernelError::Decode { op, reason: e.to_string() })?;
-            let len = m.header.length as usize;
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-            msgs.push(m);
-        }
-        Ok(msgs)
+        parse_datagram(&self.buf[..n], op)
     }
 
     /// A dump request (`NLM_F_DUMP`): every answer until NLMSG_DONE.
@@ -432,6 +420,30 @@ impl Netlink {
     }
 }
 
+/// The messages of one datagram. A message the netlink crate cannot decode (a link kind or an
+/// attribute newer than it, as real hosts have) is skipped, and logged once per process: one odd
+/// interface must never fail a dump, and so a start. Only broken framing is an error.
+fn parse_datagram(buf: &[u8], op: &'static str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let mut msgs = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            return Err(KernelError::Decode { op, reason: format!("netlink message of {len} bytes at offset {off} of {}", buf.len()) });
+        }
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+            Ok(m) => msgs.push(m),
+            Err(e) => WARNED.call_once(|| {
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                tracing::warn!(op, message_type = kind, reason = %e, "skipping a netlink message weft cannot decode (logged once)");
+            }),
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(msgs)
+}
+
 fn link_up(index: u32) -> RouteNetlinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -517,4 +529,45 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
         }
     }
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netlink message: header (length, type, flags, seq, pid), then `payload`.
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&7u32.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn an_undecodable_message_is_skipped_not_fatal() {
+        // RTM_NEWLINK (16): an ifinfomsg, then an attribute whose length (2) is shorter than an
+        // attribute header: the crate cannot decode it.
+        let mut bad = vec![0u8; 16];
+        bad.extend_from_slice(&[2, 0, 3, 0]);
+        let mut good_link = vec![0u8; 16];
+        good_link.extend_from_slice(&[7, 0, 3, 0, b'l', b'o', 0, 0]); // IFLA_IFNAME "lo", padded
+        let done = message(3, &0i32.to_ne_bytes()); // NLMSG_DONE
+        let mut dgram = message(16, &bad);
+        assert!(NetlinkMessage::<RouteNetlinkMessage>::deserialize(&dgram).is_err(), "the crafted message must be undecodable");
+        dgram.extend(message(16, &good_link));
+        dgram.extend(done);
+        let msgs = parse_datagram(&dgram, "test").expect("a datagram with one bad message still parses");
+        assert_eq!(msgs.len(), 2, "the good link and DONE");
+        assert!(matches!(&msgs[0].payload, NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) if link_info(l).name == "lo"), "{:?}", msgs[0]);
+        assert!(matches!(msgs[1].payload, NetlinkPayload::Done(_)));
+        // Broken framing is still an error.
+        assert!(parse_datagram(&dgram[..20], "test").is_err());
+    }
 }
