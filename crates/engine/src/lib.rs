@@ -63,6 +63,8 @@ pub enum EngineError {
     PoolsExhausted,
     #[error("host port {0} is already allocated")]
     PortInUse(String),
+    #[error("network bridge is full: a Linux bridge holds at most 1,023 ports ({0}); use another network")]
+    BridgeFull(String),
     #[error("MAC address {mac} is already used by {owner} on network {network}")]
     MacInUse { mac: String, owner: String, network: String },
     #[error("invalid signal {0}")]
@@ -94,7 +96,7 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
@@ -298,7 +300,16 @@ impl Engine {
     /// Deletes a host veth in the background, then returns its address to the pool.
     pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
         let (eng, e2) = (self.clone(), e.clone());
-        self.reaper.reap(e.host_ifname.clone(), move || eng.lock().release_addresses(&e2));
+        let bridge = self.lock().networks.get(&e.network_id).filter(|n| n.rec.proxy_arp()).map(|n| n.bridge_index);
+        self.reaper.reap(e.host_ifname.clone(), move || {
+            // The pinned neighbour goes before the address can be handed out again.
+            if let Some(index) = bridge {
+                if let Err(err) = network::with_host(|nl| nl.unpin_neighbour(index, e2.ip)) {
+                    tracing::warn!(error = %err, ip = %e2.ip, "neighbour entry not removed");
+                }
+            }
+            eng.lock().release_addresses(&e2)
+        });
     }
 
     pub fn config(&self) -> &Config {
@@ -388,6 +399,14 @@ impl State {
         if self.removing.contains(&net.rec.id) {
             return Err(EngineError::NoSuchNetwork(name.to_string()));
         }
+        // Before any kernel work: the bridge's port limit, counting what is being set up.
+        let id = net.rec.id.clone();
+        let ports = self.containers.values().flat_map(|c| &c.endpoints).filter(|e| e.network_id == id).count()
+            + self.sandboxes.values().filter(|s| s.endpoint.network_id == id).count()
+            + net.pending;
+        if ports >= weft_model::BRIDGE_MAX_PORTS {
+            return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
+        }
         let ip = match ip {
             Some(ip) => {
                 net.pool.reserve(ip)?;
@@ -425,6 +444,7 @@ impl State {
         };
         Ok(EndpointPlan {
             endpoint,
+            proxy_arp: net.rec.proxy_arp(),
             bridge_index: net.bridge_index,
             mtu: net.rec.mtu,
             internal: net.rec.internal,
@@ -451,6 +471,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointPlan {
     pub endpoint: weft_model::EndpointRecord,
+    /// See `NetworkRecord::proxy_arp`.
+    pub proxy_arp: bool,
     pub bridge_index: u32,
     pub mtu: u32,
     /// No way out: no default route through it.
@@ -476,6 +498,7 @@ impl EndpointPlan {
             }),
             mtu: self.mtu,
             mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
+            proxy_arp: self.proxy_arp,
         })
     }
 }

@@ -64,6 +64,8 @@ pub struct BridgeAttach<'a> {
     pub v6: Option<(ipnet::Ipv6Net, Option<std::net::Ipv6Addr>)>,
     pub mtu: u32,
     pub mac: [u8; 6],
+    /// The bridge answers ARP for this endpoint (see `NetworkRecord::proxy_arp`).
+    pub proxy_arp: bool,
 }
 
 /// Creates and configures the endpoint; on failure removes what it made. Blocking.
@@ -94,7 +96,12 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
             peer_netns: Some(ns.as_raw_fd()),
             up: false,
             port_setup: true,
-        })
+            proxy_arp: a.proxy_arp,
+        })?;
+        if a.proxy_arp {
+            nl.pin_neighbour(a.bridge_index, a.host_ifname, a.addr.addr(), a.mac)?;
+        }
+        Ok(())
     });
     if let Err(e) = created {
         // The creation may have succeeded and the port setup in the same datagram failed.
@@ -202,7 +209,7 @@ impl Engine {
                 let index = with_host(|nl| {
                     let index = match &link {
                         Some(l) => l.index,
-                        None => nl.create_bridge(&name, cfg.mtu)?,
+                        None => nl.create_bridge(&name, cfg.mtu, mac_for(gateway))?,
                     };
                     if managed {
                         nl.add_addr(index, Ipv4Net::new(gateway, subnet.prefix_len()).expect("valid prefix"))?;

@@ -41,7 +41,7 @@ fn make_bridge_inner(rec: &NetworkRecord, iptables: bool, ip_forward: bool, crea
             Some(l) => l.index,
             None => {
                 *created = true;
-                nl.create_bridge(&rec.bridge, rec.mtu)?
+                nl.create_bridge(&rec.bridge, rec.mtu, crate::network::mac_for(rec.gateway))?
             }
         };
         nl.add_addr(index, Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet"))?;

@@ -76,14 +76,15 @@ fn idle_connections_cannot_exhaust_weftd() {
     let mut h = Host::new("flood");
     h.start(&[]);
     let base = fds(&h);
-    // More idle connections than weftd serves at once (256): the extra ones are told so at once.
-    let mut idle: Vec<UnixStream> = (0..300).map(|_| UnixStream::connect(&h.sock).expect("connect")).collect();
+    // More idle connections than weftd serves at once (256): the extra ones are told so (32 at a
+    // time) or closed.
+    let mut idle: Vec<UnixStream> = (0..400).map(|_| UnixStream::connect(&h.sock).expect("connect")).collect();
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     let o = h.weft(&["ps"]);
     assert!(t0.elapsed() < Duration::from_secs(3), "a refused client is not kept waiting");
     assert!(!o.status.success() && text(&o).contains("too many connections"), "{}", text(&o));
-    assert!(fds(&h) < base + 300, "weftd holds at most its limit of connections");
+    weft_itest::eventually("weftd holds at most its limit of connections", || fds(&h) <= base + 256 + 32 + 4);
     // Idle connections are closed by weftd after its header timeout (5 s): each reads EOF.
     let t0 = Instant::now();
     for s in &mut idle {

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
@@ -18,6 +18,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -66,6 +67,8 @@ pub struct VethSpec<'a> {
     /// with hairpin on, and with IPv6 addrgenmode none (no link-local address, hence none of the
     /// DAD/RS/MLD multicast a bridge floods to every port). Needs `master`.
     pub port_setup: bool,
+    /// With `port_setup`: `proxy_arp on` (see [`Netlink::pin_neighbour`]).
+    pub proxy_arp: bool,
 }
 
 pub struct Netlink {
@@ -265,12 +268,15 @@ impl Netlink {
             .collect())
     }
 
-    /// `ip link add NAME mtu MTU type bridge && ip link set NAME up`; returns its index.
-    pub fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<u32> {
+    /// `ip link add NAME address MAC mtu MTU type bridge && ip link set NAME up`; returns its
+    /// index. A fixed MAC: a bridge without one takes its lowest port's, and every change of it
+    /// flushes the bridge's neighbour table, permanent entries included.
+    pub fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
         self.batch("create bridge", name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])?;
@@ -297,6 +303,43 @@ impl Netlink {
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(new_name.to_string()));
         match self.batch("retire link", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)]) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent; bridge fdb replace MAC dev PORT
+    /// master static`: the bridge knows where `ip` is, so with `proxy_arp` on its ports it answers
+    /// ARP requests itself instead of flooding them to every port (a broadcast cloned to 1,022
+    /// ports overruns the kernel's backlog and gets lost).
+    pub fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        let port_index = self.index_of(port)?;
+        let mut neigh = NeighbourMessage::default();
+        neigh.header.family = AddressFamily::Inet;
+        neigh.header.ifindex = bridge;
+        neigh.header.state = NeighbourState::Permanent;
+        neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        let mut fdb = NeighbourMessage::default();
+        fdb.header.family = AddressFamily::Bridge;
+        fdb.header.ifindex = port_index;
+        fdb.header.state = NeighbourState::Noarp;
+        fdb.header.flags = NeighbourFlags::Controller;
+        fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.batch(
+            "pin neighbour",
+            &ip.to_string(),
+            vec![(RouteNetlinkMessage::NewNeighbour(neigh), NLM_F_CREATE | NLM_F_REPLACE), (RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)],
+        )
+    }
+
+    /// `ip neigh del IP dev BRIDGE`; an entry that is already gone is fine.
+    pub fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
+        let mut neigh = NeighbourMessage::default();
+        neigh.header.family = AddressFamily::Inet;
+        neigh.header.ifindex = bridge;
+        neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.batch("unpin neighbour", &ip.to_string(), vec![(RouteNetlinkMessage::DelNeighbour(neigh), 0)]) {
             Err(e) if e.is_not_found() => Ok(()),
             r => r,
         }
@@ -373,7 +416,7 @@ impl Netlink {
         ]));
         let mut reqs = vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)];
         if spec.port_setup {
-            reqs.push((bridge_port_up(spec.host_name), 0));
+            reqs.push((bridge_port_up(spec.host_name, spec.proxy_arp), 0));
         }
         // EEXIST may be either end: name both.
         self.batch("create veth", &format!("{} (peer {})", spec.host_name, spec.peer_name), reqs)
@@ -466,14 +509,14 @@ fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
 }
 
 /// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).
-fn bridge_port_up(name: &str) -> RouteNetlinkMessage {
+fn bridge_port_up(name: &str, proxy_arp: bool) -> RouteNetlinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
     msg.attributes.push(LinkAttribute::IfName(name.to_string()));
     msg.attributes.push(LinkAttribute::LinkInfo(vec![
         NlLinkInfo::PortKind(InfoPortKind::Bridge),
-        NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+        NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true), InfoBridgePort::ProxyARP(proxy_arp)])),
     ]));
     msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
     RouteNetlinkMessage::NewLink(msg)

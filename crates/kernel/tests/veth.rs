@@ -33,7 +33,7 @@ fn bridge_veth_into_netns_and_ping() {
     netns::run_in(Path::new(&host.path()), move || {
         let mut nl = Netlink::open()?;
         nl.loopback_up()?;
-        let br = nl.create_bridge("kbr0", 1500)?;
+        let br = nl.create_bridge("kbr0", 1500, [0x02, 0x42, 0, 0, 0, 1])?;
         nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?;
         nl.add_addr(br, "10.250.0.1/24".parse().expect("net"))?; // EEXIST is done
         let fd = std::fs::File::open(&ctr_path2).expect("ctr ns");
@@ -46,6 +46,7 @@ fn bridge_veth_into_netns_and_ping() {
             peer_netns: Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
             up: true,
             port_setup: false,
+            proxy_arp: false,
         })?;
         let v = nl.link("vethk000001")?.expect("host end exists");
         assert_eq!((v.master, v.mtu, v.up), (Some(br), 1400, true));

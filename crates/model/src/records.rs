@@ -383,6 +383,21 @@ pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
 pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+/// weft's own: `false` keeps Docker's flooding of ARP (and every broadcast) to all ports.
+pub const OPT_PROXY_ARP: &str = "com.weft.bridge.proxy_arp";
+
+/// The most ports a Linux bridge holds (`BR_MAX_PORTS` less port 0).
+pub const BRIDGE_MAX_PORTS: usize = 1023;
+
+impl NetworkRecord {
+    /// Whether the bridge answers ARP for its containers (`proxy_arp` on their ports, their
+    /// addresses pinned in its neighbour table) instead of flooding requests to every port: on
+    /// bridges weft made, IPv4-only (proxy-ARP ports get no flooded multicast, which IPv6
+    /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
+    pub fn proxy_arp(&self) -> bool {
+        self.managed_bridge && self.subnet6.is_none() && self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false")
+    }
+}
 
 /// `weft network create` (the body of `POST /networks/create`); unknown fields are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -515,6 +530,9 @@ impl NetworkSpec {
                     _ => return bad(format!("option {k}={v}: MTU between 68 and 65535")),
                 },
                 OPT_ICC => o.icc = Some(flag(k, v)?),
+                OPT_PROXY_ARP => {
+                    flag(k, v)?;
+                }
                 OPT_MASQ => o.masquerade = Some(flag(k, v)?),
                 OPT_HOST_BINDING => {
                     o.host_binding_ipv4 = Some(v.parse().map_err(|_| ModelError::Network(format!("option {k}={v}: not an IPv4 address")))?)

@@ -16,6 +16,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections over the limit being answered 503 at once; beyond these, closed unanswered.
+pub const MAX_REFUSING: usize = 32;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connections get to finish once weftd is stopping.
 const DRAIN: Duration = Duration::from_millis(700);
@@ -23,6 +25,7 @@ const DRAIN: Duration = Duration::from_millis(700);
 /// Serves `router` on `listener` until `shutdown` resolves; then sets `stopping` and drains.
 pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch::Sender<bool>, shutdown: impl std::future::Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -40,7 +43,12 @@ pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            conns.spawn(refuse(stream));
+            if let Ok(r) = refusing.clone().try_acquire_owned() {
+                conns.spawn(async move {
+                    refuse(stream).await;
+                    drop(r);
+                });
+            }
             continue;
         };
         let svc = TowerToHyperService::new(router.clone());
@@ -71,9 +79,17 @@ pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch
     conns.abort_all();
 }
 
-/// The answer to a connection over the limit.
+/// The answer to a connection over the limit: once its request is in (or after a moment), so
+/// that the client reads the answer instead of a broken pipe.
 async fn refuse(mut stream: tokio::net::UnixStream) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut head)).await;
     let body = format!(r#"{{"message":"too many connections: weftd serves at most {MAX_CONNECTIONS} at once"}}"#);
     let answer = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
