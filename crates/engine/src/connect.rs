@@ -25,6 +25,7 @@ impl Engine {
         }
         let id = self.container(container)?.id;
         let _serial = self.lock_container(&id).await;
+        self.settle_bridges(&[network]).await;
         let (rec, netns, plan, _pending) = {
             let mut st = self.lock();
             let c = st.containers.get(&id).cloned().ok_or_else(|| EngineError::NoSuchContainer(container.to_string()))?;

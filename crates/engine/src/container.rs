@@ -122,6 +122,10 @@ impl Engine {
         let t0 = Instant::now();
         let mut undo = Undo::new();
 
+        if let NetworkMode::Network(n) = &mode {
+            let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
+            self.settle_bridges(&nets).await;
+        }
         // Reserve the name and the address under the lock; no kernel work here.
         let (name, plan, links, _pending) = {
             let mut st = self.lock();

@@ -65,6 +65,8 @@ pub enum EngineError {
     PortInUse(String),
     #[error("network bridge is full: a Linux bridge holds at most 1,023 ports ({0}); use another network")]
     BridgeFull(String),
+    #[error("bridge {0} is at 1,023 ports while removed endpoints are being deleted: try again")]
+    BridgeBusy(String),
     #[error("MAC address {mac} is already used by {owner} on network {network}")]
     MacInUse { mac: String, owner: String, network: String },
     #[error("invalid signal {0}")]
@@ -96,7 +98,7 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
+            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
@@ -134,6 +136,8 @@ pub(crate) struct NetState {
     pub bridge_index: u32,
     /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
     pub pending: usize,
+    /// Endpoints removed whose veth the reaper has not deleted yet: still bridge ports.
+    pub reaping: usize,
 }
 
 /// Marks networks as having an endpoint being set up, from planning until the action ends
@@ -300,7 +304,15 @@ impl Engine {
     /// Deletes a host veth in the background, then returns its address to the pool.
     pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
         let (eng, e2) = (self.clone(), e.clone());
-        let bridge = self.lock().networks.get(&e.network_id).filter(|n| n.rec.proxy_arp()).map(|n| n.bridge_index);
+        let bridge = {
+            let mut st = self.lock();
+            let net = st.networks.get_mut(&e.network_id);
+            net.map(|n| {
+                n.reaping += 1;
+                n.rec.proxy_arp().then_some(n.bridge_index)
+            })
+            .unwrap_or(None)
+        };
         self.reaper.reap(e.host_ifname.clone(), move || {
             // The pinned neighbour goes before the address can be handed out again.
             if let Some(index) = bridge {
@@ -308,8 +320,36 @@ impl Engine {
                     tracing::warn!(error = %err, ip = %e2.ip, "neighbour entry not removed");
                 }
             }
-            eng.lock().release_addresses(&e2)
+            let mut st = eng.lock();
+            if let Some(n) = st.networks.get_mut(&e2.network_id) {
+                n.reaping = n.reaping.saturating_sub(1);
+            }
+            st.release_addresses(&e2)
         });
+    }
+
+    /// Waits (up to 2 s) while one of `networks` is at its bridge's port limit only because
+    /// removed endpoints are still being deleted: the reaper deletes them within milliseconds, and
+    /// refusing as "full" would be wrong. Call before planning endpoints.
+    pub(crate) async fn settle_bridges(&self, networks: &[&str]) {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(2) {
+            let busy = {
+                let st = self.lock();
+                networks.iter().any(|name| {
+                    st.networks.values().find(|n| n.rec.name == *name || n.rec.id == *name).is_some_and(|n| {
+                        let live = st.containers.values().flat_map(|c| &c.endpoints).filter(|e| e.network_id == n.rec.id).count()
+                            + st.sandboxes.values().filter(|s| s.endpoint.network_id == n.rec.id).count()
+                            + n.pending;
+                        n.reaping > 0 && live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping >= weft_model::BRIDGE_MAX_PORTS
+                    })
+                })
+            };
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -406,6 +446,10 @@ impl State {
             + net.pending;
         if ports >= weft_model::BRIDGE_MAX_PORTS {
             return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
+        }
+        if ports + net.reaping >= weft_model::BRIDGE_MAX_PORTS {
+            // Not full, but ports being deleted still count for the kernel (see `settle_bridge`).
+            return Err(EngineError::BridgeBusy(net.rec.bridge.clone()));
         }
         let ip = match ip {
             Some(ip) => {

@@ -256,7 +256,7 @@ impl Engine {
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index, pending: 0 });
+        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index, pending: 0, reaping: 0 });
         Ok(())
     }
 }

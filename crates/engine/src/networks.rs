@@ -176,7 +176,7 @@ impl Engine {
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index, pending: 0 });
+        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index, pending: 0, reaping: 0 });
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -266,7 +266,7 @@ impl Engine {
                 continue;
             }
             let (index, pool, pool6) = self.bring_up(&rec).await?;
-            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index, pending: 0 });
+            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index, pending: 0, reaping: 0 });
         }
         Ok(())
     }

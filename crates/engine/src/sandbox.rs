@@ -16,6 +16,7 @@ impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
         weft_model::validate_ifname(ifname)?;
+        self.settle_bridges(&[network]).await;
         let (plan, _pending) = {
             let mut st = self.lock();
             if st.sandboxes.contains_key(key) {

@@ -83,7 +83,9 @@ fn idle_connections_cannot_exhaust_weftd() {
     let t0 = Instant::now();
     let o = h.weft(&["ps"]);
     assert!(t0.elapsed() < Duration::from_secs(3), "a refused client is not kept waiting");
-    assert!(!o.status.success() && text(&o).contains("too many connections"), "{}", text(&o));
+    // Told so (503), or, while 32 refusals are already being answered, closed at once.
+    let t = text(&o);
+    assert!(!o.status.success() && (t.contains("too many connections") || t.contains("closed the connection")), "{t}");
     weft_itest::eventually("weftd holds at most its limit of connections", || fds(&h) <= base + 256 + 32 + 4);
     // Idle connections are closed by weftd after its header timeout (5 s): each reads EOF.
     let t0 = Instant::now();
