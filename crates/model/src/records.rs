@@ -395,7 +395,7 @@ impl NetworkRecord {
     /// bridges weft made, IPv4-only (proxy-ARP ports get no flooded multicast, which IPv6
     /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
     pub fn proxy_arp(&self) -> bool {
-        self.managed_bridge && self.subnet6.is_none() && self.options.get(OPT_PROXY_ARP).map_or(true, |v| v != "false")
+        self.managed_bridge && self.subnet6.is_none() && self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false")
     }
 }
 
