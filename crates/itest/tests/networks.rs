@@ -261,3 +261,34 @@ fn connect_right_after_disconnect_never_collides() {
     eventually("retired interfaces deleted", || !h.exec_ok("c1", &["ip", "-o", "link"]).contains("gone"));
     h.finish();
 }
+
+#[test]
+fn proxy_arp_bridges_carry_no_broadcast_and_the_option_restores_it() {
+    let mut h = Host::new("parp");
+    h.start(&[]);
+    let nt = weft_itest::nettool();
+    for (net, opts, flooded) in [("flood", vec!["-o", "com.weft.bridge.proxy_arp=false"], true), ("quiet", vec![], false)] {
+        let mut create = vec!["network", "create"];
+        create.extend(opts.iter().copied());
+        create.push(net);
+        h.ok(&create);
+        let rx = format!("rx-{net}");
+        h.ok(&["run", "-d", "--name", &rx, "--network", net, "--", "python3", &nt, "udp-recv", "7777", "30"]);
+        h.ok(&["run", "-d", "--name", &format!("tx-{net}"), "--network", net, "--", "sleep", "300"]);
+        eventually("the receiver is bound", || h.ok(&["logs", &rx]).contains("bound 7777"));
+        let rx_ip = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &rx]);
+        let subnet = json(&h, &["network", "inspect", net])["IPAM"]["Config"][0]["Subnet"].as_str().expect("subnet").to_string();
+        let bcast = {
+            let (base, len) = subnet.split_once('/').expect("cidr");
+            let base: u32 = base.parse::<std::net::Ipv4Addr>().expect("ip").into();
+            std::net::Ipv4Addr::from(base | (u32::MAX >> len.parse::<u32>().expect("len"))).to_string()
+        };
+        // Unicast works either way (the control).
+        assert!(h.ping(&format!("tx-{net}"), &rx_ip), "unicast on {net}");
+        h.exec_ok(&format!("tx-{net}"), &["python3", &nt, "udp-bcast", &bcast, "7777", "10", "0.1"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let got = h.ok(&["logs", &rx]).contains("bcast");
+        assert_eq!(got, flooded, "broadcast on {net} (proxy_arp={})", !flooded);
+    }
+    h.finish();
+}

@@ -3,6 +3,7 @@
 
   udp-recv PORT SECONDS [COUNT]          print each datagram received on PORT (exit after COUNT)
   udp-send HOST PORT SRCPORT COUNT GAP   send "pkt<N>" COUNT times from a fixed source port
+  udp-bcast ADDR PORT COUNT GAP          send "bcast<N>" to a broadcast address COUNT times
   sctp-init HOST DPORT [SPORT]           send one raw SCTP INIT (valid CRC32c) to HOST:DPORT
   sniff IFACE PROTO DPORT SECONDS        packet socket: print and exit 0 on the first IPv4 packet
                                          of PROTO to DPORT seen on IFACE; exit 1 on timeout
@@ -50,6 +51,14 @@ def udp_send(host, port, sport, count, gap):
             s.sendto(f"pkt{i}".encode(), (host, int(port)))
         except OSError:
             pass  # an ICMP error from a moment without a mapping: a real flow goes on
+        time.sleep(float(gap))
+
+
+def udp_bcast(addr, port, count, gap):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    for i in range(int(count)):
+        s.sendto(f"bcast{i}".encode(), (addr, int(port)))
         time.sleep(float(gap))
 
 
@@ -209,6 +218,6 @@ def dns_garbage(server):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    rc = {"udp-recv": udp_recv, "udp-send": udp_send, "sctp-init": sctp_init, "sniff": sniff,
+    rc = {"udp-recv": udp_recv, "udp-send": udp_send, "udp-bcast": udp_bcast, "sctp-init": sctp_init, "sniff": sniff,
           "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage}[cmd](*args)
     sys.exit(rc or 0)
