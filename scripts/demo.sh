@@ -26,8 +26,7 @@ ip netns add $NS; ip -n $NS link set lo up
 ip netns add $OUT; ip -n $NS link add up0 type veth peer name eth0 netns $OUT
 ip -n $NS addr add 198.51.100.1/24 dev up0; ip -n $NS link set up0 up
 ip -n $OUT link set lo up; ip -n $OUT addr add 198.51.100.2/24 dev eth0; ip -n $OUT link set eth0 up
-bash ../shared/peers/busybox-rootfs.sh "$D/rootfs" >/dev/null 2>&1 || {
-  mkdir -p "$D/rootfs/bin" && cp /bin/busybox "$D/rootfs/bin/" && for a in $(/bin/busybox --list); do ln -sf busybox "$D/rootfs/bin/$a"; done; }
+bash scripts/rootfs.sh "$D/rootfs"
 
 nsenter --net=/run/netns/$NS "$B/weftd" --host $SOCK --data-root "$D/data" --exec-root "$D/exec" >"$D/weftd.log" 2>&1 &
 echo $! > "$D/weftd.pid"

@@ -175,15 +175,31 @@ impl State {
     pub(crate) fn mac_owner(&self, network_id: &str, mac: &str) -> Option<String> {
         mac_owner(&self.containers, &self.sandboxes, network_id, mac)
     }
+
+    /// Ports network `network_id`'s bridge has or is about to have: committed endpoints and
+    /// those being set up (not those the reaper is deleting).
+    fn ports_on(&self, net: &NetState) -> usize {
+        ports_on(&self.containers, &self.sandboxes, net)
+    }
+}
+
+/// The endpoints on network `network_id`, each with its owner (a container's name or a sandbox's key).
+fn endpoints_on<'a>(
+    containers: &'a HashMap<String, ContainerRecord>,
+    sandboxes: &'a HashMap<String, weft_model::SandboxRecord>,
+    network_id: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a weft_model::EndpointRecord)> {
+    let of_containers = containers.values().flat_map(|c| c.endpoints.iter().map(move |e| (c.name.as_str(), e)));
+    let of_sandboxes = sandboxes.values().map(|s| (s.key.as_str(), &s.endpoint));
+    of_containers.chain(of_sandboxes).filter(move |(_, e)| e.network_id == network_id)
+}
+
+fn ports_on(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, net: &NetState) -> usize {
+    endpoints_on(containers, sandboxes, &net.rec.id).count() + net.pending
 }
 
 fn mac_owner(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, mac: &str) -> Option<String> {
-    let on = |e: &weft_model::EndpointRecord| e.network_id == network_id && e.mac.eq_ignore_ascii_case(mac);
-    containers
-        .values()
-        .find(|c| c.endpoints.iter().any(on))
-        .map(|c| c.name.clone())
-        .or_else(|| sandboxes.values().find(|s| on(&s.endpoint)).map(|s| s.key.clone()))
+    endpoints_on(containers, sandboxes, network_id).find(|(_, e)| e.mac.eq_ignore_ascii_case(mac)).map(|(owner, _)| owner.to_string())
 }
 
 /// The MAC of a new endpoint with address `ip`: derived from it (see `network::mac_for`) unless
@@ -304,15 +320,10 @@ impl Engine {
     /// Deletes a host veth in the background, then returns its address to the pool.
     pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
         let (eng, e2) = (self.clone(), e.clone());
-        let bridge = {
-            let mut st = self.lock();
-            let net = st.networks.get_mut(&e.network_id);
-            net.map(|n| {
-                n.reaping += 1;
-                n.rec.proxy_arp().then_some(n.bridge_index)
-            })
-            .unwrap_or(None)
-        };
+        let bridge = self.lock().networks.get_mut(&e.network_id).and_then(|n| {
+            n.reaping += 1;
+            n.rec.proxy_arp().then_some(n.bridge_index)
+        });
         self.reaper.reap(e.host_ifname.clone(), move || {
             // The pinned neighbour goes before the address can be handed out again.
             if let Some(index) = bridge {
@@ -338,9 +349,7 @@ impl Engine {
                 let st = self.lock();
                 networks.iter().any(|name| {
                     st.networks.values().find(|n| n.rec.name == *name || n.rec.id == *name).is_some_and(|n| {
-                        let live = st.containers.values().flat_map(|c| &c.endpoints).filter(|e| e.network_id == n.rec.id).count()
-                            + st.sandboxes.values().filter(|s| s.endpoint.network_id == n.rec.id).count()
-                            + n.pending;
+                        let live = st.ports_on(n);
                         n.reaping > 0 && live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping >= weft_model::BRIDGE_MAX_PORTS
                     })
                 })
@@ -440,15 +449,12 @@ impl State {
             return Err(EngineError::NoSuchNetwork(name.to_string()));
         }
         // Before any kernel work: the bridge's port limit, counting what is being set up.
-        let id = net.rec.id.clone();
-        let ports = self.containers.values().flat_map(|c| &c.endpoints).filter(|e| e.network_id == id).count()
-            + self.sandboxes.values().filter(|s| s.endpoint.network_id == id).count()
-            + net.pending;
+        let ports = ports_on(&self.containers, &self.sandboxes, net);
         if ports >= weft_model::BRIDGE_MAX_PORTS {
             return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
         }
         if ports + net.reaping >= weft_model::BRIDGE_MAX_PORTS {
-            // Not full, but ports being deleted still count for the kernel (see `settle_bridge`).
+            // Not full, but ports being deleted still count for the kernel (see `settle_bridges`).
             return Err(EngineError::BridgeBusy(net.rec.bridge.clone()));
         }
         let ip = match ip {

@@ -37,19 +37,12 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// Makes a busybox root filesystem at `dir` from the machine's static busybox.
+/// Makes a busybox root filesystem at `dir` with the project's own `scripts/rootfs.sh` (what
+/// users run too).
 fn make_rootfs(dir: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.is_file(), "/bin/busybox missing: install busybox-static (.ci/run does)");
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
-        std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
-    }
-    std::fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
-    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
-    }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rootfs.sh");
+    let o = run(Command::new("bash").arg(script).arg(dir));
+    assert!(o.status.success(), "{script} {}: {}", dir.display(), text(&o));
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -249,9 +242,15 @@ impl Host {
         c.wait().expect("reap weftd");
     }
 
+    /// The CLI against this host's daemon, not yet run (for clients that stream or run in
+    /// other threads).
+    pub fn cli(&self) -> Command {
+        cli(&self.sock)
+    }
+
     /// The CLI against this host's daemon.
     pub fn weft(&self, args: &[&str]) -> Output {
-        let o = run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(args));
+        let o = run(self.cli().args(args));
         if args.first() == Some(&"run") && args.contains(&"-d") && o.status.success() {
             self.remember(String::from_utf8_lossy(&o.stdout).trim());
         }
@@ -260,7 +259,7 @@ impl Host {
 
     /// Notes container `id`'s process for the leak check.
     fn remember(&self, id: &str) {
-        let o = run(Command::new(bin_dir().join("weft")).arg("-H").arg(format!("unix://{}", self.sock)).args(["inspect", "-f", "{{.State.Pid}}", id]));
+        let o = run(self.cli().args(["inspect", "-f", "{{.State.Pid}}", id]));
         let pid = String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().unwrap_or(0);
         if let Some(p) = Proc::of(pid).filter(|_| pid > 0) {
             self.containers.lock().unwrap_or_else(|e| e.into_inner()).push(p);
@@ -497,6 +496,13 @@ impl Drop for Host {
             panic!("host {} dropped without finish(); the leak check found:\n{}", self.ns, listing(&found));
         }
     }
+}
+
+/// The CLI against the daemon listening on `sock` (a path), not yet run.
+pub fn cli(sock: &str) -> Command {
+    let mut c = Command::new(bin_dir().join("weft"));
+    c.arg("-H").arg(format!("unix://{sock}"));
+    c
 }
 
 /// The traffic tool of the tests (UDP, raw SCTP, packet capture); containers started without

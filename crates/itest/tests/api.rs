@@ -107,11 +107,7 @@ fn sigterm_stops_weftd_within_a_second_with_streaming_clients() {
     let mut h = Host::new("term");
     h.start(&[]);
     h.run_d("c1", &[], &["sh", "-c", "while true; do echo tick; sleep 0.2; done"]);
-    let weft = weft_itest::bin_dir().join("weft");
-    let sock = format!("unix://{}", h.sock);
-    let spawn = |args: &[&str]| {
-        std::process::Command::new(&weft).arg("-H").arg(&sock).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("client")
-    };
+    let spawn = |args: &[&str]| h.cli().args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("client");
     let follower = spawn(&["logs", "-f", "c1"]);
     let waiter = spawn(&["wait", "c1"]);
     std::thread::sleep(Duration::from_millis(500));

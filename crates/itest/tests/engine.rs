@@ -271,14 +271,14 @@ fn kill9_during_a_burst_leaks_nothing() {
     let in_flight: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None, None]));
     let bursts: Vec<_> = (0..2)
         .map(|t| {
-            let (sock, bin, rootfs) = (format!("unix://{}", h.sock), weft_itest::bin_dir().join("weft"), rootfs.clone());
+            let (sock, rootfs) = (h.sock.clone(), rootfs.clone());
             let (killed, done, in_flight) = (killed.clone(), done.clone(), in_flight.clone());
             std::thread::spawn(move || {
                 let mut ops = Vec::new();
                 let call = |verb: &'static str, name: &str, args: &[&str], ops: &mut Vec<Op>| {
                     let start = Instant::now();
                     in_flight.lock().expect("lock")[t] = Some(start);
-                    let o = std::process::Command::new(&bin).arg("-H").arg(&sock).args(args).output().expect("weft");
+                    let o = weft_itest::cli(&sock).args(args).output().expect("weft");
                     in_flight.lock().expect("lock")[t] = None;
                     ops.push(Op { verb, name: name.to_string(), start, end: Instant::now(), ok: o.status.success(), out: text(&o) });
                     done.fetch_add(1, Ordering::SeqCst);
@@ -429,8 +429,9 @@ fn logs_follow_kill_signal_wait_and_weft_host() {
     h.start(&[]);
     // logs -f: lines arrive while the container runs, and the stream ends when it exits.
     h.run_d("talker", &[], &["sh", "-c", "echo first; sleep 1; echo second"]);
-    let mut follow = std::process::Command::new(weft_itest::bin_dir().join("weft"))
-        .args(["-H", &format!("unix://{}", h.sock), "logs", "-f", "talker"])
+    let mut follow = h
+        .cli()
+        .args(["logs", "-f", "talker"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("logs -f");
@@ -445,8 +446,9 @@ fn logs_follow_kill_signal_wait_and_weft_host() {
     eventually("the trap is set", || h.ok(&["logs", "trapper"]).contains("ready"));
     // wait blocks until the exit and prints the code.
     let sock = format!("unix://{}", h.sock);
-    let waiter = std::process::Command::new(weft_itest::bin_dir().join("weft"))
-        .args(["-H", &sock, "wait", "trapper"])
+    let waiter = h
+        .cli()
+        .args(["wait", "trapper"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("wait");

@@ -236,15 +236,13 @@ fn connect_right_after_disconnect_never_collides() {
     assert_eq!(h.get("c1", &peer), "peer-web", "the last connect works");
     h.ok(&["network", "disconnect", "n2", "c1"]);
     // 50 concurrent calls: each succeeds or is refused for a correct reason, never EEXIST.
-    let weft = weft_itest::bin_dir().join("weft");
-    let sock = format!("unix://{}", h.sock);
     let outcomes: Vec<std::process::Output> = std::thread::scope(|s| {
         let calls: Vec<_> = (0..50)
             .map(|i| {
-                let (weft, sock) = (weft.clone(), sock.clone());
+                let h = &h;
                 s.spawn(move || {
                     let verb = if i % 2 == 0 { "connect" } else { "disconnect" };
-                    std::process::Command::new(&weft).args(["-H", &sock, "network", verb, "n2", "c1"]).output().expect("weft")
+                    h.cli().args(["network", verb, "n2", "c1"]).output().expect("weft")
                 })
             })
             .collect();

@@ -189,6 +189,11 @@ fn ctx(what: impl Fn() -> String) -> impl Fn(nix::Error) -> (String, nix::Error)
     move |e| (what(), e)
 }
 
+/// [`ctx`] for std's I/O errors.
+fn io_ctx(what: impl Fn() -> String) -> impl Fn(std::io::Error) -> (String, nix::Error) {
+    move |e| (what(), nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 fn bind(src: &Path, dst: &Path) -> MountResult {
     if !dst.exists() {
         if let Some(parent) = dst.parent() {
@@ -322,8 +327,7 @@ fn private_dev(dev: &Path) -> MountResult {
         let p = dev.join(name);
         mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)).map_err(ctx(|| format!("mknod /dev/{name}")))?;
         // mknod's mode is cut by the umask.
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .map_err(|e| (format!("chmod /dev/{name}"), nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666)).map_err(io_ctx(|| format!("chmod /dev/{name}")))?;
     }
     let sub = |name: &str, fstype: &str, flags: MsFlags, data: &str| -> MountResult {
         let p = dev.join(name);
@@ -334,7 +338,7 @@ fn private_dev(dev: &Path) -> MountResult {
     sub("shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "mode=1777,size=65536k")?;
     sub("mqueue", "mqueue", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "")?;
     for (link, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-        std::os::unix::fs::symlink(target, dev.join(link)).map_err(|e| (format!("link /dev/{link}"), nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        std::os::unix::fs::symlink(target, dev.join(link)).map_err(io_ctx(|| format!("link /dev/{link}")))?;
     }
     Ok(())
 }
