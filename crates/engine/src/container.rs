@@ -14,6 +14,7 @@ use weft_runtime::{InitConfig, NetNs};
 use weft_store::{Op, Txn};
 
 use crate::network::{detach_bridge, loopback_only};
+use crate::stdio::{Attachment, Console, Follower};
 use crate::undo::Undo;
 use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result, CONTAINERS};
 
@@ -106,7 +107,9 @@ impl Engine {
         format!("{CONTAINERS}{id}")
     }
 
-    pub(crate) async fn run(self: &Arc<Self>, spec: RunSpec) -> Result<String> {
+    /// Runs a container; with `attach`, also returns its output from the first byte and its
+    /// input, set up before the command starts.
+    pub(crate) async fn run(self: &Arc<Self>, spec: RunSpec, attach: bool) -> Result<(String, Option<Attachment>)> {
         if spec.cmd.is_empty() {
             return Err(EngineError::NoCommand);
         }
@@ -261,6 +264,9 @@ impl Engine {
         }
         let log_path = data_dir.join("container.log");
         let log = std::fs::File::create(&log_path).map_err(io("create log", &log_path))?;
+        let reader = if attach { Some(std::fs::File::open(&log_path).map_err(io("open log", &log_path))?) } else { None };
+        // With a terminal, weftd copies its output into the log.
+        let tty_log = if spec.tty { Some(log.try_clone().map_err(io("open log", &log_path))?) } else { None };
 
         // Namespaces and pid 1, which waits for the go-ahead.
         let netns_kind = match &plan {
@@ -288,6 +294,8 @@ impl Engine {
             env: env.clone(),
             caps: weft_model::effective_caps(spec.privileged, &spec.cap_add, &spec.cap_drop)?.into_iter().map(String::from).collect(),
             privileged: spec.privileged,
+            tty: spec.tty,
+            stdin: spec.open_stdin,
         };
         let init_path = self.cfg.init_path.clone();
         let spawned = blocking(move || Ok(weft_runtime::spawn(&init_path, &init_cfg, log)?)).await?;
@@ -383,9 +391,13 @@ impl Engine {
             hostname: hostname.clone(),
             env,
         };
+        let (tty, stdin_once) = (rec.spec.tty, rec.spec.stdin_once);
         self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
-        let (tx, _) = watch::channel(None);
+        // The exit is processed after this run has registered the console: so it waits for the
+        // terminal's output to be in the log.
+        let serial = self.lock_container(&id).await;
+        let (tx, exit) = watch::channel(None);
         {
             let mut st = self.lock();
             st.containers.insert(id.clone(), rec);
@@ -395,13 +407,35 @@ impl Engine {
         self.watch_exit(id.clone(), pid);
         // The record is committed: a command that cannot start leaves an exited container (with
         // its exit code and log), as in Docker, and the error goes to the user.
-        if let Err(e) = blocking(move || Ok(spawned.start()?)).await {
-            let _ = self.wait(&id).await;
-            return Err(e);
-        }
+        let console = match blocking(move || Ok(spawned.start()?)).await {
+            Ok(fd) => fd,
+            Err(e) => {
+                drop(serial);
+                let _ = self.wait(&id).await;
+                return Err(e);
+            }
+        };
+        let console = match (console, tty_log) {
+            (Some(fd), log) if tty == log.is_some() => {
+                let log = log.map_or_else(|| std::fs::File::open("/dev/null"), Ok).map_err(io("open log", &log_path))?;
+                let c = Console::start(fd, tty, stdin_once, log).map_err(io("relay the terminal of", &log_path))?;
+                self.lock().consoles.insert(id.clone(), c.clone());
+                Some(c)
+            }
+            _ => None,
+        };
+        drop(serial);
+        let attachment = match reader {
+            Some(file) => Some(Attachment {
+                id: id.clone(),
+                output: Follower::new(&self.logs, &log_path, file, Some(exit)).map_err(io("follow log", &log_path))?,
+                console,
+            }),
+            None => None,
+        };
         tracing::debug!(spawn_us = t_spawn.as_micros() as u64, network_us = t_net.as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64, "container running");
-        Ok(id)
+        Ok((id, attachment))
     }
 
     /// Processes the container's exit when its pid 1 ends.
@@ -426,6 +460,12 @@ impl Engine {
             return Ok(());
         }
         let code = weft_runtime::read_exit_code(&self.run_dir(id).join("exit")).unwrap_or(137);
+        // A terminal's last output goes into the log before anyone learns of the exit.
+        let console = self.lock().consoles.remove(id);
+        if let Some(c) = console {
+            c.drained().await;
+        }
+        let log_path = rec.log_path.clone();
         let endpoints = std::mem::take(&mut rec.endpoints);
         let ports = std::mem::take(&mut rec.ports);
         if let Some(e) = endpoints.first() {
@@ -478,6 +518,8 @@ impl Engine {
         if let Some(tx) = tx {
             let _ = tx.send(Some(code));
         }
+        // Followers have the exit: they read to the end of the file and stop.
+        self.logs.forget(Path::new(&log_path));
         tracing::info!(container = short_id(id), exit_code = code, "container exited");
         Ok(())
     }

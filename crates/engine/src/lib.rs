@@ -10,6 +10,7 @@
 //! the store's group commit.
 
 pub mod config;
+mod attach;
 mod connect;
 mod container;
 mod dns;
@@ -22,6 +23,7 @@ mod publish;
 mod reaper;
 mod reconcile;
 mod sandbox;
+pub mod stdio;
 mod undo;
 
 use std::collections::HashMap;
@@ -73,6 +75,9 @@ pub enum EngineError {
     Signal(String),
     #[error("no command given")]
     NoCommand,
+    /// A `weft exec` command that could not start (not found, not executable).
+    #[error("{0}")]
+    Exec(String),
     #[error(transparent)]
     Input(#[from] weft_model::ModelError),
     #[error("{0}")]
@@ -100,7 +105,7 @@ impl EngineError {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
             Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted => 503,
-            Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Input(_) | Self::Config(_) => 400,
+            Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
             _ => 500,
         }
@@ -236,6 +241,10 @@ pub(crate) struct State {
     pub published: HashMap<String, publish::Published>,
     /// The embedded resolver's tasks serving each container.
     pub dns_tasks: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    /// The input side (and terminal) of running containers started with `-i` or `-t`.
+    pub consoles: HashMap<String, stdio::Console>,
+    /// The terminals of running `weft exec -t` processes, by exec id (for resizes).
+    pub execs: HashMap<String, stdio::AsyncPipe>,
 }
 
 pub struct Engine {
@@ -250,6 +259,8 @@ pub struct Engine {
     pub(crate) ctr_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host's resolvers, read at start (the default upstreams of the embedded DNS).
     pub(crate) host_resolv: files::Resolv,
+    /// Wakes the followers of container logs.
+    pub(crate) logs: stdio::LogWatch,
 }
 
 impl Engine {
@@ -271,6 +282,7 @@ impl Engine {
             resolver: Arc::default(),
             ctr_locks: Mutex::default(),
             host_resolv: dns::host_resolv(),
+            logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
         });
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
@@ -393,7 +405,7 @@ impl Engine {
         let work = async move {
             let t0 = std::time::Instant::now();
             let r = match action {
-                Action::Run(spec) => self.run(*spec).await.map(Reply::Id),
+                Action::Run(spec) => self.run(*spec, false).await.map(|(id, _)| Reply::Id(id)),
                 Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
                 Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
                 Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
@@ -406,6 +418,14 @@ impl Engine {
             r
         };
         tracing::Instrument::instrument(work, span).await
+    }
+
+    /// Runs a container as [`Action::Run`] does, attached before its command starts: the
+    /// attachment's output starts at the first byte (`weft run` in the foreground).
+    pub async fn run_attached(self: &Arc<Self>, spec: RunSpec) -> Result<stdio::Attachment> {
+        let span = tracing::info_span!("run", container = tracing::field::Empty, name = tracing::field::Empty, network = %spec.network_mode);
+        let (id, attachment) = tracing::Instrument::instrument(self.run(spec, true), span).await?;
+        attachment.ok_or_else(|| EngineError::Config(format!("container {id} started without its attachment")))
     }
 
     /// A container by name, full id or unique id prefix.

@@ -80,6 +80,9 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "Hostname": c.hostname,
             "Env": c.env,
             "Cmd": c.spec.cmd,
+            "Tty": c.spec.tty,
+            "OpenStdin": c.spec.open_stdin,
+            "StdinOnce": c.spec.stdin_once,
         },
         "HostConfig": {
             "NetworkMode": c.network_mode().to_string(),

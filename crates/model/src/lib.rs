@@ -8,6 +8,7 @@ mod inspect;
 mod names;
 mod ports;
 mod records;
+pub mod stream;
 mod template;
 
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
@@ -41,6 +42,8 @@ pub enum ModelError {
     AddHost(String),
     #[error("invalid command: {0}")]
     Cmd(String),
+    #[error("invalid detach keys {0:?}: expected keys such as ctrl-p,ctrl-q (a letter, ctrl-a to ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_)")]
+    DetachKeys(String),
     #[error("invalid environment variable {0:?}: expected KEY=VALUE")]
     Env(String),
     #[error("invalid port specification {spec:?}: {reason}")]

@@ -150,6 +150,36 @@ pub struct RunSpec {
     /// `--cap-add`, `--cap-drop`, as typed (see [`crate::effective_caps`]).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// `-t`: the command's stdin, stdout and stderr are a terminal (a pty of the container's own
+    /// devpts) whose other side weftd holds and relays.
+    pub tty: bool,
+    /// `-i`: keep the command's stdin open for attached clients to write to.
+    pub open_stdin: bool,
+    /// Close the command's stdin when the first attached client ends its input (`run -i` in the
+    /// foreground, as `echo hi | docker run -i … cat`).
+    pub stdin_once: bool,
+}
+
+/// What `weft exec` asks for (the body of `POST /containers/{id}/exec`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    /// KEY=VALUE, after the container's own environment.
+    pub env: Vec<String>,
+    pub tty: bool,
+    /// Relay the client's input to the command's stdin (else it reads /dev/null).
+    pub attach_stdin: bool,
+}
+
+impl ExecSpec {
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self.cmd.first() {
+            None => Err(ModelError::Cmd("no command given".into())),
+            Some(c) if c.is_empty() => Err(ModelError::Cmd("the command is an empty string".into())),
+            Some(_) => check_exec_strings(self.cmd.iter().chain(&self.env), &self.env),
+        }
+    }
 }
 
 /// A unicast Ethernet address `aa:bb:cc:dd:ee:ff`.
@@ -163,30 +193,40 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], ModelError> {
     Ok(mac)
 }
 
+/// What execve takes: a non-empty program name, no NUL anywhere, each string under the
+/// kernel's 128 KiB, all of them under 1 MiB; and `env` as KEY=VALUE.
+fn check_exec_strings<'a>(strings: impl Iterator<Item = &'a String>, env: &[String]) -> Result<(), ModelError> {
+    let mut total = 0;
+    for s in strings {
+        if s.contains('\0') {
+            return Err(ModelError::Cmd(format!("NUL byte in {:?}", s.replace('\0', "\\0"))));
+        }
+        if s.len() >= 128 << 10 {
+            return Err(ModelError::Cmd(format!("an argument or variable of {} bytes (at most 128 KiB)", s.len())));
+        }
+        total += s.len() + 1;
+    }
+    if total > 1 << 20 {
+        return Err(ModelError::Cmd(format!("command and environment of {total} bytes (at most 1 MiB)")));
+    }
+    for e in env {
+        match e.split_once('=') {
+            Some((k, _)) if !k.is_empty() => {}
+            _ => return Err(ModelError::Env(e.clone())),
+        }
+    }
+    Ok(())
+}
+
 impl RunSpec {
     /// Checks every field that can be checked without the engine's state.
     pub fn validate(&self) -> Result<NetworkMode, ModelError> {
-        // What execve takes: a non-empty program name, no NUL anywhere, each string under the
-        // kernel's 128 KiB, all of them under 1 MiB.
         match self.cmd.first() {
             None => return Err(ModelError::Cmd("no command given".into())),
             Some(c) if c.is_empty() => return Err(ModelError::Cmd("the command is an empty string".into())),
             Some(_) => {}
         }
-        let strings = self.cmd.iter().chain(&self.env).chain(&self.rootfs);
-        let mut total = 0;
-        for s in strings {
-            if s.contains('\0') {
-                return Err(ModelError::Cmd(format!("NUL byte in {:?}", s.replace('\0', "\\0"))));
-            }
-            if s.len() >= 128 << 10 {
-                return Err(ModelError::Cmd(format!("an argument or variable of {} bytes (at most 128 KiB)", s.len())));
-            }
-            total += s.len() + 1;
-        }
-        if total > 1 << 20 {
-            return Err(ModelError::Cmd(format!("command and environment of {total} bytes (at most 1 MiB)")));
-        }
+        check_exec_strings(self.cmd.iter().chain(&self.env).chain(&self.rootfs), &self.env)?;
         if let Some(n) = &self.name {
             validate_container_name(n)?;
         }
@@ -195,12 +235,6 @@ impl RunSpec {
         }
         for h in &self.extra_hosts {
             parse_add_host(h)?;
-        }
-        for e in &self.env {
-            match e.split_once('=') {
-                Some((k, _)) if !k.is_empty() => {}
-                _ => return Err(ModelError::Env(e.clone())),
-            }
         }
         for d in &self.dns_search {
             crate::validate_hostname(d)?;

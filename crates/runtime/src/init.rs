@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,7 +15,9 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, fork, pivot_root, sethostname, setsid, ForkResult, Pid};
 
-use crate::{InitConfig, NetNs};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use crate::{report, ExecConfig, HelperConfig, InitConfig, NetNs};
 
 /// Exit code of a pid 1 that was told to give up (or whose daemon went away) before starting.
 pub const ABORTED: i32 = 111;
@@ -24,10 +27,16 @@ fn die(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(ABORTED)
 }
 
-/// Entry point of `weft-init`: read the config from stdin, unshare, fork pid 1, print its pid,
-/// exit.
+/// Entry point of `weft-init`: read what to do from stdin; then either make a container (unshare,
+/// fork pid 1, report its pid, exit) or run a command in one ([`exec_main`]).
 pub fn helper_main() -> ! {
-    let cfg = read_config().unwrap_or_else(|e| fail("read config", e));
+    match read_config().unwrap_or_else(|e| fail("read config", e)) {
+        HelperConfig::Container(cfg) => container_main(&cfg),
+        HelperConfig::Exec(cfg) => exec_main(&cfg),
+    }
+}
+
+fn container_main(cfg: &InitConfig) -> ! {
     if let NetNs::Join(path) = &cfg.netns {
         let ns = File::open(path).unwrap_or_else(|e| fail(&format!("open {path}"), e));
         setns(&ns, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| fail("join network namespace", e));
@@ -41,17 +50,17 @@ pub fn helper_main() -> ! {
     // child may run arbitrary code after fork.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { child }) => {
-            println!("{child}");
+            let _ = report::send(1, &child.to_string(), &[]);
             std::process::exit(0)
         }
-        Ok(ForkResult::Child) => pid1(&cfg),
+        Ok(ForkResult::Child) => pid1(cfg),
         Err(e) => fail("fork", e),
     }
 }
 
 /// The config the daemon wrote to stdin: a 4-byte little-endian length, then that much JSON.
 /// Read byte-exact, so nothing of the go-ahead that follows on the same pipe is consumed.
-fn read_config() -> std::io::Result<InitConfig> {
+fn read_config() -> std::io::Result<HelperConfig> {
     let mut stdin = std::io::stdin().lock();
     let mut len = [0u8; 4];
     stdin.read_exact(&mut len)?;
@@ -66,8 +75,136 @@ fn read_config() -> std::io::Result<InitConfig> {
 
 /// A failure of the helper before pid 1 exists: reported on stdout, where the daemon reads it.
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
-    println!("error: {what}: {e}");
+    let _ = report::send(1, &format!("error: {what}: {e}"), &[]);
     std::process::exit(1)
+}
+
+/// `weft exec`: join the namespaces of the container's pid 1 (ipc, uts, net, pid, mount, and its
+/// root directory), take its confinement, start the command on the stdio asked for, report its
+/// pid with the daemon's ends of that stdio, and exit with the command's code.
+fn exec_main(cfg: &ExecConfig) -> ! {
+    let (child, ours) = match exec_start(cfg) {
+        Ok(started) => started,
+        Err(msg) => {
+            let _ = report::send(1, &format!("error: {msg}"), &[]);
+            std::process::exit(126)
+        }
+    };
+    let raw: Vec<RawFd> = ours.iter().map(|f| f.as_raw_fd()).collect();
+    if report::send(1, &format!("started {}", child.id()), &raw).is_err() {
+        std::process::exit(126)
+    }
+    drop(ours);
+    let mut child = child;
+    let code = child.wait().map(exit_code).unwrap_or(126);
+    std::process::exit(code)
+}
+
+fn exec_start(cfg: &ExecConfig) -> Result<(std::process::Child, Vec<OwnedFd>), String> {
+    let pid = cfg.pid;
+    let open = |ns: &str| File::open(format!("/proc/{pid}/ns/{ns}")).map_err(|e| format!("open namespace {ns} of pid {pid}: {e}"));
+    let order = [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("mnt", CloneFlags::CLONE_NEWNS)];
+    let files = order.iter().map(|(n, _)| open(n)).collect::<Result<Vec<_>, _>>()?;
+    let root = File::open(format!("/proc/{pid}/root")).map_err(|e| format!("open root of pid {pid}: {e}"))?;
+    // What pid 1 may do, this command may do, and no more.
+    let confinement = crate::confine::Confinement::of_process(pid).map_err(|e| chain(&e))?;
+    for (f, (name, flag)) in files.iter().zip(order) {
+        setns(f, flag).map_err(|e| format!("join namespace {name}: {e}"))?;
+    }
+    nix::unistd::fchdir(&root).map_err(|e| format!("enter root: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("enter root: {e}"))?;
+    let stdio = Stdio3::open(cfg.tty, cfg.stdin, true).map_err(|e| format!("open stdio: {e}"))?;
+    confinement.apply().map_err(|e| chain(&crate::RuntimeError::from(e)))?;
+    let mut command = Command::new(&cfg.cmd[0]);
+    command.args(&cfg.cmd[1..]).env_clear().envs(cfg.env.iter().filter_map(|kv| kv.split_once('='))).current_dir("/");
+    let ours = stdio.attach(&mut command);
+    let child = command.spawn().map_err(|e| format!("exec {}: {e}", cfg.cmd[0]))?;
+    Ok((child, ours))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+/// A command's stdio as asked for, and the daemon's ends of it.
+struct Stdio3 {
+    /// The terminal's slave side, for stdin, stdout and stderr (and as controlling terminal).
+    slave: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    /// Handed to the daemon: `[master]` with a tty; else the readers of stdout and stderr (when
+    /// captured) and the writer of stdin (when open).
+    ours: Vec<OwnedFd>,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
+impl Stdio3 {
+    /// With `tty`, a pty of the devpts at `/dev/pts` (the container's own, once in its root);
+    /// else pipes for stdout and stderr if `capture`, and for stdin if `stdin`.
+    fn open(tty: bool, stdin: bool, capture: bool) -> std::io::Result<Self> {
+        let mut s = Self { slave: None, stdin: None, stdout: None, stderr: None, ours: Vec::new() };
+        if tty {
+            use nix::fcntl::OFlag;
+            let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+            nix::pty::grantpt(&master)?;
+            nix::pty::unlockpt(&master)?;
+            let name = nix::pty::ptsname_r(&master)?;
+            let slave = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(&name)?;
+            s.slave = Some(slave.into());
+            // SAFETY: the fd was just taken out of the PtyMaster, which no longer owns it.
+            s.ours.push(unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) });
+            return Ok(s);
+        }
+        if capture {
+            let (r, w) = pipe()?;
+            s.stdout = Some(w);
+            s.ours.push(r);
+            let (r, w) = pipe()?;
+            s.stderr = Some(w);
+            s.ours.push(r);
+        }
+        if stdin {
+            let (r, w) = pipe()?;
+            s.stdin = Some(r);
+            s.ours.push(w);
+        }
+        Ok(s)
+    }
+
+    /// Gives `command` its side (stdin is /dev/null unless open; uncaptured output goes where
+    /// this process's goes) and returns the daemon's ends.
+    fn attach(self, command: &mut Command) -> Vec<OwnedFd> {
+        if let Some(slave) = self.slave {
+            let (a, b) = (slave.try_clone(), slave.try_clone());
+            if let (Ok(a), Ok(b)) = (a, b) {
+                command.stdin(Stdio::from(slave)).stdout(Stdio::from(a)).stderr(Stdio::from(b));
+            }
+            // SAFETY: runs in the forked child before exec: setsid and ioctl are
+            // async-signal-safe; the command leads a new session with the terminal (now its
+            // stdin) as controlling terminal, so ^C and hangups reach it.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(command, || {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            return self.ours;
+        }
+        command.stdin(self.stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
+        if let Some(out) = self.stdout {
+            command.stdout(Stdio::from(out));
+        }
+        if let Some(err) = self.stderr {
+            command.stderr(Stdio::from(err));
+        }
+        self.ours
+    }
 }
 
 fn pid1(cfg: &InitConfig) -> ! {
@@ -80,7 +217,10 @@ fn pid1(cfg: &InitConfig) -> ! {
         std::process::exit(ABORTED);
     }
     // SAFETY: `report` is a fresh fd from F_DUPFD_CLOEXEC that nothing else owns.
-    let mut report = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(report) };
+    let report = unsafe { OwnedFd::from_raw_fd(report) };
+    let tell = |msg: &str| {
+        let _ = report::send(report.as_raw_fd(), msg, &[]);
+    };
     let _ = setsid();
     // Wait for the daemon: 'g' starts the command; anything else, or EOF because the daemon
     // died or rolled back, ends this namespace before anything ran in it.
@@ -99,9 +239,14 @@ fn pid1(cfg: &InitConfig) -> ! {
         .unwrap_or_else(|e| die(&format!("open {}", cfg.exit_file), e));
     sethostname(&cfg.hostname).unwrap_or_else(|e| die("set hostname", e));
     if let Err((what, e)) = setup_mounts(cfg) {
-        let _ = writeln!(report, "error: {what}: {e}");
+        tell(&format!("error: {what}: {e}"));
         die(&what, e)
     }
+    // In the container's root now: a tty is of its own devpts.
+    let stdio = Stdio3::open(cfg.tty, cfg.stdin, false).unwrap_or_else(|e| {
+        tell(&format!("error: open the command's stdio: {e}"));
+        die("open stdio", e)
+    });
 
     let mut mask = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
@@ -115,28 +260,32 @@ fn pid1(cfg: &InitConfig) -> ! {
     let confined = crate::confine::Confinement::new(&cfg.caps, cfg.privileged).and_then(|c| c.apply());
     if let Err(e) = confined {
         let e = crate::RuntimeError::from(e);
-        let msg = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source()).map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
-        let _ = writeln!(report, "error: {msg}");
+        let msg = chain(&e);
+        tell(&format!("error: {msg}"));
         die("confine", msg)
     }
     let env = cfg.env.iter().filter_map(|kv| kv.split_once('='));
     let mut command = Command::new(&cfg.cmd[0]);
-    command.args(&cfg.cmd[1..]).env_clear().envs(env).stdin(Stdio::null()).current_dir("/");
+    command.args(&cfg.cmd[1..]).env_clear().envs(env).current_dir("/");
     // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe
-    // functions (sigprocmask, signal) on its own state.
+    // functions (sigprocmask, signal) on its own state. (Registered before the terminal's
+    // setsid, so it runs first.)
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, reset_signals);
     }
+    let ours = stdio.attach(&mut command);
     let child = match command.spawn() {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {
             eprintln!("weft-init: exec {}: {e}", cfg.cmd[0]);
-            let _ = writeln!(report, "error: exec {}: {e}", cfg.cmd[0]);
+            tell(&format!("error: exec {}: {e}", cfg.cmd[0]));
             let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
             finish(&mut exit_file, code)
         }
     };
-    let _ = writeln!(report, "started");
+    let raw: Vec<RawFd> = ours.iter().map(|f| f.as_raw_fd()).collect();
+    let _ = report::send(report.as_raw_fd(), "started", &raw);
+    drop(ours);
     drop(report);
     loop {
         let Ok(Some(info)) = sfd.read_signal() else { continue };

@@ -9,11 +9,11 @@
 //! container running.
 
 pub mod confine;
-pub mod exec;
 pub mod init;
+mod report;
 mod spawn;
 
-pub use spawn::{kill, pid_start_time, read_exit_code, spawn, wait_exit, Spawned};
+pub use spawn::{kill, pid_start_time, read_exit_code, set_winsize, spawn, spawn_exec, wait_exit, Exec, Spawned};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,29 @@ pub struct InitConfig {
     /// filter, no masked or read-only paths, the host's `/dev`).
     pub caps: Vec<String>,
     pub privileged: bool,
+    /// The command's stdio is a terminal of the container's devpts; pid 1 hands its master side
+    /// to the daemon.
+    pub tty: bool,
+    /// The command's stdin is a pipe whose writing end pid 1 hands to the daemon (without `tty`).
+    pub stdin: bool,
+}
+
+/// A command to run in a running container (`weft exec`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The container's pid 1, whose namespaces, root and confinement the command gets.
+    pub pid: u32,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// What `weft-init` is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HelperConfig {
+    Container(InitConfig),
+    Exec(ExecConfig),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,62 +2,115 @@
 //! waiting for the exit of a pid 1 that may not be our child (after a daemon restart) via a pidfd.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 
-use crate::{InitConfig, Result, RuntimeError};
+use crate::{report, ExecConfig, HelperConfig, InitConfig, Result, RuntimeError};
 
 /// A container whose pid 1 exists and waits for [`Spawned::start`]. Dropping it without starting
 /// closes the pipe, and the pid 1 exits without running anything.
 pub struct Spawned {
     pub pid: u32,
     go: ChildStdin,
-    report: BufReader<ChildStdout>,
+    report: OwnedFd,
 }
 
 impl Spawned {
     /// Lets the pid 1 mount its files and start the command; returns once the command runs (so
     /// an `exec` right after sees the container's root), or with the reason it could not start.
-    pub fn start(mut self) -> Result<()> {
+    /// With `tty` it returns the terminal's master side; with `stdin` (and no `tty`), the
+    /// writing end of the command's stdin.
+    pub fn start(mut self) -> Result<Option<OwnedFd>> {
         self.go.write_all(b"g").map_err(|source| RuntimeError::Process { op: "start", pid: self.pid, source })?;
-        let mut line = String::new();
-        let _ = self.report.read_line(&mut line);
-        match line.trim() {
-            "started" => Ok(()),
+        let (msg, mut fds) = report::recv(&self.report).map_err(|source| RuntimeError::Process { op: "start", pid: self.pid, source })?;
+        match msg.as_str() {
+            "started" => Ok(fds.pop()),
             "" => Err(RuntimeError::Init("container init exited before starting the command".into())),
             other => Err(RuntimeError::Init(other.strip_prefix("error: ").unwrap_or(other).to_string())),
         }
     }
 }
 
-/// Spawns `weft-init` and hands it `cfg` over its stdin (never argv: the environment may hold
-/// secrets); its pid 1 writes to `log`. Blocks for the helper's few syscalls (about a process
-/// spawn), so call it from a blocking context.
-pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
+/// Starts `weft-init` with `cfg` on its stdin (a 4-byte little-endian length, then JSON; never
+/// argv, which every user of the host can read, while the environment may hold secrets) and
+/// the report socket as its stdout; returns the child, the stdin pipe and the report socket.
+fn helper(init: &Path, cfg: &HelperConfig, stderr: Stdio) -> Result<(Child, ChildStdin, OwnedFd)> {
     let spawn_err = |source| RuntimeError::Spawn { path: init.display().to_string(), source };
     let json = serde_json::to_vec(cfg).map_err(|e| spawn_err(std::io::Error::other(e)))?;
     let len = u32::try_from(json.len()).map_err(|e| spawn_err(std::io::Error::other(e)))?;
-    let mut child = Command::new(init).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log).spawn().map_err(spawn_err)?;
+    let (ours, theirs) = report::pair().map_err(spawn_err)?;
+    let mut child = Command::new(init).stdin(Stdio::piped()).stdout(Stdio::from(theirs)).stderr(stderr).spawn().map_err(spawn_err)?;
     let mut go = child.stdin.take().ok_or_else(|| RuntimeError::Init("no stdin pipe".into()))?;
-    let out = child.stdout.take().ok_or_else(|| RuntimeError::Init("no stdout pipe".into()))?;
-    // The helper reads exactly this much; the same pipe later carries the go-ahead to pid 1.
-    let sent = go.write_all(&len.to_le_bytes()).and_then(|()| go.write_all(&json));
-    let mut report = BufReader::new(out);
-    let mut line = String::new();
-    let _ = report.read_line(&mut line);
-    let _ = child.wait();
-    let line = line.trim();
-    match line.parse::<u32>() {
-        Ok(pid) => Ok(Spawned { pid, go, report }),
-        Err(_) if line.is_empty() => Err(sent.err().map(spawn_err).unwrap_or_else(|| RuntimeError::Init("init helper exited without a word".into()))),
-        Err(_) => Err(RuntimeError::Init(line.strip_prefix("error: ").unwrap_or(line).to_string())),
+    // The helper reads exactly this much; the same pipe later carries pid 1's go-ahead. A helper
+    // that died first is told by its report, below.
+    let _ = go.write_all(&len.to_le_bytes()).and_then(|()| go.write_all(&json));
+    Ok((child, go, ours))
+}
+
+/// The reason in a report that is not the expected one.
+fn init_error(msg: &str) -> RuntimeError {
+    if msg.is_empty() {
+        return RuntimeError::Init("init helper exited without a word".into());
     }
+    RuntimeError::Init(msg.strip_prefix("error: ").unwrap_or(msg).to_string())
+}
+
+/// Spawns `weft-init` for a new container; its pid 1 writes to `log`. Blocks for the helper's
+/// few syscalls (about a process spawn), so call it from a blocking context.
+pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
+    let (mut child, go, report) = helper(init, &HelperConfig::Container(cfg.clone()), Stdio::from(log))?;
+    let received = report::recv(&report);
+    let _ = child.wait();
+    let (msg, _) = received.map_err(|source| RuntimeError::Spawn { path: init.display().to_string(), source })?;
+    match msg.parse::<u32>() {
+        Ok(pid) => Ok(Spawned { pid, go, report }),
+        Err(_) => Err(init_error(&msg)),
+    }
+}
+
+/// A command running in a container by `weft exec`: the helper (our child, which exits with
+/// the command's code), the command's pid, and the daemon's ends of its stdio: `[master]` with
+/// a tty, else `[stdout, stderr]` and then the stdin writer if asked for.
+pub struct Exec {
+    pub helper: Child,
+    pub pid: u32,
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Starts `cfg.cmd` inside container `cfg.pid`'s namespaces, confined as its pid 1. Blocking.
+pub fn spawn_exec(init: &Path, cfg: &ExecConfig) -> Result<Exec> {
+    let (mut child, _go, report) = helper(init, &HelperConfig::Exec(cfg.clone()), Stdio::inherit())?;
+    let (msg, fds) = match report::recv(&report) {
+        Ok(r) => r,
+        Err(source) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RuntimeError::Spawn { path: init.display().to_string(), source });
+        }
+    };
+    match msg.strip_prefix("started ").and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => Ok(Exec { helper: child, pid, fds }),
+        None => {
+            let _ = child.wait();
+            Err(init_error(&msg))
+        }
+    }
+}
+
+/// Sets the window size of the terminal whose master side is `master`.
+pub fn set_winsize(master: &impl std::os::fd::AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Sends `sig` to `pid`; a process that is already gone is fine.

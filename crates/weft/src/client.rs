@@ -20,6 +20,10 @@ impl Client {
         }
     }
 
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
     /// Sends a request; a non-2xx answer becomes the daemon's one-line message.
     pub async fn request(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.socket)
@@ -44,6 +48,35 @@ impl Client {
             bail!("{msg}");
         }
         Ok(resp)
+    }
+
+    /// Sends a request that switches the connection to an attach stream (see
+    /// `weft_model::stream`); returns the answer's headers and the stream.
+    pub async fn upgrade(&self, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<(hyper::HeaderMap, TokioIo<hyper::upgrade::Upgraded>)> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| anyhow!("cannot connect to the weft daemon at unix://{}: is weftd running?", self.socket))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn.with_upgrades());
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", "weft")
+            .header("content-type", "application/json")
+            .header("connection", "Upgrade")
+            .header("upgrade", "tcp")
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = sender.send_request(req).await.context("daemon closed the connection")?;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes).map(|e| e.message).unwrap_or_else(|_| format!("daemon answered {status}"));
+            bail!("{msg}");
+        }
+        let headers = resp.headers().clone();
+        let upgraded = hyper::upgrade::on(resp).await.context("switching to the stream")?;
+        Ok((headers, TokioIo::new(upgraded)))
     }
 
     pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {

@@ -1,7 +1,9 @@
-//! `weft`: the CLI. Each verb is one or two API calls; `exec` then joins the container's
-//! namespaces itself (the CLI is single-threaded, which joining a mount namespace requires).
+//! `weft`: the CLI. Each verb is one or two API calls; `run` in the foreground, `attach` and
+//! `exec` then stream over the upgraded connection (`weft_model::stream`), the terminal in raw
+//! mode when the container has one.
 
 mod client;
+mod term;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -11,7 +13,8 @@ use clap::{Parser, Subcommand};
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
-use weft_model::{render_template, short_id, ContainerSummary, RunSpec};
+use weft_model::stream::Frame;
+use weft_model::{render_template, short_id, ContainerSummary, ExecSpec, RunSpec};
 
 use client::{enc, Client};
 
@@ -30,6 +33,15 @@ struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Keep stdin open (and relay it, in the foreground).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the command a terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// The keys that detach from the container's terminal, as docker's (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -115,9 +127,29 @@ enum Cmd {
     },
     /// Run a command in a running container.
     Exec {
+        /// Relay stdin to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the command a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// KEY=VALUE, after the container's environment.
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(long)]
+        detach_keys: Option<String>,
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Attach to a running container's output, and its input if it has one (-i/-t).
+    Attach {
+        /// Do not relay stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        #[arg(long)]
+        detach_keys: Option<String>,
+        name: String,
     },
     /// Print a container's output.
     Logs {
@@ -233,37 +265,17 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let code = match rt.block_on(dispatch(cli)) {
         Ok(Outcome::Exit(code)) => code,
-        Ok(Outcome::Exec { pid, cmd, env }) => {
-            drop(rt); // no runtime left: the process is single-threaded for setns
-            match weft_runtime::exec::exec_in(pid, &cmd, &env) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("weft: {}", chain(&e));
-                    126
-                }
-            }
-        }
         Err(e) => {
             eprintln!("weft: {e:#}");
             1
         }
     };
+    // (Not dropping the runtime: a thread may still be blocked reading stdin.)
     std::process::exit(code)
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(&format!(": {x}"));
-        src = x.source();
-    }
-    s
 }
 
 enum Outcome {
     Exit(i32),
-    Exec { pid: u32, cmd: Vec<String>, env: Vec<String> },
 }
 
 fn print_formatted(format: &Option<String>, items: Vec<Value>) -> anyhow::Result<()> {
@@ -307,14 +319,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             print_formatted(&format, items)?;
             Ok(Outcome::Exit(0))
         }
-        Cmd::Exec { name, cmd } => {
-            let v = c.json(Method::GET, &format!("/containers/{}/json", enc(&name)), None).await?;
-            if v["State"]["Running"] != json!(true) {
-                bail!("container {name} is not running");
+        Cmd::Exec { interactive, tty, env, detach_keys, name, cmd } => {
+            check_tty(interactive, tty)?;
+            let spec = ExecSpec { cmd, env, tty, attach_stdin: interactive };
+            spec.validate()?;
+            let path = format!("/containers/{}/exec?stdin={}{}", enc(&name), u8::from(interactive), detach_query(&detach_keys)?);
+            match attached(&c, &path, Some(serde_json::to_value(&spec)?), interactive, tty, "Weft-Exec-Id", |id| format!("/exec/{id}/resize")).await {
+                Ok(code) => Ok(Outcome::Exit(code)),
+                // As docker: 127 for a command that is not there, 126 for one that cannot run.
+                Err(e) if format!("{e:#}").contains("No such file or directory") => {
+                    eprintln!("weft: {e:#}");
+                    Ok(Outcome::Exit(127))
+                }
+                Err(e) => {
+                    eprintln!("weft: {e:#}");
+                    Ok(Outcome::Exit(126))
+                }
             }
-            let pid = v["State"]["Pid"].as_u64().context("daemon gave no pid")? as u32;
-            let env: Vec<String> = v["Config"]["Env"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)).collect();
-            Ok(Outcome::Exec { pid, cmd, env })
+        }
+        Cmd::Attach { no_stdin, detach_keys, name } => {
+            let v = c.json(Method::GET, &format!("/containers/{}/json", enc(&name)), None).await?;
+            let tty = v["Config"]["Tty"] == json!(true);
+            let stdin = !no_stdin && (tty || v["Config"]["OpenStdin"] == json!(true));
+            let path = format!("/containers/{}/attach?stdin={}{}", enc(&name), u8::from(stdin), detach_query(&detach_keys)?);
+            let code = attached(&c, &path, None, stdin, tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
+            Ok(Outcome::Exit(code))
         }
         Cmd::Logs { follow, name } => {
             stream_logs(&c, &name, follow).await?;
@@ -440,6 +469,99 @@ async fn each(c: &Client, method: Method, names: &[String], path: impl Fn(&str) 
     Ok(Outcome::Exit(code))
 }
 
+/// `-t` with `-i` needs a terminal to read from, as docker says.
+fn check_tty(interactive: bool, tty: bool) -> anyhow::Result<()> {
+    if interactive && tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("the input device is not a TTY");
+    }
+    Ok(())
+}
+
+fn detach_query(keys: &Option<String>) -> anyhow::Result<String> {
+    match keys {
+        Some(k) => {
+            weft_model::stream::parse_detach_keys(k)?;
+            Ok(format!("&detachKeys={}", enc(k)))
+        }
+        None => Ok(String::new()),
+    }
+}
+
+/// Streams an attach connection opened by `POST path` (with `body`): output to stdout and
+/// stderr, stdin to the daemon when `stdin`, the terminal raw and its size followed when `tty`;
+/// returns the exit code (0 after a detach).
+async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty: bool, id_header: &str, resize: impl Fn(&str) -> String) -> anyhow::Result<i32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (headers, io) = c.upgrade(path, body).await?;
+    let id = headers.get(id_header).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let _raw = if tty { term::RawMode::enter()? } else { None };
+    if tty {
+        // The size now, and again whenever the window changes.
+        let (c2, resize_path) = (Client::new(&format!("unix://{}", c.socket()))?, resize(&enc(&id)));
+        let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+        tokio::spawn(async move {
+            loop {
+                if let Some((h, w)) = term::size() {
+                    let _ = c2.json(Method::POST, &format!("{resize_path}?h={h}&w={w}"), None).await;
+                }
+                if winch.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
+    } else if !stdin && id_header == "Weft-Container-Id" {
+        // No terminal to carry ^C: pass it on as docker's --sig-proxy does.
+        let (c2, kill) = (Client::new(&format!("unix://{}", c.socket()))?, format!("/containers/{}/kill?signal=INT", enc(&id)));
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                let _ = c2.json(Method::POST, &kill, None).await;
+            }
+        });
+    }
+    let (mut r, mut w) = tokio::io::split(io);
+    if stdin {
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if w.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            // End of input: the daemon closes the command's stdin (run -i, exec -i).
+            let _ = w.shutdown().await;
+        });
+    }
+    let mut frames = weft_model::stream::FrameReader::default();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf).await.context("reading the stream")?;
+        if n == 0 {
+            bail!("the connection to weftd ended before the command did");
+        }
+        for f in frames.push(&buf[..n]).map_err(anyhow::Error::msg)? {
+            match f {
+                Frame::Stdout(d) => {
+                    out.write_all(&d)?;
+                    out.flush()?;
+                }
+                Frame::Stderr(d) => {
+                    err.write_all(&d)?;
+                    err.flush()?;
+                }
+                Frame::Exit(code) => return Ok(code),
+                Frame::Detached => return Ok(0),
+            }
+        }
+    }
+}
+
 async fn stream_logs(c: &Client, name: &str, follow: bool) -> anyhow::Result<()> {
     let resp = c.request(Method::GET, &format!("/containers/{}/logs?follow={}", enc(name), u8::from(follow)), None).await?;
     let mut body = resp.into_body();
@@ -454,6 +576,9 @@ async fn stream_logs(c: &Client, name: &str, follow: bool) -> anyhow::Result<()>
 }
 
 async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
+    if !a.detach {
+        check_tty(a.interactive, a.tty)?;
+    }
     let rootfs = match &a.rootfs {
         Some(r) => Some(std::fs::canonicalize(r).map_err(|_| anyhow::anyhow!("rootfs {r} is not a directory"))?.display().to_string()),
         None => None,
@@ -475,36 +600,26 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         rootfs,
         env: a.env,
         cmd: a.cmd,
-        // In the foreground the CLI removes the container after it has read all of its output.
-        auto_remove: a.rm && a.detach,
+        auto_remove: a.rm,
         publish: a.publish,
         publish_all: a.publish_all,
         expose: a.expose,
         privileged: a.privileged,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
+        tty: a.tty,
+        open_stdin: a.interactive,
+        // In the foreground, stdin ends with the user's (`echo hi | weft run -i … cat`).
+        stdin_once: a.interactive && !a.detach,
     };
     spec.validate()?;
-    let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;
-    let id = v["Id"].as_str().context("daemon gave no id")?.to_string();
     if a.detach {
-        println!("{id}");
+        let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;
+        println!("{}", v["Id"].as_str().context("daemon gave no id")?);
         return Ok(Outcome::Exit(0));
     }
-    // Foreground: stream the output; Ctrl-C is forwarded to the container as SIGINT.
-    let logs = stream_logs(c, &id, true);
-    tokio::pin!(logs);
-    loop {
-        tokio::select! {
-            r = &mut logs => { r?; break; }
-            _ = tokio::signal::ctrl_c() => {
-                let _ = c.json(Method::POST, &format!("/containers/{id}/kill?signal=INT"), None).await;
-            }
-        }
-    }
-    let v = c.json(Method::POST, &format!("/containers/{id}/wait"), None).await?;
-    if a.rm {
-        c.json(Method::DELETE, &format!("/containers/{id}"), None).await?;
-    }
-    Ok(Outcome::Exit(v["StatusCode"].as_i64().unwrap_or(1) as i32))
+    // Foreground: one request creates, attaches (output from its first byte) and starts.
+    let path = format!("/containers/run?attach=1&stdin={}{}", u8::from(a.interactive), detach_query(&a.detach_keys)?);
+    let code = attached(c, &path, Some(serde_json::to_value(&spec)?), a.interactive, a.tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
+    Ok(Outcome::Exit(code))
 }

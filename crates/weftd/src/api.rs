@@ -11,9 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::io::AsyncReadExt;
+use axum::extract::FromRequest;
+use hyper::upgrade::OnUpgrade;
 use weft_engine::{Action, Engine, EngineError, Reply};
-use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, NetworkSpec, RunSpec, Status};
+use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
+use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, ExecSpec, NetworkSpec, RunSpec, Status};
+
+use crate::stream::{self, InputOpts};
 
 type Eng = State<Arc<Engine>>;
 type Q = Query<HashMap<String, String>>;
@@ -91,6 +95,10 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
         .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/attach", post(attach))
+        .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/exec", post(exec))
+        .route("/exec/{id}/resize", post(resize_exec))
         .route("/containers/{id}", delete(remove))
         .route("/networks", get(networks))
         .route("/networks/create", post(network_create))
@@ -110,7 +118,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
 pub struct Stopping(tokio::sync::watch::Receiver<bool>);
 
 impl Stopping {
-    async fn wait(mut self) {
+    pub async fn wait(mut self) {
         // (The guard wait_for returns is not Send: drop it at once.)
         let _ = self.0.wait_for(|s| *s).await.map(|_| ());
     }
@@ -124,11 +132,83 @@ async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
     Ok(e.execute(action).await?)
 }
 
-async fn run(State(e): Eng, Body(spec): Body<RunSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    match act(&e, Action::Run(Box::new(spec))).await? {
-        Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id })))),
-        other => Err(EngineError::Config(format!("run answered {other:?}")).into()),
+/// The upgrade a streaming request asked for (`Connection: Upgrade`, `Upgrade: tcp`).
+fn take_upgrade(req: &mut axum::extract::Request) -> ApiResult<OnUpgrade> {
+    let asked = req.headers().get(axum::http::header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"tcp"));
+    match req.extensions_mut().remove::<OnUpgrade>() {
+        Some(u) if asked => Ok(u),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "this endpoint streams: send Connection: Upgrade and Upgrade: tcp")),
     }
+}
+
+/// `stdin=1` and `detachKeys=…` of a streaming request.
+fn input_opts(q: &HashMap<String, String>) -> ApiResult<InputOpts> {
+    let keys = q.get("detachKeys").filter(|k| !k.is_empty()).map_or(DEFAULT_DETACH_KEYS, String::as_str);
+    let detach = parse_detach_keys(keys).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(InputOpts { stdin: flag(q, "stdin"), detach })
+}
+
+/// `POST /containers/run`: creates and starts a container. With `attach=1` (and an upgrade),
+/// the connection then streams its output from the first byte and, with `stdin=1`, takes its
+/// input: `weft run` in the foreground.
+async fn run(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
+    if !flag(&q, "attach") {
+        let Body(spec) = Body::<RunSpec>::from_request(req, &()).await?;
+        return match act(&e, Action::Run(Box::new(spec))).await? {
+            Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response()),
+            other => Err(EngineError::Config(format!("run answered {other:?}")).into()),
+        };
+    }
+    let upgrade = take_upgrade(&mut req)?;
+    let opts = input_opts(&q)?;
+    let Body(spec) = Body::<RunSpec>::from_request(req, &()).await?;
+    let att = e.run_attached(spec).await?;
+    let answer = stream::switching("Weft-Container-Id", &att.id);
+    tokio::spawn(stream::serve_attach(upgrade, att, opts, stopping));
+    Ok(answer)
+}
+
+/// `POST /containers/{id}/attach`: streams a running container's output (from the start with
+/// `logs=1`, else from now) and, with `stdin=1`, takes its input.
+async fn attach(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
+    let upgrade = take_upgrade(&mut req)?;
+    let opts = input_opts(&q)?;
+    let att = e.attach(&id, flag(&q, "logs"))?;
+    let answer = stream::switching("Weft-Container-Id", &att.id);
+    tokio::spawn(stream::serve_attach(upgrade, att, opts, stopping));
+    Ok(answer)
+}
+
+fn winsize(q: &HashMap<String, String>) -> ApiResult<(u16, u16)> {
+    let dim = |k: &str| q.get(k).and_then(|v| v.parse::<u16>().ok()).filter(|v| *v > 0);
+    match (dim("h"), dim("w")) {
+        (Some(h), Some(w)) => Ok((h, w)),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "resize needs h and w: rows and columns, 1 to 65535")),
+    }
+}
+
+async fn resize(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let (h, w) = winsize(&q)?;
+    e.resize(&id, h, w)?;
+    Ok(StatusCode::OK)
+}
+
+async fn resize_exec(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
+    let (h, w) = winsize(&q)?;
+    e.resize_exec(&id, h, w)?;
+    Ok(StatusCode::OK)
+}
+
+/// `POST /containers/{id}/exec`: starts a command in the container and streams it (stdout and
+/// stderr framed apart, or one terminal), ending with its exit code.
+async fn exec(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
+    let upgrade = take_upgrade(&mut req)?;
+    let opts = input_opts(&q)?;
+    let Body(spec) = Body::<ExecSpec>::from_request(req, &()).await?;
+    let session = e.exec(&id, spec).await?;
+    let answer = stream::switching("Weft-Exec-Id", &session.id);
+    tokio::spawn(stream::serve_exec(upgrade, session, opts, stopping));
+    Ok(answer)
 }
 
 async fn list(State(e): Eng, Query(q): Q) -> Json<Vec<ContainerSummary>> {
@@ -186,34 +266,8 @@ async fn remove(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult
 
 /// The container's output; with `follow=1`, streamed until the container has exited.
 async fn logs(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
-    let c = e.container(&id)?;
-    let follow = flag(&q, "follow");
-    let file = tokio::fs::File::open(&c.log_path).await.map_err(|source| EngineError::Io {
-        op: "open log",
-        path: c.log_path.clone(),
-        source,
-    })?;
-    let stream = futures_util::stream::unfold((file, e, c.id, false), move |(mut f, e, id, done)| async move {
-        if done {
-            return None;
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf).await.unwrap_or(0);
-            if n > 0 {
-                buf.truncate(n);
-                return Some((Ok::<_, std::io::Error>(buf), (f, e, id, false)));
-            }
-            let running = e.container(&id).map(|c| c.state.status == Status::Running).unwrap_or(false);
-            if !follow || !running {
-                // One last read: output written between the read above and the exit.
-                let n = f.read(&mut buf).await.unwrap_or(0);
-                buf.truncate(n);
-                return (n > 0).then_some((Ok(buf), (f, e, id, true)));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let follower = e.logs(&id, flag(&q, "follow"))?;
+    let stream = futures_util::stream::unfold(follower, |mut f| async move { f.next().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), f)) });
     // A follower ends cleanly (end of stream) when weftd shuts down.
     let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
     Ok(Response::new(axum::body::Body::from_stream(stream)))

@@ -2,6 +2,7 @@
 
 mod api;
 mod server;
+mod stream;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,277 @@
+//! A container's input and output, as clients attach to them.
+//!
+//! Output has one path: the container's log file. A command without a terminal writes to it
+//! directly (so its output outlives a daemon restart); with `-t`, weftd holds the terminal's
+//! master side and copies it there ([`Console`]). Readers follow the file ([`Follower`]), woken
+//! by inotify ([`LogWatch`]: one instance for the daemon), not by a timer; a follower ends once
+//! the container's exit is processed and the file is read to its end (the exit waits for the
+//! terminal to be drained into the file first).
+//!
+//! Input (`-i`, `-t`) goes through the container's [`Console`]: one writer task owning the
+//! writing end of the command's stdin, or the terminal's master side, fed by every attached
+//! client. `weft exec` processes have their own stdio, relayed directly ([`ExecSession`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+/// A descriptor read and written without blocking a thread (a pipe or a terminal's master).
+#[derive(Clone)]
+pub struct AsyncPipe(Arc<AsyncFd<OwnedFd>>);
+
+impl AsyncPipe {
+    pub fn new(fd: OwnedFd) -> std::io::Result<Self> {
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+        // SAFETY: the OwnedFd is moved into the AsyncFd, stays open and is the same fd for its
+        // lifetime.
+        Ok(Self(Arc::new(unsafe { AsyncFd::register(fd) }?)))
+    }
+
+    /// Reads what is there; 0 at the end (for a terminal: when no process holds it any more,
+    /// which the kernel reports as EIO).
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            match guard.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.0.writable().await?;
+            match guard.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), data)?)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        weft_runtime::set_winsize(self.0.get_ref(), rows, cols)
+    }
+}
+
+/// What attached clients send to a container's stdin.
+enum Input {
+    Data(Vec<u8>),
+    /// End of input: the command reads end-of-file (ignored for a terminal).
+    Close,
+}
+
+/// The input side of a running container with `-i` or `-t`, and its terminal.
+#[derive(Clone)]
+pub struct Console {
+    pub tty: bool,
+    pub stdin_once: bool,
+    input: mpsc::UnboundedSender<Input>,
+    /// The terminal's master side (for resizes).
+    master: Option<AsyncPipe>,
+    /// True once everything the terminal had was copied into the log.
+    drained: watch::Receiver<bool>,
+}
+
+impl Console {
+    /// Takes the descriptor pid 1 handed over: the terminal's master side (copied into `log`
+    /// until no process holds the terminal) or the writing end of stdin.
+    pub(crate) fn start(fd: OwnedFd, tty: bool, stdin_once: bool, mut log: File) -> std::io::Result<Self> {
+        let pipe = AsyncPipe::new(fd)?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+        let (drained_tx, drained) = watch::channel(!tty);
+        let writer = pipe.clone();
+        tokio::spawn(async move {
+            let mut writer = Some(writer);
+            while let Some(input) = rx.recv().await {
+                match (input, &writer) {
+                    (Input::Data(d), Some(w)) => {
+                        if w.write_all(&d).await.is_err() {
+                            writer = None; // the command closed its stdin: drop what follows
+                        }
+                    }
+                    (Input::Close, Some(_)) if !tty => writer = None,
+                    _ => {}
+                }
+            }
+        });
+        let master = tty.then(|| pipe.clone());
+        if tty {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 || log.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = drained_tx.send(true);
+            });
+        }
+        Ok(Self { tty, stdin_once, input: tx, master, drained })
+    }
+
+    pub fn write(&self, data: Vec<u8>) {
+        let _ = self.input.send(Input::Data(data));
+    }
+
+    pub fn close_stdin(&self) {
+        let _ = self.input.send(Input::Close);
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        match &self.master {
+            Some(m) => m.resize(rows, cols),
+            None => Err(std::io::Error::other("the container has no terminal (run it with -t)")),
+        }
+    }
+
+    /// Waits (a bounded time: the pid namespace is gone, so nothing holds the terminal for long)
+    /// until the terminal's output is all in the log.
+    pub(crate) async fn drained(&self) {
+        let mut rx = self.drained.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|d| *d)).await;
+    }
+}
+
+/// One inotify instance for the daemon: a counter per followed log file, bumped on every write.
+pub struct LogWatch {
+    watches: Mutex<(Watches, HashMap<PathBuf, (WatchDescriptor, watch::Sender<u64>)>)>,
+    by_wd: Arc<Mutex<HashMap<WatchDescriptor, watch::Sender<u64>>>>,
+}
+
+impl LogWatch {
+    pub fn start() -> std::io::Result<Self> {
+        let inotify = Inotify::init()?;
+        let watches = inotify.watches();
+        let by_wd: Arc<Mutex<HashMap<WatchDescriptor, watch::Sender<u64>>>> = Arc::default();
+        // SAFETY: the Inotify (owning its fd) is moved into the AsyncFd and lives as long.
+        let mut afd = unsafe { AsyncFd::register(inotify) }?;
+        let map = by_wd.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok(mut guard) = afd.readable_mut().await else { return };
+                let woken: Vec<WatchDescriptor> = match guard.try_io(|fd| fd.get_mut().read_events(&mut buf).map(|evs| evs.map(|e| e.wd).collect())) {
+                    Ok(Ok(wds)) => wds,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "reading inotify events failed; followers fall back to the exit");
+                        return;
+                    }
+                    Err(_would_block) => continue,
+                };
+                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                for wd in woken {
+                    if let Some(tx) = map.get(&wd) {
+                        tx.send_modify(|n| *n += 1);
+                    }
+                }
+            }
+        });
+        Ok(Self { watches: Mutex::new((watches, HashMap::new())), by_wd })
+    }
+
+    /// A counter that changes whenever `path` is written to.
+    fn subscribe(&self, path: &Path) -> std::io::Result<watch::Receiver<u64>> {
+        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, tx)) = w.1.get(path) {
+            return Ok(tx.subscribe());
+        }
+        let wd = w.0.add(path, WatchMask::MODIFY)?;
+        let (tx, rx) = watch::channel(0);
+        self.by_wd.lock().unwrap_or_else(|p| p.into_inner()).insert(wd.clone(), tx.clone());
+        w.1.insert(path.to_path_buf(), (wd, tx));
+        Ok(rx)
+    }
+
+    /// Stops watching `path` (its container exited: nothing writes to it any more).
+    pub(crate) fn forget(&self, path: &Path) {
+        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((wd, _)) = w.1.remove(path) {
+            self.by_wd.lock().unwrap_or_else(|p| p.into_inner()).remove(&wd);
+            let _ = w.0.remove(wd);
+        }
+    }
+}
+
+/// Reads a container's log as it grows, until the container has exited and all is read.
+pub struct Follower {
+    file: File,
+    /// `None` for a container that is not running: read to the end and stop.
+    changes: Option<watch::Receiver<u64>>,
+    exit: Option<watch::Receiver<Option<i32>>>,
+    buf: Vec<u8>,
+}
+
+impl Follower {
+    /// `file` is open at the offset to start from; `exit` is the container's exit notification
+    /// while it runs.
+    pub(crate) fn new(watch: &LogWatch, path: &Path, file: File, exit: Option<watch::Receiver<Option<i32>>>) -> std::io::Result<Self> {
+        let changes = exit.as_ref().map(|_| watch.subscribe(path)).transpose()?;
+        Ok(Self { file, changes, exit, buf: vec![0u8; 64 * 1024] })
+    }
+
+    /// The next piece of output, or `None` at the end.
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            // Marked seen before reading: a write after this read wakes the wait below.
+            if let Some(c) = &mut self.changes {
+                c.borrow_and_update();
+            }
+            let exited = self.exit.as_ref().is_none_or(|e| e.borrow().is_some() || e.has_changed().is_err());
+            match self.file.read(&mut self.buf) {
+                Ok(n) if n > 0 => return Some(self.buf[..n].to_vec()),
+                Ok(_) if exited => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a container log failed");
+                    return None;
+                }
+            }
+            let exit = self.exit.as_mut()?;
+            match &mut self.changes {
+                Some(changes) => tokio::select! {
+                    r = changes.changed() => if r.is_err() { self.changes = None; },
+                    _ = exit.changed() => {}
+                },
+                None => {
+                    let _ = exit.changed().await;
+                }
+            }
+        }
+    }
+
+    /// The exit code, once the end was reached because the container exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit.as_ref().and_then(|e| *e.borrow())
+    }
+}
+
+/// What a client gets when it attaches: the output to follow, the input to write to (with
+/// `-i`/`-t`), and the container's id.
+pub struct Attachment {
+    pub id: String,
+    pub output: Follower,
+    pub console: Option<Console>,
+}
+
+/// A `weft exec` process: its stdio (the terminal's master, or stdout and stderr, and stdin
+/// when attached) and its exit code, once it ends.
+pub struct ExecSession {
+    pub id: String,
+    pub tty: bool,
+    /// `[master]` with a terminal; else `[stdout, stderr]`.
+    pub output: Vec<AsyncPipe>,
+    pub stdin: Option<AsyncPipe>,
+    pub exit: tokio::sync::oneshot::Receiver<i32>,
+}
