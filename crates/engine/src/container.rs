@@ -114,9 +114,15 @@ impl Engine {
             return Err(EngineError::NoCommand);
         }
         let mode = spec.validate()?;
-        if let Some(r) = &spec.rootfs {
-            if !Path::new(r).is_dir() {
-                return Err(EngineError::MissingRootfs(r.clone()));
+        let mut spec = spec;
+        if let Some(r) = spec.rootfs.clone() {
+            // A tarball (docker export, podman export): unpacked once into the data-root.
+            if Path::new(&r).is_file() {
+                let cache = self.cfg.data_root.join("rootfs");
+                let dir = blocking(move || Ok(weft_runtime::rootfs::unpacked(Path::new(&r), &cache).map_err(weft_runtime::RuntimeError::from)?)).await?;
+                spec.rootfs = Some(dir.display().to_string());
+            } else if !Path::new(&r).is_dir() {
+                return Err(EngineError::MissingRootfs(r));
             }
         }
         let extra_hosts = spec.extra_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;

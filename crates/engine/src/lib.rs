@@ -55,7 +55,7 @@ pub enum EngineError {
     NotRunning(String),
     #[error("container {0} is running: stop it first or use -f")]
     Running(String),
-    #[error("rootfs {0} is not a directory")]
+    #[error("rootfs {0} is neither a directory nor a tar archive")]
     MissingRootfs(String),
     #[error("network with name {0} already exists")]
     NetworkExists(String),
@@ -107,6 +107,7 @@ impl EngineError {
             Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
+            Self::Runtime(weft_runtime::RuntimeError::Rootfs(_)) => 400,
             _ => 500,
         }
     }

@@ -248,6 +248,12 @@ impl Host {
         cli(&self.sock)
     }
 
+    /// The CLI with `args` on a terminal of the test's own (a pty pair): what a user at a shell
+    /// types and sees.
+    pub fn terminal(&self, args: &[&str]) -> Terminal {
+        Terminal::spawn(self.cli().args(args))
+    }
+
     /// The CLI against this host's daemon.
     pub fn weft(&self, args: &[&str]) -> Output {
         let o = run(self.cli().args(args));
@@ -550,4 +556,109 @@ pub fn first_inet(ip_addr_output: &str) -> Option<String> {
 pub fn inspect(h: &Host, name: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", name])).expect("inspect JSON");
     v[0].clone()
+}
+
+/// A program running on a pty the test holds the master side of.
+pub struct Terminal {
+    master: std::fs::File,
+    child: Child,
+    /// Everything the program wrote so far.
+    pub seen: String,
+    /// Where the next [`Terminal::expect`] starts looking.
+    from: usize,
+}
+
+impl Terminal {
+    fn spawn(cmd: &mut Command) -> Self {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        let io = || Stdio::from(slave.try_clone().expect("dup pty"));
+        // SAFETY: runs in the forked child before exec; setsid and ioctl are async-signal-safe.
+        // The program leads a session whose controlling terminal is the pty (so it gets SIGWINCH).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, || {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.stdin(io()).stdout(io()).stderr(io()).spawn().expect("spawn on the terminal");
+        drop(slave);
+        let master = std::fs::File::from(pty.master);
+        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).expect("nonblocking pty");
+        Self { master, child, seen: String::new(), from: 0 }
+    }
+
+    /// Types `keys`.
+    pub fn send(&mut self, keys: &str) {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes()).expect("type on the terminal");
+    }
+
+    fn pump(&mut self) -> bool {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        match self.master.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits (10 s at most) until `needle` appears after what earlier expects matched; returns
+    /// the output up to and including it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            if let Some(i) = self.seen[self.from..].find(needle) {
+                let end = self.from + i + needle.len();
+                let got = self.seen[self.from..end].to_string();
+                self.from = end;
+                return got;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                panic!("terminal never showed {needle:?}; it showed:\n{}", self.seen);
+            }
+            if !self.pump() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Sets the terminal's size, as a user resizing the window (the program gets SIGWINCH).
+    pub fn resize(&self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+        assert!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } == 0, "resize the terminal");
+    }
+
+    /// The program's exit code (10 s at most), reading what it still writes.
+    pub fn wait(mut self) -> i32 {
+        let t0 = Instant::now();
+        loop {
+            self.pump();
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                while self.pump() {}
+                return status.code().unwrap_or(-1);
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("the program on the terminal did not exit; it showed:\n{}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -401,7 +401,7 @@ fn errors_are_one_line_and_change_nothing() {
     assert!(h.fails(&["stop", "nosuch"]).contains("no such container"));
     assert!(h.fails(&["run", "-d", "--name", "c1", "--rootfs", &rootfs, "--", "true"]).contains("\"/c1\" is already in use"));
     assert!(h.fails(&["run", "-d", "--net", "nosuchnet", "--rootfs", &rootfs, "--", "true"]).contains("no such network: nosuchnet"));
-    assert!(h.fails(&["run", "-d", "--rootfs", "/nonexistent/rootfs", "--", "true"]).contains("rootfs /nonexistent/rootfs is not a directory"));
+    assert!(h.fails(&["run", "-d", "--rootfs", "/nonexistent/rootfs", "--", "true"]).contains("rootfs /nonexistent/rootfs: No such file or directory"));
     assert!(h.fails(&["run", "-d", "--net", "container:nosuch", "--", "true"]).contains("no such container: nosuch"));
     assert!(h.fails(&["run", "-d", "--name", "bad name", "--", "true"]).contains("invalid container name"));
     assert!(h.fails(&["run", "-d", "--add-host", "nocolon", "--", "true"]).contains("invalid --add-host"));

@@ -11,6 +11,7 @@
 pub mod confine;
 pub mod init;
 mod report;
+pub mod rootfs;
 mod spawn;
 
 pub use spawn::{kill, pid_start_time, read_exit_code, set_winsize, spawn, spawn_exec, wait_exit, Exec, Spawned};
@@ -88,6 +89,8 @@ pub enum RuntimeError {
     Exec { cmd: String, source: std::io::Error },
     #[error("confine")]
     Confine(#[from] confine::ConfineError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -77,7 +77,8 @@ struct RunArgs {
     /// NAME:IP, added to /etc/hosts.
     #[arg(long)]
     add_host: Vec<String>,
-    /// Root filesystem directory to pivot into.
+    /// Root filesystem to pivot into: a directory, or a tar archive (`docker export`,
+    /// `podman export`, .tar or .tar.gz) that weftd unpacks once into its data-root.
     #[arg(long)]
     rootfs: Option<String>,
     /// KEY=VALUE
@@ -579,8 +580,9 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
     if !a.detach {
         check_tty(a.interactive, a.tty)?;
     }
+    let detach_keys = detach_query(&a.detach_keys)?;
     let rootfs = match &a.rootfs {
-        Some(r) => Some(std::fs::canonicalize(r).map_err(|_| anyhow::anyhow!("rootfs {r} is not a directory"))?.display().to_string()),
+        Some(r) => Some(std::fs::canonicalize(r).map_err(|e| anyhow::anyhow!("rootfs {r}: {e}"))?.display().to_string()),
         None => None,
     };
     let spec = RunSpec {
@@ -619,7 +621,7 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Exit(0));
     }
     // Foreground: one request creates, attaches (output from its first byte) and starts.
-    let path = format!("/containers/run?attach=1&stdin={}{}", u8::from(a.interactive), detach_query(&a.detach_keys)?);
+    let path = format!("/containers/run?attach=1&stdin={}{detach_keys}", u8::from(a.interactive));
     let code = attached(c, &path, Some(serde_json::to_value(&spec)?), a.interactive, a.tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
     Ok(Outcome::Exit(code))
 }

@@ -1,0 +1,237 @@
+//! The seeds' commands as typed at a terminal: `run -i -t`, detach and attach, `exec -i -t`,
+//! `-i` pipes, window sizes, exit codes; and root filesystems from tar archives.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use weft_itest::{eventually, Host};
+
+const PROMPT: &str = "/ # ";
+
+/// Seed 001, typed: a `--net=none` shell, wired by hand from outside with a veth pair into the
+/// bridge; ping the gateway from inside; detach, attach again, exit, and `--rm` removes it.
+#[test]
+fn seed_001_session_on_a_terminal() {
+    let mut h = Host::new("seed1");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    let mut t = h.terminal(&["run", "-i", "-t", "--rm", "--net", "none", "--name", "box", "--rootfs", &rootfs, "--", "sh"]);
+    t.expect(PROMPT);
+    t.send("ip addr\r");
+    let addrs = t.expect(PROMPT);
+    assert!(addrs.contains("1: lo:") && !addrs.contains("eth0"), "only lo in a --net=none container:\n{addrs}");
+
+    // From outside, as the seed: the pid, a veth pair with A on the bridge, B as eth0 inside.
+    let pid = h.ok(&["inspect", "-f", "{{.State.Pid}}", "box"]);
+    let ns = format!("/proc/{pid}/ns/net");
+    h.ip(&["link", "add", "A", "type", "veth", "peer", "name", "B"]);
+    h.ip(&["link", "set", "A", "master", "weft0"]);
+    h.ip(&["link", "set", "A", "up"]);
+    h.ip(&["link", "set", "B", "netns", &ns]);
+    for cmd in ["ip link set dev B name eth0", "ip link set eth0 up", "ip addr add 172.17.42.99/16 dev eth0", "ip route add default via 172.17.0.1"] {
+        h.sh_ok(&format!("nsenter --net={ns} {cmd}"));
+    }
+    t.send("ip addr show eth0; ping -c1 -W2 172.17.0.1 && echo PING-$((40+2))\r");
+    let out = t.expect("PING-42");
+    assert!(out.contains("172.17.42.99/16"), "{out}");
+
+    // CTRL+P CTRL+Q: the CLI ends, the shell runs on.
+    t.send("\x10\x11");
+    assert_eq!(t.wait(), 0, "detaching exits 0");
+    assert!(h.ok(&["ps"]).contains("box"), "still running after the detach");
+
+    let mut t = h.terminal(&["attach", "box"]);
+    t.send("echo again-$((6*7))\r");
+    t.expect("again-42");
+    t.send("exit 3\r");
+    assert_eq!(t.wait(), 3, "the shell's exit code comes back through attach");
+    eventually("--rm removed box", || !h.ok(&["ps", "-a"]).contains("box"));
+    // A went with the namespace.
+    eventually("A gone with the container", || !h.link_names().contains(&"A".to_string()));
+    h.finish();
+}
+
+#[test]
+fn terminal_size_exit_codes_and_detach_keys() {
+    let mut h = Host::new("tty");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+
+    // The size at start, then after the window changes.
+    let mut t = h.terminal(&["run", "-i", "-t", "--rm", "--rootfs", &rootfs, "--", "sh"]);
+    t.resize(40, 120);
+    t.expect(PROMPT);
+    let mut size_is = |t: &mut weft_itest::Terminal, want: &str| {
+        eventually(&format!("the size {want} inside"), || {
+            t.send("stty size\r");
+            t.expect(PROMPT).contains(want)
+        })
+    };
+    size_is(&mut t, "40 120");
+    // SIGWINCH reaches the CLI, which resizes the container's terminal.
+    t.resize(33, 101);
+    size_is(&mut t, "33 101");
+    // ^C goes through the terminal to the foreground command, not to the shell.
+    t.send("sleep 30\r");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    t.send("\x03");
+    t.expect(PROMPT);
+    t.send("tty; exit 7\r");
+    let out = t.expect("/dev/pts/");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(t.wait(), 7);
+
+    // -t without -i needs no terminal; the exit code comes back.
+    let o = h.weft(&["run", "-t", "--rm", "--rootfs", &rootfs, "--", "sh", "-c", "test -t 1 && echo on-a-tty; exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("on-a-tty"));
+    // -i -t from something that is not a terminal: refused, as docker does.
+    let o = h.weft(&["run", "-i", "-t", "--rm", "--rootfs", &rootfs, "--", "true"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("the input device is not a TTY"), "{o:?}");
+    assert!(h.fails(&["run", "-d", "--detach-keys", "ctrl-1", "--rootfs", &rootfs, "--", "true"]).contains("invalid detach keys"));
+
+    // --detach-keys of one's own; keys that start the sequence and break it go through as typed.
+    h.ok(&["run", "-d", "-i", "-t", "--name", "bg", "--rootfs", &rootfs, "--", "sh"]);
+    let mut t = h.terminal(&["attach", "--detach-keys", "q,z", "bg"]);
+    t.send("echo aqb-$((1+1))\r");
+    t.expect("aqb-2");
+    t.send("qz");
+    assert_eq!(t.wait(), 0);
+    let mut t = h.terminal(&["attach", "bg"]);
+    t.send("echo still-here\r");
+    t.expect("still-here");
+    t.send("\x10\x11");
+    assert_eq!(t.wait(), 0);
+    assert!(h.ok(&["ps"]).contains("bg"));
+    h.finish();
+}
+
+#[test]
+fn exec_with_a_terminal_and_with_pipes() {
+    let mut h = Host::new("exec");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    h.run_d("web", &[], &["sleep", "300"]);
+
+    let mut t = h.terminal(&["exec", "-i", "-t", "web", "sh"]);
+    t.expect(PROMPT);
+    t.send("tty; ps\r");
+    let out = t.expect(PROMPT);
+    assert!(out.contains("/dev/pts/") && out.contains("sleep 300"), "in the container's pid namespace, on its devpts:\n{out}");
+    t.send("exit 4\r");
+    assert_eq!(t.wait(), 4);
+
+    // Without a terminal: stdout and stderr apart, stdin piped, exit codes.
+    let o = h.exec("web", &["sh", "-c", "echo to-out; echo to-err >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");
+    assert_eq!(pipe_into(&h, &["exec", "-i", "web", "tr", "a-z", "A-Z"], "piped text\n"), "PIPED TEXT\n");
+    // Without -i the command reads nothing.
+    assert_eq!(pipe_into(&h, &["exec", "web", "cat"], "ignored\n"), "");
+    assert_eq!(h.exec("web", &["no-such-command"]).status.code(), Some(127));
+    h.finish();
+}
+
+/// Runs the CLI with `input` on its stdin; returns its stdout (asserting success).
+fn pipe_into(h: &Host, args: &[&str], input: &str) -> String {
+    let mut child = h.cli().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cli");
+    // Written from a thread while the output is read: neither pipe may fill up and stall the other.
+    let (mut stdin, input) = (child.stdin.take().expect("stdin"), input.to_string());
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let o = child.wait_with_output().expect("cli output");
+    let written = writer.join().expect("writer");
+    assert!(written.is_ok() || !args.contains(&"-i"), "{args:?}: writing stdin failed: {written:?}");
+    assert!(o.status.success(), "{args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn run_i_relays_stdin_and_output_as_written() {
+    let mut h = Host::new("runi");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    assert_eq!(pipe_into(&h, &["run", "-i", "--rm", "--rootfs", &rootfs, "--", "cat"], "hi\n"), "hi\n");
+    // A large input through and back, whole.
+    let big: String = (0..20000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(pipe_into(&h, &["run", "-i", "--rm", "--rootfs", &rootfs, "--", "cat"], &big), big);
+    // Without -i, stdin is not read.
+    assert_eq!(pipe_into(&h, &["run", "--rm", "--rootfs", &rootfs, "--", "cat"], "hi\n"), "");
+
+    // Output arrives as it is written (not when the container ends), here and in logs -f.
+    let mut child = h.cli().args(["run", "--rm", "--name", "slow", "--rootfs", &rootfs, "--", "sh", "-c", "echo first; sleep 3; echo second"]).stdout(Stdio::piped()).spawn().expect("run");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let t0 = std::time::Instant::now();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("read");
+    assert_eq!(line, "first\n");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2), "first line only after {:?}", t0.elapsed());
+    assert!(child.wait().expect("wait").success());
+    h.finish();
+}
+
+#[test]
+fn rootfs_from_a_tar_archive_is_unpacked_once() {
+    let mut h = Host::new("tar");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    // What `docker export` writes: a plain tar of the tree, entries under ./; and gzipped.
+    let tar = h.dir.join("busybox.tar");
+    let tgz = h.dir.join("busybox.tar.gz");
+    for (file, flags) in [(&tar, "-cf"), (&tgz, "-czf")] {
+        let o = Command::new("tar").args(["-C", &rootfs, flags]).arg(file).arg(".").output().expect("tar");
+        assert!(o.status.success(), "{o:?}");
+    }
+    let tar = tar.display().to_string();
+    for _ in 0..2 {
+        assert_eq!(h.ok(&["run", "--rm", "--rootfs", &tar, "--", "sh", "-c", "echo $((20+22)) > /tmp/x; cat /tmp/x"]), "42");
+    }
+    let cache = h.dir.join("data/rootfs");
+    let unpacked = || std::fs::read_dir(&cache).expect("rootfs cache").count();
+    assert_eq!(unpacked(), 1, "unpacked once for two runs");
+    let gz = h.ok(&["run", "--rm", "--rootfs", &tgz.display().to_string(), "--", "sh", "-c", "cat /tmp/x 2>/dev/null || echo fresh"]);
+    assert_eq!(gz, "fresh", "the gzipped archive is a tree of its own");
+    assert_eq!(unpacked(), 2);
+    // The container's tree is the unpacked one, not the directory the tar was made from.
+    assert!(!std::path::Path::new(&rootfs).join("tmp/x").exists());
+
+    // An archive whose entries climb out is refused and writes nothing outside.
+    let evil = h.dir.join("evil.tar");
+    let script = format!(
+        "import tarfile, io\nt = tarfile.open('{}', 'w')\nfor name in ['./bin', '../../escaped-{}']:\n    i = tarfile.TarInfo(name); d = b'x'; i.size = len(d); t.addfile(i, io.BytesIO(d))\nt.close()",
+        evil.display(),
+        h.ns
+    );
+    let o = Command::new("python3").args(["-c", &script]).output().expect("python3");
+    assert!(o.status.success(), "{o:?}");
+    let err = h.fails(&["run", "--rm", "--rootfs", &evil.display().to_string(), "--", "true"]);
+    assert!(err.contains("would be written outside the root filesystem"), "{err}");
+    assert!(!h.dir.join("../escaped").exists() && !std::path::Path::new(&format!("/tmp/escaped-{}", h.ns)).exists());
+    assert_eq!(unpacked(), 2, "nothing of the refused archive stays");
+    let junk = h.dir.join("junk.tar");
+    std::fs::write(&junk, b"not a tar at all").expect("write");
+    assert!(h.fails(&["run", "--rm", "--rootfs", &junk.display().to_string(), "--", "true"]).contains("is not a tar archive"));
+    h.finish();
+}
+
+/// Nothing a user runs (the scripts, the crates, CI, the README) reads the development
+/// machine's shared directory: a clone with nothing beside it works.
+#[test]
+fn nothing_a_user_runs_reads_the_shared_directory() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let needle = ["..", "shared"].join("/");
+    let (mut found, mut files) = (Vec::new(), 0);
+    let mut stack: Vec<std::path::PathBuf> = ["scripts", "crates", ".ci", "README.md"].iter().map(|p| root.join(p)).collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).expect("read dir").map(|e| e.expect("entry").path()));
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            files += 1;
+            if text.contains(&needle) {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(files > 50, "the walk read only {files} files from {}", root.display());
+    assert!(found.is_empty(), "these read {needle}: {found:?}");
+}
