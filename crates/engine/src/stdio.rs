@@ -96,11 +96,8 @@ impl Console {
             let mut writer = Some(writer);
             while let Some(input) = rx.recv().await {
                 match (input, &writer) {
-                    (Input::Data(d), Some(w)) => {
-                        if w.write_all(&d).await.is_err() {
-                            writer = None; // the command closed its stdin: drop what follows
-                        }
-                    }
+                    // The command closed its stdin: drop what follows.
+                    (Input::Data(d), Some(w)) if w.write_all(&d).await.is_err() => writer = None,
                     (Input::Close, Some(_)) if !tty => writer = None,
                     _ => {}
                 }
@@ -146,18 +143,22 @@ impl Console {
 
 /// One inotify instance for the daemon: a counter per followed log file, bumped on every write.
 pub struct LogWatch {
-    watches: Mutex<(Watches, HashMap<PathBuf, (WatchDescriptor, watch::Sender<u64>)>)>,
-    by_wd: Arc<Mutex<HashMap<WatchDescriptor, watch::Sender<u64>>>>,
+    inner: Arc<Mutex<Watched>>,
+}
+
+struct Watched {
+    watches: Watches,
+    by_path: HashMap<PathBuf, WatchDescriptor>,
+    by_wd: HashMap<WatchDescriptor, watch::Sender<u64>>,
 }
 
 impl LogWatch {
     pub fn start() -> std::io::Result<Self> {
         let inotify = Inotify::init()?;
-        let watches = inotify.watches();
-        let by_wd: Arc<Mutex<HashMap<WatchDescriptor, watch::Sender<u64>>>> = Arc::default();
+        let inner = Arc::new(Mutex::new(Watched { watches: inotify.watches(), by_path: HashMap::new(), by_wd: HashMap::new() }));
         // SAFETY: the Inotify (owning its fd) is moved into the AsyncFd and lives as long.
         let mut afd = unsafe { AsyncFd::register(inotify) }?;
-        let map = by_wd.clone();
+        let watched = inner.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             loop {
@@ -170,36 +171,36 @@ impl LogWatch {
                     }
                     Err(_would_block) => continue,
                 };
-                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                let w = watched.lock().unwrap_or_else(|p| p.into_inner());
                 for wd in woken {
-                    if let Some(tx) = map.get(&wd) {
+                    if let Some(tx) = w.by_wd.get(&wd) {
                         tx.send_modify(|n| *n += 1);
                     }
                 }
             }
         });
-        Ok(Self { watches: Mutex::new((watches, HashMap::new())), by_wd })
+        Ok(Self { inner })
     }
 
     /// A counter that changes whenever `path` is written to.
     fn subscribe(&self, path: &Path) -> std::io::Result<watch::Receiver<u64>> {
-        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, tx)) = w.1.get(path) {
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = w.by_path.get(path).and_then(|wd| w.by_wd.get(wd)) {
             return Ok(tx.subscribe());
         }
-        let wd = w.0.add(path, WatchMask::MODIFY)?;
+        let wd = w.watches.add(path, WatchMask::MODIFY)?;
         let (tx, rx) = watch::channel(0);
-        self.by_wd.lock().unwrap_or_else(|p| p.into_inner()).insert(wd.clone(), tx.clone());
-        w.1.insert(path.to_path_buf(), (wd, tx));
+        w.by_wd.insert(wd.clone(), tx);
+        w.by_path.insert(path.to_path_buf(), wd);
         Ok(rx)
     }
 
     /// Stops watching `path` (its container exited: nothing writes to it any more).
     pub(crate) fn forget(&self, path: &Path) {
-        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((wd, _)) = w.1.remove(path) {
-            self.by_wd.lock().unwrap_or_else(|p| p.into_inner()).remove(&wd);
-            let _ = w.0.remove(wd);
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wd) = w.by_path.remove(path) {
+            w.by_wd.remove(&wd);
+            let _ = w.watches.remove(wd);
         }
     }
 }

@@ -61,7 +61,7 @@ fn terminal_size_exit_codes_and_detach_keys() {
     let mut t = h.terminal(&["run", "-i", "-t", "--rm", "--rootfs", &rootfs, "--", "sh"]);
     t.resize(40, 120);
     t.expect(PROMPT);
-    let mut size_is = |t: &mut weft_itest::Terminal, want: &str| {
+    let size_is = |t: &mut weft_itest::Terminal, want: &str| {
         eventually(&format!("the size {want} inside"), || {
             t.send("stty size\r");
             t.expect(PROMPT).contains(want)
@@ -110,7 +110,6 @@ fn terminal_size_exit_codes_and_detach_keys() {
 fn exec_with_a_terminal_and_with_pipes() {
     let mut h = Host::new("exec");
     h.start(&[]);
-    let rootfs = h.rootfs();
     h.run_d("web", &[], &["sleep", "300"]);
 
     let mut t = h.terminal(&["exec", "-i", "-t", "web", "sh"]);

@@ -154,7 +154,7 @@ mod tests {
         let mut r = FrameReader::default();
         let mut got = Vec::new();
         for piece in bytes.chunks(3) {
-            got.extend(r.push(piece).unwrap());
+            got.extend(r.push(piece).expect("frames"));
         }
         assert_eq!(got, [Frame::Stdout(b"hello".to_vec()), Frame::Stderr(vec![]), Frame::Exit(7)]);
         assert!(FrameReader::default().push(&[9, 0, 0, 0, 0, 0, 0, 0]).is_err());
@@ -163,8 +163,8 @@ mod tests {
 
     #[test]
     fn detach_keys_parse_as_docker() {
-        assert_eq!(parse_detach_keys(DEFAULT_DETACH_KEYS).unwrap(), [0x10, 0x11]);
-        assert_eq!(parse_detach_keys("ctrl-@,ctrl-[,a").unwrap(), [0, 0x1b, b'a']);
+        assert_eq!(parse_detach_keys(DEFAULT_DETACH_KEYS).expect("default"), [0x10, 0x11]);
+        assert_eq!(parse_detach_keys("ctrl-@,ctrl-[,a").expect("keys"), [0, 0x1b, b'a']);
         for bad in ["", "ctrl-", "ctrl-1", "ab", "ctrl-p,,ctrl-q", "é"] {
             assert!(parse_detach_keys(bad).is_err(), "{bad:?}");
         }

@@ -73,7 +73,7 @@ pub struct ExecConfig {
 /// What `weft-init` is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum HelperConfig {
-    Container(InitConfig),
+    Container(Box<InitConfig>),
     Exec(ExecConfig),
 }
 

@@ -64,7 +64,7 @@ fn init_error(msg: &str) -> RuntimeError {
 /// Spawns `weft-init` for a new container; its pid 1 writes to `log`. Blocks for the helper's
 /// few syscalls (about a process spawn), so call it from a blocking context.
 pub fn spawn(init: &Path, cfg: &InitConfig, log: File) -> Result<Spawned> {
-    let (mut child, go, report) = helper(init, &HelperConfig::Container(cfg.clone()), Stdio::from(log))?;
+    let (mut child, go, report) = helper(init, &HelperConfig::Container(Box::new(cfg.clone())), Stdio::from(log))?;
     let received = report::recv(&report);
     let _ = child.wait();
     let (msg, _) = received.map_err(|source| RuntimeError::Spawn { path: init.display().to_string(), source })?;
