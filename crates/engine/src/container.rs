@@ -460,6 +460,7 @@ impl Engine {
 
     /// Releases what a stopped container held (endpoint, namespace, address) and records its exit.
     pub(crate) async fn on_exit(self: &Arc<Self>, id: &str) -> Result<()> {
+        let t0 = Instant::now();
         let _serial = self.lock_container(id).await;
         let Some(mut rec) = self.lock().containers.get(id).cloned() else { return Ok(()) };
         if rec.state.status != Status::Running {
@@ -495,21 +496,19 @@ impl Engine {
         rec.state.pid = 0;
         // The in-memory transition and the notification happen whatever the store says: a
         // container must never stay "running" with a dead pid (wait, stop and rm would hang).
-        let saved = if rec.spec.auto_remove {
-            self.remove_files(id);
-            self.store.txn(Txn::ops(vec![Op::Delete(Self::key(id))])).await.map(|_| ())
+        // The record is submitted first (the store orders transactions when they are submitted:
+        // a name freed below and taken again commits after this), relaxed (after a crash, the
+        // reconcile finds the pid gone and records this exit again), and awaited last, so the
+        // exit is not held up by the store.
+        let saving = if rec.spec.auto_remove {
+            Ok(self.store.txn(Txn::relaxed(vec![Op::Delete(Self::key(id))])))
         } else {
-            match serde_json::to_vec(&rec) {
-                Ok(v) => self.store.txn(Txn::ops(vec![Op::Put(Self::key(id), v)])).await.map(|_| ()),
-                Err(e) => Err(weft_store::StoreError::Corrupt(e.to_string())),
-            }
+            serde_json::to_vec(&rec).map(|v| self.store.txn(Txn::relaxed(vec![Op::Put(Self::key(id), v)])))
         };
-        if let Err(e) = saved {
-            tracing::error!(container = short_id(id), error = %e, "recording the exit failed; reconcile will redo it");
-        }
+        let auto_remove = rec.spec.auto_remove;
         let tx = {
             let mut st = self.lock();
-            if rec.spec.auto_remove {
+            if auto_remove {
                 st.containers.remove(id);
                 st.names.remove(&rec.name);
             } else {
@@ -526,7 +525,18 @@ impl Engine {
         }
         // Followers have the exit: they read to the end of the file and stop.
         self.logs.forget(Path::new(&log_path));
-        tracing::info!(container = short_id(id), exit_code = code, "container exited");
+        if auto_remove {
+            // (Followers hold the log open: they read it to the end all the same.)
+            self.remove_files(id);
+        }
+        let saved = match saving {
+            Ok(commit) => commit.await.map(|_| ()),
+            Err(e) => Err(weft_store::StoreError::Corrupt(e.to_string())),
+        };
+        if let Err(e) = saved {
+            tracing::error!(container = short_id(id), error = %e, "recording the exit failed; reconcile will redo it");
+        }
+        tracing::info!(container = short_id(id), exit_code = code, us = t0.elapsed().as_micros() as u64, "container exited");
         Ok(())
     }
 

@@ -103,7 +103,9 @@ fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Se
                 Err(_) => break,
             }
         }
-        match apply_batch(db, batch.iter().map(|(t, _)| t)) {
+        // One fsync for the batch, unless every transaction in it may wait for the next one.
+        let durable = batch.iter().any(|(t, _)| !t.relaxed);
+        match apply_batch(db, durable, batch.iter().map(|(t, _)| t)) {
             Ok((responses, evs)) => {
                 if !evs.is_empty() {
                     let _ = events.send(Arc::new(evs));
@@ -128,10 +130,11 @@ fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Se
 /// Applies the transactions in order inside one write transaction and commits it once.
 fn apply_batch<'a>(
     db: &Database,
+    durable: bool,
     txns: impl Iterator<Item = &'a Txn>,
 ) -> Result<(Vec<TxnResponse>, Vec<Event>)> {
     let mut w = db.begin_write().map_err(cm)?;
-    w.set_durability(Durability::Immediate).map_err(cm)?;
+    w.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(cm)?;
     let mut responses = Vec::new();
     let mut evs = Vec::new();
     {

@@ -46,12 +46,21 @@ pub struct Txn {
     pub compare: Vec<Compare>,
     pub success: Vec<Op>,
     pub failure: Vec<Op>,
+    /// Durable with the next durable commit rather than at once: for a change that a crash may
+    /// lose because the start-up reconcile redoes it (the exit of a container whose pid 1 is
+    /// gone). Commits stay in order: nothing committed after it is durable without it.
+    pub relaxed: bool,
 }
 
 impl Txn {
     /// An unconditional transaction.
     pub fn ops(success: Vec<Op>) -> Self {
         Self { success, ..Self::default() }
+    }
+
+    /// An unconditional transaction that may wait for the next durable commit (see `relaxed`).
+    pub fn relaxed(success: Vec<Op>) -> Self {
+        Self { success, relaxed: true, ..Self::default() }
     }
 }
 
@@ -127,6 +136,8 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// All keys starting with `prefix`, in key order, and the revision they were read at.
     fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)>;
+    /// Commits `txn`. It is ordered when this is called, before the future is polled: a
+    /// transaction submitted later by anyone commits after it.
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>>;
     fn watch(&self, prefix: &str) -> Watcher;
 }
