@@ -258,6 +258,7 @@ mod tests {
                 compare: vec![Compare::Missing("/a/1".into())],
                 success: vec![put("/a/1", "new")],
                 failure: vec![put("/c", "lost")],
+                relaxed: false,
             })
             .await
             .expect("txn");
@@ -270,6 +271,7 @@ mod tests {
                 compare: vec![Compare::ModRevision("/a/1".into(), 1)],
                 success: vec![put("/a/1", "v2")],
                 failure: vec![],
+                relaxed: false,
             })
             .await
             .expect("txn");
@@ -300,6 +302,7 @@ mod tests {
                     compare: vec![Compare::Missing("/ip/10.0.0.2".into())],
                     success: vec![Op::Put("/ip/10.0.0.2".into(), format!("{i}").into_bytes())],
                     failure: vec![],
+                    relaxed: false,
                 })
                 .await
                 .expect("txn")
@@ -315,6 +318,23 @@ mod tests {
         assert!(matches!(ev, Event::Put(ref kv) if kv.key == "/ip/10.0.0.2"));
         s.txn(Txn::ops(vec![Op::Delete("/ip/10.0.0.2".into())])).await.expect("txn");
         assert!(matches!(w.next().await, Some(Ok(Event::Delete { .. }))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn relaxed_commits_are_seen_at_once_and_kept_in_order() {
+        let (dir, s) = tmp();
+        let put = |k: &str| Op::Put(k.into(), b"v".to_vec());
+        // Submitted, not yet awaited: what is submitted after it commits after it.
+        let relaxed = s.txn(Txn::relaxed(vec![put("/exit/1"), Op::Delete("/gone".into())]));
+        let durable = s.txn(Txn::ops(vec![put("/run/2")]));
+        let (r, d) = (relaxed.await.expect("relaxed"), durable.await.expect("durable"));
+        assert!(r.revision < d.revision, "{r:?} then {d:?}");
+        assert!(s.get("/exit/1").expect("get").is_some(), "visible before any fsync");
+        drop(s);
+        // The durable commit carried the relaxed one to disk.
+        let s = Embedded::open(&dir.join("db")).expect("reopen");
+        assert!(s.get("/exit/1").expect("get").is_some() && s.get("/run/2").expect("get").is_some());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
