@@ -41,6 +41,7 @@ fn seed_001_session_on_a_terminal() {
     assert!(h.ok(&["ps"]).contains("box"), "still running after the detach");
 
     let mut t = h.terminal(&["attach", "box"]);
+    attached(&mut t);
     t.send("echo again-$((6*7))\r");
     t.expect("again-42");
     t.send("exit 3\r");
@@ -49,6 +50,13 @@ fn seed_001_session_on_a_terminal() {
     // A went with the namespace.
     eventually("A gone with the container", || !h.link_names().contains(&"A".to_string()));
     h.finish();
+}
+
+/// Waits until an `attach` is live: a prompt only the container's shell can print. (Keys typed
+/// before the CLI has the terminal in raw mode are the local terminal's: ^Q would be flow control.)
+fn attached(t: &mut weft_itest::Terminal) {
+    t.send("\r");
+    t.expect(PROMPT);
 }
 
 #[test]
@@ -93,13 +101,15 @@ fn terminal_size_exit_codes_and_detach_keys() {
     // --detach-keys of one's own; keys that start the sequence and break it go through as typed.
     h.ok(&["run", "-d", "-i", "-t", "--name", "bg", "--rootfs", &rootfs, "--", "sh"]);
     let mut t = h.terminal(&["attach", "--detach-keys", "q,z", "bg"]);
+    attached(&mut t);
     t.send("echo aqb-$((1+1))\r");
     t.expect("aqb-2");
     t.send("qz");
     assert_eq!(t.wait(), 0);
     let mut t = h.terminal(&["attach", "bg"]);
-    t.send("echo still-here\r");
-    t.expect("still-here");
+    attached(&mut t);
+    t.send("echo still-$((2+2))\r");
+    t.expect("still-4");
     t.send("\x10\x11");
     assert_eq!(t.wait(), 0);
     assert!(h.ok(&["ps"]).contains("bg"));

@@ -495,7 +495,8 @@ async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty:
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (headers, io) = c.upgrade(path, body).await?;
     let id = headers.get(id_header).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let _raw = if tty { term::RawMode::enter()? } else { None };
+    // Raw only when the keys go to the container (as docker: `-t` alone leaves ^C to the CLI).
+    let _raw = if tty && stdin { term::RawMode::enter()? } else { None };
     if tty {
         // The size now, and again whenever the window changes.
         let (c2, resize_path) = (Client::new(&format!("unix://{}", c.socket()))?, resize(&enc(&id)));
@@ -510,8 +511,9 @@ async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty:
                 }
             }
         });
-    } else if !stdin && id_header == "Weft-Container-Id" {
-        // No terminal to carry ^C: pass it on as docker's --sig-proxy does.
+    }
+    if !(tty && stdin) && id_header == "Weft-Container-Id" {
+        // No terminal of the container's to carry ^C: pass it on as docker's --sig-proxy does.
         let (c2, kill) = (Client::new(&format!("unix://{}", c.socket()))?, format!("/containers/{}/kill?signal=INT", enc(&id)));
         tokio::spawn(async move {
             while tokio::signal::ctrl_c().await.is_ok() {
