@@ -89,6 +89,11 @@ fn terminal_size_exit_codes_and_detach_keys() {
     assert!(out.contains("/dev/pts/"), "{out}");
     assert_eq!(t.wait(), 7);
 
+    // A terminal's output is all there when the exit is: in the stream, and in the log.
+    let o = h.weft(&["run", "-t", "--name", "counted", "--rootfs", &rootfs, "--", "sh", "-c", "seq 1 3000; exit 6"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stdout).ends_with("2999\r\n3000\r\n"), "{}", String::from_utf8_lossy(&o.stdout).len());
+    assert!(h.ok(&["logs", "counted"]).ends_with("2999\r\n3000"));
     // -t without -i needs no terminal; the exit code comes back.
     let o = h.weft(&["run", "-t", "--rm", "--rootfs", &rootfs, "--", "sh", "-c", "test -t 1 && echo on-a-tty; exit 4"]);
     assert_eq!(o.status.code(), Some(4));
