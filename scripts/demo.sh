@@ -37,6 +37,8 @@ step W run -d --name web --rootfs "$D/rootfs" -p 8080:80 -- sh -c 'mkdir -p /www
 WEB=$(W inspect -f '{{.NetworkSettings.IPAddress}}' web)
 step W run --rm --name client --rootfs "$D/rootfs" -- sh -c "ping -c2 $WEB && wget -q -O- http://$WEB/ && ping -c1 198.51.100.2"
 step W port web
+echo "what a pipe types into -i" | step W run -i --rm --rootfs "$D/rootfs" -- tr a-z A-Z   # stdin relayed; -i -t gives a terminal
+step W exec web -- sh -c 'ls /proc | grep -c "^[0-9]"'                                     # a command beside httpd, its pid namespace
 step ip netns exec $OUT busybox wget -q -O- http://198.51.100.1:8080/     # the outside host, through the published port
 step W ps
 step W inspect -f 'web: pid {{.State.Pid}} ip {{.NetworkSettings.IPAddress}} mac {{.NetworkSettings.MacAddress}} sandbox {{.NetworkSettings.SandboxKey}}' web
@@ -44,5 +46,6 @@ step ip -n $NS -br link show master weft0
 step ip netns exec $NS nft list table inet weft
 if [ "${KEEP:-0}" = 1 ]; then
   echo; echo "weftd keeps running: $B/weft -H $SOCK ps   (stop: KEEP=0 bash scripts/demo.sh cleans up)"
+  echo "a shell in web: $B/weft -H $SOCK exec -i -t web sh   (CTRL+P CTRL+Q detaches from run -i -t and attach)"
 fi
 echo; echo "demo: ok"
