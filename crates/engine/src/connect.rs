@@ -19,7 +19,7 @@ impl Engine {
     }
 
     #[tracing::instrument(name = "network connect", skip(self, ip, aliases))]
-    pub async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
+    pub(crate) async fn connect(self: &Arc<Self>, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: &[String]) -> Result<()> {
         for a in aliases {
             weft_model::validate_alias(a)?;
         }
@@ -86,7 +86,7 @@ impl Engine {
     }
 
     #[tracing::instrument(name = "network disconnect", skip(self, _force))]
-    pub async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
+    pub(crate) async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
         let net = self.network(network)?;
         let id = self.container(container)?.id;
         let _serial = self.lock_container(&id).await;

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use weft_firewall::Firewall;
 use weft_ipam::Pool;
-use weft_model::{ContainerRecord, NetworkRecord, RunSpec};
+use weft_model::{ConnectSpec, ContainerRecord, DisconnectSpec, NetworkRecord, NetworkSpec, RunSpec};
 use weft_store::Store;
 
 pub use config::Config;
@@ -115,7 +115,7 @@ impl EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-/// The actions of the API, one variant each.
+/// The actions of the API that change state, one variant each.
 #[derive(Debug, Clone)]
 pub enum Action {
     Run(Box<RunSpec>),
@@ -123,6 +123,11 @@ pub enum Action {
     Kill { id: String, signal: String },
     Remove { id: String, force: bool },
     Wait { id: String },
+    CreateNetwork(Box<NetworkSpec>),
+    RemoveNetwork { id: String },
+    PruneNetworks,
+    Connect { network: String, spec: ConnectSpec },
+    Disconnect { network: String, spec: DisconnectSpec },
 }
 
 /// What an action answers.
@@ -130,6 +135,8 @@ pub enum Action {
 pub enum Reply {
     Id(String),
     ExitCode(i32),
+    /// The names of what was removed (`network prune`).
+    Removed(Vec<String>),
     Done,
 }
 
@@ -402,6 +409,11 @@ impl Engine {
             Action::Kill { id, .. } => tracing::info_span!("kill", container = %id),
             Action::Remove { id, .. } => tracing::info_span!("rm", container = %id),
             Action::Wait { id } => tracing::info_span!("wait", container = %id),
+            Action::CreateNetwork(s) => tracing::info_span!("network create", network = %s.name),
+            Action::RemoveNetwork { id } => tracing::info_span!("network rm", network = %id),
+            Action::PruneNetworks => tracing::info_span!("network prune"),
+            Action::Connect { network, spec } => tracing::info_span!("network connect", network = %network, container = %spec.container),
+            Action::Disconnect { network, spec } => tracing::info_span!("network disconnect", network = %network, container = %spec.container),
         };
         let work = async move {
             let t0 = std::time::Instant::now();
@@ -411,6 +423,11 @@ impl Engine {
                 Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
                 Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
                 Action::Wait { id } => self.wait(&id).await.map(Reply::ExitCode),
+                Action::CreateNetwork(spec) => self.create_network(*spec).await.map(|n| Reply::Id(n.id)),
+                Action::RemoveNetwork { id } => self.remove_network(&id).await.map(|_| Reply::Done),
+                Action::PruneNetworks => self.prune_networks().await.map(Reply::Removed),
+                Action::Connect { network, spec } => self.connect(&network, &spec.container, spec.ip_address, &spec.aliases).await.map(|_| Reply::Done),
+                Action::Disconnect { network, spec } => self.disconnect(&network, &spec.container, spec.force).await.map(|_| Reply::Done),
             };
             match &r {
                 Ok(_) => tracing::debug!(us = t0.elapsed().as_micros() as u64, "done"),

@@ -62,7 +62,7 @@ fn make_bridge_inner(rec: &NetworkRecord, iptables: bool, ip_forward: bool, crea
 
 impl Engine {
     #[tracing::instrument(name = "network create", skip_all, fields(network = %spec.name))]
-    pub async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
+    pub(crate) async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
         let opts = spec.validate()?;
         let id = new_id();
         let bridge = opts.bridge_name.clone().unwrap_or_else(|| format!("br-{}", short_id(&id)));
@@ -183,7 +183,7 @@ impl Engine {
 
     /// `weft network rm`: refused while endpoints exist; the default network stays.
     #[tracing::instrument(name = "network rm", skip(self))]
-    pub async fn remove_network(self: &Arc<Self>, key: &str) -> Result<()> {
+    pub(crate) async fn remove_network(self: &Arc<Self>, key: &str) -> Result<()> {
         let rec = self.network(key)?;
         if rec.name == DEFAULT_NETWORK {
             return Err(EngineError::Config(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
@@ -231,7 +231,7 @@ impl Engine {
     }
 
     /// `weft network prune`: removes every user network without endpoints; returns their names.
-    pub async fn prune_networks(self: &Arc<Self>) -> Result<Vec<String>> {
+    pub(crate) async fn prune_networks(self: &Arc<Self>) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for n in self.networks() {
             if n.name == DEFAULT_NETWORK {

@@ -3,6 +3,7 @@
 //! types (names, CIDRs, `--net` modes, `inspect -f` templates). Nothing here touches the kernel, so
 //! every parser is unit-tested without root.
 
+mod api;
 mod caps;
 mod inspect;
 mod names;
@@ -11,6 +12,7 @@ mod records;
 pub mod stream;
 mod template;
 
+pub use api::{ConnectSpec, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect};
 pub use names::{

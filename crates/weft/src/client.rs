@@ -79,6 +79,13 @@ impl Client {
         Ok((headers, TokioIo::new(upgraded)))
     }
 
+    /// A request with a typed body and a typed answer.
+    pub async fn typed<B: serde::Serialize, R: serde::de::DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> anyhow::Result<R> {
+        let body = body.map(serde_json::to_value).transpose()?;
+        let v = self.json(method, path, body).await?;
+        serde_json::from_value(v).with_context(|| format!("the daemon's answer to {path}"))
+    }
+
     pub async fn json(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
         let resp = self.request(method, path, body).await?;
         let bytes = resp.into_body().collect().await?.to_bytes();

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 use weft_model::stream::Frame;
-use weft_model::{render_template, short_id, ContainerSummary, ExecSpec, RunSpec};
+use weft_model::{render_template, short_id, ConnectSpec, ContainerSummary, DisconnectSpec, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, WaitReply};
 
 use client::{enc, Client};
 
@@ -384,55 +384,56 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Cmd::Wait { names } => {
             for n in &names {
-                let v = c.json(Method::POST, &format!("/containers/{}/wait", enc(n)), None).await?;
-                println!("{}", v["StatusCode"]);
+                let r: WaitReply = c.typed(Method::POST, &format!("/containers/{}/wait", enc(n)), None::<&()>).await?;
+                println!("{}", r.status_code);
             }
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Create { driver, subnet, gateway, ip_range, aux_address, internal, ipv6, opt, label, name }) => {
-            let kv = |items: &[String], what: &str| -> anyhow::Result<serde_json::Map<String, Value>> {
-                items
-                    .iter()
-                    .map(|i| match i.split_once('=') {
-                        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), Value::String(v.to_string()))),
-                        _ => bail!("invalid {what} {i:?}: expected KEY=VALUE"),
-                    })
-                    .collect()
-            };
             // One subnet and one gateway per family: refuse more rather than drop them.
             let v4: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V4(v) = s { Some(*v) } else { None }).collect();
             let v6: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V6(v) = s { Some(*v) } else { None }).collect();
-            let gw4: Vec<_> = gateway.iter().filter(|g| g.is_ipv4()).collect();
-            let gw6: Vec<_> = gateway.iter().filter(|g| g.is_ipv6()).collect();
+            let gw4: Vec<_> = gateway.iter().filter_map(|g| if let IpAddr::V4(v) = g { Some(*v) } else { None }).collect();
+            let gw6: Vec<_> = gateway.iter().filter_map(|g| if let IpAddr::V6(v) = g { Some(*v) } else { None }).collect();
             if v4.len() > 1 || v6.len() > 1 || gw4.len() > 1 || gw6.len() > 1 {
                 bail!("one IPv4 and one IPv6 --subnet (and --gateway) per network");
             }
-            let (pick4, pick6, gw4, gw6) = (v4.first(), v6.first(), gw4.first(), gw6.first());
-            let body = json!({
-                "Name": name, "Driver": driver, "Subnet": pick4, "Gateway": gw4, "Subnet6": pick6, "Gateway6": gw6, "IpRange": ip_range,
-                "AuxAddresses": kv(&aux_address, "--aux-address")?, "Internal": internal, "EnableIpv6": ipv6,
-                "Options": kv(&opt, "-o")?, "Labels": kv(&label, "--label")?,
-            });
-            let v = c.json(Method::POST, "/networks/create", Some(body)).await?;
-            println!("{}", v["Id"].as_str().unwrap_or_default());
+            let aux_addresses = key_values(&aux_address, "--aux-address")?
+                .into_iter()
+                .map(|(k, v)| v.parse().map(|ip| (k, ip)).map_err(|_| anyhow::anyhow!("invalid --aux-address {v:?}: expected NAME=IPv4")))
+                .collect::<anyhow::Result<_>>()?;
+            let spec = NetworkSpec {
+                name,
+                driver,
+                subnet: v4.first().copied(),
+                gateway: gw4.first().copied(),
+                ip_range,
+                aux_addresses,
+                internal,
+                enable_ipv6: ipv6,
+                subnet6: v6.first().copied(),
+                gateway6: gw6.first().copied(),
+                options: key_values(&opt, "-o")?,
+                labels: key_values(&label, "--label")?,
+            };
+            let r: IdReply = c.typed(Method::POST, "/networks/create", Some(&spec)).await?;
+            println!("{}", r.id);
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Rm { names }) => each(&c, Method::DELETE, &names, |n| format!("/networks/{}", enc(n))).await,
         Cmd::Network(NetCmd::Prune { .. }) => {
-            let v = c.json(Method::POST, "/networks/prune", None).await?;
-            for n in v["NetworksDeleted"].as_array().into_iter().flatten() {
-                println!("{}", n.as_str().unwrap_or_default());
-            }
+            let r: PruneReply = c.typed(Method::POST, "/networks/prune", None::<&()>).await?;
+            r.networks_deleted.iter().for_each(|n| println!("{n}"));
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Connect { ip, alias, network, container }) => {
-            let body = json!({"Container": container, "IPAddress": ip, "Aliases": alias});
-            c.json(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(body)).await?;
+            let spec = ConnectSpec { container, ip_address: ip, aliases: alias, force: false };
+            c.json(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Disconnect { force, network, container }) => {
-            let body = json!({"Container": container, "Force": force});
-            c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(body)).await?;
+            let spec = DisconnectSpec { container, force };
+            c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Ls) => {
@@ -468,6 +469,17 @@ async fn each(c: &Client, method: Method, names: &[String], path: impl Fn(&str) 
         }
     }
     Ok(Outcome::Exit(code))
+}
+
+/// `KEY=VALUE` items of a flag.
+fn key_values(items: &[String], what: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("invalid {what} {i:?}: expected KEY=VALUE"),
+        })
+        .collect()
 }
 
 /// `-t` with `-i` needs a terminal to read from, as docker says.
@@ -618,8 +630,8 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
     };
     spec.validate()?;
     if a.detach {
-        let v = c.json(Method::POST, "/containers/run", Some(serde_json::to_value(&spec)?)).await?;
-        println!("{}", v["Id"].as_str().context("daemon gave no id")?);
+        let r: IdReply = c.typed(Method::POST, "/containers/run", Some(&spec)).await?;
+        println!("{}", r.id);
         return Ok(Outcome::Exit(0));
     }
     // Foreground: one request creates, attaches (output from its first byte) and starts.

@@ -10,12 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde_json::json;
 use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
 use weft_engine::{Action, Engine, EngineError, Reply};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
-use weft_model::{container_inspect, network_inspect, ContainerSummary, ErrorBody, ExecSpec, NetworkSpec, RunSpec, Status};
+use weft_model::{
+    container_inspect, network_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, Status, WaitReply,
+};
 
 use crate::stream::{self, InputOpts};
 
@@ -132,6 +133,13 @@ async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
     Ok(e.execute(action).await?)
 }
 
+fn id_of(r: Reply) -> ApiResult<String> {
+    match r {
+        Reply::Id(id) => Ok(id),
+        other => Err(EngineError::Config(format!("expected an id, the engine answered {other:?}")).into()),
+    }
+}
+
 /// The upgrade a streaming request asked for (`Connection: Upgrade`, `Upgrade: tcp`).
 fn take_upgrade(req: &mut axum::extract::Request) -> ApiResult<OnUpgrade> {
     let asked = req.headers().get(axum::http::header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"tcp"));
@@ -154,10 +162,8 @@ fn input_opts(q: &HashMap<String, String>) -> ApiResult<InputOpts> {
 async fn run(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
     if !flag(&q, "attach") {
         let Body(spec) = Body::<RunSpec>::from_request(req, &()).await?;
-        return match act(&e, Action::Run(Box::new(spec))).await? {
-            Reply::Id(id) => Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response()),
-            other => Err(EngineError::Config(format!("run answered {other:?}")).into()),
-        };
+        let id = id_of(act(&e, Action::Run(Box::new(spec))).await?)?;
+        return Ok((StatusCode::CREATED, Json(IdReply { id })).into_response());
     }
     let upgrade = take_upgrade(&mut req)?;
     let opts = input_opts(&q)?;
@@ -248,13 +254,13 @@ async fn kill(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<S
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn wait(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn wait(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>) -> ApiResult<Json<WaitReply>> {
     let reply = tokio::select! {
         r = act(&e, Action::Wait { id }) => r?,
         () = stopping.wait() => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "weftd is shutting down")),
     };
     match reply {
-        Reply::ExitCode(code) => Ok(Json(json!({ "StatusCode": code }))),
+        Reply::ExitCode(status_code) => Ok(Json(WaitReply { status_code })),
         other => Err(EngineError::Config(format!("wait answered {other:?}")).into()),
     }
 }
@@ -286,36 +292,29 @@ async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_
     Ok(Json(network_inspect(&n, &refs)))
 }
 
-async fn network_create(State(e): Eng, Body(spec): Body<NetworkSpec>) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let rec = e.create_network(spec).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": rec.id }))))
+async fn network_create(State(e): Eng, Body(spec): Body<NetworkSpec>) -> ApiResult<(StatusCode, Json<IdReply>)> {
+    let id = id_of(act(&e, Action::CreateNetwork(Box::new(spec))).await?)?;
+    Ok((StatusCode::CREATED, Json(IdReply { id })))
 }
 
 async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    e.remove_network(&id).await?;
+    act(&e, Action::RemoveNetwork { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn network_prune(State(e): Eng) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!({ "NetworksDeleted": e.prune_networks().await? })))
+async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
+    match act(&e, Action::PruneNetworks).await? {
+        Reply::Removed(networks_deleted) => Ok(Json(PruneReply { networks_deleted })),
+        other => Err(EngineError::Config(format!("prune answered {other:?}")).into()),
+    }
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
-struct ConnectBody {
-    container: String,
-    #[serde(rename = "IPAddress")]
-    ip_address: Option<std::net::Ipv4Addr>,
-    aliases: Vec<String>,
-    force: bool,
-}
-
-async fn network_connect(State(e): Eng, Path(id): Path<String>, Body(b): Body<ConnectBody>) -> ApiResult<StatusCode> {
-    e.connect(&id, &b.container, b.ip_address, &b.aliases).await?;
+async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {
+    act(&e, Action::Connect { network, spec }).await?;
     Ok(StatusCode::OK)
 }
 
-async fn network_disconnect(State(e): Eng, Path(id): Path<String>, Body(b): Body<ConnectBody>) -> ApiResult<StatusCode> {
-    e.disconnect(&id, &b.container, b.force).await?;
+async fn network_disconnect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<DisconnectSpec>) -> ApiResult<StatusCode> {
+    act(&e, Action::Disconnect { network, spec }).await?;
     Ok(StatusCode::OK)
 }
