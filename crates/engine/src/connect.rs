@@ -70,18 +70,18 @@ impl Engine {
             self.lock().release_addresses(&plan.endpoint);
             return Err(e);
         }
-        let was_client = crate::dns::is_client(&rec_networks(&updated, 1));
+        let was_client = crate::dns_client(&rec_networks(&updated, 1));
         let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
         let id = updated.id.clone();
         self.lock().containers.insert(id.clone(), updated.clone());
         // Joining its first user-defined network switches the container to the embedded DNS.
-        if !was_client && crate::dns::is_client(&rec_networks(&updated, 0)) {
+        if !was_client && crate::dns_client(&rec_networks(&updated, 0)) {
             self.start_dns(&id, netns_path).await?;
-            let resolv = crate::dns::container_resolv(&self.host_resolv, &updated.spec.dns_search, &updated.spec.dns_options);
+            let resolv = weft_dns::container_resolv(&self.host_resolv, &updated.spec.dns_search, &updated.spec.dns_options);
             let path = self.run_dir(&id).join("resolv.conf");
             std::fs::write(&path, resolv).map_err(|source| EngineError::Io { op: "write", path: path.display().to_string(), source })?;
         }
-        self.refresh_dns();
+        self.dns_update(&id);
         Ok(())
     }
 
@@ -105,7 +105,7 @@ impl Engine {
         }
         self.save(&updated).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
-        self.refresh_dns();
+        self.dns_update(&id);
         self.unpublish(&rec.id, endpoint.ip, &ports).await?;
         self.release_endpoint(&endpoint);
         Ok(())

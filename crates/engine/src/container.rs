@@ -239,13 +239,13 @@ impl Engine {
         };
         let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
         let dns_client = match &plan {
-            Plan::Bridge(plans) => crate::dns::is_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
+            Plan::Bridge(plans) => crate::dns_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
             _ => false,
         };
         let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
         let resolv = if dns_client {
-            crate::dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
+            weft_dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
         } else {
             files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
         };
@@ -397,7 +397,7 @@ impl Engine {
             hostname: hostname.clone(),
             env,
         };
-        let (tty, stdin_once) = (rec.spec.tty, rec.spec.stdin_once);
+        let stdin_once = rec.spec.stdin_once;
         self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
         // The exit is processed after this run has registered the console: so it waits for the
@@ -409,7 +409,7 @@ impl Engine {
             st.containers.insert(id.clone(), rec);
             st.exits.insert(id.clone(), tx);
         }
-        self.refresh_dns();
+        self.dns_update(&id);
         self.watch_exit(id.clone(), pid);
         // The record is committed: a command that cannot start leaves an exited container (with
         // its exit code and log), as in Docker, and the error goes to the user.
@@ -421,14 +421,13 @@ impl Engine {
                 return Err(e);
             }
         };
-        let console = match (console, tty_log) {
-            (Some(fd), log) if tty == log.is_some() => {
-                let log = log.map_or_else(|| std::fs::File::open("/dev/null"), Ok).map_err(io("open log", &log_path))?;
-                let c = Console::start(fd, tty, stdin_once, log).map_err(io("relay the terminal of", &log_path))?;
+        let console = match console {
+            Some(fd) => {
+                let c = Console::start(fd, tty_log, stdin_once).map_err(io("relay the terminal of", &log_path))?;
                 self.lock().consoles.insert(id.clone(), c.clone());
                 Some(c)
             }
-            _ => None,
+            None => None,
         };
         drop(serial);
         let attachment = match reader {
@@ -516,7 +515,7 @@ impl Engine {
             }
             st.exits.remove(id)
         };
-        self.refresh_dns();
+        self.dns_update(id);
         for e in &endpoints {
             self.release_endpoint(e);
         }

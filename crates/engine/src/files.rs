@@ -22,27 +22,7 @@ pub fn hosts(own: Option<(IpAddr, &str)>, extra: &[(String, IpAddr)], host_file:
     s
 }
 
-/// The parts of a resolv.conf weft reads.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Resolv {
-    pub nameservers: Vec<IpAddr>,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
-
-pub fn parse_resolv(text: &str) -> Resolv {
-    let mut r = Resolv::default();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => r.nameservers.extend(words.next().and_then(|w| w.parse::<IpAddr>().ok())),
-            Some("search") | Some("domain") => r.search = words.map(String::from).collect(),
-            Some("options") => r.options.extend(words.map(String::from)),
-            _ => {}
-        }
-    }
-    r
-}
+pub use weft_dns::{parse_resolv, Resolv};
 
 /// Docker's rule: a container with its own network namespace cannot reach the host's loopback
 /// resolvers, so those are dropped, and with none left it gets Google's public resolvers.

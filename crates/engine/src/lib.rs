@@ -13,7 +13,6 @@ pub mod config;
 mod attach;
 mod connect;
 mod container;
-mod dns;
 pub mod files;
 mod network;
 mod networks;
@@ -196,6 +195,34 @@ impl State {
     }
 }
 
+/// Whether a container uses the embedded resolver: it is on a user-defined network.
+pub(crate) fn dns_client(endpoint_networks: &[String]) -> bool {
+    endpoint_networks.iter().any(|n| n != weft_model::DEFAULT_NETWORK)
+}
+
+/// A running container as the embedded DNS sees it: its names and addresses on each network and,
+/// if it resolves through weft, what it may resolve and where the rest goes.
+fn dns_entry(st: &State, c: &ContainerRecord, daemon_dns: &[std::net::IpAddr], host: &weft_dns::Resolv) -> (Vec<weft_dns::Endpoint>, Option<weft_dns::ClientView>) {
+    let endpoints = c
+        .endpoints
+        .iter()
+        .map(|e| weft_dns::Endpoint {
+            network_id: e.network_id.clone(),
+            network_name: e.network_name.clone(),
+            names: std::iter::once(c.name.clone()).chain([weft_model::short_id(&c.id).to_string()]).chain(e.aliases.iter().cloned()).collect(),
+            ips: std::iter::once(std::net::IpAddr::V4(e.ip)).chain(e.ip6.map(std::net::IpAddr::V6)).collect(),
+            ptr: format!("{}.{}.", c.name, e.network_name),
+        })
+        .collect();
+    let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
+    let client = dns_client(&nets).then(|| weft_dns::ClientView {
+        networks: c.endpoints.iter().map(|e| e.network_id.clone()).collect(),
+        internal_only: c.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal)),
+        upstream: weft_dns::upstreams(&c.spec.dns, daemon_dns, host),
+    });
+    (endpoints, client)
+}
+
 /// The endpoints on network `network_id`, each with its owner (a container's name or a sandbox's key).
 fn endpoints_on<'a>(
     containers: &'a HashMap<String, ContainerRecord>,
@@ -261,7 +288,7 @@ pub struct Engine {
     pub(crate) fw: Firewall,
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
-    pub(crate) resolver: Arc<dns::Resolver>,
+    pub(crate) resolver: Arc<weft_dns::Resolver>,
     /// One async lock per container: the actions that change a running container's record
     /// (exit processing, connect, disconnect, rm) take it and re-read the record under it.
     pub(crate) ctr_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -289,7 +316,7 @@ impl Engine {
             reaper,
             resolver: Arc::default(),
             ctr_locks: Mutex::default(),
-            host_resolv: dns::host_resolv(),
+            host_resolv: weft_dns::host_resolv(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
         });
         engine.setup_default_network().await?;
@@ -313,10 +340,17 @@ impl Engine {
         self.ctr_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
-    /// Rebuilds the embedded DNS's index from the state (after any change of who is where).
-    pub(crate) fn refresh_dns(&self) {
-        let idx = dns::Index::build(&self.lock(), &self.cfg.dns, &self.host_resolv);
-        self.resolver.set(idx);
+    /// Puts container `id`'s names into the embedded DNS as the state has them now (or takes
+    /// them out: not running, or gone). Only its entries change.
+    pub(crate) fn dns_update(&self, id: &str) {
+        let entry = {
+            let st = self.lock();
+            st.containers.get(id).filter(|c| c.state.status == weft_model::Status::Running).map(|c| dns_entry(&st, c, &self.cfg.dns, &self.host_resolv))
+        };
+        self.resolver.update(|idx| match entry {
+            Some((endpoints, client)) => idx.set_container(id, endpoints, client),
+            None => idx.remove_container(id),
+        });
     }
 
     /// Starts serving the embedded DNS inside container `id`'s namespace (idempotent).
@@ -324,8 +358,8 @@ impl Engine {
         if self.lock().dns_tasks.contains_key(id) {
             return Ok(());
         }
-        let (udp, tcp) = blocking(move || dns::open_sockets(&netns)).await?;
-        let tasks = dns::serve(self.resolver.clone(), id.to_string(), udp, tcp)
+        let (udp, tcp) = blocking(move || Ok(weft_dns::open_sockets(&netns)?)).await?;
+        let tasks = weft_dns::serve(self.resolver.clone(), id.to_string(), udp, tcp)
             .map_err(|source| EngineError::Io { op: "serve resolver for", path: id.to_string(), source })?;
         self.lock().dns_tasks.insert(id.to_string(), tasks);
         Ok(())

@@ -226,6 +226,7 @@ impl Engine {
         .await?;
         self.store.txn(Txn::ops(vec![Op::Delete(format!("{NETWORKS}{}", rec.id))])).await?;
         self.lock().networks.remove(&rec.id);
+        self.resolver.update(|idx| idx.remove_network(&rec.id));
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
     }

@@ -170,13 +170,15 @@ impl Engine {
         for (id, _) in &live {
             let c = self.container(id)?;
             let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
-            if let (true, Some(ns)) = (crate::dns::is_client(&nets), c.sandbox_key.as_deref()) {
+            if let (true, Some(ns)) = (crate::dns_client(&nets), c.sandbox_key.as_deref()) {
                 if let Err(e) = self.start_dns(id, ns.into()).await {
                     tracing::error!(container = %c.name, error = %e, "cannot serve the embedded DNS again");
                 }
             }
         }
-        self.refresh_dns();
+        for (id, _) in &live {
+            self.dns_update(id);
+        }
         for (id, pid) in live {
             self.watch_exit(id, pid);
         }

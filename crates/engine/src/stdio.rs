@@ -85,9 +85,10 @@ pub struct Console {
 }
 
 impl Console {
-    /// Takes the descriptor pid 1 handed over: the terminal's master side (copied into `log`
-    /// until no process holds the terminal) or the writing end of stdin.
-    pub(crate) fn start(fd: OwnedFd, tty: bool, stdin_once: bool, mut log: File) -> std::io::Result<Self> {
+    /// Takes the descriptor pid 1 handed over: with `tty_log`, the terminal's master side
+    /// (copied into that log until no process holds the terminal); else the writing end of stdin.
+    pub(crate) fn start(fd: OwnedFd, tty_log: Option<File>, stdin_once: bool) -> std::io::Result<Self> {
+        let tty = tty_log.is_some();
         let pipe = AsyncPipe::new(fd)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
         let (drained_tx, drained) = watch::channel(!tty);
@@ -104,7 +105,7 @@ impl Console {
             }
         });
         let master = tty.then(|| pipe.clone());
-        if tty {
+        if let Some(mut log) = tty_log {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = pipe.read(&mut buf).await {
