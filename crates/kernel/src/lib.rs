@@ -6,8 +6,10 @@
 
 pub mod arp;
 pub mod conntrack;
+pub mod links;
 pub mod netlink;
 pub mod netns;
+pub mod ops;
 pub mod sysctl;
 
 pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo, VethSpec};

@@ -95,7 +95,7 @@ impl Netlink {
 
     /// Sends `reqs` in one datagram, each with NLM_F_ACK, and waits for every acknowledgement.
     /// Returns the first error; the kernel still applies the requests that follow a failed one.
-    fn batch(&mut self, op: &'static str, subject: &str, reqs: Vec<(RouteNetlinkMessage, u16)>) -> Result<()> {
+    pub(crate) fn batch(&mut self, op: &'static str, subject: &str, reqs: Vec<(RouteNetlinkMessage, u16)>) -> Result<()> {
         let first = self.seq.wrapping_add(1);
         let mut out = Vec::new();
         for (msg, flags) in reqs {
@@ -209,7 +209,7 @@ impl Netlink {
         }
     }
 
-    fn index_of(&mut self, name: &str) -> Result<u32> {
+    pub(crate) fn index_of(&mut self, name: &str) -> Result<u32> {
         self.link(name)?.map(|l| l.index).ok_or_else(|| {
             io_err("find link", name)(std::io::Error::from_raw_os_error(libc::ENODEV))
         })
@@ -272,15 +272,7 @@ impl Netlink {
     /// index. A fixed MAC: a bridge without one takes its lowest port's, and every change of it
     /// flushes the bridge's neighbour table, permanent entries included.
     pub fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
-        let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        msg.attributes.push(LinkAttribute::Mtu(mtu));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
-        self.batch("create bridge", name, vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)])?;
-        self.index_of(name)
+        self.create_link(&crate::links::LinkSpec::new(name, crate::links::LinkKind::Bridge).mtu(mtu).mac(mac).up())
     }
 
     /// `ip link set dev INDEX up`.

@@ -1,0 +1,75 @@
+//! The seam between the drivers and the kernel: the link operations a driver's endpoint
+//! sequencing uses, over one namespace's rtnetlink socket. [`Netlink`] is the real one;
+//! [`Recording`] writes each call down (and fails the one it is told to), so the order of the
+//! steps and the rollback of a failed one are unit-tested without root. The integration tests
+//! stay the proof that the real calls work.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::{KernelError, Netlink, Result, VethSpec};
+
+pub trait LinkOps {
+    /// `ip link add HOST type veth peer name PEER [netns NS] [address MAC]`, `master BRIDGE`, up.
+    fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()>;
+    /// `bridge fdb replace MAC dev PORT master static` and `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent`.
+    fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()>;
+    /// `ip link del NAME`.
+    fn delete_link(&mut self, name: &str) -> Result<()>;
+    /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6).
+    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
+}
+
+impl LinkOps for Netlink {
+    fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        Netlink::create_veth(self, spec)
+    }
+    fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        Netlink::pin_neighbour(self, bridge, port, ip, mac)
+    }
+    fn delete_link(&mut self, name: &str) -> Result<()> {
+        Netlink::delete_link(self, name)
+    }
+    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+        Netlink::configure_interface(self, ifname, addr, gateway, v6)
+    }
+}
+
+/// A [`LinkOps`] that records `"op name"` for every call and fails the call whose record is
+/// `fail` (with EEXIST, as the kernel answers a name taken).
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub calls: Vec<String>,
+    pub fail: Option<String>,
+}
+
+impl Recording {
+    pub fn failing(call: &str) -> Self {
+        Self { calls: Vec::new(), fail: Some(call.to_string()) }
+    }
+
+    fn record(&mut self, call: String) -> Result<()> {
+        let failed = self.fail.as_deref() == Some(call.as_str());
+        self.calls.push(call.clone());
+        if failed {
+            return Err(KernelError::Netlink { op: "recorded", subject: call, source: std::io::Error::from_raw_os_error(libc::EEXIST) });
+        }
+        Ok(())
+    }
+}
+
+impl LinkOps for Recording {
+    fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        self.record(format!("create_veth {}", spec.host_name))
+    }
+    fn pin_neighbour(&mut self, _bridge: u32, port: &str, ip: Ipv4Addr, _mac: [u8; 6]) -> Result<()> {
+        self.record(format!("pin_neighbour {port} {ip}"))
+    }
+    fn delete_link(&mut self, name: &str) -> Result<()> {
+        self.record(format!("delete_link {name}"))
+    }
+    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+        self.record(format!("configure_interface {ifname} {addr}"))
+    }
+}
