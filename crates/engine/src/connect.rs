@@ -88,7 +88,19 @@ impl Engine {
     #[tracing::instrument(name = "network disconnect", skip(self, _force))]
     pub(crate) async fn disconnect(self: &Arc<Self>, network: &str, container: &str, _force: bool) -> Result<()> {
         let net = self.network(network)?;
-        let id = self.container(container)?.id;
+        let id = match self.container(container) {
+            Ok(c) => c.id,
+            Err(EngineError::NoSuchContainer(_)) => {
+                // An attached namespace (`network connect --netns/--pid`) of that name.
+                let on_net = self.lock().sandboxes.get(container).map(|s| s.endpoint.network_id == net.id);
+                return match on_net {
+                    Some(true) => self.detach_sandbox(container).await,
+                    Some(false) => Err(EngineError::Config(format!("{container} is not connected to network {}", net.name))),
+                    None => Err(EngineError::NoSuchContainer(container.to_string())),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let _serial = self.lock_container(&id).await;
         let rec = self.container(&id)?;
         let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {

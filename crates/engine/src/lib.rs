@@ -460,7 +460,11 @@ impl Engine {
                 Action::CreateNetwork(spec) => self.create_network(*spec).await.map(|n| Reply::Id(n.id)),
                 Action::RemoveNetwork { id } => self.remove_network(&id).await.map(|_| Reply::Done),
                 Action::PruneNetworks => self.prune_networks().await.map(Reply::Removed),
-                Action::Connect { network, spec } => self.connect(&network, &spec.container, spec.ip_address, &spec.aliases).await.map(|_| Reply::Done),
+                Action::Connect { network, spec } => match spec.target()? {
+                    weft_model::ConnectTarget::Container(c) => self.connect(&network, &c, spec.ip_address, &spec.aliases).await,
+                    _ => self.connect_foreign(&network, &spec).await,
+                }
+                .map(|_| Reply::Done),
                 Action::Disconnect { network, spec } => self.disconnect(&network, &spec.container, spec.force).await.map(|_| Reply::Done),
             };
             match &r {

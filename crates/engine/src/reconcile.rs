@@ -72,14 +72,19 @@ impl Engine {
                 st.containers.insert(rec.id.clone(), rec);
             }
         }
-        // Attached foreign namespaces: kept while their namespace exists.
+        // Attached foreign namespaces: kept while their namespace exists (for `--pid`: while
+        // that very process lives).
         let (sbx, _) = self.store.range(SANDBOXES)?;
         for kv in sbx {
             let rec: SandboxRecord = match serde_json::from_slice(&kv.value) {
                 Ok(r) => r,
                 Err(_) => continue,
             };
-            if std::path::Path::new(&rec.netns).exists() {
+            let alive = match (rec.pid, rec.pid_start) {
+                (Some(pid), Some(start)) => weft_runtime::pid_start_time(pid) == Some(start),
+                _ => std::path::Path::new(&rec.netns).exists(),
+            };
+            if alive {
                 let mut st = self.lock();
                 if let Some(n) = st.networks.get_mut(&rec.endpoint.network_id) {
                     let _ = n.pool.reserve(rec.endpoint.ip);
@@ -178,6 +183,12 @@ impl Engine {
         }
         for (id, _) in &live {
             self.dns_update(id);
+        }
+        for s in self.sandboxes() {
+            self.dns_update_sandbox(&s.key);
+            if let Some(pid) = s.pid {
+                self.watch_sandbox(s.key.clone(), pid);
+            }
         }
         for (id, pid) in live {
             self.watch_exit(id, pid);

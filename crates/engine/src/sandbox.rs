@@ -1,33 +1,105 @@
-//! Network namespaces weft did not create (a process's, an `ip netns` one): attached to a network
-//! and detached again, with the same endpoint path as a container's `eth0`. The attach benchmark
-//! measures exactly this path (IPAM, veth with the peer born in the namespace, addresses, routes,
-//! one store commit).
+//! Network namespaces weft did not create (an `ip netns` one, a process started with
+//! `unshare -n`, another runtime's container): attached to a network with the same endpoint path
+//! as a container's `eth0` (IPAM, a veth with its peer born in the namespace, addresses, routes,
+//! one store commit), named in the embedded DNS, and detached again by `network disconnect`, or
+//! on their own when the process (`--pid`) exits. The attach benchmark measures this path.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weft_model::{EndpointRecord, SandboxRecord};
+use weft_model::{ConnectSpec, ConnectTarget, EndpointRecord, SandboxRecord};
 use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
 use crate::{blocking, Engine, EngineError, Result, SANDBOXES};
 
+/// What to attach, resolved.
+pub struct SandboxAttach<'a> {
+    pub key: &'a str,
+    pub netns: &'a Path,
+    pub network: &'a str,
+    pub ifname: &'a str,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub aliases: Vec<String>,
+    pub pid: Option<(u32, u64)>,
+    pub netns_id: Option<(u64, u64)>,
+}
+
+/// The DNS index's key of a sandbox (apart from container ids).
+fn dns_key(key: &str) -> String {
+    format!("sandbox/{key}")
+}
+
 impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
-        weft_model::validate_ifname(ifname)?;
-        self.settle_bridges(&[network]).await;
+        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None }).await
+    }
+
+    /// `weft network connect NET --netns PATH | --pid PID`.
+    pub(crate) async fn connect_foreign(self: &Arc<Self>, network: &str, spec: &ConnectSpec) -> Result<()> {
+        let (path, pid) = match spec.target()? {
+            ConnectTarget::Netns(p) => (PathBuf::from(p), None),
+            ConnectTarget::Pid(pid) => {
+                let start = weft_runtime::pid_start_time(pid).ok_or_else(|| EngineError::Config(format!("no process {pid}")))?;
+                (PathBuf::from(format!("/proc/{pid}/ns/net")), Some((pid, start)))
+            }
+            ConnectTarget::Container(_) => return Err(EngineError::Config("a container connects as a container".into())),
+        };
+        let meta = std::fs::metadata(&path).map_err(|e| EngineError::Config(format!("no network namespace at {}: {e}", path.display())))?;
+        let own = std::fs::metadata("/proc/self/ns/net").map_err(|source| EngineError::Io { op: "stat", path: "/proc/self/ns/net".into(), source })?;
+        if (meta.dev(), meta.ino()) == (own.dev(), own.ino()) {
+            return Err(EngineError::Config(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
+        }
+        let netns_id = (meta.dev(), meta.ino());
+        let key = match (&spec.name, pid) {
+            (Some(n), _) => n.clone(),
+            (None, Some((pid, _))) => format!("pid{pid}"),
+            (None, None) => path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        };
+        weft_model::validate_container_name(&key)?;
+        let net = self.network(network)?;
+        {
+            let st = self.lock();
+            if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.endpoint.network_id == net.id) {
+                return Err(EngineError::Config(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
+            }
+            if st.names.contains_key(&key) {
+                return Err(EngineError::NameInUse(key));
+            }
+        }
+        let ifname = match &spec.ifname {
+            Some(i) => i.clone(),
+            None => {
+                let p = path.clone();
+                let names: Vec<String> = blocking(move || Ok(weft_kernel::netns::open_in(&p, &[])?.links()?.into_iter().map(|l| l.name).collect())).await?;
+                (0..).map(|i| format!("eth{i}")).find(|n| !names.contains(n)).unwrap_or_default()
+            }
+        };
+        self.attach_namespace(SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id) })
+            .await?;
+        if let Some((pid, _)) = pid {
+            self.watch_sandbox(key, pid);
+        }
+        Ok(())
+    }
+
+    async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
+        weft_model::validate_ifname(a.ifname)?;
+        self.settle_bridges(&[a.network]).await;
         let (plan, _pending) = {
             let mut st = self.lock();
-            if st.sandboxes.contains_key(key) {
-                return Err(EngineError::Config(format!("sandbox {key} is already attached")));
+            if st.sandboxes.contains_key(a.key) {
+                return Err(EngineError::Config(format!("sandbox {} is already attached", a.key)));
             }
-            let plan = st.plan_endpoint(network, ifname, None, None)?;
+            let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
+            plan.endpoint.aliases = a.aliases.clone();
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
             (plan, pending)
         };
         let endpoint = plan.endpoint.clone();
-        let (p, eng) = (netns.to_path_buf(), self.clone());
+        let (p, eng) = (a.netns.to_path_buf(), self.clone());
         let attached = blocking(move || {
             match plan.attach(&p, true) {
                 // The namespace's previous interface of that name may still be in the reaper's
@@ -40,28 +112,76 @@ impl Engine {
             }
         })
         .await;
-        let rec = SandboxRecord { key: key.to_string(), netns: netns.display().to_string(), endpoint: endpoint.clone() };
+        let rec = SandboxRecord {
+            key: a.key.to_string(),
+            netns: a.netns.display().to_string(),
+            endpoint: endpoint.clone(),
+            pid: a.pid.map(|(p, _)| p),
+            pid_start: a.pid.map(|(_, s)| s),
+            netns_id: a.netns_id,
+        };
         let committed = match attached {
             Ok(()) => match serde_json::to_vec(&rec) {
-                Ok(v) => self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{key}"), v)])).await.map_err(EngineError::from),
+                Ok(v) => self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), v)])).await.map_err(EngineError::from),
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(e),
         };
-        let mut st = self.lock();
         match committed {
             Ok(_) => {
-                st.sandboxes.insert(key.to_string(), rec);
+                self.lock().sandboxes.insert(a.key.to_string(), rec);
+                self.dns_update_sandbox(a.key);
                 Ok(endpoint)
             }
             Err(e) => {
-                drop(st);
                 let h = endpoint.host_ifname.clone();
                 let _ = blocking(move || detach_bridge(&h)).await;
                 self.lock().release_addresses(&endpoint);
                 Err(e)
             }
         }
+    }
+
+    /// Detaches sandbox `key` when its process exits.
+    pub(crate) fn watch_sandbox(self: &Arc<Self>, key: String, pid: u32) {
+        let eng = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = weft_runtime::wait_exit(pid).await {
+                tracing::error!(sandbox = %key, error = %e, "cannot watch its process");
+                return;
+            }
+            // Only the attachment of that process (not one made again under the same name).
+            let still = eng.lock().sandboxes.get(&key).is_some_and(|s| s.pid == Some(pid));
+            if still {
+                tracing::info!(sandbox = %key, pid, "process exited: detaching its namespace");
+                if let Err(e) = eng.detach_sandbox(&key).await {
+                    tracing::error!(sandbox = %key, error = %e, "detaching failed");
+                }
+            }
+        });
+    }
+
+    /// Puts sandbox `key`'s name and aliases into the embedded DNS (or takes them out).
+    pub(crate) fn dns_update_sandbox(&self, key: &str) {
+        let entry = self.lock().sandboxes.get(key).map(|s| weft_dns::Endpoint {
+            network_id: s.endpoint.network_id.clone(),
+            network_name: s.endpoint.network_name.clone(),
+            names: std::iter::once(s.key.clone()).chain(s.endpoint.aliases.iter().cloned()).collect(),
+            ips: std::iter::once(std::net::IpAddr::V4(s.endpoint.ip)).chain(s.endpoint.ip6.map(std::net::IpAddr::V6)).collect(),
+            ptr: format!("{}.{}.", s.key, s.endpoint.network_name),
+        });
+        let id = dns_key(key);
+        self.resolver.update(|idx| match entry {
+            Some(e) => idx.set_container(&id, vec![e], None),
+            None => idx.remove_container(&id),
+        });
+    }
+
+    /// The attached namespaces, by name.
+    pub fn sandboxes(&self) -> Vec<SandboxRecord> {
+        let mut v: Vec<_> = self.lock().sandboxes.values().cloned().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
     }
 
     /// Removes the endpoint of `key` and releases its address.
@@ -74,6 +194,7 @@ impl Engine {
             .ok_or_else(|| EngineError::Config(format!("no sandbox {key} is attached")))?;
         self.store.txn(Txn::ops(vec![Op::Delete(format!("{SANDBOXES}{key}"))])).await?;
         self.lock().sandboxes.remove(key);
+        self.dns_update_sandbox(key);
         self.release_endpoint(&rec.endpoint);
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-/// `POST /networks/{id}/connect`.
+/// `POST /networks/{id}/connect`: a container, or a network namespace weft did not start
+/// (`Netns`: a path such as `/run/netns/NAME`; `Pid`: a process's), which then gets `Name`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct ConnectSpec {
@@ -15,6 +16,48 @@ pub struct ConnectSpec {
     pub aliases: Vec<String>,
     /// Accepted as Docker's clients send it with a disconnect; meaningless here.
     pub force: bool,
+    pub netns: Option<String>,
+    pub pid: Option<u32>,
+    /// The name of an attached namespace (default: `pid<PID>` or the namespace file's name).
+    pub name: Option<String>,
+    /// Its interface's name (default: the first free `ethN` there).
+    pub ifname: Option<String>,
+}
+
+/// What a connect attaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectTarget {
+    Container(String),
+    Netns(String),
+    Pid(u32),
+}
+
+impl ConnectSpec {
+    /// Exactly one of `Container`, `Netns`, `Pid`; `Name` and `Ifname` only with the latter two.
+    pub fn target(&self) -> Result<ConnectTarget, crate::ModelError> {
+        let bad = |m: &str| Err(crate::ModelError::Connect(m.to_string()));
+        let target = match (self.container.is_empty(), &self.netns, self.pid) {
+            (false, None, None) => ConnectTarget::Container(self.container.clone()),
+            (true, Some(p), None) if p.starts_with('/') && !p.contains('\0') => ConnectTarget::Netns(p.clone()),
+            (true, Some(_), None) => return bad("--netns takes an absolute path such as /run/netns/NAME"),
+            (true, None, Some(pid)) if pid > 0 => ConnectTarget::Pid(pid),
+            (true, None, None) => return bad("give a container, --netns PATH or --pid PID"),
+            _ => return bad("give one of a container, --netns PATH and --pid PID"),
+        };
+        if matches!(target, ConnectTarget::Container(_)) && (self.name.is_some() || self.ifname.is_some()) {
+            return bad("--name and --ifname are for --netns and --pid");
+        }
+        if let Some(n) = &self.name {
+            crate::validate_container_name(n)?;
+        }
+        if let Some(i) = &self.ifname {
+            crate::validate_ifname(i)?;
+        }
+        for a in &self.aliases {
+            crate::validate_alias(a)?;
+        }
+        Ok(target)
+    }
 }
 
 /// `POST /networks/{id}/disconnect`.

@@ -109,6 +109,24 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
     })
 }
 
+/// An attached namespace (`weft sandbox inspect`), in the inspect shapes' style.
+pub fn sandbox_inspect(s: &crate::SandboxRecord) -> Value {
+    json!({
+        "Name": s.key,
+        "Netns": s.netns,
+        "Pid": s.pid,
+        "Network": s.endpoint.network_name,
+        "NetworkID": s.endpoint.network_id,
+        "EndpointID": s.endpoint.endpoint_id,
+        "Interface": s.endpoint.ifname,
+        "IPAddress": s.endpoint.ip.to_string(),
+        "IPPrefixLen": s.endpoint.prefix_len,
+        "GlobalIPv6Address": s.endpoint.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+        "MacAddress": s.endpoint.mac,
+        "Aliases": s.endpoint.aliases,
+    })
+}
+
 /// The `docker network inspect` shape of a network; `containers` lists (id, name, endpoint).
 pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Value {
     let mut members = Map::new();

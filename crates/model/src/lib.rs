@@ -12,9 +12,9 @@ mod records;
 pub mod stream;
 mod template;
 
-pub use api::{ConnectSpec, DisconnectSpec, IdReply, PruneReply, WaitReply};
+pub use api::{ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
-pub use inspect::{container_inspect, network_inspect};
+pub use inspect::{container_inspect, network_inspect, sandbox_inspect};
 pub use names::{
     new_id, short_id, validate_alias, validate_container_name, validate_dns_option, validate_hostname,
     validate_ifname, validate_network_name,
@@ -44,6 +44,8 @@ pub enum ModelError {
     AddHost(String),
     #[error("invalid command: {0}")]
     Cmd(String),
+    #[error("invalid connect: {0}")]
+    Connect(String),
     #[error("invalid detach keys {0:?}: expected keys such as ctrl-p,ctrl-q (a letter, ctrl-a to ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_)")]
     DetachKeys(String),
     #[error("invalid environment variable {0:?}: expected KEY=VALUE")]

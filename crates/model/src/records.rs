@@ -578,12 +578,21 @@ impl NetworkSpec {
     }
 }
 
-/// A network namespace weft did not create, attached to a network (`weft attach`-style).
+/// A network namespace weft did not create, attached to a network (`weft network connect NET
+/// --netns PATH | --pid PID`): its name, the namespace, and the process whose exit releases it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SandboxRecord {
     pub key: String,
     pub netns: String,
     pub endpoint: EndpointRecord,
+    /// `--pid`: the process (and its start time, against pid reuse) whose exit detaches it.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// The namespace's identity (device, inode): one namespace is attached once per network.
+    #[serde(default)]
+    pub netns_id: Option<(u64, u64)>,
 }
 
 /// A row of `weft ps`.

@@ -193,6 +193,22 @@ enum Cmd {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetCmd),
+    /// Network namespaces weft did not start, attached with `network connect --netns/--pid`.
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
+}
+
+#[derive(Subcommand)]
+enum SandboxCmd {
+    /// List attached namespaces.
+    Ls,
+    /// JSON of attached namespaces.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -234,14 +250,27 @@ enum NetCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
-    /// Connect a running container to a network (a new interface, live).
+    /// Connect a running container to a network (a new interface, live), or a network
+    /// namespace weft did not start: `--netns /run/netns/NAME` or `--pid PID`.
     Connect {
         #[arg(long)]
         ip: Option<std::net::Ipv4Addr>,
         #[arg(long)]
         alias: Vec<String>,
+        /// A network namespace file (`ip netns add` makes /run/netns/NAME).
+        #[arg(long, conflicts_with_all = ["pid", "container"])]
+        netns: Option<String>,
+        /// A process's network namespace; detached when the process exits.
+        #[arg(long, conflicts_with = "container")]
+        pid: Option<u32>,
+        /// The attached namespace's name (in the DNS, and for disconnect).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its interface's name (default: the first free ethN).
+        #[arg(long)]
+        ifname: Option<String>,
         network: String,
-        container: String,
+        container: Option<String>,
     },
     /// Disconnect a container from a network.
     Disconnect {
@@ -426,14 +455,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             r.networks_deleted.iter().for_each(|n| println!("{n}"));
             Ok(Outcome::Exit(0))
         }
-        Cmd::Network(NetCmd::Connect { ip, alias, network, container }) => {
-            let spec = ConnectSpec { container, ip_address: ip, aliases: alias, force: false };
+        Cmd::Network(NetCmd::Connect { ip, alias, netns, pid, name, ifname, network, container }) => {
+            // A relative namespace path is the user's: weftd resolves nothing against its own cwd.
+            let netns = netns.map(|p| std::fs::canonicalize(&p).map(|c| c.display().to_string()).unwrap_or(p));
+            let spec = ConnectSpec { container: container.unwrap_or_default(), ip_address: ip, aliases: alias, force: false, netns, pid, name, ifname };
+            spec.target()?;
             c.json(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Disconnect { force, network, container }) => {
             let spec = DisconnectSpec { container, force };
             c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Sandbox(SandboxCmd::Ls) => {
+            let v = c.json(Method::GET, "/sandboxes", None).await?;
+            println!("{:<20}  {:<16}  {:<15}  {:<8}  NETNS", "NAME", "NETWORK", "IP", "PID");
+            for s in v.as_array().into_iter().flatten() {
+                let pid = s["Pid"].as_u64().map(|p| p.to_string()).unwrap_or_default();
+                println!("{:<20}  {:<16}  {:<15}  {:<8}  {}", s["Name"].as_str().unwrap_or_default(), s["Network"].as_str().unwrap_or_default(), s["IPAddress"].as_str().unwrap_or_default(), pid, s["Netns"].as_str().unwrap_or_default());
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Sandbox(SandboxCmd::Inspect { format, names }) => {
+            let mut items = Vec::new();
+            for n in &names {
+                items.push(c.json(Method::GET, &format!("/sandboxes/{}", enc(n)), None).await?);
+            }
+            print_formatted(&format, items)?;
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Ls) => {

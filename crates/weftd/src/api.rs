@@ -15,7 +15,7 @@ use hyper::upgrade::OnUpgrade;
 use weft_engine::{Action, Engine, EngineError, Reply};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
 use weft_model::{
-    container_inspect, network_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, Status, WaitReply,
+    container_inspect, network_inspect, sandbox_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, Status, WaitReply,
 };
 
 use crate::stream::{self, InputOpts};
@@ -107,6 +107,8 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}", get(network).delete(network_remove))
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
+        .route("/sandboxes", get(sandboxes))
+        .route("/sandboxes/{name}", get(sandbox))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -307,6 +309,16 @@ async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
         Reply::Removed(networks_deleted) => Ok(Json(PruneReply { networks_deleted })),
         other => Err(EngineError::Config(format!("prune answered {other:?}")).into()),
     }
+}
+
+async fn sandboxes(State(e): Eng) -> Json<Vec<serde_json::Value>> {
+    Json(e.sandboxes().iter().map(sandbox_inspect).collect())
+}
+
+async fn sandbox(State(e): Eng, Path(name): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let all = e.sandboxes();
+    let s = all.iter().find(|s| s.key == name).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no such sandbox: {name}")))?;
+    Ok(Json(sandbox_inspect(s)))
 }
 
 async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {

@@ -1,0 +1,93 @@
+//! Namespaces weft did not start (seeds 001 and 003): an `ip netns` namespace and a process
+//! started with `unshare -n`, attached with `weft network connect --netns / --pid`, reached by
+//! address and by name, and released when the process exits.
+
+use std::process::{Child, Command};
+
+use weft_itest::{eventually, Host};
+
+/// An `ip netns add` namespace of the test's, removed with it.
+struct Netns(String);
+
+impl Netns {
+    fn new(h: &Host) -> Self {
+        let name = format!("{}-for", h.ns);
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip").success();
+        assert!(ok, "ip netns add {name}");
+        Self(name)
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+    fn sh(&self, cmd: &str) -> std::process::Output {
+        Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", cmd]).output().expect("sh")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `unshare -n sleep 300`, started in the test host's namespace.
+struct Sleeper(Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn foreign_namespaces_join_networks_and_leave_with_their_process() {
+    let mut h = Host::new("sbx");
+    h.start(&[]);
+    let ns = Netns::new(&h);
+    h.run_d("c1", &[], &["sleep", "300"]);
+    let c1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "c1"]);
+
+    // An `ip netns` namespace on the default bridge: traffic both ways.
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "probe", "bridge"]);
+    let probe = h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "probe"]);
+    let shown = String::from_utf8_lossy(&ns.sh("ip -4 -o addr show eth0").stdout).to_string();
+    assert!(shown.contains(&format!("{probe}/16")), "eth0 of the namespace: {shown}");
+    assert!(h.ping("c1", &probe), "container -> attached namespace");
+    let o = ns.sh(&format!("busybox ping -c1 -W2 {c1}"));
+    assert!(o.status.success(), "attached namespace -> container: {o:?}");
+    // Once per network; the host's own namespace is not a sandbox; a process must exist.
+    assert!(h.fails(&["network", "connect", "--netns", &ns.path(), "--name", "again", "bridge"]).contains("already attached to network bridge (as probe)"));
+    let own = format!("/proc/{}/ns/net", h.daemon_pid());
+    assert!(h.fails(&["network", "connect", "--netns", &own, "bridge"]).contains("weftd's own network namespace"));
+    assert!(h.fails(&["network", "connect", "--pid", "999999999", "bridge"]).contains("no process 999999999"));
+
+    // A process's namespace on a user network, by name and alias through the embedded DNS.
+    h.ok(&["network", "create", "front"]);
+    assert!(h.fails(&["network", "connect", "--netns", &ns.path(), "--name", "c1", "front"]).contains("already in use"), "a container's name");
+    h.run_d("c2", &["--network", "front"], &["sleep", "300"]);
+    let sleeper = Sleeper(Command::new("ip").args(["netns", "exec", &h.ns, "unshare", "-n", "sleep", "300"]).spawn().expect("unshare"));
+    // `ip netns exec` and `unshare` exec in place: the child is the sleep, once it is named so.
+    let pid = sleeper.0.id().to_string();
+    eventually("the unshared sleep", || std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep"));
+    h.ok(&["network", "connect", "--pid", &pid, "--alias", "napper", "front"]);
+    let name = format!("pid{pid}");
+    let ip = h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", &name]);
+    assert!(h.ok(&["sandbox", "ls"]).contains(&name));
+    for n in [name.as_str(), "napper"] {
+        assert!(h.ping("c2", n), "c2 -> {n}");
+    }
+    assert!(!h.ping("c1", &ip), "the default bridge does not reach front");
+
+    // The process exits: its address and names are released.
+    drop(sleeper);
+    eventually("detached when the process exited", || !h.ok(&["sandbox", "ls"]).contains(&name));
+    eventually("its name gone from the DNS", || h.probe("c2", &format!("busybox nslookup {name} 127.0.0.11")) != 0);
+    h.run_d("c3", &["--network", "front", "--ip", &ip], &["sleep", "300"]);
+
+    // Disconnect by name: only lo is left in the namespace.
+    h.ok(&["network", "disconnect", "bridge", "probe"]);
+    eventually("eth0 gone from the namespace", || !String::from_utf8_lossy(&ns.sh("ip -o link").stdout).contains("eth0"));
+    assert!(h.fails(&["network", "disconnect", "bridge", "probe"]).contains("no such container: probe"));
+    h.finish();
+}
