@@ -322,6 +322,7 @@ impl Engine {
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
         engine.reconcile().await?;
+        engine.watch_sandbox_links()?;
         Ok(engine)
     }
 

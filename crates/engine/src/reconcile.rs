@@ -171,6 +171,10 @@ impl Engine {
                 links.extend(crate::publish::link_rules(e.ip, &c.links));
             }
         }
+        for s in self.sandboxes() {
+            self.readopt_ports(&crate::sandbox::dns_key(&s.key), s.endpoint.ip, &s.ports);
+            ports.extend(crate::publish::kernel_ports(&s.ports, s.endpoint.ip));
+        }
         self.fw.reset(&nets, &ports, &links, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, _) in &live {
             let c = self.container(id)?;

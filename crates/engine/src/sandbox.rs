@@ -24,17 +24,19 @@ pub struct SandboxAttach<'a> {
     pub aliases: Vec<String>,
     pub pid: Option<(u32, u64)>,
     pub netns_id: Option<(u64, u64)>,
+    pub mac: Option<String>,
+    pub ports: Vec<weft_model::PortSpec>,
 }
 
-/// The DNS index's key of a sandbox (apart from container ids).
-fn dns_key(key: &str) -> String {
+/// The key of a sandbox among containers' ids (in the DNS index, among published ports).
+pub(crate) fn dns_key(key: &str) -> String {
     format!("sandbox/{key}")
 }
 
 impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
-        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None }).await
+        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None, mac: None, ports: Vec::new() }).await
     }
 
     /// `weft network connect NET --netns PATH | --pid PID`.
@@ -77,7 +79,9 @@ impl Engine {
                 (0..).map(|i| format!("eth{i}")).find(|n| !names.contains(n)).unwrap_or_default()
             }
         };
-        self.attach_namespace(SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id) })
+        let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
+        let mac = spec.mac_address.as_ref().map(|m| m.to_ascii_lowercase());
+        self.attach_namespace(SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports })
             .await?;
         if let Some((pid, _)) = pid {
             self.watch_sandbox(key, pid);
@@ -95,10 +99,17 @@ impl Engine {
             }
             let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
             plan.endpoint.aliases = a.aliases.clone();
+            if let Some(mac) = &a.mac {
+                if let Some(owner) = st.mac_owner(&plan.endpoint.network_id, mac) {
+                    st.release_addresses(&plan.endpoint);
+                    return Err(EngineError::MacInUse { mac: mac.clone(), owner, network: a.network.to_string() });
+                }
+                plan.endpoint.mac = mac.clone();
+            }
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
             (plan, pending)
         };
-        let endpoint = plan.endpoint.clone();
+        let (endpoint, plan_host_binding) = (plan.endpoint.clone(), plan.host_binding);
         let (p, eng) = (a.netns.to_path_buf(), self.clone());
         let attached = blocking(move || {
             match plan.attach(&p, true) {
@@ -112,6 +123,10 @@ impl Engine {
             }
         })
         .await;
+        let owner = dns_key(a.key);
+        // Published ports, as a container's eth0 has them (on the network's host binding).
+        let host_binding = plan_host_binding;
+        let published = attached.and_then(|()| self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip)));
         let rec = SandboxRecord {
             key: a.key.to_string(),
             netns: a.netns.display().to_string(),
@@ -119,11 +134,21 @@ impl Engine {
             pid: a.pid.map(|(p, _)| p),
             pid_start: a.pid.map(|(_, s)| s),
             netns_id: a.netns_id,
+            ports: published.as_ref().map(|p| p.clone()).unwrap_or_default(),
         };
-        let committed = match attached {
-            Ok(()) => match serde_json::to_vec(&rec) {
-                Ok(v) => self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), v)])).await.map_err(EngineError::from),
-                Err(e) => Err(e.into()),
+        let committed = match published {
+            Ok(ports) => match serde_json::to_vec(&rec) {
+                Ok(v) => match self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), v)])).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = self.withdraw(&owner, endpoint.ip, &ports);
+                        Err(e.into())
+                    }
+                },
+                Err(e) => {
+                    let _ = self.withdraw(&owner, endpoint.ip, &ports);
+                    Err(e.into())
+                }
             },
             Err(e) => Err(e),
         };
@@ -161,6 +186,37 @@ impl Engine {
         });
     }
 
+    /// Watches the daemon's namespace for deleted links: a sandbox whose host veth went (its
+    /// namespace was destroyed, which takes its end of the pair and so ours) is detached. Events
+    /// lost to an overflow are made up for by looking at which host veths still exist.
+    pub(crate) fn watch_sandbox_links(self: &Arc<Self>) -> Result<()> {
+        let eng = Arc::downgrade(self);
+        let rt = tokio::runtime::Handle::current();
+        let mut monitor = weft_kernel::LinkMonitor::open()?;
+        let spawned = std::thread::Builder::new().name("link-monitor".into()).spawn(move || loop {
+            let deleted = monitor.deleted();
+            let Some(eng) = eng.upgrade() else { return };
+            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().map(|s| (s.key.clone(), s.endpoint.host_ifname.clone())).collect();
+            let gone: Vec<String> = match &deleted {
+                Ok(names) => ours.into_iter().filter(|(_, i)| names.contains(i)).map(|(k, _)| k).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "link events lost: looking at which sandbox links exist");
+                    ours.into_iter().filter(|(_, i)| matches!(crate::network::with_host(|nl| nl.link(i)), Ok(None))).map(|(k, _)| k).collect()
+                }
+            };
+            for key in gone {
+                let eng = eng.clone();
+                rt.spawn(async move {
+                    tracing::info!(sandbox = %key, "its namespace is gone: detaching");
+                    if let Err(e) = eng.detach_sandbox(&key).await {
+                        tracing::warn!(sandbox = %key, error = %e, "detaching failed");
+                    }
+                });
+            }
+        });
+        spawned.map(|_| ()).map_err(|source| EngineError::Io { op: "start", path: "link monitor".into(), source })
+    }
+
     /// Puts sandbox `key`'s name and aliases into the embedded DNS (or takes them out).
     pub(crate) fn dns_update_sandbox(&self, key: &str) {
         let entry = self.lock().sandboxes.get(key).map(|s| weft_dns::Endpoint {
@@ -195,7 +251,8 @@ impl Engine {
         self.store.txn(Txn::ops(vec![Op::Delete(format!("{SANDBOXES}{key}"))])).await?;
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
+        let unpublished = self.unpublish(&dns_key(key), rec.endpoint.ip, &rec.ports).await;
         self.release_endpoint(&rec.endpoint);
-        Ok(())
+        unpublished
     }
 }

@@ -30,8 +30,13 @@ impl Drop for Netns {
     }
 }
 
-/// `unshare -n sleep 300`, started in the test host's namespace.
+fn shown_mac(ns: &Netns) -> String {
+    String::from_utf8_lossy(&ns.sh("ip -o link show eth0").stdout).to_string()
+}
+
+/// A process of the test's (`unshare -n sleep 300`, a server in a namespace), ended with it.
 struct Sleeper(Child);
+
 
 impl Drop for Sleeper {
     fn drop(&mut self) {
@@ -45,17 +50,26 @@ fn foreign_namespaces_join_networks_and_leave_with_their_process() {
     let mut h = Host::new("sbx");
     h.start(&[]);
     let ns = Netns::new(&h);
+    // (Dropped before the end: its removal is part of the test.)
     h.run_d("c1", &[], &["sleep", "300"]);
     let c1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "c1"]);
 
-    // An `ip netns` namespace on the default bridge: traffic both ways.
-    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "probe", "bridge"]);
+    h.outside("198.51.100.1", "198.51.100.2");
+    // An `ip netns` namespace on the default bridge, with a chosen MAC and a published port:
+    // traffic both ways, and from outside through the port.
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "probe", "--mac-address", "02:aa:bb:cc:dd:ee", "-p", "8088:80", "bridge"]);
     let probe = h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "probe"]);
     let shown = String::from_utf8_lossy(&ns.sh("ip -4 -o addr show eth0").stdout).to_string();
     assert!(shown.contains(&format!("{probe}/16")), "eth0 of the namespace: {shown}");
     assert!(h.ping("c1", &probe), "container -> attached namespace");
     let o = ns.sh(&format!("busybox ping -c1 -W2 {c1}"));
     assert!(o.status.success(), "attached namespace -> container: {o:?}");
+    assert!(shown_mac(&ns).contains("02:aa:bb:cc:dd:ee"));
+    let web = Sleeper(Command::new("ip").args(["netns", "exec", &ns.0, "busybox", "httpd", "-f", "-p", "80", "-h", "/proc/self/cwd"]).spawn().expect("httpd"));
+    eventually("httpd in the namespace listens", || ns.sh("busybox netstat -ltn | grep -q ':80 '").status.success());
+    let fetched = |addr: &str| String::from_utf8_lossy(&h.in_outside(&format!("timeout 5 busybox wget -q -S -O /dev/null http://{addr}/ 2>&1")).stdout).to_string();
+    assert!(fetched("198.51.100.1:8088").contains("HTTP/1."), "the published port answers from outside");
+    assert!(h.ok(&["sandbox", "inspect", "-f", "{{.MacAddress}}", "probe"]).contains("02:aa:bb:cc:dd:ee"));
     // Once per network; the host's own namespace is not a sandbox; a process must exist.
     assert!(h.fails(&["network", "connect", "--netns", &ns.path(), "--name", "again", "bridge"]).contains("already attached to network bridge (as probe)"));
     let own = format!("/proc/{}/ns/net", h.daemon_pid());
@@ -85,9 +99,19 @@ fn foreign_namespaces_join_networks_and_leave_with_their_process() {
     eventually("its name gone from the DNS", || h.probe("c2", &format!("busybox nslookup {name} 127.0.0.11")) != 0);
     h.run_d("c3", &["--network", "front", "--ip", &ip], &["sleep", "300"]);
 
-    // Disconnect by name: only lo is left in the namespace.
+    // Disconnect by name: only lo is left in the namespace, and the port is closed.
     h.ok(&["network", "disconnect", "bridge", "probe"]);
+    assert!(!fetched("198.51.100.1:8088").contains("HTTP/1."), "the port went with the endpoint");
+    drop(web);
     eventually("eth0 gone from the namespace", || !String::from_utf8_lossy(&ns.sh("ip -o link").stdout).contains("eth0"));
     assert!(h.fails(&["network", "disconnect", "bridge", "probe"]).contains("no such container: probe"));
+
+    // The namespace itself goes (`ip netns del`, nothing else holds it): weft notices its veth
+    // vanish and releases the rest.
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "doomed", "bridge"]);
+    let doomed = h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "doomed"]);
+    drop(ns);
+    eventually("detached when its namespace went", || !h.ok(&["sandbox", "ls"]).contains("doomed"));
+    h.run_d("c4", &["--ip", &doomed], &["sleep", "300"]);
     h.finish();
 }

@@ -12,7 +12,7 @@ pub mod netns;
 pub mod ops;
 pub mod sysctl;
 
-pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo, VethSpec};
+pub use netlink::{AddrInfo, LinkInfo, LinkMonitor, Netlink, RouteInfo, VethSpec};
 
 use std::io;
 

@@ -22,6 +22,10 @@ pub struct ConnectSpec {
     pub name: Option<String>,
     /// Its interface's name (default: the first free `ethN` there).
     pub ifname: Option<String>,
+    /// Its interface's MAC (default: derived from the address).
+    pub mac_address: Option<String>,
+    /// `-p` specs, as `docker run -p`.
+    pub publish: Vec<String>,
 }
 
 /// What a connect attaches.
@@ -44,8 +48,14 @@ impl ConnectSpec {
             (true, None, None) => return bad("give a container, --netns PATH or --pid PID"),
             _ => return bad("give one of a container, --netns PATH and --pid PID"),
         };
-        if matches!(target, ConnectTarget::Container(_)) && (self.name.is_some() || self.ifname.is_some()) {
-            return bad("--name and --ifname are for --netns and --pid");
+        if matches!(target, ConnectTarget::Container(_)) && (self.name.is_some() || self.ifname.is_some() || self.mac_address.is_some() || !self.publish.is_empty()) {
+            return bad("--name, --ifname, --mac-address and -p are for --netns and --pid");
+        }
+        if let Some(m) = &self.mac_address {
+            crate::parse_mac(m)?;
+        }
+        for p in &self.publish {
+            crate::parse_publish(p)?;
         }
         if let Some(n) = &self.name {
             crate::validate_container_name(n)?;

@@ -593,6 +593,9 @@ pub struct SandboxRecord {
     /// The namespace's identity (device, inode): one namespace is attached once per network.
     #[serde(default)]
     pub netns_id: Option<(u64, u64)>,
+    /// `-p`: its published ports.
+    #[serde(default)]
+    pub ports: Vec<crate::PortMapping>,
 }
 
 /// A row of `weft ps`.

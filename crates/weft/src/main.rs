@@ -269,6 +269,12 @@ enum NetCmd {
         /// Its interface's name (default: the first free ethN).
         #[arg(long)]
         ifname: Option<String>,
+        /// Its interface's MAC.
+        #[arg(long)]
+        mac_address: Option<String>,
+        /// Publish its ports, as run -p.
+        #[arg(short = 'p', long = "publish")]
+        publish: Vec<String>,
         network: String,
         container: Option<String>,
     },
@@ -455,10 +461,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             r.networks_deleted.iter().for_each(|n| println!("{n}"));
             Ok(Outcome::Exit(0))
         }
-        Cmd::Network(NetCmd::Connect { ip, alias, netns, pid, name, ifname, network, container }) => {
+        Cmd::Network(NetCmd::Connect { ip, alias, netns, pid, name, ifname, mac_address, publish, network, container }) => {
             // A relative namespace path is the user's: weftd resolves nothing against its own cwd.
             let netns = netns.map(|p| std::fs::canonicalize(&p).map(|c| c.display().to_string()).unwrap_or(p));
-            let spec = ConnectSpec { container: container.unwrap_or_default(), ip_address: ip, aliases: alias, force: false, netns, pid, name, ifname };
+            let spec = ConnectSpec { container: container.unwrap_or_default(), ip_address: ip, aliases: alias, force: false, netns, pid, name, ifname, mac_address, publish };
             spec.target()?;
             c.json(Method::POST, &format!("/networks/{}/connect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
