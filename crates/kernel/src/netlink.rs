@@ -566,6 +566,46 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
     info
 }
 
+/// Deletions of links in the namespace it was opened in, as `ip monitor link` shows them (the
+/// link multicast group of rtnetlink).
+pub struct LinkMonitor {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+/// rtnetlink's multicast group of link changes (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
+
+impl LinkMonitor {
+    pub fn open() -> Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err("open netlink socket", "link monitor"))?;
+        sock.bind_auto().map_err(io_err("bind netlink socket", "link monitor"))?;
+        sock.add_membership(RTNLGRP_LINK).map_err(io_err("join the link group", "link monitor"))?;
+        Ok(Self { sock, buf: vec![0; 256 * 1024] })
+    }
+
+    /// Blocks until links are deleted and returns their names. An error of `ENOBUFS` means
+    /// events were lost (the caller looks at what exists instead).
+    pub fn deleted(&mut self) -> Result<Vec<String>> {
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_err("read link events", "link monitor"))?;
+            let names: Vec<String> = parse_datagram(&self.buf[..n], "read link events")?
+                .into_iter()
+                .filter_map(|m| match m.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => l.attributes.into_iter().find_map(|a| match a {
+                        LinkAttribute::IfName(name) => Some(name),
+                        _ => None,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !names.is_empty() {
+                return Ok(names);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,42 +647,3 @@ mod tests {
     }
 }
 
-/// Deletions of links in the namespace it was opened in, as `ip monitor link` shows them (the
-/// link multicast group of rtnetlink).
-pub struct LinkMonitor {
-    sock: Socket,
-    buf: Vec<u8>,
-}
-
-/// rtnetlink's multicast group of link changes (`RTNLGRP_LINK`).
-const RTNLGRP_LINK: u32 = 1;
-
-impl LinkMonitor {
-    pub fn open() -> Result<Self> {
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err("open netlink socket", "link monitor"))?;
-        sock.bind_auto().map_err(io_err("bind netlink socket", "link monitor"))?;
-        sock.add_membership(RTNLGRP_LINK).map_err(io_err("join the link group", "link monitor"))?;
-        Ok(Self { sock, buf: vec![0; 256 * 1024] })
-    }
-
-    /// Blocks until links are deleted and returns their names. An error of `ENOBUFS` means
-    /// events were lost (the caller looks at what exists instead).
-    pub fn deleted(&mut self) -> Result<Vec<String>> {
-        loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_err("read link events", "link monitor"))?;
-            let names: Vec<String> = parse_datagram(&self.buf[..n], "read link events")?
-                .into_iter()
-                .filter_map(|m| match m.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => l.attributes.into_iter().find_map(|a| match a {
-                        LinkAttribute::IfName(name) => Some(name),
-                        _ => None,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            if !names.is_empty() {
-                return Ok(names);
-            }
-        }
-    }
-}
