@@ -149,7 +149,7 @@ pub(crate) fn loopback_only(ns: &Path) -> Result<()> {
 impl Engine {
     /// Creates or adopts the default network (`bridge` on `weft0`, or on `-b BRIDGE`).
     pub(crate) async fn setup_default_network(&self) -> Result<()> {
-        let (items, _) = self.store.range(NETWORKS)?;
+        let (items, _) = self.store.range(NETWORKS).await?;
         let stored: Option<NetworkRecord> = items
             .iter()
             .filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok())

@@ -260,7 +260,7 @@ impl Engine {
 
     /// At start: the user networks of the store, with their bridges (re)made.
     pub(crate) async fn load_user_networks(&self) -> Result<()> {
-        let (items, _) = self.store.range(NETWORKS)?;
+        let (items, _) = self.store.range(NETWORKS).await?;
         for kv in items {
             let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
             if rec.name == DEFAULT_NETWORK || self.lock().networks.contains_key(&rec.id) {

@@ -27,7 +27,7 @@ fn is_weft_veth(name: &str) -> bool {
 
 impl Engine {
     pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
-        let (items, _) = self.store.range(CONTAINERS)?;
+        let (items, _) = self.store.range(CONTAINERS).await?;
         let mut live = Vec::new();
         let mut dead = Vec::new();
         {
@@ -74,7 +74,7 @@ impl Engine {
         }
         // Attached foreign namespaces: kept while their namespace exists (for `--pid`: while
         // that very process lives).
-        let (sbx, _) = self.store.range(SANDBOXES)?;
+        let (sbx, _) = self.store.range(SANDBOXES).await?;
         for kv in sbx {
             let rec: SandboxRecord = match serde_json::from_slice(&kv.value) {
                 Ok(r) => r,

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
@@ -17,6 +17,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 /// How many transactions one fsync may cover.
 const MAX_BATCH: usize = 256;
+/// How many committed batches of events a watch may start from (older: compacted).
+const HISTORY: usize = 4096;
 
 type Request = (Txn, oneshot::Sender<Result<TxnResponse>>);
 
@@ -26,6 +28,29 @@ pub struct Embedded {
     tx: Option<mpsc::Sender<Request>>,
     committer: Option<std::thread::JoinHandle<()>>,
     events: broadcast::Sender<Arc<Vec<Event>>>,
+    history: Arc<Mutex<History>>,
+}
+
+/// The last committed batches of events, for watches that start at a revision.
+struct History {
+    batches: VecDeque<Arc<Vec<Event>>>,
+    /// The first revision kept (everything before it is compacted).
+    oldest: u64,
+}
+
+impl History {
+    /// Records a committed batch and sends it to the live watchers, under the lock a new
+    /// watcher subscribes under: nothing is missed or seen twice.
+    fn publish(&mut self, events: &broadcast::Sender<Arc<Vec<Event>>>, evs: Vec<Event>) {
+        let batch = Arc::new(evs);
+        self.batches.push_back(batch.clone());
+        while self.batches.len() > HISTORY {
+            if let Some(old) = self.batches.pop_front() {
+                self.oldest = old.iter().map(|e| e.revision() + 1).max().unwrap_or(self.oldest).max(self.oldest);
+            }
+        }
+        let _ = events.send(batch);
+    }
 }
 
 impl Drop for Embedded {
@@ -68,6 +93,11 @@ fn cm<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Commit(Box::new(e.into()))
 }
 
+fn current_revision(db: &Database) -> Result<u64> {
+    let r = db.begin_read().map_err(rd)?;
+    Ok(r.open_table(META).map_err(rd)?.get(REVISION).map_err(rd)?.map(|v| v.value()).unwrap_or(0))
+}
+
 impl Embedded {
     /// Opens (or creates) the store file at `path` and starts its committer thread.
     pub fn open(path: &Path) -> Result<Self> {
@@ -83,18 +113,20 @@ impl Embedded {
             w.commit().map_err(|e| open_err(e.into()))?;
         }
         let db = Arc::new(db);
+        let oldest = current_revision(&db).map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })? + 1;
+        let history = Arc::new(Mutex::new(History { batches: VecDeque::new(), oldest }));
         let (tx, rx) = mpsc::channel::<Request>();
         let (events, _) = broadcast::channel(4096);
-        let (db2, ev2) = (db.clone(), events.clone());
+        let (db2, ev2, h2) = (db.clone(), events.clone(), history.clone());
         let committer = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || committer(&db2, &rx, &ev2))
+            .spawn(move || committer(&db2, &rx, &ev2, &h2))
             .map_err(|e| open_err(redb::Error::Io(e)))?;
-        Ok(Self { db, tx: Some(tx), committer: Some(committer), events })
+        Ok(Self { db, tx: Some(tx), committer: Some(committer), events, history })
     }
 }
 
-fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>) {
+fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>, history: &Mutex<History>) {
     while let Ok(first) = rx.recv() {
         let mut batch = VecDeque::from([first]);
         while batch.len() < MAX_BATCH {
@@ -108,7 +140,7 @@ fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Se
         match apply_batch(db, durable, batch.iter().map(|(t, _)| t)) {
             Ok((responses, evs)) => {
                 if !evs.is_empty() {
-                    let _ = events.send(Arc::new(evs));
+                    history.lock().unwrap_or_else(|p| p.into_inner()).publish(events, evs);
                 }
                 for ((_, reply), resp) in batch.into_iter().zip(responses) {
                     let _ = reply.send(Ok(resp));
@@ -118,9 +150,7 @@ fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Se
                 tracing::error!(error = %e, "store commit failed");
                 let msg = e.to_string();
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Commit(Box::new(redb::Error::Io(
-                        std::io::Error::other(msg.clone()),
-                    )))));
+                    let _ = reply.send(Err(StoreError::Commit(Box::new(std::io::Error::other(msg.clone())))));
                 }
             }
         }
@@ -186,24 +216,18 @@ fn apply_batch<'a>(
     Ok((responses, evs))
 }
 
-impl Store for Embedded {
-    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+impl Embedded {
+    fn get_now(&self, key: &str) -> Result<Option<KeyValue>> {
         let r = self.db.begin_read().map_err(rd)?;
         let t = r.open_table(KV).map_err(rd)?;
         let v = t.get(key).map_err(rd)?;
         v.map(|v| decode(key, v.value())).transpose()
     }
 
-    fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
+    fn range_now(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
         let r = self.db.begin_read().map_err(rd)?;
         let t = r.open_table(KV).map_err(rd)?;
-        let rev = r
-            .open_table(META)
-            .map_err(rd)?
-            .get(REVISION)
-            .map_err(rd)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let rev = r.open_table(META).map_err(rd)?.get(REVISION).map_err(rd)?.map(|v| v.value()).unwrap_or(0);
         let mut out = Vec::new();
         for item in t.range(prefix..).map_err(rd)? {
             let (k, v) = item.map_err(rd)?;
@@ -213,6 +237,17 @@ impl Store for Embedded {
             out.push(decode(k.value(), v.value())?);
         }
         Ok((out, rev))
+    }
+}
+
+impl Store for Embedded {
+    /// (A read of redb's pages, served from the page cache: done in place.)
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>> {
+        Box::pin(std::future::ready(self.get_now(key)))
+    }
+
+    fn range<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, u64)>> {
+        Box::pin(std::future::ready(self.range_now(prefix)))
     }
 
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
@@ -224,8 +259,15 @@ impl Store for Embedded {
         })
     }
 
-    fn watch(&self, prefix: &str) -> Watcher {
-        Watcher { prefix: prefix.to_string(), rx: self.events.subscribe(), pending: VecDeque::new() }
+    fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.events.subscribe();
+        let backlog = match after {
+            None => Vec::new(),
+            Some(a) if a + 1 < h.oldest => vec![Err(StoreError::Compacted { requested: a + 1, oldest: h.oldest })],
+            Some(a) => h.batches.iter().flat_map(|b| b.iter()).filter(|e| e.revision() > a).cloned().map(Ok).collect(),
+        };
+        Watcher::new(prefix, rx, backlog)
     }
 }
 
@@ -250,7 +292,7 @@ mod tests {
         let put = |k: &str, v: &str| Op::Put(k.into(), v.as_bytes().to_vec());
         let r1 = s.txn(Txn::ops(vec![put("/a/1", "x"), put("/a/2", "y"), put("/b/1", "z")])).await;
         assert_eq!(r1.expect("txn").revision, 1);
-        let kv = s.get("/a/1").expect("get").expect("present");
+        let kv = s.get("/a/1").await.expect("get").expect("present");
         assert_eq!((kv.create_revision, kv.mod_revision), (1, 1));
         // create-if-missing fails on an existing key and runs the failure branch
         let r2 = s
@@ -263,8 +305,8 @@ mod tests {
             .await
             .expect("txn");
         assert!(!r2.succeeded);
-        assert_eq!(s.get("/a/1").expect("get").expect("present").value, b"x");
-        assert!(s.get("/c").expect("get").is_some());
+        assert_eq!(s.get("/a/1").await.expect("get").expect("present").value, b"x");
+        assert!(s.get("/c").await.expect("get").is_some());
         // mod-revision CAS
         let ok = s
             .txn(Txn {
@@ -276,16 +318,16 @@ mod tests {
             .await
             .expect("txn");
         assert!(ok.succeeded);
-        let kv = s.get("/a/1").expect("get").expect("present");
+        let kv = s.get("/a/1").await.expect("get").expect("present");
         assert_eq!((kv.create_revision, kv.mod_revision), (1, 3));
-        let (items, rev) = s.range("/a/").expect("range");
+        let (items, rev) = s.range("/a/").await.expect("range");
         assert_eq!(items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/a/1", "/a/2"]);
         assert_eq!(rev, 3);
         drop(s);
         // reopen: everything durable
         let s = Embedded::open(&dir.join("db")).expect("reopen");
-        assert_eq!(s.range("/").expect("range").1, 3);
-        assert_eq!(s.get("/a/1").expect("get").expect("present").value, b"v2");
+        assert_eq!(s.range("/").await.expect("range").1, 3);
+        assert_eq!(s.get("/a/1").await.expect("get").expect("present").value, b"v2");
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -293,7 +335,7 @@ mod tests {
     async fn concurrent_creates_are_exclusive_and_watched() {
         let (dir, s) = tmp();
         let s = Arc::new(s);
-        let mut w = s.watch("/ip/");
+        let mut w = s.watch("/ip/", None);
         let mut tasks = Vec::new();
         for i in 0..64 {
             let s = s.clone();
@@ -330,11 +372,34 @@ mod tests {
         let durable = s.txn(Txn::ops(vec![put("/run/2")]));
         let (r, d) = (relaxed.await.expect("relaxed"), durable.await.expect("durable"));
         assert!(r.revision < d.revision, "{r:?} then {d:?}");
-        assert!(s.get("/exit/1").expect("get").is_some(), "visible before any fsync");
+        assert!(s.get("/exit/1").await.expect("get").is_some(), "visible before any fsync");
         drop(s);
         // The durable commit carried the relaxed one to disk.
         let s = Embedded::open(&dir.join("db")).expect("reopen");
-        assert!(s.get("/exit/1").expect("get").is_some() && s.get("/run/2").expect("get").is_some());
+        assert!(s.get("/exit/1").await.expect("get").is_some() && s.get("/run/2").await.expect("get").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn watches_start_at_a_revision_and_report_compaction() {
+        let (dir, s) = tmp();
+        let put = |k: &str| Txn::ops(vec![Op::Put(k.into(), b"v".to_vec())]);
+        let r1 = s.txn(put("/w/1")).await.expect("txn").revision;
+        s.txn(put("/other")).await.expect("txn");
+        let r3 = s.txn(put("/w/3")).await.expect("txn").revision;
+        // From after r1: the backlog under the prefix (r3), then what comes.
+        let mut w = s.watch("/w/", Some(r1));
+        assert_eq!(w.next().await.expect("open").expect("event").revision(), r3);
+        let r4 = s.txn(put("/w/4")).await.expect("txn").revision;
+        assert_eq!(w.next().await.expect("open").expect("event").revision(), r4);
+        drop(s);
+        // Reopened: what came before is not kept; a watch from before says so.
+        let s = Embedded::open(&dir.join("db")).expect("reopen");
+        let mut w = s.watch("/w/", Some(r1));
+        assert!(matches!(w.next().await, Some(Err(StoreError::Compacted { oldest, .. })) if oldest == r4 + 1));
+        let mut w = s.watch("/w/", Some(r4));
+        let r5 = s.txn(put("/w/5")).await.expect("txn").revision;
+        assert_eq!(w.next().await.expect("open").expect("event").revision(), r5, "from the current revision: nothing lost");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -87,18 +87,29 @@ impl Event {
     }
 }
 
+/// A backend's own error, kept as the cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What goes wrong with a store, whatever the backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("open store {path}")]
-    Open { path: String, source: Box<redb::Error> },
+    Open { path: String, source: BoxError },
     #[error("read store")]
-    Read(#[source] Box<redb::Error>),
+    Read(#[source] BoxError),
     #[error("commit store transaction")]
-    Commit(#[source] Box<redb::Error>),
+    Commit(#[source] BoxError),
     #[error("store is closed")]
     Closed,
     #[error("corrupt record under {0}")]
     Corrupt(String),
+    /// A watch from a revision the store no longer keeps: read by prefix, watch from that
+    /// read's revision.
+    #[error("revision {requested} is compacted: the oldest kept is {oldest}")]
+    Compacted { requested: u64, oldest: u64 },
+    /// A watcher that fell too far behind lost events: read by prefix again.
+    #[error("watch fell {0} batches behind")]
+    Lagged(u64),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -108,36 +119,52 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Watcher {
     prefix: String,
     rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>,
-    pending: std::collections::VecDeque<Event>,
+    pending: std::collections::VecDeque<Result<Event>>,
 }
 
 impl Watcher {
-    /// The next event under the prefix; `None` when the store is closed. A watcher that falls more
-    /// than the channel's capacity behind gets `Some(Err(lagged))` and must re-read by prefix.
-    pub async fn next(&mut self) -> Option<Result<Event, u64>> {
+    /// `backlog`: what happened since the revision asked for (or the compaction error), then live.
+    pub(crate) fn new(prefix: &str, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>, backlog: Vec<Result<Event>>) -> Self {
+        let pending = backlog.into_iter().filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix))).collect();
+        Self { prefix: prefix.to_string(), rx, pending }
+    }
+
+    /// The next event under the prefix; `None` when the store is closed. `Compacted` or
+    /// `Lagged`: events were lost; read by prefix and watch again from that revision.
+    pub async fn next(&mut self) -> Option<Result<Event>> {
         loop {
             if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
+                return Some(e);
             }
             match self.rx.recv().await {
-                Ok(batch) => self
-                    .pending
-                    .extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned()),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(n)),
+                Ok(batch) => self.pending.extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().map(Ok)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 }
 
-/// The etcd v3 model. `txn` is async because a remote backend waits on the network; the embedded
-/// backend waits on its committer's fsync.
+impl Event {
+    /// The revision of the change.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Event::Put(kv) => kv.mod_revision,
+            Event::Delete { mod_revision, .. } => *mod_revision,
+        }
+    }
+}
+
+/// The etcd v3 model, the same for every backend: reads, transactions and watches are async
+/// (a remote backend waits on the network; the embedded one on its committer's fsync).
 pub trait Store: Send + Sync {
-    fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>>;
     /// All keys starting with `prefix`, in key order, and the revision they were read at.
-    fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)>;
+    fn range<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, u64)>>;
     /// Commits `txn`. It is ordered when this is called, before the future is polled: a
     /// transaction submitted later by anyone commits after it.
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>>;
-    fn watch(&self, prefix: &str) -> Watcher;
+    /// The events under `prefix` after revision `after` (`None`: from now on), in order. Events
+    /// older than the backend keeps come as `Err(Compacted)` first.
+    fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher;
 }
