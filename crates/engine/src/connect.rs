@@ -10,6 +10,7 @@ use weft_model::{ContainerRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
+use crate::undo::Undo;
 use crate::{blocking, Engine, EngineError, Result, CONTAINERS};
 
 impl Engine {
@@ -57,19 +58,22 @@ impl Engine {
             (c, netns, plan, pending)
         };
         let first = rec.endpoints.is_empty();
-        let (p, pl) = (netns, plan.clone());
-        if let Err(e) = blocking(move || pl.attach(&p, first)).await {
-            self.lock().release_addresses(&plan.endpoint);
-            return Err(e);
+        // What is made is unmade, in reverse, unless the record commits.
+        let mut undo = Undo::new();
+        {
+            let (eng, e) = (self.clone(), plan.endpoint.clone());
+            undo.push("release the address", move || eng.lock().release_addresses(&e));
         }
+        let (p, pl) = (netns, plan.clone());
+        blocking(move || pl.attach(&p, first)).await?;
+        let h = plan.endpoint.host_ifname.clone();
+        undo.push("delete veth", move || {
+            let _ = detach_bridge(&h);
+        });
         let mut updated = rec;
         updated.endpoints.push(plan.endpoint.clone());
-        if let Err(e) = self.save(&updated).await {
-            let h = plan.endpoint.host_ifname.clone();
-            let _ = blocking(move || detach_bridge(&h)).await;
-            self.lock().release_addresses(&plan.endpoint);
-            return Err(e);
-        }
+        self.save(&updated).await?;
+        undo.commit();
         let was_client = crate::dns_client(&rec_networks(&updated, 1));
         let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
         let id = updated.id.clone();

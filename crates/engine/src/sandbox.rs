@@ -12,6 +12,7 @@ use weft_model::{ConnectSpec, ConnectTarget, EndpointRecord, SandboxRecord};
 use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
+use crate::undo::Undo;
 use crate::{blocking, Engine, EngineError, Result, SANDBOXES};
 
 /// What to attach, resolved.
@@ -109,9 +110,15 @@ impl Engine {
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
             (plan, pending)
         };
-        let (endpoint, plan_host_binding) = (plan.endpoint.clone(), plan.host_binding);
+        let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
+        // What is made is unmade, in reverse, unless the record commits.
+        let mut undo = Undo::new();
+        {
+            let (eng, e) = (self.clone(), endpoint.clone());
+            undo.push("release the address", move || eng.lock().release_addresses(&e));
+        }
         let (p, eng) = (a.netns.to_path_buf(), self.clone());
-        let attached = blocking(move || {
+        blocking(move || {
             match plan.attach(&p, true) {
                 // The namespace's previous interface of that name may still be in the reaper's
                 // queue (a detach just before): wait for it once.
@@ -122,11 +129,20 @@ impl Engine {
                 r => r,
             }
         })
-        .await;
-        let owner = dns_key(a.key);
+        .await?;
+        let h = endpoint.host_ifname.clone();
+        undo.push("delete veth", move || {
+            let _ = detach_bridge(&h);
+        });
         // Published ports, as a container's eth0 has them (on the network's host binding).
-        let host_binding = plan_host_binding;
-        let published = attached.and_then(|()| self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip)));
+        let owner = dns_key(a.key);
+        let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
+        {
+            let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
+            undo.push("unpublish ports", move || {
+                let _ = eng.withdraw(&o, ip, &p);
+            });
+        }
         let rec = SandboxRecord {
             key: a.key.to_string(),
             netns: a.netns.display().to_string(),
@@ -134,37 +150,13 @@ impl Engine {
             pid: a.pid.map(|(p, _)| p),
             pid_start: a.pid.map(|(_, s)| s),
             netns_id: a.netns_id,
-            ports: published.as_ref().map(|p| p.clone()).unwrap_or_default(),
+            ports,
         };
-        let committed = match published {
-            Ok(ports) => match serde_json::to_vec(&rec) {
-                Ok(v) => match self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), v)])).await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let _ = self.withdraw(&owner, endpoint.ip, &ports);
-                        Err(e.into())
-                    }
-                },
-                Err(e) => {
-                    let _ = self.withdraw(&owner, endpoint.ip, &ports);
-                    Err(e.into())
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match committed {
-            Ok(_) => {
-                self.lock().sandboxes.insert(a.key.to_string(), rec);
-                self.dns_update_sandbox(a.key);
-                Ok(endpoint)
-            }
-            Err(e) => {
-                let h = endpoint.host_ifname.clone();
-                let _ = blocking(move || detach_bridge(&h)).await;
-                self.lock().release_addresses(&endpoint);
-                Err(e)
-            }
-        }
+        self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), serde_json::to_vec(&rec)?)])).await?;
+        undo.commit();
+        self.lock().sandboxes.insert(a.key.to_string(), rec);
+        self.dns_update_sandbox(a.key);
+        Ok(endpoint)
     }
 
     /// Detaches sandbox `key` when its process exits.
