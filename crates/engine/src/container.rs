@@ -232,42 +232,7 @@ impl Engine {
                 let _ = std::fs::remove_dir_all(d);
             });
         }
-        let own_ip = match &plan {
-            Plan::Bridge(plans) => plans.first().map(|p| IpAddr::V4(p.endpoint.ip)),
-            Plan::Join { ip, .. } => *ip,
-            Plan::Host | Plan::None => None,
-        };
-        let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
-        let dns_client = match &plan {
-            Plan::Bridge(plans) => crate::dns_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
-            _ => false,
-        };
-        let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-        let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
-        let resolv = if dns_client {
-            weft_dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
-        } else {
-            files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
-        };
-        let mut extra_hosts = extra_hosts;
-        if let Plan::Bridge(plans) = &plan {
-            if let Some(ip6) = plans.first().and_then(|p| p.endpoint.ip6) {
-                extra_hosts.push((hostname.clone(), IpAddr::V6(ip6)));
-            }
-        }
-        for (l, _) in &links {
-            let names = if l.alias == l.name { l.name.clone() } else { format!("{} {}", l.alias, l.name) };
-            extra_hosts.push((names, IpAddr::V4(l.ip)));
-        }
-        let contents = [
-            ("hosts", files::hosts(own_ip.map(|ip| (ip, hostname.as_str())), &extra_hosts, host_hosts.as_deref())),
-            ("hostname", format!("{hostname}\n")),
-            ("resolv.conf", resolv),
-        ];
-        for (f, text) in &contents {
-            let p = run_dir.join(f);
-            std::fs::write(&p, text).map_err(io("write", &p))?;
-        }
+        let dns_client = self.write_files(&run_dir, &spec, &plan, &hostname, &links, extra_hosts)?;
         let log_path = data_dir.join("container.log");
         let log = std::fs::File::create(&log_path).map_err(io("create log", &log_path))?;
         let reader = if attach { Some(std::fs::File::open(&log_path).map_err(io("open log", &log_path))?) } else { None };
@@ -313,66 +278,7 @@ impl Engine {
 
         // The network: keep the namespace, wire the endpoint.
         let t_net = Instant::now();
-        let mut sandbox_key = None;
-        let mut endpoints = Vec::new();
-        let mut ports = Vec::new();
-        if netns_kind == NetNs::New {
-            let path = self.netns_path(&id);
-            let p = path.clone();
-            blocking(move || Ok(netns::bind(pid, &p)?)).await?;
-            let p = path.clone();
-            undo.push("unbind netns", move || {
-                let _ = netns::unbind(&p);
-            });
-            match plan {
-                Plan::Bridge(plans) => {
-                    for (i, plan) in plans.into_iter().enumerate() {
-                        let (p, pl) = (path.clone(), plan.clone());
-                        blocking(move || pl.attach(&p, i == 0)).await?;
-                        let host_if = plan.endpoint.host_ifname.clone();
-                        undo.push("delete veth", move || {
-                            let _ = detach_bridge(&host_if);
-                        });
-                        if i == 0 && !links.is_empty() {
-                            let rules = crate::publish::link_rules(plan.endpoint.ip, &links);
-                            self.fw.add_links(&rules)?;
-                            let eng = self.clone();
-                            undo.push("remove link rules", move || {
-                                let _ = eng.fw.remove_links(&rules);
-                            });
-                        }
-                        if i == 0 {
-                            let default_ip = plan.host_binding.map(IpAddr::V4).unwrap_or(self.cfg.ip);
-                            ports = self.publish(&id, plan.endpoint.ip, &port_specs, default_ip)?;
-                            let (eng, cid, ip, p) = (self.clone(), id.clone(), plan.endpoint.ip, ports.clone());
-                            undo.push("unpublish ports", move || {
-                                let _ = eng.withdraw(&cid, ip, &p);
-                            });
-                            // A UDP flow that reached the port while it had no mapping follows a
-                            // conntrack entry without NAT: clear it so the flow takes the new one.
-                            let udp = crate::publish::kernel_ports(&ports, plan.endpoint.ip)
-                                .into_iter()
-                                .filter(|p| p.proto == weft_model::Proto::Udp)
-                                .collect();
-                            self.flush_conntrack(udp).await?;
-                        }
-                        endpoints.push(plan.endpoint);
-                    }
-                }
-                _ => {
-                    let p = path.clone();
-                    blocking(move || loopback_only(&p)).await?;
-                }
-            }
-            if dns_client {
-                self.start_dns(&id, path.clone()).await?;
-                let (eng, cid) = (self.clone(), id.clone());
-                undo.push("stop resolver", move || eng.stop_dns(&cid));
-            }
-            sandbox_key = Some(path.display().to_string());
-        } else if let NetNs::Join(p) = &netns_kind {
-            sandbox_key = Some(p.clone());
-        }
+        let (sandbox_key, endpoints, ports) = self.wire(&mut undo, &id, pid, plan, &netns_kind, &links, &port_specs, dns_client).await?;
         let t_net = t_net.elapsed();
 
         // Commit, then let the command run.
@@ -441,6 +347,127 @@ impl Engine {
         tracing::debug!(spawn_us = t_spawn.as_micros() as u64, network_us = t_net.as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64, "container running");
         Ok((id, attachment))
+    }
+
+    /// A new container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in `run_dir`;
+    /// returns whether it resolves through the embedded DNS.
+    fn write_files(&self, run_dir: &Path, spec: &RunSpec, plan: &Plan, hostname: &str, links: &[(weft_model::LinkRecord, Vec<String>)], extra_hosts: Vec<(String, IpAddr)>) -> Result<bool> {
+        let own_ip = match plan {
+            Plan::Bridge(plans) => plans.first().map(|p| IpAddr::V4(p.endpoint.ip)),
+            Plan::Join { ip, .. } => *ip,
+            Plan::Host | Plan::None => None,
+        };
+        let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+        let dns_client = match plan {
+            Plan::Bridge(plans) => crate::dns_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
+            _ => false,
+        };
+        let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
+        let resolv = if dns_client {
+            weft_dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
+        } else {
+            files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
+        };
+        let mut extra_hosts = extra_hosts;
+        if let Plan::Bridge(plans) = plan {
+            if let Some(ip6) = plans.first().and_then(|p| p.endpoint.ip6) {
+                extra_hosts.push((hostname.to_string(), IpAddr::V6(ip6)));
+            }
+        }
+        for (l, _) in links {
+            let names = if l.alias == l.name { l.name.clone() } else { format!("{} {}", l.alias, l.name) };
+            extra_hosts.push((names, IpAddr::V4(l.ip)));
+        }
+        let contents = [
+            ("hosts", files::hosts(own_ip.map(|ip| (ip, hostname)), &extra_hosts, host_hosts.as_deref())),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv),
+        ];
+        for (f, text) in &contents {
+            let p = run_dir.join(f);
+            std::fs::write(&p, text).map_err(io("write", &p))?;
+        }
+        Ok(dns_client)
+    }
+
+    /// The network of a new container whose pid 1 is `pid`: its own namespace kept (bound under
+    /// the exec-root), its endpoints wired (the first with the links' rules and the published
+    /// ports), the embedded DNS served in it; each step registered with `undo`. Returns the
+    /// sandbox key, the endpoints and the ports.
+    #[allow(clippy::too_many_arguments)]
+    async fn wire(
+        self: &Arc<Self>,
+        undo: &mut Undo,
+        id: &str,
+        pid: u32,
+        plan: Plan,
+        netns_kind: &NetNs,
+        links: &[weft_model::LinkRecord],
+        port_specs: &[weft_model::PortSpec],
+        dns_client: bool,
+    ) -> Result<(Option<String>, Vec<weft_model::EndpointRecord>, Vec<weft_model::PortMapping>)> {
+        let mut sandbox_key = None;
+        let mut endpoints = Vec::new();
+        let mut ports = Vec::new();
+        if *netns_kind == NetNs::New {
+            let path = self.netns_path(id);
+            let p = path.clone();
+            blocking(move || Ok(netns::bind(pid, &p)?)).await?;
+            let p = path.clone();
+            undo.push("unbind netns", move || {
+                let _ = netns::unbind(&p);
+            });
+            match plan {
+                Plan::Bridge(plans) => {
+                    for (i, plan) in plans.into_iter().enumerate() {
+                        let (p, pl) = (path.clone(), plan.clone());
+                        blocking(move || pl.attach(&p, i == 0)).await?;
+                        let host_if = plan.endpoint.host_ifname.clone();
+                        undo.push("delete veth", move || {
+                            let _ = detach_bridge(&host_if);
+                        });
+                        if i == 0 && !links.is_empty() {
+                            let rules = crate::publish::link_rules(plan.endpoint.ip, links);
+                            self.fw.add_links(&rules)?;
+                            let eng = self.clone();
+                            undo.push("remove link rules", move || {
+                                let _ = eng.fw.remove_links(&rules);
+                            });
+                        }
+                        if i == 0 {
+                            let default_ip = plan.host_binding.map(IpAddr::V4).unwrap_or(self.cfg.ip);
+                            ports = self.publish(id, plan.endpoint.ip, port_specs, default_ip)?;
+                            let (eng, cid, ip, p) = (self.clone(), id.to_string(), plan.endpoint.ip, ports.clone());
+                            undo.push("unpublish ports", move || {
+                                let _ = eng.withdraw(&cid, ip, &p);
+                            });
+                            // A UDP flow that reached the port while it had no mapping follows a
+                            // conntrack entry without NAT: clear it so the flow takes the new one.
+                            let udp = crate::publish::kernel_ports(&ports, plan.endpoint.ip)
+                                .into_iter()
+                                .filter(|p| p.proto == weft_model::Proto::Udp)
+                                .collect();
+                            self.flush_conntrack(udp).await?;
+                        }
+                        endpoints.push(plan.endpoint);
+                    }
+                }
+                _ => {
+                    let p = path.clone();
+                    blocking(move || loopback_only(&p)).await?;
+                }
+            }
+            if dns_client {
+                self.start_dns(id, path.clone()).await?;
+                let (eng, cid) = (self.clone(), id.to_string());
+                undo.push("stop resolver", move || eng.stop_dns(&cid));
+            }
+            sandbox_key = Some(path.display().to_string());
+        } else if let NetNs::Join(p) = netns_kind {
+            sandbox_key = Some(p.clone());
+        }
+        Ok((sandbox_key, endpoints, ports))
     }
 
     /// Processes the container's exit when its pid 1 ends.
