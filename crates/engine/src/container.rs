@@ -115,16 +115,7 @@ impl Engine {
         }
         let mode = spec.validate()?;
         let mut spec = spec;
-        if let Some(r) = spec.rootfs.clone() {
-            // A tarball (docker export, podman export): unpacked once into the data-root.
-            if Path::new(&r).is_file() {
-                let cache = self.cfg.data_root.join("rootfs");
-                let dir = blocking(move || Ok(weft_runtime::rootfs::unpacked(Path::new(&r), &cache).map_err(weft_runtime::RuntimeError::from)?)).await?;
-                spec.rootfs = Some(dir.display().to_string());
-            } else if !Path::new(&r).is_dir() {
-                return Err(EngineError::MissingRootfs(r));
-            }
-        }
+        spec.rootfs = self.resolve_rootfs(spec.rootfs.take()).await?;
         let extra_hosts = spec.extra_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
         let port_specs = spec.port_specs()?;
         let id = new_id();
@@ -135,91 +126,8 @@ impl Engine {
             let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
             self.settle_bridges(&nets).await;
         }
-        // Reserve the name and the address under the lock; no kernel work here.
-        let (name, plan, links, _pending) = {
-            let mut st = self.lock();
-            let name = match &spec.name {
-                Some(n) => n.trim_start_matches('/').to_string(),
-                None => generated_name(&id, |n| st.names.contains_key(n)),
-            };
-            if st.names.contains_key(&name) {
-                return Err(EngineError::NameInUse(name));
-            }
-            // Everything that can refuse without reserving anything comes first.
-            let links = resolve_links(&st, &spec, &mode)?;
-            let plan = match &mode {
-                NetworkMode::Network(n) => {
-                    // eth0 on the first network, eth1… on the others; on any error, give back
-                    // what was reserved.
-                    let mut plans: Vec<EndpointPlan> = Vec::new();
-                    let planned = (|| {
-                        for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
-                            let first = i == 0;
-                            let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
-                            let twice = plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id);
-                            if first {
-                                p.endpoint.aliases = spec.aliases.clone();
-                                if let Some(m) = &spec.mac_address {
-                                    let mac = m.to_ascii_lowercase();
-                                    if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
-                                        plans.push(p);
-                                        return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
-                                    }
-                                    p.endpoint.mac = mac;
-                                }
-                            }
-                            plans.push(p);
-                            if twice {
-                                return Err(EngineError::Config(format!("network {net} given twice")));
-                            }
-                        }
-                        Ok(())
-                    })();
-                    if let Err(e) = planned {
-                        for p in &plans {
-                            st.release_addresses(&p.endpoint);
-                        }
-                        return Err(e);
-                    }
-                    Plan::Bridge(plans)
-                }
-                NetworkMode::Container(t) => {
-                    let target = find_container(&st, t)?;
-                    if target.state.status != Status::Running {
-                        return Err(EngineError::NotRunning(t.clone()));
-                    }
-                    let path = target
-                        .sandbox_key
-                        .clone()
-                        .unwrap_or_else(|| format!("/proc/{}/ns/net", target.state.pid));
-                    Plan::Join { path, ip: target.endpoints.first().map(|e| IpAddr::V4(e.ip)) }
-                }
-                NetworkMode::Host => Plan::Host,
-                NetworkMode::None => Plan::None,
-            };
-            st.names.insert(name.clone(), id.clone());
-            let nets = match &plan {
-                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
-                _ => Vec::new(),
-            };
-            let pending = crate::Pending::new(self, &mut st, nets);
-            (name, plan, links, pending)
-        };
+        let (name, plan, links, _pending) = self.reserve(&mut undo, &id, &spec, &mode)?;
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
-        {
-            let (eng, name) = (self.clone(), name.clone());
-            let reserved: Vec<_> = match &plan {
-                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
-                _ => Vec::new(),
-            };
-            undo.push("release reservations", move || {
-                let mut st = eng.lock();
-                st.names.remove(&name);
-                for e in &reserved {
-                    st.release_addresses(e);
-                }
-            });
-        }
 
         // Files: /etc/hosts, /etc/hostname, /etc/resolv.conf, and the log.
         let hostname = spec.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
@@ -347,6 +255,112 @@ impl Engine {
         tracing::debug!(spawn_us = t_spawn.as_micros() as u64, network_us = t_net.as_micros() as u64,
             total_us = t0.elapsed().as_micros() as u64, "container running");
         Ok((id, attachment))
+    }
+
+    /// Reserves a new container's name and addresses under the state lock (no kernel work
+    /// here), released by `undo` unless the run commits; everything that can refuse without
+    /// reserving anything comes first.
+    #[allow(clippy::type_complexity)]
+    fn reserve(self: &Arc<Self>, undo: &mut Undo, id: &str, spec: &RunSpec, mode: &NetworkMode) -> Result<(String, Plan, Vec<(weft_model::LinkRecord, Vec<String>)>, crate::Pending)> {
+        let (name, plan, links, pending) = {
+            let mut st = self.lock();
+            let name = match &spec.name {
+                Some(n) => n.trim_start_matches('/').to_string(),
+                None => generated_name(id, |n| st.names.contains_key(n)),
+            };
+            if st.names.contains_key(&name) {
+                return Err(EngineError::NameInUse(name));
+            }
+            // Everything that can refuse without reserving anything comes first.
+            let links = resolve_links(&st, spec, mode)?;
+            let plan = match mode {
+                NetworkMode::Network(n) => {
+                    // eth0 on the first network, eth1… on the others; on any error, give back
+                    // what was reserved.
+                    let mut plans: Vec<EndpointPlan> = Vec::new();
+                    let planned = (|| {
+                        for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
+                            let first = i == 0;
+                            let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
+                            let twice = plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id);
+                            if first {
+                                p.endpoint.aliases = spec.aliases.clone();
+                                if let Some(m) = &spec.mac_address {
+                                    let mac = m.to_ascii_lowercase();
+                                    if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
+                                        plans.push(p);
+                                        return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
+                                    }
+                                    p.endpoint.mac = mac;
+                                }
+                            }
+                            plans.push(p);
+                            if twice {
+                                return Err(EngineError::Config(format!("network {net} given twice")));
+                            }
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = planned {
+                        for p in &plans {
+                            st.release_addresses(&p.endpoint);
+                        }
+                        return Err(e);
+                    }
+                    Plan::Bridge(plans)
+                }
+                NetworkMode::Container(t) => {
+                    let target = find_container(&st, t)?;
+                    if target.state.status != Status::Running {
+                        return Err(EngineError::NotRunning(t.clone()));
+                    }
+                    let path = target
+                        .sandbox_key
+                        .clone()
+                        .unwrap_or_else(|| format!("/proc/{}/ns/net", target.state.pid));
+                    Plan::Join { path, ip: target.endpoints.first().map(|e| IpAddr::V4(e.ip)) }
+                }
+                NetworkMode::Host => Plan::Host,
+                NetworkMode::None => Plan::None,
+            };
+            st.names.insert(name.clone(), id.to_string());
+            let nets = match &plan {
+                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
+                _ => Vec::new(),
+            };
+            let pending = crate::Pending::new(self, &mut st, nets);
+            (name, plan, links, pending)
+        };
+        {
+            let (eng, name) = (self.clone(), name.clone());
+            let reserved: Vec<_> = match &plan {
+                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
+                _ => Vec::new(),
+            };
+            undo.push("release reservations", move || {
+                let mut st = eng.lock();
+                st.names.remove(&name);
+                for e in &reserved {
+                    st.release_addresses(e);
+                }
+            });
+        }
+        Ok((name, plan, links, pending))
+    }
+
+    /// `--rootfs`: a directory as it is; a tar archive (`docker export`, `podman export`)
+    /// unpacked once into the data-root.
+    async fn resolve_rootfs(&self, rootfs: Option<String>) -> Result<Option<String>> {
+        let Some(r) = rootfs else { return Ok(None) };
+        if Path::new(&r).is_file() {
+            let cache = self.cfg.data_root.join("rootfs");
+            let dir = blocking(move || Ok(weft_runtime::rootfs::unpacked(Path::new(&r), &cache).map_err(weft_runtime::RuntimeError::from)?)).await?;
+            return Ok(Some(dir.display().to_string()));
+        }
+        if !Path::new(&r).is_dir() {
+            return Err(EngineError::MissingRootfs(r));
+        }
+        Ok(Some(r))
     }
 
     /// A new container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in `run_dir`;
