@@ -1,6 +1,8 @@
-//! `weft-bench attach`: the daemon-side network setup and teardown of one container (IPAM, veth
-//! with its peer born in the namespace, enslave, addresses, routes, link up, one durable store
-//! commit), measured through the engine with 1, 100, 1,000 … endpoints already on the bridge.
+//! `weft-bench attach`: the daemon-side network setup and teardown of one namespace, through the
+//! engine's whole action path (`Action::Connect` with `--netns`: checks, IPAM, veth with its peer
+//! born in the namespace, enslave, addresses, routes, link up, one durable store commit, the DNS
+//! update), with 1, 100, 1,000 … endpoints already on the bridge, beside the kernel floor at each
+//! level (a bare veth with its peer in a namespace, enslaved and up, in one request, no weft).
 //! Run inside a throwaway network namespace (bench/attach does that).
 
 use std::path::{Path, PathBuf};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weft_engine::{Config, Engine};
+use weft_engine::{Action, Config, Engine};
+use weft_model::{ConnectSpec, DisconnectSpec};
 
 #[derive(Parser)]
 struct Args {
@@ -219,8 +222,17 @@ async fn main() -> anyhow::Result<()> {
     let (sample_ns, concurrent_ns) = rest.split_at(samples);
     let attach = |key: String, p: &Path| {
         let (e, p) = (engine.clone(), p.to_path_buf());
-        async move { e.attach_sandbox(&key, &p, "bridge", "eth0").await }
+        async move {
+            let spec = ConnectSpec { netns: Some(p.display().to_string()), name: Some(key), ifname: Some("eth0".into()), ..ConnectSpec::default() };
+            e.execute(Action::Connect { network: "bridge".into(), spec }).await
+        }
     };
+    let detach = |key: String| {
+        let e = engine.clone();
+        async move { e.execute(Action::Disconnect { network: "bridge".into(), spec: DisconnectSpec { container: key, force: false } }).await }
+    };
+    let mut host = weft_kernel::Netlink::open()?;
+    let bridge = host.link("weft0")?.context("the default bridge")?.index;
 
     // Concurrency: `concurrent` attaches at once (the store groups their commits).
     let t = Instant::now();
@@ -238,35 +250,61 @@ async fn main() -> anyhow::Result<()> {
         wall.as_secs_f64() * 1e3 / concurrent as f64
     );
     for i in 0..concurrent {
-        engine.detach_sandbox(&format!("c{i}")).await?;
+        detach(format!("c{i}")).await?;
     }
 
-    println!("| endpoints already attached | setup median (ms) | setup p99 (ms) | teardown median (ms) | teardown p99 (ms) |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| endpoints already attached | setup median (ms) | setup p99 (ms) | teardown median (ms) | teardown p99 (ms) | kernel floor setup / teardown median (ms) | setup ÷ floor |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut attached = 0;
     for &level in &existing {
         while attached < level {
             attach(format!("bg{attached}"), &background[attached]).await?;
             attached += 1;
         }
-        let (mut setup, mut teardown) = (Vec::new(), Vec::new());
+        let (mut setup, mut teardown, mut floor_up, mut floor_down) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, p) in sample_ns.iter().enumerate() {
             let key = format!("s{i}");
             let t = Instant::now();
             attach(key.clone(), p).await?;
             setup.push(t.elapsed());
             let t = Instant::now();
-            engine.detach_sandbox(&key).await?;
+            detach(key).await?;
             teardown.push(t.elapsed());
         }
-        setup.sort();
-        teardown.sort();
+        // The floor, on the same bridge with the same population: `ip link add flr type veth
+        // peer name eth9 netns NS master weft0 up`, then `ip link del flr`.
+        for p in sample_ns {
+            let fd = std::fs::File::open(p)?;
+            let spec = weft_kernel::VethSpec {
+                host_name: "flr0",
+                master: Some(bridge),
+                mtu: 1500,
+                peer_name: "eth9",
+                peer_mac: None,
+                peer_netns: Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+                up: true,
+                port_setup: false,
+                proxy_arp: false,
+            };
+            let t = Instant::now();
+            host.create_veth(&spec)?;
+            floor_up.push(t.elapsed());
+            let t = Instant::now();
+            host.delete_link("flr0")?;
+            floor_down.push(t.elapsed());
+        }
+        for v in [&mut setup, &mut teardown, &mut floor_up, &mut floor_down] {
+            v.sort();
+        }
         println!(
-            "| {level} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {level} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.1} |",
             pct(&setup, 0.5),
             pct(&setup, 0.99),
             pct(&teardown, 0.5),
-            pct(&teardown, 0.99)
+            pct(&teardown, 0.99),
+            pct(&floor_up, 0.5),
+            pct(&floor_down, 0.5),
+            pct(&setup, 0.5) / pct(&floor_up, 0.5)
         );
     }
 
@@ -274,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{concurrency}");
     println!("bench process RSS with {attached} endpoints: {:.1} MB", rss_mb());
     for i in 0..attached {
-        engine.detach_sandbox(&format!("bg{i}")).await?;
+        detach(format!("bg{i}")).await?;
     }
     engine.shutdown();
     for p in &nss {

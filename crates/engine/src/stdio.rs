@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
@@ -164,7 +164,8 @@ impl LogWatch {
             let mut buf = [0u8; 4096];
             loop {
                 let Ok(mut guard) = afd.readable_mut().await else { return };
-                let woken: Vec<WatchDescriptor> = match guard.try_io(|fd| fd.get_mut().read_events(&mut buf).map(|evs| evs.map(|e| e.wd).collect())) {
+                // (wd, whether the kernel dropped the watch: the file was deleted)
+                let woken: Vec<(WatchDescriptor, bool)> = match guard.try_io(|fd| fd.get_mut().read_events(&mut buf).map(|evs| evs.map(|e| (e.wd, e.mask.contains(EventMask::IGNORED))).collect())) {
                     Ok(Ok(wds)) => wds,
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "reading inotify events failed; followers fall back to the exit");
@@ -172,10 +173,14 @@ impl LogWatch {
                     }
                     Err(_would_block) => continue,
                 };
-                let w = watched.lock().unwrap_or_else(|p| p.into_inner());
-                for wd in woken {
+                let mut w = watched.lock().unwrap_or_else(|p| p.into_inner());
+                for (wd, dropped) in woken {
                     if let Some(tx) = w.by_wd.get(&wd) {
                         tx.send_modify(|n| *n += 1);
+                    }
+                    if dropped {
+                        w.by_wd.remove(&wd);
+                        w.by_path.retain(|_, v| *v != wd);
                     }
                 }
             }
