@@ -225,7 +225,7 @@ impl Engine {
         let rec = NetworkRecord {
             id: stored.as_ref().map(|s| s.id.clone()).unwrap_or_else(weft_model::new_id),
             name: DEFAULT_NETWORK.into(),
-            driver: "bridge".into(),
+            driver: weft_model::DriverKind::Bridge,
             bridge,
             subnet,
             gateway,

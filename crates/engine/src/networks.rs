@@ -129,7 +129,7 @@ impl Engine {
             let rec = NetworkRecord {
                 id: id.clone(),
                 name: spec.name.clone(),
-                driver: "bridge".into(),
+                driver: weft_model::DriverKind::parse(&spec.driver)?,
                 bridge: bridge.clone(),
                 subnet,
                 gateway,

@@ -169,7 +169,7 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         "Id": n.id,
         "Created": rfc3339(n.created),
         "Scope": "local",
-        "Driver": n.driver,
+        "Driver": n.driver.name(),
         "IPAM": {"Driver": "default", "Config": configs},
         "EnableIPv6": n.subnet6.is_some(),
         "Internal": n.internal,

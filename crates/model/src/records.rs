@@ -382,7 +382,7 @@ impl ContainerRecord {
 pub struct NetworkRecord {
     pub id: String,
     pub name: String,
-    pub driver: String,
+    pub driver: DriverKind,
     /// The Linux bridge carrying the network.
     pub bridge: String,
     pub subnet: Ipv4Net,
@@ -430,6 +430,36 @@ impl NetworkRecord {
     /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
     pub fn proxy_arp(&self) -> bool {
         self.managed_bridge && self.subnet6.is_none() && self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false")
+    }
+}
+
+/// The driver of a network, as records hold it (`"bridge"` in JSON, as Docker names it).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    #[default]
+    Bridge,
+}
+
+impl DriverKind {
+    /// `-d NAME` as typed (empty: the default, bridge).
+    pub fn parse(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "" | "bridge" => Ok(Self::Bridge),
+            other => Err(ModelError::Network(format!("driver {other:?} is not supported (only bridge)"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+        }
+    }
+}
+
+impl std::fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -488,9 +518,7 @@ impl NetworkSpec {
         if matches!(self.name.as_str(), "bridge" | "host" | "none" | "default") {
             return bad(format!("{} is a pre-defined network name", self.name));
         }
-        if !matches!(self.driver.as_str(), "" | "bridge") {
-            return bad(format!("driver {:?} is not supported (only bridge)", self.driver));
-        }
+        DriverKind::parse(&self.driver)?;
         if !self.enable_ipv6 && (self.subnet6.is_some() || self.gateway6.is_some()) {
             return bad("an IPv6 --subnet or --gateway needs --ipv6".into());
         }
