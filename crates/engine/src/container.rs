@@ -27,6 +27,29 @@ enum Plan {
     None,
 }
 
+/// What `reserve` took under the state lock: the name, the network plan, the links (with the
+/// linked containers' environments), and the networks marked as being set up.
+struct Reserved {
+    name: String,
+    plan: Plan,
+    links: Vec<(weft_model::LinkRecord, Vec<String>)>,
+    _pending: crate::Pending,
+}
+
+/// What `wire` needs to give a new container its network.
+struct Wiring<'a> {
+    id: &'a str,
+    pid: u32,
+    plan: Plan,
+    netns_kind: &'a NetNs,
+    links: &'a [weft_model::LinkRecord],
+    port_specs: &'a [weft_model::PortSpec],
+    dns_client: bool,
+}
+
+/// What `wire` made: the namespace's path (the sandbox key), the endpoints, the published ports.
+type Wired = (Option<String>, Vec<weft_model::EndpointRecord>, Vec<weft_model::PortMapping>);
+
 const ADJECTIVES: [&str; 16] = [
     "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "nimble", "proud", "quiet",
     "sharp", "swift", "vivid", "wise",
@@ -126,7 +149,7 @@ impl Engine {
             let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
             self.settle_bridges(&nets).await;
         }
-        let (name, plan, links, _pending) = self.reserve(&mut undo, &id, &spec, &mode)?;
+        let Reserved { name, plan, links, _pending } = self.reserve(&mut undo, &id, &spec, &mode)?;
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
 
         // Files: /etc/hosts, /etc/hostname, /etc/resolv.conf, and the log.
@@ -186,7 +209,8 @@ impl Engine {
 
         // The network: keep the namespace, wire the endpoint.
         let t_net = Instant::now();
-        let (sandbox_key, endpoints, ports) = self.wire(&mut undo, &id, pid, plan, &netns_kind, &links, &port_specs, dns_client).await?;
+        let wiring = Wiring { id: &id, pid, plan, netns_kind: &netns_kind, links: &links, port_specs: &port_specs, dns_client };
+        let (sandbox_key, endpoints, ports) = self.wire(&mut undo, wiring).await?;
         let t_net = t_net.elapsed();
 
         // Commit, then let the command run.
@@ -260,8 +284,7 @@ impl Engine {
     /// Reserves a new container's name and addresses under the state lock (no kernel work
     /// here), released by `undo` unless the run commits; everything that can refuse without
     /// reserving anything comes first.
-    #[allow(clippy::type_complexity)]
-    fn reserve(self: &Arc<Self>, undo: &mut Undo, id: &str, spec: &RunSpec, mode: &NetworkMode) -> Result<(String, Plan, Vec<(weft_model::LinkRecord, Vec<String>)>, crate::Pending)> {
+    fn reserve(self: &Arc<Self>, undo: &mut Undo, id: &str, spec: &RunSpec, mode: &NetworkMode) -> Result<Reserved> {
         let (name, plan, links, pending) = {
             let mut st = self.lock();
             let name = match &spec.name {
@@ -345,7 +368,7 @@ impl Engine {
                 }
             });
         }
-        Ok((name, plan, links, pending))
+        Ok(Reserved { name, plan, links, _pending: pending })
     }
 
     /// `--rootfs`: a directory as it is; a tar archive (`docker export`, `podman export`)
@@ -409,18 +432,8 @@ impl Engine {
     /// the exec-root), its endpoints wired (the first with the links' rules and the published
     /// ports), the embedded DNS served in it; each step registered with `undo`. Returns the
     /// sandbox key, the endpoints and the ports.
-    #[allow(clippy::too_many_arguments)]
-    async fn wire(
-        self: &Arc<Self>,
-        undo: &mut Undo,
-        id: &str,
-        pid: u32,
-        plan: Plan,
-        netns_kind: &NetNs,
-        links: &[weft_model::LinkRecord],
-        port_specs: &[weft_model::PortSpec],
-        dns_client: bool,
-    ) -> Result<(Option<String>, Vec<weft_model::EndpointRecord>, Vec<weft_model::PortMapping>)> {
+    async fn wire(self: &Arc<Self>, undo: &mut Undo, w: Wiring<'_>) -> Result<Wired> {
+        let Wiring { id, pid, plan, netns_kind, links, port_specs, dns_client } = w;
         let mut sandbox_key = None;
         let mut endpoints = Vec::new();
         let mut ports = Vec::new();
