@@ -10,8 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use ipnet::Ipv4Net;
-use weft_kernel::ops::LinkOps;
-use weft_kernel::{netns, Netlink, VethSpec};
+use weft_kernel::{netns, Netlink};
 use weft_model::{NetworkRecord, DEFAULT_NETWORK};
 use weft_store::{Op, Txn};
 
@@ -87,7 +86,20 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
         .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
     let t_open = t0.elapsed();
-    let attached = with_host(|host| Ok(attach_steps(host, &mut inside, a, ns.as_raw_fd())))?;
+    let join = weft_drivers::Join {
+        network_link: a.bridge_index,
+        netns_fd: ns.as_raw_fd(),
+        host_ifname: a.host_ifname,
+        ifname: a.ifname,
+        addr: a.addr,
+        gateway: a.gateway,
+        v6: a.v6,
+        mtu: a.mtu,
+        mac: a.mac,
+        proxy_arp: a.proxy_arp,
+    };
+    let driver = weft_drivers::driver(weft_model::DriverKind::Bridge);
+    let attached = with_host(|host| Ok(driver.join(host, &mut inside, &join).map_err(EngineError::from)))?;
     // A MAC derived from the address is the only MAC that address ever has here, so every ARP
     // cache already agrees with it: only a chosen MAC (--mac-address) is announced. (A broadcast is
     // flooded to every port of the bridge and processed in every namespace: +2.2 ms per setup at
@@ -109,36 +121,9 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
     attached
 }
 
-/// The steps of a bridge endpoint, on the daemon's namespace (`host`) and the container's
-/// (`inside`): the veth born with its peer inside (created and set up as a port in one
-/// datagram), the pinned neighbour with proxy ARP, then the interface's configuration. A failed
-/// step deletes the veth (the creation may have succeeded and the port setup in the same
-/// datagram failed), which takes the peer and everything configured on it along.
-pub(crate) fn attach_steps(host: &mut impl LinkOps, inside: &mut impl LinkOps, a: &BridgeAttach<'_>, peer_netns: std::os::fd::RawFd) -> Result<()> {
-    let created = host
-        .create_veth(&VethSpec {
-            host_name: a.host_ifname,
-            master: Some(a.bridge_index),
-            mtu: a.mtu,
-            peer_name: a.ifname,
-            peer_mac: Some(a.mac),
-            peer_netns: Some(peer_netns),
-            up: false,
-            port_setup: true,
-            proxy_arp: a.proxy_arp,
-        })
-        .and_then(|()| if a.proxy_arp { host.pin_neighbour(a.bridge_index, a.host_ifname, a.addr.addr(), a.mac) } else { Ok(()) })
-        .and_then(|()| inside.configure_interface(a.ifname, a.addr, a.gateway, a.v6));
-    if let Err(e) = created {
-        let _ = host.delete_link(a.host_ifname);
-        return Err(e.into());
-    }
-    Ok(())
-}
-
 /// `ip link del HOST_IFNAME` (the peer goes with it). Blocking.
 pub fn detach_bridge(host_ifname: &str) -> Result<()> {
-    with_host(|nl| nl.delete_link(host_ifname))
+    with_host(|nl| weft_drivers::driver(weft_model::DriverKind::Bridge).leave(nl, host_ifname))
 }
 
 /// `ip link set lo up` inside a namespace (`--net none`). Blocking.
@@ -251,62 +236,5 @@ impl Engine {
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
         self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index, pending: 0, reaping: 0 });
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod steps {
-    use weft_kernel::ops::Recording;
-
-    use super::*;
-
-    fn endpoint(proxy_arp: bool) -> BridgeAttach<'static> {
-        BridgeAttach {
-            bridge_index: 7,
-            netns: Path::new("/nonexistent"),
-            host_ifname: "vethtest1",
-            ifname: "eth0",
-            addr: "172.17.0.2/16".parse().expect("net"),
-            gateway: Some("172.17.0.1".parse().expect("ip")),
-            v6: None,
-            mtu: 1500,
-            mac: mac_for("172.17.0.2".parse().expect("ip")),
-            proxy_arp,
-        }
-    }
-
-    fn run(a: &BridgeAttach<'_>, host_fails: Option<&str>, inside_fails: Option<&str>) -> (bool, Vec<String>, Vec<String>) {
-        let mut host = host_fails.map(Recording::failing).unwrap_or_default();
-        let mut inside = inside_fails.map(Recording::failing).unwrap_or_default();
-        let ok = attach_steps(&mut host, &mut inside, a, -1).is_ok();
-        (ok, host.calls, inside.calls)
-    }
-
-    #[test]
-    fn bridge_endpoint_steps_in_order() {
-        let (ok, host, inside) = run(&endpoint(true), None, None);
-        assert!(ok);
-        assert_eq!(host, ["create_veth vethtest1", "pin_neighbour vethtest1 172.17.0.2"]);
-        assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);
-        let (_, host, _) = run(&endpoint(false), None, None);
-        assert_eq!(host, ["create_veth vethtest1"], "no pin without proxy ARP");
-    }
-
-    #[test]
-    fn a_failed_step_deletes_the_veth_and_stops() {
-        // The creation itself (it may have half happened: the port setup shares its datagram).
-        let (ok, host, inside) = run(&endpoint(true), Some("create_veth vethtest1"), None);
-        assert!(!ok);
-        assert_eq!(host, ["create_veth vethtest1", "delete_link vethtest1"]);
-        assert!(inside.is_empty(), "nothing configured inside");
-        let (ok, host, inside) = run(&endpoint(true), Some("pin_neighbour vethtest1 172.17.0.2"), None);
-        assert!(!ok);
-        assert_eq!(host, ["create_veth vethtest1", "pin_neighbour vethtest1 172.17.0.2", "delete_link vethtest1"]);
-        assert!(inside.is_empty());
-        // Inside: the veth goes, and its peer (configured or not) with it.
-        let (ok, host, inside) = run(&endpoint(false), None, Some("configure_interface eth0 172.17.0.2/16"));
-        assert!(!ok);
-        assert_eq!(host, ["create_veth vethtest1", "delete_link vethtest1"]);
-        assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);
     }
 }
