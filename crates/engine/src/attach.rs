@@ -16,6 +16,11 @@ fn open_log(path: &str) -> Result<std::fs::File> {
 }
 
 impl Engine {
+    /// A follower of the log at `path`, read from `file`'s offset; with `exit`, until the exit.
+    pub(crate) fn follower(&self, path: &str, file: std::fs::File, exit: Option<tokio::sync::watch::Receiver<Option<i32>>>) -> Result<Follower> {
+        Follower::new(&self.logs, Path::new(path), file, exit).map_err(|source| EngineError::Io { op: "follow log", path: path.to_string(), source })
+    }
+
     /// Attaches to a running container: its output from now (or, with `from_start`, all of it)
     /// until it exits, and its input if it was started with `-i` or `-t` by this daemon.
     pub fn attach(&self, key: &str, from_start: bool) -> Result<Attachment> {
@@ -33,7 +38,7 @@ impl Engine {
         if !from_start {
             file.seek(SeekFrom::End(0)).map_err(|source| EngineError::Io { op: "seek log", path: c.log_path.clone(), source })?;
         }
-        let output = Follower::new(&self.logs, Path::new(&c.log_path), file, exit).map_err(|source| EngineError::Io { op: "follow log", path: c.log_path.clone(), source })?;
+        let output = self.follower(&c.log_path, file, exit)?;
         Ok(Attachment { id: c.id, output, console })
     }
 
@@ -45,8 +50,7 @@ impl Engine {
             let exit = st.exits.get(&c.id).filter(|_| follow).map(|tx| tx.subscribe());
             (c, exit)
         };
-        let file = open_log(&c.log_path)?;
-        Follower::new(&self.logs, Path::new(&c.log_path), file, exit).map_err(|source| EngineError::Io { op: "follow log", path: c.log_path.clone(), source })
+        self.follower(&c.log_path, open_log(&c.log_path)?, exit)
     }
 
     /// Sets the window size of a container's terminal (`-t`).

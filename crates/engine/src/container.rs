@@ -14,7 +14,7 @@ use weft_runtime::{InitConfig, NetNs};
 use weft_store::{Op, Txn};
 
 use crate::network::{detach_bridge, loopback_only};
-use crate::stdio::{Attachment, Console, Follower};
+use crate::stdio::{Attachment, Console};
 use crate::undo::Undo;
 use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result, CONTAINERS};
 
@@ -271,7 +271,7 @@ impl Engine {
         let attachment = match reader {
             Some(file) => Some(Attachment {
                 id: id.clone(),
-                output: Follower::new(&self.logs, &log_path, file, Some(exit)).map_err(io("follow log", &log_path))?,
+                output: self.follower(&log_path.display().to_string(), file, Some(exit))?,
                 console,
             }),
             None => None,

@@ -172,7 +172,7 @@ impl Engine {
             }
         }
         for s in self.sandboxes() {
-            self.readopt_ports(&crate::sandbox::dns_key(&s.key), s.endpoint.ip, &s.ports);
+            self.readopt_ports(&crate::sandbox::owner_key(&s.key), s.endpoint.ip, &s.ports);
             ports.extend(crate::publish::kernel_ports(&s.ports, s.endpoint.ip));
         }
         self.fw.reset(&nets, &ports, &links, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;

@@ -30,7 +30,7 @@ pub struct SandboxAttach<'a> {
 }
 
 /// The key of a sandbox among containers' ids (in the DNS index, among published ports).
-pub(crate) fn dns_key(key: &str) -> String {
+pub(crate) fn owner_key(key: &str) -> String {
     format!("sandbox/{key}")
 }
 
@@ -135,7 +135,7 @@ impl Engine {
             let _ = detach_bridge(&h);
         });
         // Published ports, as a container's eth0 has them (on the network's host binding).
-        let owner = dns_key(a.key);
+        let owner = owner_key(a.key);
         let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
         {
             let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
@@ -218,7 +218,7 @@ impl Engine {
             ips: std::iter::once(std::net::IpAddr::V4(s.endpoint.ip)).chain(s.endpoint.ip6.map(std::net::IpAddr::V6)).collect(),
             ptr: format!("{}.{}.", s.key, s.endpoint.network_name),
         });
-        let id = dns_key(key);
+        let id = owner_key(key);
         self.resolver.update(|idx| match entry {
             Some(e) => idx.set_container(&id, vec![e], None),
             None => idx.remove_container(&id),
@@ -243,7 +243,7 @@ impl Engine {
         self.store.txn(Txn::ops(vec![Op::Delete(format!("{SANDBOXES}{key}"))])).await?;
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
-        let unpublished = self.unpublish(&dns_key(key), rec.endpoint.ip, &rec.ports).await;
+        let unpublished = self.unpublish(&owner_key(key), rec.endpoint.ip, &rec.ports).await;
         self.release_endpoint(&rec.endpoint);
         unpublished
     }

@@ -172,14 +172,31 @@ fn run_i_relays_stdin_and_output_as_written() {
     // Without -i, stdin is not read.
     assert_eq!(pipe_into(&h, &["run", "--rm", "--rootfs", &rootfs, "--", "cat"], "hi\n"), "");
 
-    // Output arrives as it is written (not when the container ends), here and in logs -f.
-    let mut child = h.cli().args(["run", "--rm", "--name", "slow", "--rootfs", &rootfs, "--", "sh", "-c", "echo first; sleep 3; echo second"]).stdout(Stdio::piped()).spawn().expect("run");
+    // Output arrives as it is written, not when the container ends: the command cannot end
+    // before the test has read its first line and released it (a file in its root).
+    let go = std::path::Path::new(&rootfs).join("tmp/go");
+    let mut child = h
+        .cli()
+        .args(["run", "--rm", "--name", "slow", "--rootfs", &rootfs, "--", "sh", "-c", "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run");
+    // (Should the first line never come before the end, the release comes late and the check
+    // below fails instead of the test hanging.)
+    let late = go.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        let _ = std::fs::write(late, "");
+    });
     let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    let t0 = std::time::Instant::now();
     std::io::BufRead::read_line(&mut out, &mut line).expect("read");
     assert_eq!(line, "first\n");
-    assert!(t0.elapsed() < std::time::Duration::from_secs(2), "first line only after {:?}", t0.elapsed());
+    assert!(!go.exists() && h.ok(&["ps"]).contains("slow"), "the first line came while the container was still running");
+    std::fs::write(&go, "").expect("release");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("read");
+    assert_eq!(line, "second\n");
     assert!(child.wait().expect("wait").success());
     h.finish();
 }
@@ -220,7 +237,18 @@ fn rootfs_from_a_tar_archive_is_unpacked_once() {
     assert!(o.status.success(), "{o:?}");
     let err = h.fails(&["run", "--rm", "--rootfs", &evil.display().to_string(), "--", "true"]);
     assert!(err.contains("would be written outside the root filesystem"), "{err}");
-    assert!(!h.dir.join("../escaped").exists() && !std::path::Path::new(&format!("/tmp/escaped-{}", h.ns)).exists());
+    // Where `../../` from the unpacking directory would land, and anywhere else of the test's.
+    let escaped = format!("escaped-{}", h.ns);
+    let mut stack = vec![h.dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            assert_ne!(e.file_name().to_string_lossy(), escaped, "written outside the tree: {}", e.path().display());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(!std::path::Path::new("/tmp").join(&escaped).exists());
     assert_eq!(unpacked(), 2, "nothing of the refused archive stays");
     let junk = h.dir.join("junk.tar");
     std::fs::write(&junk, b"not a tar at all").expect("write");

@@ -117,7 +117,7 @@ fn exec_start(cfg: &ExecConfig) -> Result<(std::process::Child, Vec<OwnedFd>), S
     confinement.apply().map_err(|e| chain(&crate::RuntimeError::from(e)))?;
     let mut command = Command::new(&cfg.cmd[0]);
     command.args(&cfg.cmd[1..]).env_clear().envs(cfg.env.iter().filter_map(|kv| kv.split_once('='))).current_dir("/");
-    let ours = stdio.attach(&mut command);
+    let ours = stdio.attach(&mut command).map_err(|e| format!("open stdio: {e}"))?;
     let child = command.spawn().map_err(|e| format!("exec {}: {e}", cfg.cmd[0]))?;
     Ok((child, ours))
 }
@@ -177,12 +177,10 @@ impl Stdio3 {
 
     /// Gives `command` its side (stdin is /dev/null unless open; uncaptured output goes where
     /// this process's goes) and returns the daemon's ends.
-    fn attach(self, command: &mut Command) -> Vec<OwnedFd> {
+    fn attach(self, command: &mut Command) -> std::io::Result<Vec<OwnedFd>> {
         if let Some(slave) = self.slave {
-            let (a, b) = (slave.try_clone(), slave.try_clone());
-            if let (Ok(a), Ok(b)) = (a, b) {
-                command.stdin(Stdio::from(slave)).stdout(Stdio::from(a)).stderr(Stdio::from(b));
-            }
+            let (out, err) = (slave.try_clone()?, slave.try_clone()?);
+            command.stdin(Stdio::from(slave)).stdout(Stdio::from(out)).stderr(Stdio::from(err));
             // SAFETY: runs in the forked child before exec: setsid and ioctl are
             // async-signal-safe; the command leads a new session with the terminal (now its
             // stdin) as controlling terminal, so ^C and hangups reach it.
@@ -194,7 +192,7 @@ impl Stdio3 {
                     Ok(())
                 });
             }
-            return self.ours;
+            return Ok(self.ours);
         }
         command.stdin(self.stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
         if let Some(out) = self.stdout {
@@ -203,7 +201,7 @@ impl Stdio3 {
         if let Some(err) = self.stderr {
             command.stderr(Stdio::from(err));
         }
-        self.ours
+        Ok(self.ours)
     }
 }
 
@@ -273,7 +271,10 @@ fn pid1(cfg: &InitConfig) -> ! {
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, reset_signals);
     }
-    let ours = stdio.attach(&mut command);
+    let ours = stdio.attach(&mut command).unwrap_or_else(|e| {
+        tell(&format!("error: open the command's stdio: {e}"));
+        die("open stdio", e)
+    });
     let child = match command.spawn() {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {

@@ -348,12 +348,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 render_template(f, &json!({}))
                     .or_else(|e| if e.to_string().contains("can't evaluate field") { Ok(String::new()) } else { Err(e) })?;
             }
-            let mut items = Vec::new();
-            for n in &names {
-                items.push(c.json(Method::GET, &format!("/containers/{}/json", enc(n)), None).await?);
-            }
-            print_formatted(&format, items)?;
-            Ok(Outcome::Exit(0))
+            inspect(&c, &names, &format, |n| format!("/containers/{}/json", enc(n))).await
         }
         Cmd::Exec { interactive, tty, env, detach_keys, name, cmd } => {
             check_tty(interactive, tty)?;
@@ -484,12 +479,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Exit(0))
         }
         Cmd::Sandbox(SandboxCmd::Inspect { format, names }) => {
-            let mut items = Vec::new();
-            for n in &names {
-                items.push(c.json(Method::GET, &format!("/sandboxes/{}", enc(n)), None).await?);
-            }
-            print_formatted(&format, items)?;
-            Ok(Outcome::Exit(0))
+            inspect(&c, &names, &format, |n| format!("/sandboxes/{}", enc(n))).await
         }
         Cmd::Network(NetCmd::Ls) => {
             let v = c.json(Method::GET, "/networks", None).await?;
@@ -500,14 +490,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Inspect { format, names }) => {
-            let mut items = Vec::new();
-            for n in &names {
-                items.push(c.json(Method::GET, &format!("/networks/{}", enc(n)), None).await?);
-            }
-            print_formatted(&format, items)?;
-            Ok(Outcome::Exit(0))
+            inspect(&c, &names, &format, |n| format!("/networks/{}", enc(n))).await
         }
     }
+}
+
+/// `GET path(name)` for each name, printed as JSON or through the `-f` template.
+async fn inspect(c: &Client, names: &[String], format: &Option<String>, path: impl Fn(&str) -> String) -> anyhow::Result<Outcome> {
+    let mut items = Vec::new();
+    for n in names {
+        items.push(c.json(Method::GET, &path(n), None).await?);
+    }
+    print_formatted(format, items)?;
+    Ok(Outcome::Exit(0))
 }
 
 /// Calls `path(name)` for each name, printing the name on success (as docker does); fails if any

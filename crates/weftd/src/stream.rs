@@ -107,6 +107,26 @@ async fn pump_input(mut r: impl AsyncRead + Unpin, sink: Option<Sink>, detach: &
     }
 }
 
+/// How a stream ended.
+enum Ended {
+    /// The process exited with this code.
+    Exit(i32),
+    /// The user typed the detach keys.
+    Detached,
+    /// The client went away, or weftd is stopping: no last frame.
+    Cut,
+}
+
+/// Sends the stream's last frame and closes it.
+async fn close(mut w: impl AsyncWrite + Unpin, ended: Ended) {
+    let _ = match ended {
+        Ended::Exit(code) => send(&mut w, FrameKind::Exit, &code.to_be_bytes()).await,
+        Ended::Detached => send(&mut w, FrameKind::Detached, &[]).await,
+        Ended::Cut => Ok(()),
+    };
+    let _ = w.shutdown().await;
+}
+
 /// Serves one attachment to a container on the upgraded connection.
 pub async fn serve_attach(upgrade: OnUpgrade, mut att: Attachment, opts: InputOpts, stopping: Stopping) {
     let Ok(upgraded) = upgrade.await else { return };
@@ -121,16 +141,12 @@ pub async fn serve_attach(upgrade: OnUpgrade, mut att: Attachment, opts: InputOp
         }
         att.output.exit_code()
     };
-    tokio::select! {
-        code = output => {
-            if let Some(code) = code {
-                let _ = send(&mut w, FrameKind::Exit, &code.to_be_bytes()).await;
-            }
-        }
-        () = input => { let _ = send(&mut w, FrameKind::Detached, &[]).await; }
-        () = stopping.wait() => {}
-    }
-    let _ = w.shutdown().await;
+    let ended = tokio::select! {
+        code = output => code.map_or(Ended::Cut, Ended::Exit),
+        () = input => Ended::Detached,
+        () = stopping.wait() => Ended::Cut,
+    };
+    close(w, ended).await;
 }
 
 /// Serves a `weft exec` process on the upgraded connection.
@@ -154,16 +170,12 @@ pub async fn serve_exec(upgrade: OnUpgrade, session: ExecSession, opts: InputOpt
         }
         exit.await.ok()
     };
-    tokio::select! {
-        code = output => {
-            if let Some(code) = code {
-                let _ = send(&mut w, FrameKind::Exit, &code.to_be_bytes()).await;
-            }
-        }
-        () = input => { let _ = send(&mut w, FrameKind::Detached, &[]).await; }
-        () = stopping.wait() => {}
-    }
-    let _ = w.shutdown().await;
+    let ended = tokio::select! {
+        code = output => code.map_or(Ended::Cut, Ended::Exit),
+        () = input => Ended::Detached,
+        () = stopping.wait() => Ended::Cut,
+    };
+    close(w, ended).await;
 }
 
 /// Copies one of a process's outputs into the frames to send, until it ends; once nobody takes
