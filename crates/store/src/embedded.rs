@@ -242,15 +242,15 @@ impl Embedded {
 
 impl Store for Embedded {
     /// (A read of redb's pages, served from the page cache: done in place.)
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>> {
+    fn get(&self, key: &str) -> BoxFuture<Result<Option<KeyValue>>> {
         Box::pin(std::future::ready(self.get_now(key)))
     }
 
-    fn range<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, u64)>> {
+    fn range(&self, prefix: &str) -> BoxFuture<Result<(Vec<KeyValue>, u64)>> {
         Box::pin(std::future::ready(self.range_now(prefix)))
     }
 
-    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
+    fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResponse>> {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.as_ref().map(|tx| tx.send((txn, reply)));
         Box::pin(async move {
@@ -267,7 +267,7 @@ impl Store for Embedded {
             Some(a) if a + 1 < h.oldest => vec![Err(StoreError::Compacted { requested: a + 1, oldest: h.oldest })],
             Some(a) => h.batches.iter().flat_map(|b| b.iter()).filter(|e| e.revision() > a).cloned().map(Ok).collect(),
         };
-        Watcher::new(prefix, rx, backlog)
+        Watcher::batches(prefix, rx, backlog)
     }
 }
 

@@ -7,16 +7,24 @@
 //! checksummed commits and so survives `kill -9` at any instant. A durable commit costs an fsync,
 //! so one committer thread gathers the transactions that arrive while the previous fsync runs and
 //! commits them together (group commit): concurrent operations share one fsync.
+//!
+//! The remote backend (`Remote`) is another daemon's store reached over a Unix socket (`serve`
+//! answers there): several daemons then share one store, as several hosts share one etcd. It is
+//! the same model over the wire, so the engine cannot tell the backends apart.
 
 mod embedded;
+mod remote;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use embedded::Embedded;
+pub use remote::{serve, Remote};
+
+use serde::{Deserialize, Serialize};
 
 /// A stored key, with the revisions of its creation and its last change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     pub key: String,
     pub value: Vec<u8>,
@@ -25,7 +33,7 @@ pub struct KeyValue {
 }
 
 /// A condition of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Compare {
     /// The key does not exist (etcd: `create_revision(key) == 0`).
     Missing(String),
@@ -34,14 +42,14 @@ pub enum Compare {
 }
 
 /// A write of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Put(String, Vec<u8>),
     Delete(String),
 }
 
 /// `if all(compare) then success else failure`, applied atomically at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Txn {
     pub compare: Vec<Compare>,
     pub success: Vec<Op>,
@@ -49,6 +57,7 @@ pub struct Txn {
     /// Durable with the next durable commit rather than at once: for a change that a crash may
     /// lose because the start-up reconcile redoes it (the exit of a container whose pid 1 is
     /// gone). Commits stay in order: nothing committed after it is durable without it.
+    #[serde(default)]
     pub relaxed: bool,
 }
 
@@ -64,7 +73,7 @@ impl Txn {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnResponse {
     pub succeeded: bool,
     /// The store's revision after the transaction.
@@ -72,7 +81,7 @@ pub struct TxnResponse {
 }
 
 /// A change seen by a watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     Put(KeyValue),
     Delete { key: String, mod_revision: u64 },
@@ -113,20 +122,32 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The receiving end of a watch: events under its prefix, in revision order.
 pub struct Watcher {
     prefix: String,
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>,
+    source: Source,
     pending: std::collections::VecDeque<Result<Event>>,
+}
+
+/// Where a watch's events come from: the embedded store's committed batches, or a remote
+/// store's connection.
+enum Source {
+    Batches(tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>),
+    Stream(tokio::sync::mpsc::UnboundedReceiver<Result<Event>>),
 }
 
 impl Watcher {
     /// `backlog`: what happened since the revision asked for (or the compaction error), then live.
-    pub(crate) fn new(prefix: &str, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>, backlog: Vec<Result<Event>>) -> Self {
+    pub(crate) fn batches(prefix: &str, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>, backlog: Vec<Result<Event>>) -> Self {
         let pending = backlog.into_iter().filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix))).collect();
-        Self { prefix: prefix.to_string(), rx, pending }
+        Self { prefix: prefix.to_string(), source: Source::Batches(rx), pending }
+    }
+
+    /// Events (already under the prefix) as they arrive from elsewhere.
+    pub(crate) fn stream(prefix: &str, rx: tokio::sync::mpsc::UnboundedReceiver<Result<Event>>) -> Self {
+        Self { prefix: prefix.to_string(), source: Source::Stream(rx), pending: Default::default() }
     }
 
     /// The next event under the prefix; `None` when the store is closed. `Compacted` or
@@ -136,10 +157,13 @@ impl Watcher {
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
             }
-            match self.rx.recv().await {
-                Ok(batch) => self.pending.extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().map(Ok)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            match &mut self.source {
+                Source::Stream(rx) => return rx.recv().await,
+                Source::Batches(rx) => match rx.recv().await {
+                    Ok(batch) => self.pending.extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().map(Ok)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
             }
         }
     }
@@ -156,14 +180,16 @@ impl Event {
 }
 
 /// The etcd v3 model, the same for every backend: reads, transactions and watches are async
-/// (a remote backend waits on the network; the embedded one on its committer's fsync).
+/// (a remote backend waits on the network; the embedded one on its committer's fsync). Every
+/// request is sent when the method is called, and its future owns what it needs (it can be
+/// awaited anywhere, or dropped: the request stands).
 pub trait Store: Send + Sync {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KeyValue>>>;
+    fn get(&self, key: &str) -> BoxFuture<Result<Option<KeyValue>>>;
     /// All keys starting with `prefix`, in key order, and the revision they were read at.
-    fn range<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(Vec<KeyValue>, u64)>>;
+    fn range(&self, prefix: &str) -> BoxFuture<Result<(Vec<KeyValue>, u64)>>;
     /// Commits `txn`. It is ordered when this is called, before the future is polled: a
     /// transaction submitted later by anyone commits after it.
-    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>>;
+    fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResponse>>;
     /// The events under `prefix` after revision `after` (`None`: from now on), in order. Events
     /// older than the backend keeps come as `Err(Compacted)` first.
     fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher;
