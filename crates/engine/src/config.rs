@@ -36,6 +36,8 @@ pub struct Config {
     pub default_pools: Vec<AddressPool>,
     /// The `weft-init` helper binary.
     pub init_path: PathBuf,
+    /// This daemon's name among those sharing a store (its records live under it).
+    pub host_id: String,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             dns: Vec::new(),
             default_pools: weft_ipam::default_pools(),
             init_path,
+            host_id: "local".into(),
         }
     }
 
@@ -75,6 +78,9 @@ impl Config {
             if !bip.trunc().contains(&fixed) {
                 return bad(format!("--fixed-cidr {fixed} is not inside the bridge subnet {}", bip.trunc()));
             }
+        }
+        if self.host_id.is_empty() || self.host_id.len() > 64 || !self.host_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) || self.host_id.starts_with('.') {
+            return bad(format!("invalid --host-id {:?}: 1 to 64 letters, digits, '-', '_' or '.'", self.host_id));
         }
         if let Some(bip) = self.bip {
             if bip.prefix_len() > 30 || bip.addr() == bip.network() || bip.addr() == bip.broadcast() {

@@ -11,11 +11,12 @@ use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
 use crate::undo::Undo;
-use crate::{blocking, Engine, EngineError, Result, CONTAINERS};
+use crate::{blocking, Engine, EngineError, Result};
 
 impl Engine {
-    async fn save(&self, rec: &ContainerRecord) -> Result<()> {
-        self.store.txn(Txn::ops(vec![Op::Put(format!("{CONTAINERS}{}", rec.id), serde_json::to_vec(rec)?)])).await?;
+    /// Writes `rec` with `more` (the claims of a dropped endpoint) in one transaction.
+    async fn save(&self, rec: &ContainerRecord, more: Vec<Op>) -> Result<()> {
+        self.store.txn(Txn::ops([vec![Op::Put(self.keys.container(&rec.id), serde_json::to_vec(rec)?)], more].concat())).await?;
         Ok(())
     }
 
@@ -27,7 +28,9 @@ impl Engine {
         let id = self.container(container)?.id;
         let _serial = self.lock_container(&id).await;
         self.settle_bridges(&[network]).await;
-        let (rec, netns, plan, _pending) = {
+        // What is made is unmade, in reverse, unless the record commits.
+        let mut undo = Undo::new();
+        let reserve = |u: &mut Undo| {
             let mut st = self.lock();
             let c = st.containers.get(&id).cloned().ok_or_else(|| EngineError::NoSuchContainer(container.to_string()))?;
             if c.state.status != Status::Running {
@@ -55,15 +58,12 @@ impl Engine {
             let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
             plan.endpoint.aliases = aliases.to_vec();
             let pending = crate::Pending::new(self, &mut st, vec![net.id.clone()]);
-            (c, netns, plan, pending)
-        };
-        let first = rec.endpoints.is_empty();
-        // What is made is unmade, in reverse, unless the record commits.
-        let mut undo = Undo::new();
-        {
             let (eng, e) = (self.clone(), plan.endpoint.clone());
-            undo.push("release the address", move || eng.lock().release_addresses(&e));
-        }
+            u.push("release the address", move || eng.lock().release_addresses(&e));
+            Ok((c, netns, plan, pending))
+        };
+        let (rec, netns, plan, _pending) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
+        let first = rec.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
         blocking(move || pl.attach(&p, first)).await?;
         let h = plan.endpoint.host_ifname.clone();
@@ -72,7 +72,7 @@ impl Engine {
         });
         let mut updated = rec;
         updated.endpoints.push(plan.endpoint.clone());
-        self.save(&updated).await?;
+        self.save(&updated, Vec::new()).await?;
         undo.commit();
         let was_client = crate::dns_client(&rec_networks(&updated, 1));
         let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
@@ -119,7 +119,7 @@ impl Engine {
             let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
             blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
         }
-        self.save(&updated).await?;
+        self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint))).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
         self.unpublish(&rec.id, endpoint.ip, &ports).await?;

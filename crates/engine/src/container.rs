@@ -16,7 +16,7 @@ use weft_store::{Op, Txn};
 use crate::network::{detach_bridge, loopback_only};
 use crate::stdio::{Attachment, Console};
 use crate::undo::Undo;
-use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result, CONTAINERS};
+use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result};
 
 /// Where a new container's network comes from, decided under the state lock.
 enum Plan {
@@ -25,6 +25,15 @@ enum Plan {
     Join { path: String, ip: Option<IpAddr> },
     Host,
     None,
+}
+
+impl Plan {
+    fn endpoints(&self) -> Vec<weft_model::EndpointRecord> {
+        match self {
+            Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// What `reserve` took under the state lock: the name, the network plan, the links (with the
@@ -126,9 +135,6 @@ fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 impl Engine {
-    fn key(id: &str) -> String {
-        format!("{CONTAINERS}{id}")
-    }
 
     /// Runs a container; with `attach`, also returns its output from the first byte and its
     /// input, set up before the command starts.
@@ -149,7 +155,8 @@ impl Engine {
             let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
             self.settle_bridges(&nets).await;
         }
-        let Reserved { name, plan, links, _pending } = self.reserve(&mut undo, &id, &spec, &mode)?;
+        let reserved = self.reserve_claimed(&id, &mut undo, |u| self.reserve(u, &id, &spec, &mode), |r: &Reserved| r.plan.endpoints()).await?;
+        let Reserved { name, plan, links, _pending } = reserved;
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
 
         // Files: /etc/hosts, /etc/hostname, /etc/resolv.conf, and the log.
@@ -236,7 +243,7 @@ impl Engine {
             env,
         };
         let stdin_once = rec.spec.stdin_once;
-        self.store.txn(Txn::ops(vec![Op::Put(Self::key(&id), serde_json::to_vec(&rec)?)])).await?;
+        self.store.txn(Txn::ops(vec![Op::Put(self.keys.container(&id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
         // The exit is processed after this run has registered the console: so it waits for the
         // terminal's output to be in the log.
@@ -553,10 +560,11 @@ impl Engine {
         // a name freed below and taken again commits after this), relaxed (after a crash, the
         // reconcile finds the pid gone and records this exit again), and awaited last, so the
         // exit is not held up by the store.
+        let unclaim = self.unclaim(&endpoints);
         let saving = if rec.spec.auto_remove {
-            Ok(self.store.txn(Txn::relaxed(vec![Op::Delete(Self::key(id))])))
+            Ok(self.store.txn(Txn::relaxed([vec![Op::Delete(self.keys.container(id))], unclaim].concat())))
         } else {
-            serde_json::to_vec(&rec).map(|v| self.store.txn(Txn::relaxed(vec![Op::Put(Self::key(id), v)])))
+            serde_json::to_vec(&rec).map(|v| self.store.txn(Txn::relaxed([vec![Op::Put(self.keys.container(id), v)], unclaim].concat())))
         };
         let auto_remove = rec.spec.auto_remove;
         let tx = {
@@ -659,7 +667,7 @@ impl Engine {
         if self.lock().containers.get(&c.id).is_none_or(|r| r.state.status == Status::Running) {
             return Ok(()); // removed meanwhile, or started again
         }
-        self.store.txn(Txn::ops(vec![Op::Delete(Self::key(&c.id))])).await?;
+        self.store.txn(Txn::ops(vec![Op::Delete(self.keys.container(&c.id))])).await?;
         {
             let mut st = self.lock();
             st.containers.remove(&c.id);

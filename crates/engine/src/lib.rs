@@ -11,9 +11,11 @@
 
 pub mod config;
 mod attach;
+mod claims;
 mod connect;
 mod container;
 pub mod files;
+mod keys;
 mod network;
 mod networks;
 mod ports;
@@ -36,11 +38,6 @@ use weft_model::{ConnectSpec, ContainerRecord, DisconnectSpec, NetworkRecord, Ne
 use weft_store::Store;
 
 pub use config::Config;
-
-/// Store keys.
-pub(crate) const NETWORKS: &str = "/weft/networks/";
-pub(crate) const CONTAINERS: &str = "/weft/containers/";
-pub(crate) const SANDBOXES: &str = "/weft/sandboxes/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -150,6 +147,14 @@ pub(crate) struct NetState {
     pub pending: usize,
     /// Endpoints removed whose veth the reaper has not deleted yet: still bridge ports.
     pub reaping: usize,
+    /// Global networks: addresses other hosts have claimed (reserved in the pools meanwhile).
+    pub foreign: std::collections::HashSet<std::net::IpAddr>,
+}
+
+impl NetState {
+    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, bridge_index: u32) -> Self {
+        Self { rec, pool, pool6, bridge_index, pending: 0, reaping: 0, foreign: Default::default() }
+    }
 }
 
 /// Marks networks as having an endpoint being set up, from planning until the action ends
@@ -285,6 +290,8 @@ pub(crate) struct State {
 pub struct Engine {
     pub(crate) cfg: Config,
     pub(crate) store: Arc<dyn Store>,
+    /// Where this host's records and claims live in the store.
+    pub(crate) keys: keys::Keys,
     pub(crate) fw: Firewall,
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
@@ -309,6 +316,7 @@ impl Engine {
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
         let engine = Arc::new(Self {
+            keys: keys::Keys::new(&cfg.host_id),
             cfg,
             store,
             fw,
@@ -319,9 +327,11 @@ impl Engine {
             host_resolv: weft_dns::host_resolv(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
         });
+        engine.migrate_keys().await?;
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
-        engine.reconcile().await?;
+        let shared_revision = engine.reconcile().await?;
+        engine.watch_shared(shared_revision);
         engine.watch_sandbox_links()?;
         Ok(engine)
     }

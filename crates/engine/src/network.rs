@@ -15,7 +15,7 @@ use weft_model::{NetworkRecord, DEFAULT_NETWORK};
 use weft_store::{Op, Txn};
 
 use crate::config::DEFAULT_BRIDGE;
-use crate::{blocking, Engine, EngineError, NetState, Result, NETWORKS};
+use crate::{blocking, Engine, EngineError, NetState, Result};
 
 thread_local! {
     /// One netlink socket per blocking worker thread, in the daemon's own namespace (those threads
@@ -134,7 +134,7 @@ pub(crate) fn loopback_only(ns: &Path) -> Result<()> {
 impl Engine {
     /// Creates or adopts the default network (`bridge` on `weft0`, or on `-b BRIDGE`).
     pub(crate) async fn setup_default_network(&self) -> Result<()> {
-        let (items, _) = self.store.range(NETWORKS).await?;
+        let (items, _) = self.store.range(&self.keys.networks(weft_model::Scope::Local)).await?;
         let stored: Option<NetworkRecord> = items
             .iter()
             .filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok())
@@ -227,14 +227,15 @@ impl Engine {
             host_binding_ipv4: None,
             subnet6: None,
             gateway6: None,
+            scope: weft_model::Scope::Local,
         };
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
-            self.store.txn(Txn::ops(vec![Op::Put(format!("{NETWORKS}{}", rec.id), value)])).await?;
+            self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6: None, bridge_index: index, pending: 0, reaping: 0 });
+        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, index));
         Ok(())
     }
 }

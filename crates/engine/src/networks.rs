@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use weft_firewall::NetworkFw;
-use weft_model::{new_id, short_id, NetworkRecord, NetworkSpec, Status, DEFAULT_NETWORK};
+use weft_model::{new_id, short_id, NetworkRecord, NetworkSpec, Scope, Status, DEFAULT_NETWORK};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
 use crate::undo::Undo;
-use crate::{blocking, now, Engine, EngineError, NetState, Result, NETWORKS};
+use crate::{blocking, now, Engine, EngineError, NetState, Result};
 
 /// The firewall's view of a network.
 pub(crate) fn fw_of(n: &NetworkRecord) -> NetworkFw {
@@ -64,6 +64,7 @@ impl Engine {
     #[tracing::instrument(name = "network create", skip_all, fields(network = %spec.name))]
     pub(crate) async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
         let opts = spec.validate()?;
+        let scope = Scope::parse(&spec.scope)?;
         let id = new_id();
         let bridge = opts.bridge_name.clone().unwrap_or_else(|| format!("br-{}", short_id(&id)));
         // Host routes and addresses, to keep a chosen subnet clear of them.
@@ -78,6 +79,11 @@ impl Engine {
             })
         })
         .await?;
+        // A global network's name is every host's: taken if any host's daemon made it.
+        let global_names: Vec<String> = match scope {
+            Scope::Global => self.store.range(&self.keys.networks(Scope::Global)).await?.0.iter().filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok()).map(|n| n.name).collect(),
+            Scope::Local => Vec::new(),
+        };
         let bridge_taken = {
             let b = bridge.clone();
             blocking(move || with_host(|nl| nl.link(&b))).await?.is_some()
@@ -85,7 +91,7 @@ impl Engine {
         let mut undo = Undo::new();
         let rec = {
             let mut st = self.lock();
-            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) {
+            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) || global_names.contains(&spec.name) {
                 return Err(EngineError::NetworkExists(spec.name));
             }
             if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) || st.creating.values().any(|c| c.2 == bridge) {
@@ -146,6 +152,7 @@ impl Engine {
                 host_binding_ipv4: opts.host_binding_ipv4,
                 subnet6,
                 gateway6,
+                scope,
             };
             st.creating.insert(spec.name.clone(), (rec.subnet, rec.subnet6, rec.bridge.clone()));
             rec
@@ -158,7 +165,7 @@ impl Engine {
         }
         // The record first: a crash before the bridge exists is repaired at start, where
         // `load_user_networks` makes the bridges of recorded networks.
-        let key = format!("{NETWORKS}{id}");
+        let key = self.keys.network(&rec);
         self.store.txn(Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)])).await?;
         let eng = self.clone();
         undo.push("delete the record", move || {
@@ -176,7 +183,7 @@ impl Engine {
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState { rec: rec.clone(), pool, pool6, bridge_index: index, pending: 0, reaping: 0 });
+        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, index));
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -206,6 +213,17 @@ impl Engine {
             }
             st.removing.insert(rec.id.clone());
         }
+        // Other hosts' endpoints on a global network: their claims.
+        if rec.scope == Scope::Global {
+            let holders = self.claim_holders(&rec).await;
+            if !holders.as_ref().is_ok_and(Vec::is_empty) {
+                self.lock().removing.remove(&rec.id);
+                return Err(match holders {
+                    Ok(h) => EngineError::NetworkInUse(rec.name.clone(), format!("endpoints on hosts {}", h.join(", "))),
+                    Err(e) => e,
+                });
+            }
+        }
         let result = self.remove_network_objects(&rec).await;
         self.lock().removing.remove(&rec.id);
         result
@@ -224,7 +242,7 @@ impl Engine {
             with_host(|nl| nl.delete_link(&b))
         })
         .await?;
-        self.store.txn(Txn::ops(vec![Op::Delete(format!("{NETWORKS}{}", rec.id))])).await?;
+        self.store.txn(Txn::ops(vec![Op::Delete(self.keys.network(rec))])).await?;
         self.lock().networks.remove(&rec.id);
         self.resolver.update(|idx| idx.remove_network(&rec.id));
         tracing::info!(network = %rec.name, "network removed");
@@ -247,29 +265,63 @@ impl Engine {
         Ok(removed)
     }
 
+    /// The hosts holding claims on network `rec`.
+    async fn claim_holders(&self, rec: &NetworkRecord) -> Result<Vec<String>> {
+        let (claims, _) = self.store.range(&self.keys.addresses(rec.scope, &rec.id)).await?;
+        let mut hosts: Vec<String> = claims.iter().filter_map(|kv| serde_json::from_slice::<crate::claims::Claim>(&kv.value).ok()).map(|c| c.host).collect();
+        hosts.sort();
+        hosts.dedup();
+        Ok(hosts)
+    }
+
     /// A network's pools (gateway and aux addresses reserved) and its bridge, made or adopted.
     async fn bring_up(&self, rec: &NetworkRecord) -> Result<(u32, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
         let mut reserved = vec![rec.gateway];
         reserved.extend(rec.aux_addresses.values().copied());
-        let pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
+        let mut pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
+        if rec.scope == Scope::Global {
+            pool.start_at(self.keys.host().bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619)));
+        }
         let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
         let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
         let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
         Ok((index, pool, pool6))
     }
 
-    /// At start: the user networks of the store, with their bridges (re)made.
+    /// At start: this host's user networks and the global ones, with their bridges (re)made.
     pub(crate) async fn load_user_networks(&self) -> Result<()> {
-        let (items, _) = self.store.range(NETWORKS).await?;
-        for kv in items {
-            let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
-            if rec.name == DEFAULT_NETWORK || self.lock().networks.contains_key(&rec.id) {
-                continue;
+        for scope in [Scope::Local, Scope::Global] {
+            let (items, _) = self.store.range(&self.keys.networks(scope)).await?;
+            for kv in items {
+                let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
+                if rec.name != DEFAULT_NETWORK {
+                    self.adopt_network(rec, false).await?;
+                }
             }
-            let (index, pool, pool6) = self.bring_up(&rec).await?;
-            self.lock().networks.insert(rec.id.clone(), NetState { rec, pool, pool6, bridge_index: index, pending: 0, reaping: 0 });
         }
         Ok(())
     }
-}
 
+    /// Makes network `rec`'s bridge here (and its firewall chains, with `firewall`: at start
+    /// the reconcile writes the whole firewall), unless it is known already.
+    pub(crate) async fn adopt_network(&self, rec: NetworkRecord, firewall: bool) -> Result<()> {
+        if self.lock().networks.contains_key(&rec.id) || self.lock().creating.contains_key(&rec.name) {
+            return Ok(());
+        }
+        let (index, pool, pool6) = self.bring_up(&rec).await?;
+        if firewall {
+            self.fw.add_network(&fw_of(&rec))?;
+            tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
+        }
+        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, index));
+        Ok(())
+    }
+
+    /// Another host removed global network `id`: its bridge and firewall here go too.
+    pub(crate) async fn forget_global_network(self: &Arc<Self>, id: &str) {
+        let Some(rec) = self.lock().networks.get(id).map(|n| n.rec.clone()) else { return };
+        if let Err(e) = self.remove_network_objects(&rec).await {
+            tracing::error!(network = %rec.name, error = %e, "removing a global network's objects");
+        }
+    }
+}

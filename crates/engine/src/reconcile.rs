@@ -19,15 +19,16 @@ use weft_store::{Op, Txn};
 
 use crate::network::with_host;
 
-use crate::{blocking, Engine, Result, CONTAINERS, SANDBOXES};
+use crate::{blocking, Engine, Result};
 
 fn is_weft_veth(name: &str) -> bool {
     name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
 impl Engine {
-    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
-        let (items, _) = self.store.range(CONTAINERS).await?;
+    /// Returns the revision the shared address claims were read at (see `watch_shared`).
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<u64> {
+        let (items, _) = self.store.range(&self.keys.containers()).await?;
         let mut live = Vec::new();
         let mut dead = Vec::new();
         {
@@ -74,7 +75,7 @@ impl Engine {
         }
         // Attached foreign namespaces: kept while their namespace exists (for `--pid`: while
         // that very process lives).
-        let (sbx, _) = self.store.range(SANDBOXES).await?;
+        let (sbx, _) = self.store.range(&self.keys.sandboxes()).await?;
         for kv in sbx {
             let rec: SandboxRecord = match serde_json::from_slice(&kv.value) {
                 Ok(r) => r,
@@ -101,6 +102,8 @@ impl Engine {
             tracing::info!(container = %id, "pid 1 gone while the daemon was away");
             self.on_exit(id).await?;
         }
+        // The claims match the live endpoints now (dead sandboxes' went with nothing holding them).
+        let shared_revision = self.reconcile_claims().await?;
 
         // Sweep the kernel and the exec-root of what no live container owns.
         let (keep_veths, keep_ids, all_ids, bridges, netns_dir, run_dir, data_dir) = {
@@ -197,7 +200,7 @@ impl Engine {
         for (id, pid) in live {
             self.watch_exit(id, pid);
         }
-        Ok(())
+        Ok(shared_revision)
     }
 }
 

@@ -13,7 +13,7 @@ use weft_store::{Op, Txn};
 
 use crate::network::detach_bridge;
 use crate::undo::Undo;
-use crate::{blocking, Engine, EngineError, Result, SANDBOXES};
+use crate::{blocking, Engine, EngineError, Result};
 
 /// What to attach, resolved.
 pub struct SandboxAttach<'a> {
@@ -93,7 +93,9 @@ impl Engine {
     async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
         weft_model::validate_ifname(a.ifname)?;
         self.settle_bridges(&[a.network]).await;
-        let (plan, _pending) = {
+        // What is made is unmade, in reverse, unless the record commits.
+        let mut undo = Undo::new();
+        let reserve = |u: &mut Undo| {
             let mut st = self.lock();
             if st.sandboxes.contains_key(a.key) {
                 return Err(EngineError::Config(format!("sandbox {} is already attached", a.key)));
@@ -108,15 +110,13 @@ impl Engine {
                 plan.endpoint.mac = mac.clone();
             }
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
-            (plan, pending)
+            let (eng, e) = (self.clone(), plan.endpoint.clone());
+            u.push("release the address", move || eng.lock().release_addresses(&e));
+            Ok((plan, pending))
         };
+        let owner = owner_key(a.key);
+        let (plan, _pending) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
-        // What is made is unmade, in reverse, unless the record commits.
-        let mut undo = Undo::new();
-        {
-            let (eng, e) = (self.clone(), endpoint.clone());
-            undo.push("release the address", move || eng.lock().release_addresses(&e));
-        }
         let (p, eng) = (a.netns.to_path_buf(), self.clone());
         blocking(move || {
             match plan.attach(&p, true) {
@@ -135,7 +135,6 @@ impl Engine {
             let _ = detach_bridge(&h);
         });
         // Published ports, as a container's eth0 has them (on the network's host binding).
-        let owner = owner_key(a.key);
         let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
         {
             let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
@@ -152,7 +151,7 @@ impl Engine {
             netns_id: a.netns_id,
             ports,
         };
-        self.store.txn(Txn::ops(vec![Op::Put(format!("{SANDBOXES}{}", a.key), serde_json::to_vec(&rec)?)])).await?;
+        self.store.txn(Txn::ops(vec![Op::Put(self.keys.sandbox(a.key), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
         self.lock().sandboxes.insert(a.key.to_string(), rec);
         self.dns_update_sandbox(a.key);
@@ -240,7 +239,8 @@ impl Engine {
             .get(key)
             .cloned()
             .ok_or_else(|| EngineError::Config(format!("no sandbox {key} is attached")))?;
-        self.store.txn(Txn::ops(vec![Op::Delete(format!("{SANDBOXES}{key}"))])).await?;
+        let unclaim = self.unclaim(std::slice::from_ref(&rec.endpoint));
+        self.store.txn(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
         let unpublished = self.unpublish(&owner_key(key), rec.endpoint.ip, &rec.ports).await;

@@ -17,6 +17,11 @@ impl Undo {
         self.steps.push((what, Box::new(f)));
     }
 
+    /// Takes over `other`'s steps, to be undone after (before, in time) this one's later steps.
+    pub fn extend(&mut self, mut other: Undo) {
+        self.steps.append(&mut other.steps);
+    }
+
     /// The action succeeded: keep everything.
     pub fn commit(mut self) {
         self.steps.clear();

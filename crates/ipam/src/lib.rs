@@ -118,6 +118,12 @@ impl Pool {
         }
     }
 
+    /// Starts the next search at offset `seed` (modulo the range): hosts sharing a network start
+    /// at different places, so they seldom offer one address at once.
+    pub fn start_at(&mut self, seed: u32) {
+        self.next = seed % self.size();
+    }
+
     /// The next free address after the last one handed out, wrapping around.
     pub fn allocate(&mut self) -> Result<Ipv4Addr, IpamError> {
         let size = self.size();

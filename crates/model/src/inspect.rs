@@ -168,7 +168,7 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         "Name": n.name,
         "Id": n.id,
         "Created": rfc3339(n.created),
-        "Scope": "local",
+        "Scope": n.scope.name(),
         "Driver": n.driver.name(),
         "IPAM": {"Driver": "default", "Config": configs},
         "EnableIPv6": n.subnet6.is_some(),

@@ -409,6 +409,40 @@ pub struct NetworkRecord {
     pub subnet6: Option<Ipv6Net>,
     #[serde(default)]
     pub gateway6: Option<Ipv6Addr>,
+    /// Who allocates from the network: this host alone, or every host sharing the store.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// A network's scope, as Docker's `--scope`: `local` networks are one host's (their records and
+/// address claims live under the host's keys); a `global` one is known to every daemon sharing
+/// the store, each with its own bridge, and its addresses are claimed in the shared keys, so no
+/// two hosts hand out one address.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Local,
+    Global,
+}
+
+impl Scope {
+    /// `--scope` as typed (empty: local).
+    pub fn parse(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "" | "local" => Ok(Self::Local),
+            "global" => Ok(Self::Global),
+            "swarm" => Err(ModelError::Network("scope \"swarm\" needs a swarm: use global, which every weftd sharing the store sees".into())),
+            other => Err(ModelError::Network(format!("scope {other:?} is not one of local, global"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Global => "global",
+        }
+    }
 }
 
 /// Docker's bridge driver options that weft understands.
@@ -469,6 +503,8 @@ impl std::fmt::Display for DriverKind {
 pub struct NetworkSpec {
     pub name: String,
     pub driver: String,
+    /// `--scope` (empty: local).
+    pub scope: String,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
@@ -519,6 +555,7 @@ impl NetworkSpec {
             return bad(format!("{} is a pre-defined network name", self.name));
         }
         DriverKind::parse(&self.driver)?;
+        Scope::parse(&self.scope)?;
         if !self.enable_ipv6 && (self.subnet6.is_some() || self.gateway6.is_some()) {
             return bad("an IPv6 --subnet or --gateway needs --ipv6".into());
         }

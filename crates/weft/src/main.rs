@@ -217,6 +217,9 @@ enum NetCmd {
     Create {
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
+        /// local (this host's), or global (every weftd sharing the store; no address handed out twice).
+        #[arg(long, default_value = "local")]
+        scope: String,
         /// IPv4 and/or (with --ipv6) IPv6 subnet; repeat for both.
         #[arg(long)]
         subnet: Vec<ipnet::IpNet>,
@@ -419,7 +422,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
-        Cmd::Network(NetCmd::Create { driver, subnet, gateway, ip_range, aux_address, internal, ipv6, opt, label, name }) => {
+        Cmd::Network(NetCmd::Create { driver, scope, subnet, gateway, ip_range, aux_address, internal, ipv6, opt, label, name }) => {
             // One subnet and one gateway per family: refuse more rather than drop them.
             let v4: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V4(v) = s { Some(*v) } else { None }).collect();
             let v6: Vec<_> = subnet.iter().filter_map(|s| if let ipnet::IpNet::V6(v) = s { Some(*v) } else { None }).collect();
@@ -435,6 +438,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             let spec = NetworkSpec {
                 name,
                 driver,
+                scope,
                 subnet: v4.first().copied(),
                 gateway: gw4.first().copied(),
                 ip_range,

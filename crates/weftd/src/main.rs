@@ -66,6 +66,16 @@ struct Args {
     /// The weft-init helper (default: next to weftd).
     #[arg(long)]
     init_path: Option<PathBuf>,
+    /// This daemon's name among daemons sharing a store (default: made once, kept in the data-root).
+    #[arg(long)]
+    host_id: Option<String>,
+    /// Use another weftd's store (unix:PATH of its --store-listen) instead of the embedded one:
+    /// global networks are then shared, and no address is handed out twice among the daemons.
+    #[arg(long)]
+    store: Option<String>,
+    /// Serve this daemon's embedded store to other weftd on this Unix socket (mode 0600).
+    #[arg(long)]
+    store_listen: Option<PathBuf>,
     /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -85,6 +95,23 @@ fn parse_pool(s: &str) -> Result<AddressPool, String> {
         (Some(base), Some(size)) if (base.prefix_len()..=30).contains(&size) => Ok(AddressPool { base, size }),
         (Some(base), Some(size)) => Err(format!("size {size} must be between {} and 30", base.prefix_len())),
         _ => Err("expected base=CIDR,size=N".into()),
+    }
+}
+
+/// `--host-id`, or the id kept in the data-root (made on the first start).
+fn host_id(given: Option<String>, data_root: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let path = data_root.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(id.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = weft_model::short_id(&weft_model::new_id()).to_string();
+            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
     }
 }
 
@@ -139,9 +166,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     for d in [&args.data_root, &args.exec_root] {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }
-    let store = weft_store::Embedded::open(&args.data_root.join("weft.redb"))
-        .context("open the store (is another weftd using this --data-root?)")?;
-    let engine = Engine::open(cfg, Arc::new(store)).await?;
+    cfg.host_id = host_id(args.host_id, &args.data_root)?;
+    let store: Arc<dyn weft_store::Store> = match args.store.as_deref() {
+        None => Arc::new(weft_store::Embedded::open(&args.data_root.join("weft.redb")).context("open the store (is another weftd using this --data-root?)")?),
+        Some(s) => {
+            let Some(path) = s.strip_prefix("unix:").map(|p| p.trim_start_matches("//")) else {
+                bail!("invalid --store {s:?}: only unix:PATH (another weftd's --store-listen) is supported");
+            };
+            if args.store_listen.is_some() {
+                bail!("--store-listen serves the embedded store: it cannot be used with --store");
+            }
+            Arc::new(weft_store::Remote::connect(std::path::Path::new(path)).await.with_context(|| format!("connect to the shared store {path}"))?)
+        }
+    };
+    if let Some(path) = &args.store_listen {
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        tokio::spawn(weft_store::serve(store.clone(), l));
+        tracing::info!(socket = %path.display(), "serving the store to other daemons");
+    }
+    let engine = Engine::open(cfg, store).await?;
 
     if let Some(dir) = sock.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

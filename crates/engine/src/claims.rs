@@ -1,0 +1,280 @@
+//! Address claims: the store decides who holds an address. An endpoint's addresses are taken
+//! by creating their claim keys (create-if-absent, one transaction holding the endpoint's owner
+//! and id) before any kernel work; the pools in memory are a cache of the claims, which makes
+//! the common case a single uncontended transaction. On a global network another daemon may
+//! have claimed the address the cache offered: the reservation is undone, the address marked as
+//! the other host's, and the reservation made again. The claims go in the transactions that
+//! drop their endpoints (exit, disconnect, detach), or by rollback.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use weft_model::{EndpointRecord, NetworkRecord, Scope, Status};
+use weft_store::{Compare, Event, Op, Txn};
+
+use crate::keys::parse_address;
+use crate::undo::Undo;
+use crate::{Engine, EngineError, Result, State};
+
+/// How many times a reservation is made again after losing addresses to other hosts.
+const CLAIM_ATTEMPTS: usize = 32;
+
+/// The value of a claim key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Claim {
+    pub host: String,
+    /// A container id, or `sandbox/<name>`.
+    pub owner: String,
+    pub endpoint: String,
+}
+
+impl State {
+    /// Marks `ip` of network `network_id` as held by another host (in the pools, and in the
+    /// network's `foreign` set, so the release is seen when its claim goes).
+    pub(crate) fn mark_foreign(&mut self, network_id: &str, ip: IpAddr) {
+        let Some(n) = self.networks.get_mut(network_id) else { return };
+        let taken = match ip {
+            IpAddr::V4(a) => n.pool.reserve(a).is_ok(),
+            IpAddr::V6(a) => n.pool6.as_mut().is_some_and(|p| p.reserve(a).is_ok()),
+        };
+        if taken {
+            n.foreign.insert(ip);
+        }
+    }
+
+    fn unmark_foreign(&mut self, network_id: &str, ip: IpAddr) {
+        let Some(n) = self.networks.get_mut(network_id) else { return };
+        if n.foreign.remove(&ip) {
+            match ip {
+                IpAddr::V4(a) => n.pool.release(a),
+                IpAddr::V6(a) => {
+                    if let Some(p) = n.pool6.as_mut() {
+                        p.release(a);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn addresses(e: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
+    std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6))
+}
+
+impl Engine {
+    /// The claim keys of endpoint `e` (its IPv4 and, dual-stack, IPv6 address).
+    fn claim_keys(&self, st: &State, e: &EndpointRecord) -> Vec<String> {
+        let scope = st.networks.get(&e.network_id).map(|n| n.rec.scope).unwrap_or_default();
+        addresses(e).map(|ip| self.keys.address(scope, &e.network_id, ip)).collect()
+    }
+
+    /// The operations deleting the claims of `endpoints` (for the transaction that drops them).
+    pub(crate) fn unclaim(&self, endpoints: &[EndpointRecord]) -> Vec<Op> {
+        let st = self.lock();
+        endpoints.iter().flat_map(|e| self.claim_keys(&st, e)).map(Op::Delete).collect()
+    }
+
+    /// Claims the addresses of `endpoints` for `owner` in one transaction. `Ok(None)`: claimed;
+    /// `Ok(Some(taken))`: nothing claimed, and these addresses are someone else's.
+    async fn claim(&self, owner: &str, endpoints: &[EndpointRecord]) -> Result<Option<Vec<(String, IpAddr)>>> {
+        let mut claims = Vec::new();
+        {
+            let st = self.lock();
+            for e in endpoints {
+                let value = serde_json::to_vec(&Claim { host: self.keys.host().to_string(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() })?;
+                for (key, ip) in self.claim_keys(&st, e).into_iter().zip(addresses(e)) {
+                    claims.push((key, value.clone(), e.network_id.clone(), ip));
+                }
+            }
+        }
+        // Relaxed: a crash before the endpoint's record commits loses the claim with the rest.
+        let txn = Txn {
+            compare: claims.iter().map(|(k, ..)| Compare::Missing(k.clone())).collect(),
+            success: claims.iter().map(|(k, v, ..)| Op::Put(k.clone(), v.clone())).collect(),
+            failure: Vec::new(),
+            relaxed: true,
+        };
+        if self.store.txn(txn).await?.succeeded {
+            return Ok(None);
+        }
+        let mut taken = Vec::new();
+        for (key, _, net, ip) in claims {
+            if self.store.get(&key).await?.is_some() {
+                taken.push((net, ip));
+            }
+        }
+        Ok(Some(taken))
+    }
+
+    /// Makes a reservation with `reserve` (names and addresses, in memory, its undo steps in
+    /// the `Undo` it is given) and claims the addresses `endpoints` reads from it; addresses lost
+    /// to another host are marked theirs and the reservation is made again. On success the
+    /// reservation's undo steps, and the claims' release, join `undo`.
+    pub(crate) async fn reserve_claimed<R>(
+        self: &Arc<Self>,
+        owner: &str,
+        undo: &mut Undo,
+        mut reserve: impl FnMut(&mut Undo) -> Result<R>,
+        endpoints: impl Fn(&R) -> Vec<EndpointRecord>,
+    ) -> Result<R> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let mut steps = Undo::new();
+            let reserved = reserve(&mut steps)?;
+            let eps = endpoints(&reserved);
+            if eps.is_empty() {
+                undo.extend(steps);
+                return Ok(reserved);
+            }
+            match self.claim(owner, &eps).await? {
+                None => {
+                    undo.extend(steps);
+                    let (store, ops) = (self.store.clone(), self.unclaim(&eps));
+                    undo.push("release the address claims", move || drop(store.txn(Txn::relaxed(ops))));
+                    return Ok(reserved);
+                }
+                Some(taken) => {
+                    drop(reserved);
+                    drop(steps);
+                    let mut st = self.lock();
+                    for (net, ip) in &taken {
+                        tracing::debug!(network = %net, %ip, "address claimed by another host");
+                        st.mark_foreign(net, *ip);
+                    }
+                }
+            }
+        }
+        Err(EngineError::Config(format!("could not claim addresses for {owner}: other hosts kept taking them; try again")))
+    }
+
+    /// At start, after the records: makes this host's claims match its live endpoints (creating
+    /// the missing, deleting those of endpoints that are gone), and marks the other hosts'
+    /// claims on global networks as theirs. Returns the revision the shared claims were read at.
+    pub(crate) async fn reconcile_claims(&self) -> Result<u64> {
+        let me = self.keys.host().to_string();
+        let wanted: HashMap<String, Claim> = {
+            let st = self.lock();
+            let claim = |owner: &str, e: &EndpointRecord| Claim { host: me.clone(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() };
+            let of_containers = st.containers.values().filter(|c| c.state.status == Status::Running).flat_map(|c| c.endpoints.iter().map(move |e| (c.id.clone(), e)));
+            let of_sandboxes = st.sandboxes.values().map(|s| (crate::sandbox::owner_key(&s.key), &s.endpoint));
+            of_containers.chain(of_sandboxes).flat_map(|(owner, e)| self.claim_keys(&st, e).into_iter().map(move |k| (k, claim(&owner, e)))).collect()
+        };
+        let (local, _) = self.store.range(&self.keys.addresses(Scope::Local, "")).await?;
+        let shared_prefix = self.keys.addresses(Scope::Global, "");
+        let (shared, revision) = self.store.range(&shared_prefix).await?;
+        let mut ops = Vec::new();
+        let mut have = std::collections::HashSet::new();
+        for kv in local.into_iter().chain(shared) {
+            let claim: Option<Claim> = serde_json::from_slice(&kv.value).ok();
+            match claim {
+                Some(c) if c.host != me => {
+                    if let Some((net, ip)) = parse_address(&shared_prefix, &kv.key) {
+                        self.lock().mark_foreign(&net, ip);
+                    }
+                }
+                Some(c) if wanted.get(&kv.key) == Some(&c) => {
+                    have.insert(kv.key);
+                }
+                _ => ops.push(Op::Delete(kv.key)),
+            }
+        }
+        for (key, claim) in wanted {
+            if !have.contains(&key) {
+                ops.push(Op::Put(key, serde_json::to_vec(&claim)?));
+            }
+        }
+        if !ops.is_empty() {
+            tracing::info!(changes = ops.len(), "address claims repaired");
+            self.store.txn(Txn::ops(ops)).await?;
+        }
+        Ok(revision)
+    }
+
+    /// Follows the shared keys from `after`: other hosts' claims on global networks (their
+    /// addresses leave and rejoin this host's pools) and global networks (adopted when they
+    /// appear, their local objects removed when they go).
+    pub(crate) fn watch_shared(self: &Arc<Self>, after: u64) {
+        let eng = self.clone();
+        tokio::spawn(async move {
+            let prefix = eng.keys.addresses(Scope::Global, "");
+            let mut from = after;
+            loop {
+                let mut w = eng.store.watch(&prefix, Some(from));
+                let mut lost = false;
+                while let Some(ev) = w.next().await {
+                    match ev {
+                        Ok(Event::Put(kv)) => {
+                            from = kv.mod_revision;
+                            let claim: Option<Claim> = serde_json::from_slice(&kv.value).ok();
+                            if let (Some(c), Some((net, ip))) = (claim, parse_address(&prefix, &kv.key)) {
+                                if c.host != eng.keys.host() {
+                                    eng.lock().mark_foreign(&net, ip);
+                                }
+                            }
+                        }
+                        Ok(Event::Delete { key, mod_revision }) => {
+                            from = mod_revision;
+                            if let Some((net, ip)) = parse_address(&prefix, &key) {
+                                eng.lock().unmark_foreign(&net, ip);
+                            }
+                        }
+                        Err(e) => {
+                            // Events were lost: read the claims again and go on from there.
+                            tracing::warn!(error = %e, "shared claims watch lost events; reading them again");
+                            match eng.resync_foreign(&prefix).await {
+                                Ok(rev) => from = rev,
+                                Err(e) => tracing::error!(error = %e, "reading the shared claims"),
+                            }
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+                if !lost {
+                    return; // the store is closed
+                }
+            }
+        });
+        let eng = self.clone();
+        tokio::spawn(async move {
+            let prefix = eng.keys.networks(Scope::Global);
+            let mut w = eng.store.watch(&prefix, Some(after));
+            while let Some(ev) = w.next().await {
+                match ev {
+                    Ok(Event::Put(kv)) => {
+                        if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
+                            if let Err(e) = eng.adopt_network(rec, true).await {
+                                tracing::error!(error = %e, "adopting a global network");
+                            }
+                        }
+                    }
+                    Ok(Event::Delete { key, .. }) => {
+                        let id = key.strip_prefix(&prefix).unwrap_or_default().to_string();
+                        eng.forget_global_network(&id).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "global networks watch lost events"),
+                }
+            }
+        });
+    }
+
+    /// Rebuilds the foreign addresses of every global network from the store.
+    async fn resync_foreign(&self, prefix: &str) -> Result<u64> {
+        let (kvs, rev) = self.store.range(prefix).await?;
+        let mut st = self.lock();
+        let marked: Vec<(String, IpAddr)> = st.networks.values().flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
+        for (net, ip) in marked {
+            st.unmark_foreign(&net, ip);
+        }
+        for kv in kvs {
+            let claim: Option<Claim> = serde_json::from_slice(&kv.value).ok();
+            if let (Some(c), Some((net, ip))) = (claim, parse_address(prefix, &kv.key)) {
+                if c.host != self.keys.host() {
+                    st.mark_foreign(&net, ip);
+                }
+            }
+        }
+        Ok(rev)
+    }
+}

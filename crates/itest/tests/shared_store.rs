@@ -1,0 +1,153 @@
+//! Two daemons sharing one store (the second uses the first's through `--store`), as two hosts
+//! share etcd: a global network is seen by both, and its addresses are claimed in the store, so
+//! no address is handed out twice however the creations interleave.
+
+use std::collections::HashMap;
+use std::thread;
+
+use weft_itest::{text, Host};
+
+/// `n` containers named `{prefix}{i}` on network `net`, started from `threads` threads at
+/// once; returns the names that started and the one-line errors of those that did not.
+fn run_many(h: &Host, prefix: &str, net: &str, n: usize, threads: usize) -> (Vec<String>, Vec<String>) {
+    let rootfs = h.rootfs();
+    let mut started = Vec::new();
+    let mut refused = Vec::new();
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let rootfs = rootfs.clone();
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    let mut err = Vec::new();
+                    for i in (t..n).step_by(threads) {
+                        let name = format!("{prefix}{i}");
+                        let o = h.weft(&["run", "-d", "--name", &name, "--net", net, "--rootfs", &rootfs, "--", "sleep", "600"]);
+                        if o.status.success() {
+                            ok.push(name);
+                        } else {
+                            err.push(String::from_utf8_lossy(&o.stderr).trim().to_string());
+                        }
+                    }
+                    (ok, err)
+                })
+            })
+            .collect();
+        for w in workers {
+            let (ok, err) = w.join().expect("worker");
+            started.extend(ok);
+            refused.extend(err);
+        }
+    });
+    (started, refused)
+}
+
+/// name -> address on `net`, for every container of `h` on it.
+fn addresses(h: &Host, net: &str) -> HashMap<String, String> {
+    let ids = h.ok(&["ps", "-q"]);
+    let mut out = HashMap::new();
+    for id in ids.lines() {
+        let v = weft_itest::inspect(h, id);
+        if let Some(ip) = v["NetworkSettings"]["Networks"][net]["IPAddress"].as_str() {
+            out.insert(v["Name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(), ip.to_string());
+        }
+    }
+    out
+}
+
+fn shared_pair(tag: &str) -> (Host, Host) {
+    let mut a = Host::new(&format!("{tag}a"));
+    let mut b = Host::new(&format!("{tag}b"));
+    let store = a.dir.join("store.sock").display().to_string();
+    a.start(&["--host-id", "host-a", "--store-listen", &store]);
+    b.start(&["--host-id", "host-b", "--store", &format!("unix:{store}")]);
+    (a, b)
+}
+
+#[test]
+fn two_daemons_never_hand_out_one_address() {
+    let (a, b) = shared_pair("sh");
+    // A /24 (253 addresses for 200): the daemons' search starts (133 and 204 for these host ids)
+    // are close enough that they offer the same addresses and race for them.
+    a.ok(&["network", "create", "--scope", "global", "--subnet", "10.77.0.0/24", "shared"]);
+    // The other daemon adopts it: same id, its own bridge with the gateway.
+    let id = a.ok(&["network", "inspect", "-f", "{{.Id}}", "shared"]);
+    weft_itest::eventually("host b sees the global network", || b.weft(&["network", "inspect", "-f", "{{.Id}}", "shared"]).stdout == format!("{id}\n").into_bytes());
+    assert_eq!(b.ok(&["network", "inspect", "-f", "{{.Scope}}", "shared"]), "global");
+    assert!(b.ip(&["-4", "addr"]).contains("10.77.0.1/24"), "host b's bridge has the gateway");
+    // A local network of the same name on b is refused while the global one exists.
+    assert!(b.fails(&["network", "create", "shared"]).contains("already exists"));
+
+    // 200 creations at once, split across the daemons.
+    let (a_started, b_started) = thread::scope(|s| {
+        let ta = s.spawn(|| run_many(&a, "a", "shared", 100, 8));
+        let tb = s.spawn(|| run_many(&b, "b", "shared", 100, 8));
+        (ta.join().expect("a"), tb.join().expect("b"))
+    });
+    assert!(a_started.1.is_empty() && b_started.1.is_empty(), "every creation succeeds: {:?} {:?}", a_started.1, b_started.1);
+    let (on_a, on_b) = (addresses(&a, "shared"), addresses(&b, "shared"));
+    assert_eq!((on_a.len(), on_b.len()), (100, 100));
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for (name, ip) in on_a.iter().chain(on_b.iter()) {
+        assert!(ip.starts_with("10.77."), "{name} has {ip}");
+        if let Some(other) = owner.insert(ip, name) {
+            panic!("{ip} handed out twice: to {other} and {name}");
+        }
+    }
+
+    // Traffic on each host's side of the network.
+    let (b0, b1) = (&on_b["b0"], &on_b["b1"]);
+    assert!(b.ping("b0", b1), "b0 reaches b1 ({b1}) over host b's bridge");
+    assert!(a.ping("a0", &on_a["a1"]), "a0 reaches a1 over host a's bridge");
+    let _ = b0;
+
+    // Removing the network while the other host has endpoints on it is refused, naming it.
+    let mut rm_a: Vec<&str> = vec!["rm", "-f"];
+    rm_a.extend(on_a.keys().map(String::as_str));
+    a.ok(&rm_a);
+    let err = a.fails(&["network", "rm", "shared"]);
+    assert!(err.contains("host-b"), "{err}");
+    let mut rm_b: Vec<&str> = vec!["rm", "-f"];
+    rm_b.extend(on_b.keys().map(String::as_str));
+    b.ok(&rm_b);
+    a.ok(&["network", "rm", "shared"]);
+    weft_itest::eventually("host b removes its side of the network", || !b.weft(&["network", "inspect", "shared"]).status.success());
+    assert!(!b.ip(&["-4", "addr"]).contains("10.77.0.1/24"), "host b's bridge is gone");
+    b.finish();
+    a.finish();
+}
+
+#[test]
+fn a_small_shared_subnet_is_shared_exactly() {
+    let (a, b) = shared_pair("sx");
+    // 10.78.0.0/27: 30 host addresses, one the gateway: 29 for containers.
+    a.ok(&["network", "create", "--scope", "global", "--subnet", "10.78.0.0/27", "small"]);
+    weft_itest::eventually("host b sees the network", || b.weft(&["network", "inspect", "small"]).status.success());
+    let ((a_ok, a_err), (b_ok, b_err)) = thread::scope(|s| {
+        let ta = s.spawn(|| run_many(&a, "a", "small", 20, 4));
+        let tb = s.spawn(|| run_many(&b, "b", "small", 20, 4));
+        (ta.join().expect("a"), tb.join().expect("b"))
+    });
+    assert_eq!(a_ok.len() + b_ok.len(), 29, "exactly the subnet's 29 addresses are handed out; refused: {a_err:?} {b_err:?}");
+    for e in a_err.iter().chain(&b_err) {
+        assert!(e.contains("no free address left in 10.78.0.0/27"), "refused clearly: {e}");
+    }
+    let (on_a, on_b) = (addresses(&a, "small"), addresses(&b, "small"));
+    let mut all: Vec<&String> = on_a.values().chain(on_b.values()).collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (29, 29), "no address twice");
+    // What host a gives back, host b can use (it follows the claims).
+    let freed = on_a.len();
+    assert!(freed > 0, "host a got some of the addresses");
+    let mut rm: Vec<&str> = vec!["rm", "-f"];
+    rm.extend(on_a.keys().map(String::as_str));
+    a.ok(&rm);
+    let (more, refused) = run_many(&b, "late", "small", freed, 1);
+    assert_eq!(more.len(), freed, "host b takes the addresses host a released: {refused:?}");
+    let o = b.weft(&["run", "-d", "--net", "small", "--rootfs", &b.rootfs(), "--", "sleep", "600"]);
+    assert!(!o.status.success(), "the subnet is full again: {}", text(&o));
+    b.finish();
+    a.finish();
+}
