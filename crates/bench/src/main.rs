@@ -271,23 +271,26 @@ async fn main() -> anyhow::Result<()> {
             detach(key).await?;
             teardown.push(t.elapsed());
         }
-        // The floor, on the same bridge with the same population: `ip link add flr type veth
-        // peer name eth9 netns NS master weft0 up`, then `ip link del flr`.
+        // The floor, on the same bridge with the same population: a link with carrier, made in the
+        // fewest requests (`ip link add flr0 type veth peer name eth9 index N netns NS master
+        // weft0 up; ip -n NS link set eth9 up`, indexes chosen as weft chooses them: a peer index is
+        // only honoured with the host end's), then `ip link del flr0`.
         for p in sample_ns {
             let fd = std::fs::File::open(p)?;
+            let mut inside = weft_kernel::netns::open_in(p, &[])?;
             let spec = weft_kernel::VethSpec {
                 host_name: "flr0",
                 master: Some(bridge),
-                mtu: 1500,
                 peer_name: "eth9",
-                peer_mac: None,
                 peer_netns: Some(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+                index: 0x7000_0000,
+                peer_index: 0x7000_0001,
                 up: true,
-                port_setup: false,
-                proxy_arp: false,
+                ..weft_kernel::VethSpec::default()
             };
             let t = Instant::now();
             host.create_veth(&spec)?;
+            inside.set_up(0x7000_0001)?;
             floor_up.push(t.elapsed());
             let t = Instant::now();
             host.delete_link("flr0")?;

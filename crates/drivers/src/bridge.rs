@@ -14,8 +14,9 @@ impl Driver for Bridge {
         DriverKind::Bridge
     }
 
-    /// The veth born with its peer inside (created and set up as a port in one datagram), the
-    /// pinned neighbour with proxy ARP, then the interface's configuration inside. A failed step
+    /// The veth born with its peer inside (created and set up as a port in one datagram, with
+    /// the pinned neighbour of proxy ARP when the indexes are chosen; in a request of its own
+    /// otherwise), then the interface's configuration inside. A failed step
     /// deletes the veth (the creation may have succeeded and the port setup in the same datagram
     /// failed), which takes the peer and everything configured on it along.
     fn join(&self, host: &mut dyn LinkOps, inside: &mut dyn LinkOps, j: &Join<'_>) -> weft_kernel::Result<()> {
@@ -30,9 +31,12 @@ impl Driver for Bridge {
                 up: false,
                 port_setup: true,
                 proxy_arp: j.proxy_arp,
+                index: j.host_index,
+                peer_index: j.index,
+                pin: j.proxy_arp.then(|| j.addr.addr()),
             })
-            .and_then(|()| if j.proxy_arp { host.pin_neighbour(j.network_link, j.host_ifname, j.addr.addr(), j.mac) } else { Ok(()) })
-            .and_then(|()| inside.configure_interface(j.ifname, j.addr, j.gateway, j.v6));
+            .and_then(|()| if j.proxy_arp && j.host_index == 0 { host.pin_neighbour(j.network_link, j.host_ifname, j.addr.addr(), j.mac) } else { Ok(()) })
+            .and_then(|()| inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6));
         if made.is_err() {
             let _ = host.delete_link(j.host_ifname);
         }
@@ -64,6 +68,8 @@ mod tests {
             mtu: 1500,
             mac: [2, 0x42, 172, 17, 0, 2],
             proxy_arp,
+            host_index: 0,
+            index: 0,
         }
     }
 
@@ -85,6 +91,20 @@ mod tests {
         let mut h = Recording::default();
         Bridge.leave(&mut h, "vethtest1").expect("leave");
         assert_eq!(h.calls, ["delete_link vethtest1"]);
+    }
+
+    #[test]
+    fn with_chosen_indexes_the_pin_rides_on_the_creation() {
+        let j = Join { host_index: 0x20_0001, index: 0x20_0002, ..endpoint(true) };
+        let (ok, host, inside) = run(&j, None, None);
+        assert!(ok);
+        assert_eq!(host, ["create_veth vethtest1 pinning 172.17.0.2"]);
+        assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);
+        // A failed creation (name or index taken) still deletes what it may have made.
+        let (ok, host, inside) = run(&j, Some("create_veth vethtest1 pinning 172.17.0.2"), None);
+        assert!(!ok);
+        assert_eq!(host, ["create_veth vethtest1 pinning 172.17.0.2", "delete_link vethtest1"]);
+        assert!(inside.is_empty());
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct Join<'a> {
     pub mac: [u8; 6],
     /// The network answers ARP for this endpoint (see `NetworkRecord::proxy_arp`).
     pub proxy_arp: bool,
+    /// Interface indexes for the host end and the inside one (0: the kernel picks; see
+    /// `VethSpec::index`): with them an endpoint is two datagrams, one per namespace.
+    pub host_index: u32,
+    pub index: u32,
 }
 
 /// What every kind of network does for an endpoint.

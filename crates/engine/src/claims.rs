@@ -119,9 +119,24 @@ impl Engine {
         mut reserve: impl FnMut(&mut Undo) -> Result<R>,
         endpoints: impl Fn(&R) -> Vec<EndpointRecord>,
     ) -> Result<R> {
+        let mut flushed = false;
         for _ in 0..CLAIM_ATTEMPTS {
             let mut steps = Undo::new();
-            let reserved = reserve(&mut steps)?;
+            let reserved = match reserve(&mut steps) {
+                // A chosen address still held by a removed endpoint the reaper has not deleted
+                // yet: hurry it, once.
+                Err(EngineError::Ipam(weft_ipam::IpamError::InUse(_))) if !flushed && self.lock().networks.values().any(|n| n.reaping > 0) => {
+                    flushed = true;
+                    let eng = self.clone();
+                    crate::blocking(move || {
+                        eng.reaper.flush();
+                        Ok(())
+                    })
+                    .await?;
+                    continue;
+                }
+                r => r?,
+            };
             let eps = endpoints(&reserved);
             if eps.is_empty() {
                 undo.extend(steps);

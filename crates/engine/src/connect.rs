@@ -65,7 +65,9 @@ impl Engine {
         let (rec, netns, plan, _pending) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
         let first = rec.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
+        let busy = self.reaper.busy();
         blocking(move || pl.attach(&p, first)).await?;
+        drop(busy);
         let h = plan.endpoint.host_ifname.clone();
         undo.push("delete veth", move || {
             let _ = detach_bridge(&h);
@@ -123,7 +125,8 @@ impl Engine {
         self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
         self.unpublish(&rec.id, endpoint.ip, &ports).await?;
-        self.release_endpoint(&endpoint);
+        let released = self.release_port(&endpoint).await;
+        self.release_endpoint(&endpoint, released);
         Ok(())
     }
 }

@@ -456,7 +456,9 @@ impl Engine {
                 Plan::Bridge(plans) => {
                     for (i, plan) in plans.into_iter().enumerate() {
                         let (p, pl) = (path.clone(), plan.clone());
+                        let busy = self.reaper.busy();
                         blocking(move || pl.attach(&p, i == 0)).await?;
+                        drop(busy);
                         let host_if = plan.endpoint.host_ifname.clone();
                         undo.push("delete veth", move || {
                             let _ = detach_bridge(&host_if);
@@ -579,7 +581,7 @@ impl Engine {
         };
         self.dns_update(id);
         for e in &endpoints {
-            self.release_endpoint(e);
+            self.release_endpoint(e, false);
         }
         if let Some(tx) = tx {
             let _ = tx.send(Some(code));

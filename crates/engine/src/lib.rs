@@ -145,15 +145,17 @@ pub(crate) struct NetState {
     pub bridge_index: u32,
     /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
     pub pending: usize,
-    /// Endpoints removed whose veth the reaper has not deleted yet: still bridge ports.
+    /// Endpoints removed whose veth the reaper has not deleted yet (their addresses are held).
     pub reaping: usize,
+    /// Those of them still bridge ports (a container's: its namespace goes with it).
+    pub reaping_ports: usize,
     /// Global networks: addresses other hosts have claimed (reserved in the pools meanwhile).
     pub foreign: std::collections::HashSet<std::net::IpAddr>,
 }
 
 impl NetState {
     pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, bridge_index: u32) -> Self {
-        Self { rec, pool, pool6, bridge_index, pending: 0, reaping: 0, foreign: Default::default() }
+        Self { rec, pool, pool6, bridge_index, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
     }
 }
 
@@ -382,11 +384,27 @@ impl Engine {
         }
     }
 
+    /// Takes an endpoint whose namespace lives on off its bridge now (`release_port`), so that
+    /// the reaper's later deletion is of a plain veth: a bridge of many ports makes a port's
+    /// removal slow, and a batch of them stalls setups (see `reaper`). Returns whether it is done.
+    pub(crate) async fn release_port(&self, e: &weft_model::EndpointRecord) -> bool {
+        let h = e.host_ifname.clone();
+        match blocking(move || network::with_host(|nl| nl.release_port(&h))).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, link = %e.host_ifname, "leaving the port to the reaper");
+                false
+            }
+        }
+    }
+
     /// Deletes a host veth in the background, then returns its address to the pool.
-    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord) {
+    /// `port_released`: it is no longer a bridge port (see `release_port`).
+    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, port_released: bool) {
         let (eng, e2) = (self.clone(), e.clone());
         let bridge = self.lock().networks.get_mut(&e.network_id).and_then(|n| {
             n.reaping += 1;
+            n.reaping_ports += usize::from(!port_released);
             n.rec.proxy_arp().then_some(n.bridge_index)
         });
         self.reaper.reap(e.host_ifname.clone(), move || {
@@ -399,13 +417,14 @@ impl Engine {
             let mut st = eng.lock();
             if let Some(n) = st.networks.get_mut(&e2.network_id) {
                 n.reaping = n.reaping.saturating_sub(1);
+                n.reaping_ports = n.reaping_ports.saturating_sub(usize::from(!port_released));
             }
             st.release_addresses(&e2)
         });
     }
 
-    /// Waits (up to 2 s) while one of `networks` is at its bridge's port limit only because
-    /// removed endpoints are still being deleted: the reaper deletes them within milliseconds, and
+    /// Waits (up to 2 s), hurrying the reaper, while one of `networks` is at its bridge's port
+    /// limit or out of addresses only because removed endpoints are still being deleted:
     /// refusing as "full" would be wrong. Call before planning endpoints.
     pub(crate) async fn settle_bridges(&self, networks: &[&str]) {
         let t0 = std::time::Instant::now();
@@ -415,13 +434,15 @@ impl Engine {
                 networks.iter().any(|name| {
                     st.networks.values().find(|n| n.rec.name == *name || n.rec.id == *name).is_some_and(|n| {
                         let live = st.ports_on(n);
-                        n.reaping > 0 && live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping >= weft_model::BRIDGE_MAX_PORTS
+                        let ports_wait = live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping_ports >= weft_model::BRIDGE_MAX_PORTS;
+                        n.reaping > 0 && (ports_wait || n.pool.is_full())
                     })
                 })
             };
             if !busy {
                 return;
             }
+            self.reaper.hurry();
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
@@ -540,7 +561,7 @@ impl State {
         if ports >= weft_model::BRIDGE_MAX_PORTS {
             return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
         }
-        if ports + net.reaping >= weft_model::BRIDGE_MAX_PORTS {
+        if ports + net.reaping_ports >= weft_model::BRIDGE_MAX_PORTS {
             // Not full, but ports being deleted still count for the kernel (see `settle_bridges`).
             return Err(EngineError::BridgeBusy(net.rec.bridge.clone()));
         }

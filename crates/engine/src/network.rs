@@ -80,8 +80,23 @@ pub struct BridgeAttach<'a> {
 /// off), no router advertisements taken.
 const NETNS_SYSCTLS_V6: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6", "0"), ("net.ipv6.conf.default.accept_ra", "0")];
 
+/// Two interface indexes for an endpoint's ends: weft's own sequence, from a random place high
+/// above where the kernel hands them out (it counts up from 1 and skips taken ones), so a
+/// collision needs millions of interfaces; a taken one fails the creation like a taken name.
+fn endpoint_indexes() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(0, 0x0100_0000 + (u32::from_str_radix(&weft_model::new_id()[..7], 16).unwrap_or(0) % 0x3000_0000) * 2, Ordering::Relaxed, Ordering::Relaxed);
+    let n = NEXT.fetch_add(2, Ordering::Relaxed);
+    if n >= 0x7fff_fff0 {
+        NEXT.store(0x0100_0000, Ordering::Relaxed);
+    }
+    n
+}
+
 pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
     let t0 = std::time::Instant::now();
+    let index = endpoint_indexes();
     let ns = std::fs::File::open(a.netns)
         .map_err(|source| EngineError::Io { op: "open netns", path: a.netns.display().to_string(), source })?;
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
@@ -97,6 +112,8 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
         mtu: a.mtu,
         mac: a.mac,
         proxy_arp: a.proxy_arp,
+        host_index: index,
+        index: index + 1,
     };
     let driver = weft_drivers::driver(weft_model::DriverKind::Bridge);
     let attached = with_host(|host| Ok(driver.join(host, &mut inside, &join).map_err(EngineError::from)))?;

@@ -76,6 +76,9 @@ impl Engine {
         // Attached foreign namespaces: kept while their namespace exists (for `--pid`: while
         // that very process lives).
         let (sbx, _) = self.store.range(&self.keys.sandboxes()).await?;
+        // A record whose host veth is missing was committed while its kernel work was cut short
+        // (the two run side by side): it never became an attachment.
+        let host_links: HashSet<String> = blocking(|| with_host(|nl| nl.links())).await?.into_iter().map(|l| l.name).collect();
         for kv in sbx {
             let rec: SandboxRecord = match serde_json::from_slice(&kv.value) {
                 Ok(r) => r,
@@ -84,7 +87,7 @@ impl Engine {
             let alive = match (rec.pid, rec.pid_start) {
                 (Some(pid), Some(start)) => weft_runtime::pid_start_time(pid) == Some(start),
                 _ => std::path::Path::new(&rec.netns).exists(),
-            };
+            } && host_links.contains(&rec.endpoint.host_ifname);
             if alive {
                 let mut st = self.lock();
                 if let Some(n) = st.networks.get_mut(&rec.endpoint.network_id) {

@@ -117,24 +117,8 @@ impl Engine {
         let owner = owner_key(a.key);
         let (plan, _pending) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
-        let (p, eng) = (a.netns.to_path_buf(), self.clone());
-        blocking(move || {
-            match plan.attach(&p, true) {
-                // The namespace's previous interface of that name may still be in the reaper's
-                // queue (a detach just before): wait for it once.
-                Err(EngineError::Kernel(k)) if k.is_exists() => {
-                    eng.reaper.flush();
-                    plan.attach(&p, true)
-                }
-                r => r,
-            }
-        })
-        .await?;
-        let h = endpoint.host_ifname.clone();
-        undo.push("delete veth", move || {
-            let _ = detach_bridge(&h);
-        });
-        // Published ports, as a container's eth0 has them (on the network's host binding).
+        // Published ports, as a container's eth0 has them (on the network's host binding): their
+        // rules may exist before the interface does.
         let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
         {
             let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
@@ -151,7 +135,34 @@ impl Engine {
             netns_id: a.netns_id,
             ports,
         };
-        self.store.txn(Txn::ops(vec![Op::Put(self.keys.sandbox(a.key), serde_json::to_vec(&rec)?)])).await?;
+        // The record's commit (its fsync) runs while the kernel work does: it is sent now and
+        // awaited after. A crash in between leaves a record without its veth, which the start-up
+        // reconcile drops (see `reconcile`); a rollback deletes it (ordered after the put).
+        let key = self.keys.sandbox(a.key);
+        let committing = self.store.txn(Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
+        {
+            let store = self.store.clone();
+            undo.push("delete the record", move || drop(store.txn(Txn::ops(vec![Op::Delete(key)]))));
+        }
+        let (p, eng, busy) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy());
+        blocking(move || {
+            match plan.attach(&p, true) {
+                // The namespace's previous interface of that name may still be in the reaper's
+                // queue (a detach just before): wait for it once.
+                Err(EngineError::Kernel(k)) if k.is_exists() => {
+                    eng.reaper.flush();
+                    plan.attach(&p, true)
+                }
+                r => r,
+            }
+        })
+        .await?;
+        drop(busy);
+        let h = endpoint.host_ifname.clone();
+        undo.push("delete veth", move || {
+            let _ = detach_bridge(&h);
+        });
+        committing.await?;
         undo.commit();
         self.lock().sandboxes.insert(a.key.to_string(), rec);
         self.dns_update_sandbox(a.key);
@@ -244,7 +255,8 @@ impl Engine {
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
         let unpublished = self.unpublish(&owner_key(key), rec.endpoint.ip, &rec.ports).await;
-        self.release_endpoint(&rec.endpoint);
+        let released = self.release_port(&rec.endpoint).await;
+        self.release_endpoint(&rec.endpoint, released);
         unpublished
     }
 }

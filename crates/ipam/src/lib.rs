@@ -169,6 +169,11 @@ impl Pool {
         }
     }
 
+    /// No address left to hand out.
+    pub fn is_full(&self) -> bool {
+        self.in_use() >= self.size() as usize
+    }
+
     pub fn in_use(&self) -> usize {
         self.used.iter().map(|w| w.count_ones() as usize).sum()
     }

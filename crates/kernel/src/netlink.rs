@@ -69,6 +69,19 @@ pub struct VethSpec<'a> {
     pub port_setup: bool,
     /// With `port_setup`: `proxy_arp on` (see [`Netlink::pin_neighbour`]).
     pub proxy_arp: bool,
+    /// The interface indexes to give the two ends (`ip link add … index N`; 0: the kernel picks).
+    /// Known indexes save the lookups by name that would otherwise precede the next steps.
+    pub index: u32,
+    pub peer_index: u32,
+    /// With `master`, `peer_mac` and `index`: pin `IP` to the peer's MAC in the same datagram
+    /// (see [`Netlink::pin_neighbour`]).
+    pub pin: Option<Ipv4Addr>,
+}
+
+impl Default for VethSpec<'_> {
+    fn default() -> Self {
+        Self { host_name: "", master: None, mtu: 1500, peer_name: "", peer_mac: None, peer_netns: None, up: false, port_setup: false, proxy_arp: false, index: 0, peer_index: 0, pin: None }
+    }
 }
 
 pub struct Netlink {
@@ -306,23 +319,7 @@ impl Netlink {
     /// ports overruns the kernel's backlog and gets lost).
     pub fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         let port_index = self.index_of(port)?;
-        let mut neigh = NeighbourMessage::default();
-        neigh.header.family = AddressFamily::Inet;
-        neigh.header.ifindex = bridge;
-        neigh.header.state = NeighbourState::Permanent;
-        neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        let mut fdb = NeighbourMessage::default();
-        fdb.header.family = AddressFamily::Bridge;
-        fdb.header.ifindex = port_index;
-        fdb.header.state = NeighbourState::Noarp;
-        fdb.header.flags = NeighbourFlags::Controller;
-        fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        self.batch(
-            "pin neighbour",
-            &ip.to_string(),
-            vec![(RouteNetlinkMessage::NewNeighbour(neigh), NLM_F_CREATE | NLM_F_REPLACE), (RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)],
-        )
+        self.batch("pin neighbour", &ip.to_string(), pin_messages(bridge, port_index, ip, mac).into())
     }
 
     /// `ip neigh del IP dev BRIDGE`; an entry that is already gone is fine.
@@ -342,6 +339,19 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.batch("delete link", name, vec![(RouteNetlinkMessage::DelLink(msg), 0)]) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip link set dev NAME down nomaster`: no longer a bridge port, so the bridge forgets it at
+    /// once (an interface already gone is fine).
+    pub fn release_port(&mut self, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Controller(0));
+        match self.batch("release port", name, vec![(RouteNetlinkMessage::SetLink(msg), 0)]) {
             Err(e) if e.is_not_found() => Ok(()),
             r => r,
         }
@@ -384,6 +394,7 @@ impl Netlink {
     /// enslaved and up in the same request.
     pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         let mut peer = LinkMessage::default();
+        peer.header.index = spec.peer_index;
         peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
         if let Some(mac) = spec.peer_mac {
@@ -393,6 +404,7 @@ impl Netlink {
             peer.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let mut msg = LinkMessage::default();
+        msg.header.index = spec.index;
         if spec.up {
             msg.header.flags = LinkFlags::Up;
             msg.header.change_mask = LinkFlags::Up;
@@ -410,6 +422,9 @@ impl Netlink {
         if spec.port_setup {
             reqs.push((bridge_port_up(spec.host_name, spec.proxy_arp), 0));
         }
+        if let (Some(ip), Some(bridge), Some(mac), true) = (spec.pin, spec.master, spec.peer_mac, spec.index != 0) {
+            reqs.extend(pin_messages(bridge, spec.index, ip, mac));
+        }
         // EEXIST may be either end: name both.
         self.batch("create veth", &format!("{} (peer {})", spec.host_name, spec.peer_name), reqs)
     }
@@ -418,8 +433,9 @@ impl Netlink {
     /// IF nodad;] ip link set IF up; ip route add default via GW; [ip -6 route add default via
     /// GW6]`, in one datagram. Without IPv6 on the interface's network, no link-local
     /// address either (`addrgenmode none`).
-    pub fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
-        let index = self.index_of(ifname)?;
+    /// `index`: the interface's, if known (0: looked up by name first).
+    pub fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+        let index = if index != 0 { index } else { self.index_of(ifname)? };
         let mut reqs = vec![(link_up(1), 0)];
         if v6.is_none() {
             let mut conf = LinkMessage::default();
@@ -501,6 +517,24 @@ fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
 }
 
 /// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).
+/// `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent` and `bridge fdb replace MAC dev
+/// PORT master static`.
+fn pin_messages(bridge: u32, port_index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> [(RouteNetlinkMessage, u16); 2] {
+    let mut neigh = NeighbourMessage::default();
+    neigh.header.family = AddressFamily::Inet;
+    neigh.header.ifindex = bridge;
+    neigh.header.state = NeighbourState::Permanent;
+    neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    let mut fdb = NeighbourMessage::default();
+    fdb.header.family = AddressFamily::Bridge;
+    fdb.header.ifindex = port_index;
+    fdb.header.state = NeighbourState::Noarp;
+    fdb.header.flags = NeighbourFlags::Controller;
+    fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    [(RouteNetlinkMessage::NewNeighbour(neigh), NLM_F_CREATE | NLM_F_REPLACE), (RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)]
+}
+
 fn bridge_port_up(name: &str, proxy_arp: bool) -> RouteNetlinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.flags = LinkFlags::Up;

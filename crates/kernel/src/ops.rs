@@ -17,8 +17,9 @@ pub trait LinkOps {
     fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()>;
     /// `ip link del NAME`.
     fn delete_link(&mut self, name: &str) -> Result<()>;
-    /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6).
-    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
+    /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6);
+    /// `index` is the interface's if known (0: looked up by name).
+    fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
 }
 
 impl LinkOps for Netlink {
@@ -31,8 +32,8 @@ impl LinkOps for Netlink {
     fn delete_link(&mut self, name: &str) -> Result<()> {
         Netlink::delete_link(self, name)
     }
-    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
-        Netlink::configure_interface(self, ifname, addr, gateway, v6)
+    fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+        Netlink::configure_interface(self, ifname, index, addr, gateway, v6)
     }
 }
 
@@ -61,7 +62,10 @@ impl Recording {
 
 impl LinkOps for Recording {
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
-        self.record(format!("create_veth {}", spec.host_name))
+        match spec.pin.filter(|_| spec.index != 0) {
+            Some(ip) => self.record(format!("create_veth {} pinning {ip}", spec.host_name)),
+            None => self.record(format!("create_veth {}", spec.host_name)),
+        }
     }
     fn pin_neighbour(&mut self, _bridge: u32, port: &str, ip: Ipv4Addr, _mac: [u8; 6]) -> Result<()> {
         self.record(format!("pin_neighbour {port} {ip}"))
@@ -69,7 +73,7 @@ impl LinkOps for Recording {
     fn delete_link(&mut self, name: &str) -> Result<()> {
         self.record(format!("delete_link {name}"))
     }
-    fn configure_interface(&mut self, ifname: &str, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+    fn configure_interface(&mut self, ifname: &str, _index: u32, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         self.record(format!("configure_interface {ifname} {addr}"))
     }
 }

@@ -36,7 +36,7 @@ fn macvlans_on_one_parent_talk_and_vxlan_carries_its_id() {
     let commands = netns::run_in(Path::new(&host.path()), move || {
         let mut nl = Netlink::open()?;
         // The parent: one end of a veth pair.
-        nl.create_veth(&VethSpec { host_name: "up0", master: None, mtu: 1500, peer_name: "up1", peer_mac: None, peer_netns: None, up: true, port_setup: false, proxy_arp: false })?;
+        nl.create_veth(&VethSpec { host_name: "up0", master: None, mtu: 1500, peer_name: "up1", peer_mac: None, peer_netns: None, up: true, ..VethSpec::default() })?;
         let parent = nl.link("up0")?.expect("up0").index;
         // With carrier: the other end up too (a macvlan follows its parent's carrier).
         let other = nl.link("up1")?.expect("up1").index;

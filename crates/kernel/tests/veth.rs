@@ -47,19 +47,23 @@ fn bridge_veth_into_netns_and_ping() {
             up: true,
             port_setup: false,
             proxy_arp: false,
+            // Chosen indexes, and the neighbour pinned in the same datagram.
+            index: 0x20_0001,
+            peer_index: 0x20_0002,
+            pin: Some("10.250.0.2".parse().expect("ip")),
         })?;
         let v = nl.link("vethk000001")?.expect("host end exists");
-        assert_eq!((v.master, v.mtu, v.up), (Some(br), 1400, true));
+        assert_eq!((v.master, v.mtu, v.up, v.index), (Some(br), 1400, true, 0x20_0001));
         assert!(nl.link("eth0")?.is_none(), "peer was born in the other namespace");
         Ok(())
     })
     .expect("host side");
     let mut c = netns::open_in(Path::new(&ctr_path), &[("net.ipv4.conf.all.rp_filter", "0")])
         .expect("socket in container ns");
-    c.configure_interface("eth0", "10.250.0.2/24".parse().expect("net"), Some("10.250.0.1".parse().expect("ip")), None)
+    c.configure_interface("eth0", 0x20_0002, "10.250.0.2/24".parse().expect("net"), Some("10.250.0.1".parse().expect("ip")), None)
         .expect("configure");
     let eth0 = c.link("eth0").expect("get").expect("eth0");
-    assert_eq!((eth0.mtu, eth0.up), (1400, true));
+    assert_eq!((eth0.mtu, eth0.up, eth0.index), (1400, true, 0x20_0002));
     assert!(c.routes_v4().expect("routes").iter().any(|r| r.dst.prefix_len() == 0));
     let ping = Command::new("ip")
         .args(["netns", "exec", &ctr.0, "ping", "-c1", "-W2", "10.250.0.1"])
@@ -74,5 +78,8 @@ fn bridge_veth_into_netns_and_ping() {
             .expect("busybox ping")
     };
     assert!(busybox_ping.status.success(), "{busybox_ping:?}");
+    let neigh = Command::new("ip").args(["-n", &host.0, "neigh", "show", "dev", "kbr0", "10.250.0.2"]).output().expect("ip neigh");
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(neigh.contains("02:42:0a:fa:00:02") && neigh.contains("PERMANENT"), "pinned in the creation's datagram: {neigh}");
     netns::run_in(Path::new(&host.path()), || Netlink::open()?.delete_link("vethk000001")).expect("del");
 }
