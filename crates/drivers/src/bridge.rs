@@ -1,17 +1,73 @@
 //! The bridge driver: a veth pair per endpoint, its host end a port of the network's Linux
 //! bridge, its peer born in the endpoint's namespace.
 
+use std::collections::HashSet;
+
 use weft_kernel::ops::LinkOps;
 use weft_kernel::VethSpec;
-use weft_model::DriverKind;
+use weft_model::{DriverKind, NetworkRecord};
 
-use crate::{Driver, Join};
+use crate::{Driver, HostOptions, Join};
 
 pub struct Bridge;
+
+/// An endpoint's host end: `veth` + 7 hex digits.
+fn is_veth_name(name: &str) -> bool {
+    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
+}
 
 impl Driver for Bridge {
     fn kind(&self) -> DriverKind {
         DriverKind::Bridge
+    }
+
+    /// `ip link add BR mtu M address MAC type bridge; ip addr add GW/P dev BR; ip link set BR up`
+    /// (and the IPv6 gateway), with `route_localnet` on it when the firewall publishes ports. A
+    /// bridge that exists is adopted; one weft does not manage (`-b`) is used as it is.
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<u32> {
+        let (index, created) = match host.link_index(&rec.bridge)? {
+            Some(i) => (i, false),
+            None => (host.create_bridge(&rec.bridge, rec.mtu, weft_model::mac_for(rec.gateway))?, true),
+        };
+        let configured = (|| {
+            if rec.managed_bridge {
+                host.add_addr(index, ipnet::Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet").into())?;
+                if let (Some(s6), Some(g6)) = (rec.subnet6, rec.gateway6) {
+                    host.add_addr(index, ipnet::Ipv6Net::new(g6, s6.prefix_len()).expect("prefix of a subnet").into())?;
+                }
+                host.set_up(index)?;
+            }
+            if rec.subnet6.is_some() && o.ip_forward {
+                host.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            }
+            if o.firewall {
+                host.sysctl(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
+            }
+            Ok(index)
+        })();
+        if configured.is_err() && created {
+            let _ = host.delete_link(&rec.bridge); // nothing half-made stays
+        }
+        configured
+    }
+
+    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
+        if rec.managed_bridge {
+            host.delete_link(&rec.bridge)?;
+        }
+        Ok(())
+    }
+
+    fn endpoint_name(&self) -> String {
+        format!("veth{}", &weft_model::new_id()[..7])
+    }
+
+    fn is_endpoint(&self, name: &str, master: Option<u32>, network_links: &HashSet<u32>) -> bool {
+        master.is_some_and(|m| network_links.contains(&m)) && is_veth_name(name)
+    }
+
+    fn forwards_through_host(&self) -> bool {
+        true
     }
 
     /// The veth born with its peer inside (created and set up as a port in one datagram, with
@@ -91,6 +147,67 @@ mod tests {
         let mut h = Recording::default();
         Bridge.leave(&mut h, "vethtest1").expect("leave");
         assert_eq!(h.calls, ["delete_link vethtest1"]);
+    }
+
+    fn network(managed: bool) -> NetworkRecord {
+        NetworkRecord {
+            id: "0".repeat(64),
+            name: "test".into(),
+            driver: DriverKind::Bridge,
+            bridge: "br-test".into(),
+            subnet: "10.9.0.0/24".parse().expect("net"),
+            gateway: "10.9.0.1".parse().expect("ip"),
+            ip_range: None,
+            mtu: 1400,
+            managed_bridge: managed,
+            icc: true,
+            masquerade: true,
+            internal: false,
+            created: 0,
+            options: Default::default(),
+            aux_addresses: Default::default(),
+            labels: Default::default(),
+            host_binding_ipv4: None,
+            subnet6: None,
+            gateway6: None,
+            scope: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_network_is_made_adopted_and_rolled_back() {
+        let o = HostOptions { firewall: true, ip_forward: true };
+        let mut h = Recording::default();
+        let index = Bridge.create_network(&mut h, &network(true), o).expect("create");
+        assert_eq!(
+            h.calls,
+            ["link_index br-test", "create_bridge br-test mtu 1400", &format!("add_addr {index} 10.9.0.1/24"), &format!("set_up {index}"), "sysctl net.ipv4.conf.br-test.route_localnet=1"]
+        );
+        // Failing after the bridge was made: the bridge goes.
+        let mut h = Recording::failing(&format!("set_up {}", 101));
+        assert!(Bridge.create_network(&mut h, &network(true), o).is_err());
+        assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
+        // The user's bridge (-b): used as it is, never readdressed, never deleted.
+        let mut h = Recording::default();
+        h.calls.push("create_bridge br-test mtu 1500".into()); // it exists
+        Bridge.create_network(&mut h, &network(false), HostOptions { firewall: false, ip_forward: false }).expect("adopt");
+        assert_eq!(h.calls[1..], ["link_index br-test"]);
+        Bridge.remove_network(&mut h, &network(false)).expect("remove");
+        assert_eq!(h.calls.len(), 2, "nothing deleted");
+        Bridge.remove_network(&mut h, &network(true)).expect("remove");
+        assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
+    }
+
+    #[test]
+    fn endpoints_are_its_veths_on_its_bridges() {
+        let nets: HashSet<u32> = [7].into();
+        let name = Bridge.endpoint_name();
+        assert!(Bridge.is_endpoint(&name, Some(7), &nets));
+        assert!(!Bridge.is_endpoint(&name, Some(8), &nets), "another bridge's");
+        assert!(!Bridge.is_endpoint(&name, None, &nets));
+        assert!(!Bridge.is_endpoint("veth0a1b2c3d", Some(7), &nets), "not weft's pattern");
+        assert!(!Bridge.is_endpoint("vethxyz1234", Some(7), &nets));
+        assert!(!Bridge.is_endpoint("eth0", Some(7), &nets));
     }
 
     #[test]

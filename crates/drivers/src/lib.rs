@@ -3,10 +3,14 @@
 //! endpoint's links through [`LinkOps`], on the daemon's namespace (`host`) and the endpoint's
 //! (`inside`), so its steps and their rollback are unit-tested against a recording fake.
 //!
+//! A driver also makes and removes a network's own objects on a host (a bridge, with its
+//! gateway address), says which host links are its endpoints (so reconcile can sweep those no
+//! record owns) and whether its traffic crosses the host's forwarding path (so the firewall gives
+//! the network chains). The veth reaper stays in the engine: it deletes host links by name,
+//! whatever made them.
+//!
 //! Today there is one driver, [`bridge::Bridge`]; a new kind is a module here and a line in
-//! [`driver`]. Still on the engine's side, to move here next: creating and removing a network's
-//! own objects, what a network needs from the firewall, and the reconcile sweep of a driver's
-//! leftovers.
+//! [`driver`].
 
 pub mod bridge;
 
@@ -15,7 +19,16 @@ use std::os::fd::RawFd;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use weft_kernel::ops::LinkOps;
-use weft_model::DriverKind;
+use weft_model::{DriverKind, NetworkRecord};
+
+/// The daemon's settings that a network's objects depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct HostOptions {
+    /// `--iptables`: published ports answer on 127.0.0.1 too (`route_localnet` on the link).
+    pub firewall: bool,
+    /// `--ip-forward`: dual-stack networks turn IPv6 forwarding on.
+    pub ip_forward: bool,
+}
 
 /// One endpoint to make: an interface `ifname` inside the namespace `netns_fd`, whose host side
 /// (if the kind has one) is `host_ifname`.
@@ -40,9 +53,22 @@ pub struct Join<'a> {
     pub index: u32,
 }
 
-/// What every kind of network does for an endpoint.
+/// What every kind of network does on a host.
 pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
+    /// Makes (or adopts) network `rec`'s own link on this host and returns its index; on
+    /// failure, nothing it made stays.
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<u32>;
+    /// Removes what `create_network` made (a link weft did not make stays).
+    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()>;
+    /// The host-side name of a new endpoint (unique; the engine records it).
+    fn endpoint_name(&self) -> String;
+    /// Whether host link `name` (a port of `master`) is one of this driver's endpoints on one of
+    /// `network_links`: reconcile deletes those no record owns.
+    fn is_endpoint(&self, name: &str, master: Option<u32>, network_links: &std::collections::HashSet<u32>) -> bool;
+    /// Whether the network's traffic crosses the host's forwarding path, where the firewall
+    /// filters, isolates and masquerades it.
+    fn forwards_through_host(&self) -> bool;
     /// Makes the endpoint; on failure, leaves nothing of it behind.
     fn join(&self, host: &mut dyn LinkOps, inside: &mut dyn LinkOps, j: &Join<'_>) -> weft_kernel::Result<()>;
     /// Removes the endpoint by its host-side name (its inside goes with it).

@@ -451,6 +451,10 @@ impl Engine {
         &self.cfg
     }
 
+    pub(crate) fn host_options(&self) -> weft_drivers::HostOptions {
+        weft_drivers::HostOptions { firewall: self.cfg.iptables, ip_forward: self.cfg.ip_forward }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -590,7 +594,7 @@ impl State {
             network_id: net.rec.id.clone(),
             network_name: net.rec.name.clone(),
             ifname: ifname.into(),
-            host_ifname: network::veth_name(),
+            host_ifname: weft_drivers::driver(net.rec.driver).endpoint_name(),
             ip,
             prefix_len: net.rec.subnet.prefix_len(),
             gateway: Some(net.rec.gateway),

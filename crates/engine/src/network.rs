@@ -35,21 +35,12 @@ pub(crate) fn with_host<T>(f: impl FnOnce(&mut Netlink) -> weft_kernel::Result<T
     })
 }
 
-/// A MAC derived from the IPv4 address (`02:42:` + the four bytes), as Docker did and the seeds
-/// show: stable for an address, so a peer's ARP cache is never wrong about a reused address.
-pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
-}
+pub use weft_model::mac_for;
 
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// `veth` + 7 random hex digits.
-pub fn veth_name() -> String {
-    format!("veth{}", &weft_model::new_id()[..7])
-}
 
 /// One container interface on a bridge.
 #[derive(Debug, Clone)]
@@ -158,7 +149,7 @@ impl Engine {
             .find(|n| n.name == DEFAULT_NETWORK);
         let cfg = self.cfg.clone();
         let stored_subnet = stored.as_ref().filter(|s| s.managed_bridge).map(|s| (s.subnet, s.gateway));
-        let (bridge, managed, subnet, gateway, index) = blocking(move || {
+        let (bridge, managed, subnet, gateway) = blocking(move || {
             let managed = cfg.bridge.is_none();
             let name = cfg.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
             with_host(|nl| Ok((nl.link(&name)?, nl.addrs()?, nl.routes_v4()?))).and_then(|(link, addrs, routes)| {
@@ -201,28 +192,12 @@ impl Engine {
                         return Err(EngineError::Config(format!("--fixed-cidr {fixed} is not inside the bridge subnet {subnet}")));
                     }
                 }
-                let index = with_host(|nl| {
-                    let index = match &link {
-                        Some(l) => l.index,
-                        None => nl.create_bridge(&name, cfg.mtu, mac_for(gateway))?,
-                    };
-                    if managed {
-                        nl.add_addr(index, Ipv4Net::new(gateway, subnet.prefix_len()).expect("valid prefix"))?;
-                        nl.set_up(index)?;
-                    }
-                    Ok(index)
-                })?;
-                Ok((name, managed, subnet, gateway, index))
+                Ok((name, managed, subnet, gateway))
             })
         })
         .await?;
         if self.cfg.ip_forward {
             weft_kernel::sysctl::write("net.ipv4.ip_forward", "1")?;
-        }
-        if self.cfg.iptables {
-            // Published ports answer on 127.0.0.1: DNATed loopback traffic may leave by the bridge
-            // (and is masqueraded there), as Docker does without its proxy.
-            weft_kernel::sysctl::write(&format!("net.ipv4.conf.{bridge}.route_localnet"), "1")?;
         }
         let rec = NetworkRecord {
             id: stored.as_ref().map(|s| s.id.clone()).unwrap_or_else(weft_model::new_id),
@@ -246,6 +221,12 @@ impl Engine {
             gateway6: None,
             scope: weft_model::Scope::Local,
         };
+        // The bridge (made, or adopted as it is with -b), through the bridge driver; with the
+        // firewall, `route_localnet` on it: published ports answer on 127.0.0.1, and DNATed
+        // loopback traffic may leave by the bridge (masqueraded there), as Docker does without
+        // its proxy.
+        let (r, o) = (rec.clone(), self.host_options());
+        let index = blocking(move || crate::networks::make_network(&r, o)).await?;
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
             self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;

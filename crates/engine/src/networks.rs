@@ -14,50 +14,25 @@ use crate::network::with_host;
 use crate::undo::Undo;
 use crate::{blocking, now, Engine, EngineError, NetState, Result};
 
-/// The firewall's view of a network.
-pub(crate) fn fw_of(n: &NetworkRecord) -> NetworkFw {
-    NetworkFw { bridge: n.bridge.clone(), subnet: n.subnet, subnet6: n.subnet6, masquerade: n.masquerade, icc: n.icc, internal: n.internal }
+/// The firewall's view of a network, if its driver's traffic crosses the host.
+pub(crate) fn fw_of(n: &NetworkRecord) -> Option<NetworkFw> {
+    weft_drivers::driver(n.driver).forwards_through_host().then(|| NetworkFw {
+        bridge: n.bridge.clone(),
+        subnet: n.subnet,
+        subnet6: n.subnet6,
+        masquerade: n.masquerade,
+        icc: n.icc,
+        internal: n.internal,
+    })
 }
-
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// `ip link add BR mtu M type bridge; ip addr add GW/P dev BR; ip link set BR up` and, with the
-/// firewall on, `route_localnet` for published ports on 127.0.0.1. Returns the bridge's index.
-pub(crate) fn make_bridge(rec: &NetworkRecord, iptables: bool, ip_forward: bool) -> Result<u32> {
-    let mut created = false;
-    let made = make_bridge_inner(rec, iptables, ip_forward, &mut created);
-    if made.is_err() && created {
-        let _ = with_host(|nl| nl.delete_link(&rec.bridge)); // nothing half-made stays
-    }
-    made
-}
-
-fn make_bridge_inner(rec: &NetworkRecord, iptables: bool, ip_forward: bool, created: &mut bool) -> Result<u32> {
-    let index = with_host(|nl| {
-        let index = match nl.link(&rec.bridge)? {
-            Some(l) => l.index,
-            None => {
-                *created = true;
-                nl.create_bridge(&rec.bridge, rec.mtu, crate::network::mac_for(rec.gateway))?
-            }
-        };
-        nl.add_addr(index, Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet"))?;
-        if let (Some(s6), Some(g6)) = (rec.subnet6, rec.gateway6) {
-            nl.add_addr6(index, ipnet::Ipv6Net::new(g6, s6.prefix_len()).expect("prefix of a subnet"))?;
-        }
-        nl.set_up(index)?;
-        Ok(index)
-    })?;
-    if rec.subnet6.is_some() && ip_forward {
-        weft_kernel::sysctl::write("net.ipv6.conf.all.forwarding", "1")?;
-    }
-    if iptables {
-        weft_kernel::sysctl::write(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
-    }
-    Ok(index)
+/// Makes (or adopts) network `rec`'s own objects through its driver. Blocking.
+pub(crate) fn make_network(rec: &NetworkRecord, o: weft_drivers::HostOptions) -> Result<u32> {
+    with_host(|nl| weft_drivers::driver(rec.driver).create_network(nl, rec, o))
 }
 
 impl Engine {
@@ -175,11 +150,13 @@ impl Engine {
             });
         });
         let (index, pool, pool6) = self.bring_up(&rec).await?;
-        let b = rec.bridge.clone();
-        undo.push("delete bridge", move || {
-            let _ = with_host(|nl| nl.delete_link(&b));
+        let r = rec.clone();
+        undo.push("delete the network's objects", move || {
+            let _ = with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r));
         });
-        self.fw.add_network(&fw_of(&rec))?;
+        if let Some(fw) = fw_of(&rec) {
+            self.fw.add_network(&fw)?;
+        }
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
@@ -232,14 +209,14 @@ impl Engine {
     /// The bridge first, the record last: a crash in between leaves a network whose removal is
     /// simply done again, never an orphan bridge.
     async fn remove_network_objects(self: &Arc<Self>, rec: &NetworkRecord) -> Result<()> {
-        if let Err(e) = self.fw.remove_network(&fw_of(rec)) {
+        if let Some(Err(e)) = fw_of(rec).map(|fw| self.fw.remove_network(&fw)) {
             tracing::warn!(network = %rec.name, error = %e, "removing firewall chains");
         }
-        // Pending deletions of its veths first, then the bridge.
-        let (eng, b) = (self.clone(), rec.bridge.clone());
+        // Pending deletions of its endpoints first, then its own objects.
+        let (eng, r) = (self.clone(), rec.clone());
         blocking(move || {
             eng.reaper.flush();
-            with_host(|nl| nl.delete_link(&b))
+            with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r))
         })
         .await?;
         self.store.txn(Txn::ops(vec![Op::Delete(self.keys.network(rec))])).await?;
@@ -283,8 +260,8 @@ impl Engine {
             pool.start_at(self.keys.host().bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619)));
         }
         let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
-        let (r, ipt, fwd) = (rec.clone(), self.cfg.iptables, self.cfg.ip_forward);
-        let index = blocking(move || make_bridge(&r, ipt, fwd)).await?;
+        let (r, o) = (rec.clone(), self.host_options());
+        let index = blocking(move || make_network(&r, o)).await?;
         Ok((index, pool, pool6))
     }
 
@@ -309,8 +286,8 @@ impl Engine {
             return Ok(());
         }
         let (index, pool, pool6) = self.bring_up(&rec).await?;
-        if firewall {
-            self.fw.add_network(&fw_of(&rec))?;
+        if let Some(fw) = fw_of(&rec).filter(|_| firewall) {
+            self.fw.add_network(&fw)?;
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
         }
         self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, index));

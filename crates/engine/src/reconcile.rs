@@ -18,12 +18,7 @@ use weft_model::{ContainerRecord, SandboxRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
-
 use crate::{blocking, Engine, Result};
-
-fn is_weft_veth(name: &str) -> bool {
-    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
-}
 
 impl Engine {
     /// Returns the revision the shared address claims were read at (see `watch_shared`).
@@ -109,7 +104,7 @@ impl Engine {
         let shared_revision = self.reconcile_claims().await?;
 
         // Sweep the kernel and the exec-root of what no live container owns.
-        let (keep_veths, keep_ids, all_ids, bridges, netns_dir, run_dir, data_dir) = {
+        let (keep_veths, keep_ids, all_ids, (bridges, drivers), netns_dir, run_dir, data_dir) = {
             let st = self.lock();
             let keep_veths: HashSet<String> = st
                 .containers
@@ -122,12 +117,13 @@ impl Engine {
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
             let all_ids: HashSet<String> = st.containers.keys().cloned().collect();
             let bridges: HashSet<u32> = st.networks.values().map(|n| n.bridge_index).collect();
+            let drivers: HashSet<weft_model::DriverKind> = st.networks.values().map(|n| n.rec.driver).collect();
 
             (
                 keep_veths,
                 keep_ids,
                 all_ids,
-                bridges,
+                (bridges, drivers),
                 self.cfg.exec_root.join("netns"),
                 self.cfg.exec_root.join("containers"),
                 self.cfg.data_root.join("containers"),
@@ -137,7 +133,7 @@ impl Engine {
             let links = with_host(|nl| nl.links())?;
             let doomed: Vec<String> = links
                 .iter()
-                .filter(|l| l.master.is_some_and(|m| bridges.contains(&m)) && is_weft_veth(&l.name) && !keep_veths.contains(&l.name))
+                .filter(|l| !keep_veths.contains(&l.name) && drivers.iter().any(|d| weft_drivers::driver(*d).is_endpoint(&l.name, l.master, &bridges)))
                 .map(|l| l.name.clone())
                 .collect();
 
@@ -166,7 +162,7 @@ impl Engine {
             tracing::info!(objects = swept, "removed leftovers of an earlier run");
         }
 
-        let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().map(crate::networks::fw_of).collect();
+        let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().filter_map(crate::networks::fw_of).collect();
         let mut ports = Vec::new();
         let mut links = Vec::new();
         for (id, _) in &live {
@@ -204,17 +200,5 @@ impl Engine {
             self.watch_exit(id, pid);
         }
         Ok(shared_revision)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn veth_names() {
-        assert!(super::is_weft_veth("veth0a1b2c3"));
-        assert!(!super::is_weft_veth("veth0a1b2c3d"));
-        assert!(!super::is_weft_veth("vethxyz1234"));
-        assert!(!super::is_weft_veth("eth0"));
-
     }
 }

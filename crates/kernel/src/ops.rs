@@ -11,6 +11,16 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::{KernelError, Netlink, Result, VethSpec};
 
 pub trait LinkOps {
+    /// The index of link `name`, if it exists (`ip link show NAME`).
+    fn link_index(&mut self, name: &str) -> Result<Option<u32>>;
+    /// `ip link add NAME mtu MTU address MAC type bridge`; returns its index.
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32>;
+    /// `ip addr add ADDR dev INDEX` (an address already there is fine), IPv4 or IPv6.
+    fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()>;
+    /// `ip link set INDEX up`.
+    fn set_up(&mut self, index: u32) -> Result<()>;
+    /// `sysctl -w KEY=VALUE` in this namespace.
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<()>;
     /// `ip link add HOST type veth peer name PEER [netns NS] [address MAC]`, `master BRIDGE`, up.
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()>;
     /// `bridge fdb replace MAC dev PORT master static` and `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent`.
@@ -23,6 +33,25 @@ pub trait LinkOps {
 }
 
 impl LinkOps for Netlink {
+    fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link(name)?.map(|l| l.index))
+    }
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
+        Netlink::create_bridge(self, name, mtu, mac)
+    }
+    fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()> {
+        match addr {
+            ipnet::IpNet::V4(a) => Netlink::add_addr(self, index, a),
+            ipnet::IpNet::V6(a) => Netlink::add_addr6(self, index, a),
+        }
+    }
+    fn set_up(&mut self, index: u32) -> Result<()> {
+        Netlink::set_up(self, index)
+    }
+    /// (The socket's namespace is the calling thread's, and so is `/proc/sys/net`'s.)
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        crate::sysctl::write(key, value)
+    }
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         Netlink::create_veth(self, spec)
     }
@@ -61,6 +90,25 @@ impl Recording {
 }
 
 impl LinkOps for Recording {
+    /// Links made through this fake exist (index: their position in the calls, from 100).
+    fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        let made = self.calls.iter().position(|c| c.strip_prefix("create_bridge ").and_then(|r| r.split(' ').next()) == Some(name));
+        self.record(format!("link_index {name}"))?;
+        Ok(made.map(|i| 100 + i as u32))
+    }
+    fn create_bridge(&mut self, name: &str, mtu: u32, _mac: [u8; 6]) -> Result<u32> {
+        self.record(format!("create_bridge {name} mtu {mtu}"))?;
+        Ok(100 + self.calls.len() as u32 - 1)
+    }
+    fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()> {
+        self.record(format!("add_addr {index} {addr}"))
+    }
+    fn set_up(&mut self, index: u32) -> Result<()> {
+        self.record(format!("set_up {index}"))
+    }
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        self.record(format!("sysctl {key}={value}"))
+    }
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         match spec.pin.filter(|_| spec.index != 0) {
             Some(ip) => self.record(format!("create_veth {} pinning {ip}", spec.host_name)),

@@ -445,6 +445,13 @@ impl Scope {
     }
 }
 
+/// A MAC derived from the IPv4 address (`02:42:` + the four bytes), as Docker did and the seeds
+/// show: stable for an address, so a peer's ARP cache is never wrong about a reused address.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 /// Docker's bridge driver options that weft understands.
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
