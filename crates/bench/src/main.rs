@@ -1,5 +1,5 @@
 //! `weft-bench attach`: the daemon-side network setup and teardown of one namespace, through the
-//! engine's whole action path (`Action::Connect` with `--netns`: checks, IPAM, veth with its peer
+//! engine's whole action path (`actions::Connect` with `--netns`: checks, IPAM, veth with its peer
 //! born in the namespace, enslave, addresses, routes, link up, one durable store commit, the DNS
 //! update), with 1, 100, 1,000 … endpoints already on the bridge, beside the kernel floor at each
 //! level (a bare veth with its peer in a namespace, enslaved and up, in one request, no weft).
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use weft_engine::{Action, Config, Engine};
+use weft_engine::actions::{Connect, Disconnect};
+use weft_engine::{Config, Engine};
 use weft_model::{ConnectSpec, DisconnectSpec};
 
 #[derive(Parser)]
@@ -224,12 +225,12 @@ async fn main() -> anyhow::Result<()> {
         let (e, p) = (engine.clone(), p.to_path_buf());
         async move {
             let spec = ConnectSpec { netns: Some(p.display().to_string()), name: Some(key), ifname: Some("eth0".into()), ..ConnectSpec::default() };
-            e.execute(Action::Connect { network: "bridge".into(), spec }).await
+            e.execute(Connect { network: "bridge".into(), spec }).await
         }
     };
     let detach = |key: String| {
         let e = engine.clone();
-        async move { e.execute(Action::Disconnect { network: "bridge".into(), spec: DisconnectSpec { container: key, force: false } }).await }
+        async move { e.execute(Disconnect { network: "bridge".into(), spec: DisconnectSpec { container: key, force: false } }).await }
     };
     let mut host = weft_kernel::Netlink::open()?;
     let bridge = host.link("weft0")?.context("the default bridge")?.index;

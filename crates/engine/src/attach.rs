@@ -23,7 +23,7 @@ impl Engine {
 
     /// Attaches to a running container: its output from now (or, with `from_start`, all of it)
     /// until it exits, and its input if it was started with `-i` or `-t` by this daemon.
-    pub fn attach(&self, key: &str, from_start: bool) -> Result<Attachment> {
+    pub(crate) fn attach(&self, key: &str, from_start: bool) -> Result<Attachment> {
         let (c, exit, console) = {
             let st = self.lock();
             let c = find_container(&st, key)?.clone();
@@ -43,7 +43,7 @@ impl Engine {
     }
 
     /// A container's output; with `follow`, until it exits.
-    pub fn logs(&self, key: &str, follow: bool) -> Result<Follower> {
+    pub(crate) fn logs(&self, key: &str, follow: bool) -> Result<Follower> {
         let (c, exit) = {
             let st = self.lock();
             let c = find_container(&st, key)?.clone();
@@ -54,7 +54,7 @@ impl Engine {
     }
 
     /// Sets the window size of a container's terminal (`-t`).
-    pub fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<()> {
+    pub(crate) fn resize(&self, key: &str, rows: u16, cols: u16) -> Result<()> {
         let console = {
             let st = self.lock();
             let c = find_container(&st, key)?;
@@ -64,14 +64,14 @@ impl Engine {
     }
 
     /// Sets the window size of a `weft exec -t` process's terminal.
-    pub fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
+    pub(crate) fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
         let master = self.lock().execs.get(exec_id).cloned().ok_or_else(|| EngineError::Config(format!("no such exec: {exec_id}")))?;
         master.resize(rows, cols).map_err(|e| EngineError::Config(format!("resize exec {exec_id}: {e}")))
     }
 
     /// Starts `spec.cmd` in running container `key`, in all its namespaces and confined as its
     /// pid 1; the session carries its stdio and, once it ends, its exit code.
-    pub async fn exec(self: &Arc<Self>, key: &str, spec: ExecSpec) -> Result<ExecSession> {
+    pub(crate) async fn exec(self: &Arc<Self>, key: &str, spec: ExecSpec) -> Result<ExecSession> {
         spec.validate()?;
         let c = self.container(key)?;
         if c.state.status != Status::Running {

@@ -9,6 +9,7 @@
 //! kernel work or a store commit, so concurrent actions only meet in the kernel's own locks and in
 //! the store's group commit.
 
+pub mod actions;
 pub mod config;
 mod attach;
 mod claims;
@@ -34,9 +35,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use weft_firewall::Firewall;
 use weft_ipam::Pool;
-use weft_model::{ConnectSpec, ContainerRecord, DisconnectSpec, NetworkRecord, NetworkSpec, RunSpec};
+use weft_model::{ContainerRecord, NetworkRecord};
 use weft_store::Store;
 
+pub use actions::Action;
 pub use config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("no such network: {0}")]
     NoSuchNetwork(String),
+    #[error("no such sandbox: {0}")]
+    NoSuchSandbox(String),
     #[error("container name \"/{0}\" is already in use")]
     NameInUse(String),
     #[error("container {0} is not running")]
@@ -98,7 +102,7 @@ impl EngineError {
     /// The HTTP status the API answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) => 404,
+            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) => 404,
             Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted => 503,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
@@ -110,31 +114,6 @@ impl EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
-
-/// The actions of the API that change state, one variant each.
-#[derive(Debug, Clone)]
-pub enum Action {
-    Run(Box<RunSpec>),
-    Stop { id: String, timeout_secs: u64 },
-    Kill { id: String, signal: String },
-    Remove { id: String, force: bool },
-    Wait { id: String },
-    CreateNetwork(Box<NetworkSpec>),
-    RemoveNetwork { id: String },
-    PruneNetworks,
-    Connect { network: String, spec: ConnectSpec },
-    Disconnect { network: String, spec: DisconnectSpec },
-}
-
-/// What an action answers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Id(String),
-    ExitCode(i32),
-    /// The names of what was removed (`network prune`).
-    Removed(Vec<String>),
-    Done,
-}
 
 /// A network as the engine holds it.
 pub(crate) struct NetState {
@@ -469,70 +448,19 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
-    /// Runs one action: the API's single entry point, in a span named after the action that
-    /// carries the container (its id once known) and network.
-    pub async fn execute(self: &Arc<Self>, action: Action) -> Result<Reply> {
-        use tracing::field::Empty;
-        let span = match &action {
-            Action::Run(s) => tracing::info_span!("run", container = Empty, name = Empty, network = %s.network_mode),
-            Action::Stop { id, .. } => tracing::info_span!("stop", container = %id),
-            Action::Kill { id, .. } => tracing::info_span!("kill", container = %id),
-            Action::Remove { id, .. } => tracing::info_span!("rm", container = %id),
-            Action::Wait { id } => tracing::info_span!("wait", container = %id),
-            Action::CreateNetwork(s) => tracing::info_span!("network create", network = %s.name),
-            Action::RemoveNetwork { id } => tracing::info_span!("network rm", network = %id),
-            Action::PruneNetworks => tracing::info_span!("network prune"),
-            Action::Connect { network, spec } => tracing::info_span!("network connect", network = %network, container = %spec.container),
-            Action::Disconnect { network, spec } => tracing::info_span!("network disconnect", network = %network, container = %spec.container),
-        };
-        let work = async move {
-            let t0 = std::time::Instant::now();
-            let r = match action {
-                Action::Run(spec) => self.run(*spec, false).await.map(|(id, _)| Reply::Id(id)),
-                Action::Stop { id, timeout_secs } => self.stop(&id, timeout_secs).await.map(|_| Reply::Done),
-                Action::Kill { id, signal } => self.kill(&id, &signal).map(|_| Reply::Done),
-                Action::Remove { id, force } => self.remove(&id, force).await.map(|_| Reply::Done),
-                Action::Wait { id } => self.wait(&id).await.map(Reply::ExitCode),
-                Action::CreateNetwork(spec) => self.create_network(*spec).await.map(|n| Reply::Id(n.id)),
-                Action::RemoveNetwork { id } => self.remove_network(&id).await.map(|_| Reply::Done),
-                Action::PruneNetworks => self.prune_networks().await.map(Reply::Removed),
-                Action::Connect { network, spec } => match spec.target()? {
-                    weft_model::ConnectTarget::Container(c) => self.connect(&network, &c, spec.ip_address, &spec.aliases).await,
-                    _ => self.connect_foreign(&network, &spec).await,
-                }
-                .map(|_| Reply::Done),
-                Action::Disconnect { network, spec } => self.disconnect(&network, &spec.container, spec.force).await.map(|_| Reply::Done),
-            };
-            match &r {
-                Ok(_) => tracing::debug!(us = t0.elapsed().as_micros() as u64, "done"),
-                Err(e) => tracing::info!(error = %e, "refused or failed"),
-            }
-            r
-        };
-        tracing::Instrument::instrument(work, span).await
-    }
-
-    /// Runs a container as [`Action::Run`] does, attached before its command starts: the
-    /// attachment's output starts at the first byte (`weft run` in the foreground).
-    pub async fn run_attached(self: &Arc<Self>, spec: RunSpec) -> Result<stdio::Attachment> {
-        let span = tracing::info_span!("run", container = tracing::field::Empty, name = tracing::field::Empty, network = %spec.network_mode);
-        let (id, attachment) = tracing::Instrument::instrument(self.run(spec, true), span).await?;
-        attachment.ok_or_else(|| EngineError::Config(format!("container {id} started without its attachment")))
-    }
-
     /// A container by name, full id or unique id prefix.
-    pub fn container(&self, key: &str) -> Result<ContainerRecord> {
+    pub(crate) fn container(&self, key: &str) -> Result<ContainerRecord> {
         let st = self.lock();
         find_container(&st, key).cloned()
     }
 
-    pub fn containers(&self) -> Vec<ContainerRecord> {
+    pub(crate) fn containers(&self) -> Vec<ContainerRecord> {
         let mut v: Vec<_> = self.lock().containers.values().cloned().collect();
         v.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
         v
     }
 
-    pub fn network(&self, key: &str) -> Result<NetworkRecord> {
+    pub(crate) fn network(&self, key: &str) -> Result<NetworkRecord> {
         let st = self.lock();
         st.networks
             .values()
@@ -541,7 +469,7 @@ impl Engine {
             .ok_or_else(|| EngineError::NoSuchNetwork(key.to_string()))
     }
 
-    pub fn networks(&self) -> Vec<NetworkRecord> {
+    pub(crate) fn networks(&self) -> Vec<NetworkRecord> {
         let mut v: Vec<_> = self.lock().networks.values().map(|n| n.rec.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v

@@ -236,7 +236,7 @@ impl Engine {
     }
 
     /// The attached namespaces, by name.
-    pub fn sandboxes(&self) -> Vec<SandboxRecord> {
+    pub(crate) fn sandboxes(&self) -> Vec<SandboxRecord> {
         let mut v: Vec<_> = self.lock().sandboxes.values().cloned().collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         v

@@ -12,7 +12,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
-use weft_engine::{Action, Engine, EngineError, Reply};
+use weft_engine::actions::{
+    Attach, Connect, CreateNetwork, Disconnect, Exec, InspectContainer, InspectNetwork, InspectSandbox, Kill, ListContainers, ListNetworks, ListSandboxes, Logs, PruneNetworks, Remove,
+    RemoveNetwork, Resize, ResizeExec, Run, RunAttached, Stop, Wait,
+};
+use weft_engine::{Engine, EngineError};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
 use weft_model::{
     container_inspect, network_inspect, sandbox_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, Status, WaitReply,
@@ -131,17 +135,6 @@ fn flag(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "1" || v == "true")
 }
 
-async fn act(e: &Arc<Engine>, action: Action) -> ApiResult<Reply> {
-    Ok(e.execute(action).await?)
-}
-
-fn id_of(r: Reply) -> ApiResult<String> {
-    match r {
-        Reply::Id(id) => Ok(id),
-        other => Err(EngineError::Config(format!("expected an id, the engine answered {other:?}")).into()),
-    }
-}
-
 /// The upgrade a streaming request asked for (`Connection: Upgrade`, `Upgrade: tcp`).
 fn take_upgrade(req: &mut axum::extract::Request) -> ApiResult<OnUpgrade> {
     let asked = req.headers().get(axum::http::header::UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"tcp"));
@@ -164,13 +157,13 @@ fn input_opts(q: &HashMap<String, String>) -> ApiResult<InputOpts> {
 async fn run(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
     if !flag(&q, "attach") {
         let Body(spec) = Body::<RunSpec>::from_request(req, &()).await?;
-        let id = id_of(act(&e, Action::Run(Box::new(spec))).await?)?;
+        let id = e.execute(Run { spec }).await?;
         return Ok((StatusCode::CREATED, Json(IdReply { id })).into_response());
     }
     let upgrade = take_upgrade(&mut req)?;
     let opts = input_opts(&q)?;
     let Body(spec) = Body::<RunSpec>::from_request(req, &()).await?;
-    let att = e.run_attached(spec).await?;
+    let att = e.execute(RunAttached { spec }).await?;
     let answer = stream::switching("Weft-Container-Id", &att.id);
     tokio::spawn(stream::serve_attach(upgrade, att, opts, stopping));
     Ok(answer)
@@ -181,7 +174,7 @@ async fn run(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>
 async fn attach(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q, mut req: axum::extract::Request) -> ApiResult<Response> {
     let upgrade = take_upgrade(&mut req)?;
     let opts = input_opts(&q)?;
-    let att = e.attach(&id, flag(&q, "logs"))?;
+    let att = e.execute(Attach { id, logs: flag(&q, "logs") }).await?;
     let answer = stream::switching("Weft-Container-Id", &att.id);
     tokio::spawn(stream::serve_attach(upgrade, att, opts, stopping));
     Ok(answer)
@@ -196,14 +189,14 @@ fn winsize(q: &HashMap<String, String>) -> ApiResult<(u16, u16)> {
 }
 
 async fn resize(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
-    let (h, w) = winsize(&q)?;
-    e.resize(&id, h, w)?;
+    let (rows, cols) = winsize(&q)?;
+    e.execute(Resize { id, rows, cols }).await?;
     Ok(StatusCode::OK)
 }
 
 async fn resize_exec(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
-    let (h, w) = winsize(&q)?;
-    e.resize_exec(&id, h, w)?;
+    let (rows, cols) = winsize(&q)?;
+    e.execute(ResizeExec { exec_id: id, rows, cols }).await?;
     Ok(StatusCode::OK)
 }
 
@@ -213,16 +206,17 @@ async fn exec(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping
     let upgrade = take_upgrade(&mut req)?;
     let opts = input_opts(&q)?;
     let Body(spec) = Body::<ExecSpec>::from_request(req, &()).await?;
-    let session = e.exec(&id, spec).await?;
+    let session = e.execute(Exec { id, spec }).await?;
     let answer = stream::switching("Weft-Exec-Id", &session.id);
     tokio::spawn(stream::serve_exec(upgrade, session, opts, stopping));
     Ok(answer)
 }
 
-async fn list(State(e): Eng, Query(q): Q) -> Json<Vec<ContainerSummary>> {
+async fn list(State(e): Eng, Query(q): Q) -> ApiResult<Json<Vec<ContainerSummary>>> {
     let all = flag(&q, "all");
-    Json(
-        e.containers()
+    Ok(Json(
+        e.execute(ListContainers {})
+            .await?
             .into_iter()
             .filter(|c| all || c.state.status == Status::Running)
             .map(|c| ContainerSummary {
@@ -237,96 +231,89 @@ async fn list(State(e): Eng, Query(q): Q) -> Json<Vec<ContainerSummary>> {
                 ip_address: c.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
             })
             .collect(),
-    )
+    ))
 }
 
 async fn inspect(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(container_inspect(&e.container(&id)?)))
+    Ok(Json(container_inspect(&e.execute(InspectContainer { id }).await?)))
 }
 
 async fn stop(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let timeout_secs = q.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-    act(&e, Action::Stop { id, timeout_secs }).await?;
+    e.execute(Stop { id, timeout_secs }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kill(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
     let signal = q.get("signal").cloned().unwrap_or_default();
-    act(&e, Action::Kill { id, signal }).await?;
+    e.execute(Kill { id, signal }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn wait(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>) -> ApiResult<Json<WaitReply>> {
-    let reply = tokio::select! {
-        r = act(&e, Action::Wait { id }) => r?,
+    let status_code = tokio::select! {
+        r = e.execute(Wait { id }) => r?,
         () = stopping.wait() => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "weftd is shutting down")),
     };
-    match reply {
-        Reply::ExitCode(status_code) => Ok(Json(WaitReply { status_code })),
-        other => Err(EngineError::Config(format!("wait answered {other:?}")).into()),
-    }
+    Ok(Json(WaitReply { status_code }))
 }
 
 async fn remove(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<StatusCode> {
-    act(&e, Action::Remove { id, force: flag(&q, "force") }).await?;
+    e.execute(Remove { id, force: flag(&q, "force") }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The container's output; with `follow=1`, streamed until the container has exited.
 async fn logs(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
-    let follower = e.logs(&id, flag(&q, "follow"))?;
+    let follower = e.execute(Logs { id, follow: flag(&q, "follow") }).await?;
     let stream = futures_util::stream::unfold(follower, |mut f| async move { f.next().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), f)) });
     // A follower ends cleanly (end of stream) when weftd shuts down.
     let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
     Ok(Response::new(axum::body::Body::from_stream(stream)))
 }
 
-async fn networks(State(e): Eng) -> Json<Vec<serde_json::Value>> {
-    let containers = e.containers();
+async fn networks(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let containers = e.execute(ListContainers {}).await?;
     let refs: Vec<_> = containers.iter().collect();
-    Json(e.networks().iter().map(|n| network_inspect(n, &refs)).collect())
+    Ok(Json(e.execute(ListNetworks {}).await?.iter().map(|n| network_inspect(n, &refs)).collect()))
 }
 
 async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let n = e.network(&id)?;
-    let containers = e.containers();
+    let n = e.execute(InspectNetwork { id }).await?;
+    let containers = e.execute(ListContainers {}).await?;
     let refs: Vec<_> = containers.iter().collect();
     Ok(Json(network_inspect(&n, &refs)))
 }
 
 async fn network_create(State(e): Eng, Body(spec): Body<NetworkSpec>) -> ApiResult<(StatusCode, Json<IdReply>)> {
-    let id = id_of(act(&e, Action::CreateNetwork(Box::new(spec))).await?)?;
+    let id = e.execute(CreateNetwork { spec }).await?.id;
     Ok((StatusCode::CREATED, Json(IdReply { id })))
 }
 
 async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    act(&e, Action::RemoveNetwork { id }).await?;
+    e.execute(RemoveNetwork { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
-    match act(&e, Action::PruneNetworks).await? {
-        Reply::Removed(networks_deleted) => Ok(Json(PruneReply { networks_deleted })),
-        other => Err(EngineError::Config(format!("prune answered {other:?}")).into()),
-    }
+    let networks_deleted = e.execute(PruneNetworks {}).await?;
+    Ok(Json(PruneReply { networks_deleted }))
 }
 
-async fn sandboxes(State(e): Eng) -> Json<Vec<serde_json::Value>> {
-    Json(e.sandboxes().iter().map(sandbox_inspect).collect())
+async fn sandboxes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    Ok(Json(e.execute(ListSandboxes {}).await?.iter().map(sandbox_inspect).collect()))
 }
 
 async fn sandbox(State(e): Eng, Path(name): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let all = e.sandboxes();
-    let s = all.iter().find(|s| s.key == name).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no such sandbox: {name}")))?;
-    Ok(Json(sandbox_inspect(s)))
+    Ok(Json(sandbox_inspect(&e.execute(InspectSandbox { name }).await?)))
 }
 
 async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {
-    act(&e, Action::Connect { network, spec }).await?;
+    e.execute(Connect { network, spec }).await?;
     Ok(StatusCode::OK)
 }
 
 async fn network_disconnect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<DisconnectSpec>) -> ApiResult<StatusCode> {
-    act(&e, Action::Disconnect { network, spec }).await?;
+    e.execute(Disconnect { network, spec }).await?;
     Ok(StatusCode::OK)
 }
