@@ -83,7 +83,7 @@ action!(
     span(s) tracing::info_span!("run", container = tracing::field::Empty, name = tracing::field::Empty, network = %s.spec.network_mode),
     act(a, e) match e.run(a.spec, true).await? {
         (_, Some(att)) => Ok(att),
-        (id, None) => Err(EngineError::Config(format!("container {id} started without its attachment"))),
+        (id, None) => Err(EngineError::Internal(format!("container {id} started without its attachment"))),
     }
 );
 

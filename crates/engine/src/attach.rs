@@ -60,13 +60,13 @@ impl Engine {
             let c = find_container(&st, key)?;
             st.consoles.get(&c.id).cloned().ok_or_else(|| EngineError::NotRunning(key.to_string()))?
         };
-        console.resize(rows, cols).map_err(|e| EngineError::Config(format!("resize {key}: {e}")))
+        console.resize(rows, cols).map_err(|e| EngineError::Terminal(format!("resize {key}: {e}")))
     }
 
     /// Sets the window size of a `weft exec -t` process's terminal.
     pub(crate) fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
-        let master = self.lock().execs.get(exec_id).cloned().ok_or_else(|| EngineError::Config(format!("no such exec: {exec_id}")))?;
-        master.resize(rows, cols).map_err(|e| EngineError::Config(format!("resize exec {exec_id}: {e}")))
+        let master = self.lock().execs.get(exec_id).cloned().ok_or_else(|| EngineError::NoSuchExec(exec_id.to_string()))?;
+        master.resize(rows, cols).map_err(|e| EngineError::Terminal(format!("resize exec {exec_id}: {e}")))
     }
 
     /// Starts `spec.cmd` in running container `key`, in all its namespaces and confined as its

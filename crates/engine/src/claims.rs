@@ -160,7 +160,7 @@ impl Engine {
                 }
             }
         }
-        Err(EngineError::Config(format!("could not claim addresses for {owner}: other hosts kept taking them; try again")))
+        Err(EngineError::Contention(format!("could not claim addresses for {owner}: other hosts kept taking them; try again")))
     }
 
     /// At start, after the records: makes this host's claims match its live endpoints (creating

@@ -38,7 +38,7 @@ impl Engine {
             }
             let own = self.netns_path(&c.id);
             if c.sandbox_key.as_deref() != Some(own.to_string_lossy().as_ref()) {
-                return Err(EngineError::Config(format!(
+                return Err(EngineError::Refused(format!(
                     "container {container} has no network namespace of its own (--net {}): connect the container it shares",
                     c.network_mode()
                 )));
@@ -52,7 +52,7 @@ impl Engine {
                 .rec
                 .clone();
             if c.endpoints.iter().any(|e| e.network_id == net.id) {
-                return Err(EngineError::Config(format!("container {container} is already connected to network {}", net.name)));
+                return Err(EngineError::Refused(format!("container {container} is already connected to network {}", net.name)));
             }
             let n = (0..).find(|i| !c.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
             let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
@@ -101,7 +101,7 @@ impl Engine {
                 let on_net = self.lock().sandboxes.get(container).map(|s| s.endpoint.network_id == net.id);
                 return match on_net {
                     Some(true) => self.detach_sandbox(container).await,
-                    Some(false) => Err(EngineError::Config(format!("{container} is not connected to network {}", net.name))),
+                    Some(false) => Err(EngineError::Refused(format!("{container} is not connected to network {}", net.name))),
                     None => Err(EngineError::NoSuchContainer(container.to_string())),
                 };
             }
@@ -110,7 +110,7 @@ impl Engine {
         let _serial = self.lock_container(&id).await;
         let rec = self.container(&id)?;
         let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {
-            return Err(EngineError::Config(format!("container {container} is not connected to network {}", net.name)));
+            return Err(EngineError::Refused(format!("container {container} is not connected to network {}", net.name)));
         };
         let mut updated = rec.clone();
         let endpoint = updated.endpoints.remove(pos);

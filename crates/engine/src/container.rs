@@ -88,7 +88,7 @@ fn resolve_links(st: &crate::State, spec: &RunSpec, mode: &NetworkMode) -> Resul
         return Ok(Vec::new());
     }
     if *mode != NetworkMode::Network(weft_model::DEFAULT_NETWORK.into()) || !spec.networks.is_empty() {
-        return Err(EngineError::Config("--link works on the default bridge network only; on user-defined networks containers find each other by name".into()));
+        return Err(EngineError::Refused("--link works on the default bridge network only; on user-defined networks containers find each other by name".into()));
     }
     let mut out = Vec::new();
     for l in &spec.links {
@@ -102,7 +102,7 @@ fn resolve_links(st: &crate::State, spec: &RunSpec, mode: &NetworkMode) -> Resul
             .iter()
             .find(|e| e.network_name == weft_model::DEFAULT_NETWORK)
             .map(|e| e.ip)
-            .ok_or_else(|| EngineError::Config(format!("cannot link to {target}: it is not on the default bridge")))?;
+            .ok_or_else(|| EngineError::Refused(format!("cannot link to {target}: it is not on the default bridge")))?;
         let mut ports: Vec<(u16, weft_model::Proto)> = c.ports.iter().map(|m| (m.container_port, m.proto)).collect();
         for (range, proto) in c.spec.expose.iter().filter_map(|e| weft_model::parse_expose(e).ok()) {
             ports.extend(range.iter().map(|p| (p, proto)));
@@ -305,37 +305,30 @@ impl Engine {
             let links = resolve_links(&st, spec, mode)?;
             let plan = match mode {
                 NetworkMode::Network(n) => {
-                    // eth0 on the first network, eth1… on the others; on any error, give back
-                    // what was reserved.
+                    // eth0 on the first network, eth1… on the others; each address is given back
+                    // by `undo` unless the run commits.
                     let mut plans: Vec<EndpointPlan> = Vec::new();
-                    let planned = (|| {
-                        for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
-                            let first = i == 0;
-                            let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
-                            let twice = plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id);
-                            if first {
-                                p.endpoint.aliases = spec.aliases.clone();
-                                if let Some(m) = &spec.mac_address {
-                                    let mac = m.to_ascii_lowercase();
-                                    if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
-                                        plans.push(p);
-                                        return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
-                                    }
-                                    p.endpoint.mac = mac;
+                    for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
+                        let first = i == 0;
+                        let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
+                        {
+                            let (eng, e) = (self.clone(), p.endpoint.clone());
+                            undo.push("release the address", move || eng.lock().release_addresses(&e));
+                        }
+                        if plans.iter().any(|q| q.endpoint.network_id == p.endpoint.network_id) {
+                            return Err(EngineError::Refused(format!("network {net} given twice")));
+                        }
+                        if first {
+                            p.endpoint.aliases = spec.aliases.clone();
+                            if let Some(m) = &spec.mac_address {
+                                let mac = m.to_ascii_lowercase();
+                                if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
+                                    return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
                                 }
-                            }
-                            plans.push(p);
-                            if twice {
-                                return Err(EngineError::Config(format!("network {net} given twice")));
+                                p.endpoint.mac = mac;
                             }
                         }
-                        Ok(())
-                    })();
-                    if let Err(e) = planned {
-                        for p in &plans {
-                            st.release_addresses(&p.endpoint);
-                        }
-                        return Err(e);
+                        plans.push(p);
                     }
                     Plan::Bridge(plans)
                 }
@@ -363,16 +356,8 @@ impl Engine {
         };
         {
             let (eng, name) = (self.clone(), name.clone());
-            let reserved: Vec<_> = match &plan {
-                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
-                _ => Vec::new(),
-            };
-            undo.push("release reservations", move || {
-                let mut st = eng.lock();
-                st.names.remove(&name);
-                for e in &reserved {
-                    st.release_addresses(e);
-                }
+            undo.push("release the name", move || {
+                eng.lock().names.remove(&name);
             });
         }
         Ok(Reserved { name, plan, links, _pending: pending })

@@ -49,6 +49,28 @@ pub enum EngineError {
     NoSuchNetwork(String),
     #[error("no such sandbox: {0}")]
     NoSuchSandbox(String),
+    #[error("no such exec: {0}")]
+    NoSuchExec(String),
+    /// A request the rules refuse as asked (`--link` off the default bridge, a network given
+    /// twice, the predefined network's removal, a container already on a network or not on it).
+    #[error("{0}")]
+    Refused(String),
+    /// A subnet or bridge that collides with another network's or the host's.
+    #[error("{0}")]
+    Overlap(String),
+    /// A namespace weft did not start that cannot be attached (no such process or namespace,
+    /// the daemon's own, already attached).
+    #[error("{0}")]
+    Namespace(String),
+    /// Other daemons sharing the store kept claiming the addresses offered.
+    #[error("{0}")]
+    Contention(String),
+    /// A terminal that would not take a window size.
+    #[error("{0}")]
+    Terminal(String),
+    /// A broken invariant of weft's own (a worker panicked, …).
+    #[error("{0}")]
+    Internal(String),
     #[error("container name \"/{0}\" is already in use")]
     NameInUse(String),
     #[error("container {0} is not running")]
@@ -80,6 +102,7 @@ pub enum EngineError {
     Exec(String),
     #[error(transparent)]
     Input(#[from] weft_model::ModelError),
+    /// The daemon's configuration (flags, the default bridge) cannot work.
     #[error("{0}")]
     Config(String),
     #[error("{op} {path}")]
@@ -102,9 +125,10 @@ impl EngineError {
     /// The HTTP status the API answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) => 404,
+            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) | Self::NoSuchExec(_) => 404,
             Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
-            Self::PoolsExhausted => 503,
+            Self::PoolsExhausted | Self::Contention(_) => 503,
+            Self::Refused(_) | Self::Overlap(_) | Self::Namespace(_) | Self::Terminal(_) => 400,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
             Self::Runtime(weft_runtime::RuntimeError::Rootfs(_)) => 400,
@@ -505,7 +529,7 @@ impl State {
             None => net.pool.allocate()?,
         };
         let v6 = match (net.pool6.as_mut(), ip6) {
-            (None, Some(a)) => Err(EngineError::Config(format!("--ip6 {a}: network {} has no IPv6 subnet", net.rec.name))),
+            (None, Some(a)) => Err(EngineError::Refused(format!("--ip6 {a}: network {} has no IPv6 subnet", net.rec.name))),
             (None, None) => Ok(None),
             (Some(p6), Some(a)) => p6.reserve(a).map(|()| Some(a)).map_err(EngineError::from),
             (Some(p6), None) => p6.allocate().map(Some).map_err(EngineError::from),
@@ -617,5 +641,5 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
-        .unwrap_or_else(|e| Err(EngineError::Config(format!("worker panicked: {e}"))))
+        .unwrap_or_else(|e| Err(EngineError::Internal(format!("worker panicked: {e}"))))
 }

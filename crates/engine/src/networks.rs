@@ -70,21 +70,21 @@ impl Engine {
                 return Err(EngineError::NetworkExists(spec.name));
             }
             if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) || st.creating.values().any(|c| c.2 == bridge) {
-                return Err(EngineError::Config(format!("bridge {bridge} already exists")));
+                return Err(EngineError::Overlap(format!("bridge {bridge} already exists")));
             }
             let subnet = match spec.subnet {
                 Some(s) => {
                     let s = s.trunc();
                     if let Some(other) = st.networks.values().find(|n| overlaps(&n.rec.subnet, &s)) {
-                        return Err(EngineError::Config(format!("subnet {s} overlaps with network {} ({})", other.rec.name, other.rec.subnet)));
+                        return Err(EngineError::Overlap(format!("subnet {s} overlaps with network {} ({})", other.rec.name, other.rec.subnet)));
                     }
                     if let Some((other, _)) = st.creating.iter().find(|(_, c)| overlaps(&c.0, &s)) {
-                        return Err(EngineError::Config(format!("subnet {s} overlaps with network {other}")));
+                        return Err(EngineError::Overlap(format!("subnet {s} overlaps with network {other}")));
                     }
                     // The host's own addresses and routes (its uplink): the gateway would collide or
                     // the host lose a route. An explicit --gateway says the user means it (as -b does).
                     if let Some(h) = host_nets.iter().find(|h| overlaps(h, &s)).filter(|_| spec.gateway.is_none()) {
-                        return Err(EngineError::Config(format!("subnet {s} overlaps with the host's {h}: give --gateway to use it anyway")));
+                        return Err(EngineError::Overlap(format!("subnet {s} overlaps with the host's {h}: give --gateway to use it anyway")));
                     }
                     s
                 }
@@ -100,10 +100,10 @@ impl Engine {
             if let Some(s6) = subnet6 {
                 let clash = |o: &ipnet::Ipv6Net| o.contains(&s6.network()) || s6.contains(&o.network());
                 if let Some(other) = st.networks.values().find(|n| n.rec.subnet6.as_ref().is_some_and(clash)) {
-                    return Err(EngineError::Config(format!("subnet {s6} overlaps with network {}", other.rec.name)));
+                    return Err(EngineError::Overlap(format!("subnet {s6} overlaps with network {}", other.rec.name)));
                 }
                 if let Some((other, _)) = st.creating.iter().find(|(_, c)| c.1.as_ref().is_some_and(clash)) {
-                    return Err(EngineError::Config(format!("subnet {s6} overlaps with network {other}")));
+                    return Err(EngineError::Overlap(format!("subnet {s6} overlaps with network {other}")));
                 }
             }
             let gateway6 = subnet6.map(|s6| spec.gateway6.unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(s6.network()) + 1)));
@@ -170,7 +170,7 @@ impl Engine {
     pub(crate) async fn remove_network(self: &Arc<Self>, key: &str) -> Result<()> {
         let rec = self.network(key)?;
         if rec.name == DEFAULT_NETWORK {
-            return Err(EngineError::Config(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
+            return Err(EngineError::Refused(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
         }
         {
             let mut st = self.lock();

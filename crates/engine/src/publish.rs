@@ -10,6 +10,7 @@ use weft_firewall::PortFw;
 use weft_model::{PortMapping, PortSpec};
 
 use crate::ports::{kernel_ip, needs_proxy, Hold};
+use crate::undo::Undo;
 use crate::{blocking, Engine, Result};
 
 /// What holds a container's published ports: the reservation sockets and the proxy tasks
@@ -77,27 +78,32 @@ impl Engine {
     /// Allocates and publishes `specs` for `id` (a container, or a sandbox key) at `container_ip`
     /// (`default_ip`: the host address of specs without one):
     /// host ports held, DNAT elements added in one transaction, proxies started where needed.
-    pub fn publish(&self, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec], default_ip: IpAddr) -> Result<Vec<PortMapping>> {
+    pub fn publish(self: &Arc<Self>, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec], default_ip: IpAddr) -> Result<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
         let holds = self.lock().port_table().allocate(specs, default_ip)?;
         let mappings: Vec<PortMapping> = holds.iter().map(|(m, _)| *m).collect();
-        let release = |eng: &Engine| {
-            let mut st = eng.lock();
-            for m in &mappings {
-                st.port_table().release(m);
-            }
-        };
-        if let Err(e) = self.fw.add_ports(&kernel_ports(&mappings, container_ip)) {
-            release(self);
-            return Err(e.into());
+        let mut undo = Undo::new();
+        {
+            let (eng, m) = (self.clone(), mappings.clone());
+            undo.push("free the host ports", move || {
+                let mut st = eng.lock();
+                for m in &m {
+                    st.port_table().release(m);
+                }
+            });
         }
-        if let Err(e) = self.hold(id, container_ip, holds) {
-            let _ = self.fw.remove_ports(&kernel_ports(&mappings, container_ip));
-            release(self);
-            return Err(e);
+        let kernel = kernel_ports(&mappings, container_ip);
+        self.fw.add_ports(&kernel)?;
+        {
+            let eng = self.clone();
+            undo.push("remove the DNAT elements", move || {
+                let _ = eng.fw.remove_ports(&kernel);
+            });
         }
+        self.hold(id, container_ip, holds)?;
+        undo.commit();
         Ok(mappings)
     }
 

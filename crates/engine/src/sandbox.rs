@@ -45,15 +45,15 @@ impl Engine {
         let (path, pid) = match spec.target()? {
             ConnectTarget::Netns(p) => (PathBuf::from(p), None),
             ConnectTarget::Pid(pid) => {
-                let start = weft_runtime::pid_start_time(pid).ok_or_else(|| EngineError::Config(format!("no process {pid}")))?;
+                let start = weft_runtime::pid_start_time(pid).ok_or_else(|| EngineError::Namespace(format!("no process {pid}")))?;
                 (PathBuf::from(format!("/proc/{pid}/ns/net")), Some((pid, start)))
             }
-            ConnectTarget::Container(_) => return Err(EngineError::Config("a container connects as a container".into())),
+            ConnectTarget::Container(_) => return Err(EngineError::Internal("a container connects as a container".into())),
         };
-        let meta = std::fs::metadata(&path).map_err(|e| EngineError::Config(format!("no network namespace at {}: {e}", path.display())))?;
+        let meta = std::fs::metadata(&path).map_err(|e| EngineError::Namespace(format!("no network namespace at {}: {e}", path.display())))?;
         let own = std::fs::metadata("/proc/self/ns/net").map_err(|source| EngineError::Io { op: "stat", path: "/proc/self/ns/net".into(), source })?;
         if (meta.dev(), meta.ino()) == (own.dev(), own.ino()) {
-            return Err(EngineError::Config(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
+            return Err(EngineError::Namespace(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
         }
         let netns_id = (meta.dev(), meta.ino());
         let key = match (&spec.name, pid) {
@@ -66,7 +66,7 @@ impl Engine {
         {
             let st = self.lock();
             if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.endpoint.network_id == net.id) {
-                return Err(EngineError::Config(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
+                return Err(EngineError::Namespace(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
             }
             if st.names.contains_key(&key) {
                 return Err(EngineError::NameInUse(key));
@@ -98,20 +98,19 @@ impl Engine {
         let reserve = |u: &mut Undo| {
             let mut st = self.lock();
             if st.sandboxes.contains_key(a.key) {
-                return Err(EngineError::Config(format!("sandbox {} is already attached", a.key)));
+                return Err(EngineError::Namespace(format!("sandbox {} is already attached", a.key)));
             }
             let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
+            let (eng, e) = (self.clone(), plan.endpoint.clone());
+            u.push("release the address", move || eng.lock().release_addresses(&e));
             plan.endpoint.aliases = a.aliases.clone();
             if let Some(mac) = &a.mac {
                 if let Some(owner) = st.mac_owner(&plan.endpoint.network_id, mac) {
-                    st.release_addresses(&plan.endpoint);
                     return Err(EngineError::MacInUse { mac: mac.clone(), owner, network: a.network.to_string() });
                 }
                 plan.endpoint.mac = mac.clone();
             }
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
-            let (eng, e) = (self.clone(), plan.endpoint.clone());
-            u.push("release the address", move || eng.lock().release_addresses(&e));
             Ok((plan, pending))
         };
         let owner = owner_key(a.key);
@@ -249,7 +248,7 @@ impl Engine {
             .sandboxes
             .get(key)
             .cloned()
-            .ok_or_else(|| EngineError::Config(format!("no sandbox {key} is attached")))?;
+            .ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
         let unclaim = self.unclaim(std::slice::from_ref(&rec.endpoint));
         self.store.txn(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
         self.lock().sandboxes.remove(key);
