@@ -1,10 +1,17 @@
 //! Address claims: the store decides who holds an address. An endpoint's addresses are taken
-//! by creating their claim keys (create-if-absent, one transaction holding the endpoint's owner
-//! and id) before any kernel work; the pools in memory are a cache of the claims, which makes
-//! the common case a single uncontended transaction. On a global network another daemon may
-//! have claimed the address the cache offered: the reservation is undone, the address marked as
-//! the other host's, and the reservation made again. The claims go in the transactions that
-//! drop their endpoints (exit, disconnect, detach), or by rollback.
+//! by creating their claim keys (create-if-absent, holding the endpoint's host, owner and id);
+//! the pools in memory are a cache of the claims.
+//!
+//! - A local network's addresses are only ever claimed by this daemon, whose cache already
+//!   excludes every claim: their claims ride in the transaction that commits the endpoint's
+//!   record ([`Claims::txn`]), still create-if-absent, so a wrong cache fails the action instead
+//!   of handing out an address twice.
+//! - A global network's addresses may be claimed by another daemon at any moment: they are
+//!   claimed first, in a transaction of their own, before any kernel work; an address another
+//!   host took meanwhile is marked as theirs and the reservation made again.
+//!
+//! The claims go in the transactions that drop their endpoints (exit, disconnect, detach), or by
+//! rollback.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,6 +66,30 @@ impl State {
     }
 }
 
+/// The claims that commit with an endpoint's record (a local network's; see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl Claims {
+    /// A durable transaction of `ops` (the record) that also creates these claims, and fails
+    /// whole if one exists.
+    pub fn txn(&self, ops: Vec<Op>) -> Txn {
+        Txn {
+            compare: self.keys.iter().map(|(k, _)| Compare::Missing(k.clone())).collect(),
+            success: ops.into_iter().chain(self.keys.iter().map(|(k, v)| Op::Put(k.clone(), v.clone()))).collect(),
+            failure: Vec::new(),
+            relaxed: false,
+        }
+    }
+
+    /// What a failed [`Claims::txn`] means.
+    pub fn lost(&self) -> EngineError {
+        EngineError::Internal(format!("address claim already taken ({}): the address cache is out of step with the store", self.keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")))
+    }
+}
+
 fn addresses(e: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
     std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6))
 }
@@ -76,18 +107,28 @@ impl Engine {
         endpoints.iter().flat_map(|e| self.claim_keys(&st, e)).map(Op::Delete).collect()
     }
 
-    /// Claims the addresses of `endpoints` for `owner` in one transaction. `Ok(None)`: claimed;
-    /// `Ok(Some(taken))`: nothing claimed, and these addresses are someone else's.
-    async fn claim(&self, owner: &str, endpoints: &[EndpointRecord]) -> Result<Option<Vec<(String, IpAddr)>>> {
+    /// Claims the addresses of `endpoints` for `owner`: those of global networks in one
+    /// transaction now, those of local ones returned to commit with the record. `Ok(Err(taken))`:
+    /// nothing claimed, and these addresses are another host's.
+    async fn claim(&self, owner: &str, endpoints: &[EndpointRecord]) -> Result<Result<Claims, Vec<(String, IpAddr)>>> {
         let mut claims = Vec::new();
+        let mut local = Claims::default();
         {
             let st = self.lock();
             for e in endpoints {
+                let global = st.networks.get(&e.network_id).is_some_and(|n| n.rec.scope == weft_model::Scope::Global);
                 let value = serde_json::to_vec(&Claim { host: self.keys.host().to_string(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() })?;
                 for (key, ip) in self.claim_keys(&st, e).into_iter().zip(addresses(e)) {
-                    claims.push((key, value.clone(), e.network_id.clone(), ip));
+                    if global {
+                        claims.push((key, value.clone(), e.network_id.clone(), ip));
+                    } else {
+                        local.keys.push((key, value.clone()));
+                    }
                 }
             }
+        }
+        if claims.is_empty() {
+            return Ok(Ok(local));
         }
         // Relaxed: a crash before the endpoint's record commits loses the claim with the rest.
         let txn = Txn {
@@ -97,7 +138,7 @@ impl Engine {
             relaxed: true,
         };
         if self.store.txn(txn).await?.succeeded {
-            return Ok(None);
+            return Ok(Ok(local));
         }
         let mut taken = Vec::new();
         for (key, _, net, ip) in claims {
@@ -105,20 +146,21 @@ impl Engine {
                 taken.push((net, ip));
             }
         }
-        Ok(Some(taken))
+        Ok(Err(taken))
     }
 
     /// Makes a reservation with `reserve` (names and addresses, in memory, its undo steps in
     /// the `Undo` it is given) and claims the addresses `endpoints` reads from it; addresses lost
     /// to another host are marked theirs and the reservation is made again. On success the
-    /// reservation's undo steps, and the claims' release, join `undo`.
+    /// reservation's undo steps, and the claims' release, join `undo`; the claims still to make
+    /// go in the transaction that commits the record (`Claims::txn`).
     pub(crate) async fn reserve_claimed<R>(
         self: &Arc<Self>,
         owner: &str,
         undo: &mut Undo,
         mut reserve: impl FnMut(&mut Undo) -> Result<R>,
         endpoints: impl Fn(&R) -> Vec<EndpointRecord>,
-    ) -> Result<R> {
+    ) -> Result<(R, Claims)> {
         let mut flushed = false;
         for _ in 0..CLAIM_ATTEMPTS {
             let mut steps = Undo::new();
@@ -140,16 +182,16 @@ impl Engine {
             let eps = endpoints(&reserved);
             if eps.is_empty() {
                 undo.extend(steps);
-                return Ok(reserved);
+                return Ok((reserved, Claims::default()));
             }
             match self.claim(owner, &eps).await? {
-                None => {
+                Ok(local) => {
                     undo.extend(steps);
                     let (store, ops) = (self.store.clone(), self.unclaim(&eps));
                     undo.push("release the address claims", move || drop(store.txn(Txn::relaxed(ops))));
-                    return Ok(reserved);
+                    return Ok((reserved, local));
                 }
-                Some(taken) => {
+                Err(taken) => {
                     drop(reserved);
                     drop(steps);
                     let mut st = self.lock();

@@ -7,16 +7,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use weft_model::{ContainerRecord, Status};
-use weft_store::{Op, Txn};
+use weft_store::Op;
 
 use crate::network::detach_bridge;
+use crate::claims::Claims;
 use crate::undo::Undo;
 use crate::{blocking, Engine, EngineError, Result};
 
 impl Engine {
-    /// Writes `rec` with `more` (the claims of a dropped endpoint) in one transaction.
-    async fn save(&self, rec: &ContainerRecord, more: Vec<Op>) -> Result<()> {
-        self.store.txn(Txn::ops([vec![Op::Put(self.keys.container(&rec.id), serde_json::to_vec(rec)?)], more].concat())).await?;
+    /// Writes `rec` with `more` (the deletion of a dropped endpoint's claims) and `claims` (the
+    /// new endpoint's) in one transaction.
+    async fn save(&self, rec: &ContainerRecord, more: Vec<Op>, claims: &Claims) -> Result<()> {
+        let txn = claims.txn([vec![Op::Put(self.keys.container(&rec.id), serde_json::to_vec(rec)?)], more].concat());
+        if !self.store.txn(txn).await?.succeeded {
+            return Err(claims.lost());
+        }
         Ok(())
     }
 
@@ -62,7 +67,7 @@ impl Engine {
             u.push("release the address", move || eng.lock().release_addresses(&e));
             Ok((c, netns, plan, pending))
         };
-        let (rec, netns, plan, _pending) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
+        let ((rec, netns, plan, _pending), claims) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
         let first = rec.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
         let busy = self.reaper.busy();
@@ -74,7 +79,7 @@ impl Engine {
         });
         let mut updated = rec;
         updated.endpoints.push(plan.endpoint.clone());
-        self.save(&updated, Vec::new()).await?;
+        self.save(&updated, Vec::new(), &claims).await?;
         undo.commit();
         let was_client = crate::dns_client(&rec_networks(&updated, 1));
         let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
@@ -121,7 +126,7 @@ impl Engine {
             let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
             blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
         }
-        self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint))).await?;
+        self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint)), &Claims::default()).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
         self.unpublish(&rec.id, endpoint.ip, &ports).await?;

@@ -155,7 +155,7 @@ impl Engine {
             let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
             self.settle_bridges(&nets).await;
         }
-        let reserved = self.reserve_claimed(&id, &mut undo, |u| self.reserve(u, &id, &spec, &mode), |r: &Reserved| r.plan.endpoints()).await?;
+        let (reserved, claims) = self.reserve_claimed(&id, &mut undo, |u| self.reserve(u, &id, &spec, &mode), |r: &Reserved| r.plan.endpoints()).await?;
         let Reserved { name, plan, links, _pending } = reserved;
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
 
@@ -243,7 +243,9 @@ impl Engine {
             env,
         };
         let stdin_once = rec.spec.stdin_once;
-        self.store.txn(Txn::ops(vec![Op::Put(self.keys.container(&id), serde_json::to_vec(&rec)?)])).await?;
+        if !self.store.txn(claims.txn(vec![Op::Put(self.keys.container(&id), serde_json::to_vec(&rec)?)])).await?.succeeded {
+            return Err(claims.lost());
+        }
         undo.commit();
         // The exit is processed after this run has registered the console: so it waits for the
         // terminal's output to be in the log.

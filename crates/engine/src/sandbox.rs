@@ -114,7 +114,7 @@ impl Engine {
             Ok((plan, pending))
         };
         let owner = owner_key(a.key);
-        let (plan, _pending) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
+        let ((plan, _pending), claims) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
         // Published ports, as a container's eth0 has them (on the network's host binding): their
         // rules may exist before the interface does.
@@ -138,7 +138,7 @@ impl Engine {
         // awaited after. A crash in between leaves a record without its veth, which the start-up
         // reconcile drops (see `reconcile`); a rollback deletes it (ordered after the put).
         let key = self.keys.sandbox(a.key);
-        let committing = self.store.txn(Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
+        let committing = self.store.txn(claims.txn(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
         {
             let store = self.store.clone();
             undo.push("delete the record", move || drop(store.txn(Txn::ops(vec![Op::Delete(key)]))));
@@ -161,7 +161,9 @@ impl Engine {
         undo.push("delete veth", move || {
             let _ = detach_bridge(&h);
         });
-        committing.await?;
+        if !committing.await?.succeeded {
+            return Err(claims.lost());
+        }
         undo.commit();
         self.lock().sandboxes.insert(a.key.to_string(), rec);
         self.dns_update_sandbox(a.key);
