@@ -171,6 +171,7 @@ mod tests {
             subnet6: None,
             gateway6: None,
             scope: Default::default(),
+            proxy_arp_option: None,
         }
     }
 

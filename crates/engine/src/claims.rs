@@ -277,8 +277,10 @@ impl Engine {
                             }
                         }
                         Err(e) => {
-                            // Events were lost: read the claims again and go on from there.
+                            // Events were lost (or the shared store went away): read the claims
+                            // again and go on from there, once it answers.
                             tracing::warn!(error = %e, "shared claims watch lost events; reading them again");
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                             match eng.resync_foreign(&prefix).await {
                                 Ok(rev) => from = rev,
                                 Err(e) => tracing::error!(error = %e, "reading the shared claims"),
@@ -296,21 +298,49 @@ impl Engine {
         let eng = self.clone();
         tokio::spawn(async move {
             let prefix = eng.keys.networks(Scope::Global);
-            let mut w = eng.store.watch(&prefix, Some(after));
-            while let Some(ev) = w.next().await {
-                match ev {
-                    Ok(Event::Put(kv)) => {
-                        if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
-                            if let Err(e) = eng.adopt_network(rec, true).await {
-                                tracing::error!(error = %e, "adopting a global network");
+            let mut from = Some(after);
+            loop {
+                // After lost events: the global networks as they are now, then what comes.
+                if from.is_none() {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    match eng.store.range(&prefix).await {
+                        Ok((kvs, rev)) => {
+                            for kv in kvs {
+                                if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
+                                    if let Err(e) = eng.adopt_network(rec, true).await {
+                                        tracing::error!(error = %e, "adopting a global network");
+                                    }
+                                }
                             }
+                            from = Some(rev);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading the global networks");
+                            continue;
                         }
                     }
-                    Ok(Event::Delete { key, .. }) => {
-                        let id = key.strip_prefix(&prefix).unwrap_or_default().to_string();
-                        eng.forget_global_network(&id).await;
+                }
+                let mut w = eng.store.watch(&prefix, from);
+                loop {
+                    match w.next().await {
+                        None => return, // the store is closed
+                        Some(Ok(Event::Put(kv))) => {
+                            if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
+                                if let Err(e) = eng.adopt_network(rec, true).await {
+                                    tracing::error!(error = %e, "adopting a global network");
+                                }
+                            }
+                        }
+                        Some(Ok(Event::Delete { key, .. })) => {
+                            let id = key.strip_prefix(&prefix).unwrap_or_default().to_string();
+                            eng.forget_global_network(&id).await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "global networks watch lost events; reading them again");
+                            from = None;
+                            break;
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "global networks watch lost events"),
                 }
             }
         });

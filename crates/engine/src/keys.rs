@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 
 use weft_model::{NetworkRecord, Scope};
-use weft_store::{Op, Txn};
+use weft_store::{Op, Store, Txn};
 
 use crate::{Engine, Result};
 
@@ -82,31 +82,70 @@ pub(crate) fn parse_address(prefix: &str, key: &str) -> Option<(String, IpAddr)>
     Some((net.to_string(), ip.parse().ok()?))
 }
 
-impl Engine {
-    /// Moves the records of the layout before host ids (`/weft/containers/…`, `/weft/sandboxes/…`,
-    /// local networks at `/weft/networks/…`) under this host's keys, in one transaction.
-    pub(crate) async fn migrate_keys(&self) -> Result<()> {
-        let mut ops = Vec::new();
-        for (old, new) in [("/weft/containers/", self.keys.containers()), ("/weft/sandboxes/", self.keys.sandboxes())] {
-            for kv in self.store.range(old).await?.0 {
-                let rest = &kv.key[old.len()..];
-                ops.push(Op::Put(format!("{new}{rest}"), kv.value));
+/// Moves the records of the layout before host ids (`/weft/containers/…`, `/weft/sandboxes/…`,
+/// local networks at `/weft/networks/…`) under `keys`' host, in one transaction; returns how many.
+pub(crate) async fn migrate(store: &dyn Store, keys: &Keys) -> Result<usize> {
+    let mut ops = Vec::new();
+    for (old, new) in [("/weft/containers/", keys.containers()), ("/weft/sandboxes/", keys.sandboxes())] {
+        for kv in store.range(old).await?.0 {
+            let rest = &kv.key[old.len()..];
+            ops.push(Op::Put(format!("{new}{rest}"), kv.value));
+            ops.push(Op::Delete(kv.key));
+        }
+    }
+    for kv in store.range(&keys.networks(Scope::Global)).await?.0 {
+        match serde_json::from_slice::<NetworkRecord>(&kv.value) {
+            Ok(rec) if rec.scope == Scope::Local => {
+                ops.push(Op::Put(keys.network(&rec), kv.value));
                 ops.push(Op::Delete(kv.key));
             }
+            _ => {}
         }
-        for kv in self.store.range(&self.keys.networks(Scope::Global)).await?.0 {
-            match serde_json::from_slice::<NetworkRecord>(&kv.value) {
-                Ok(rec) if rec.scope == Scope::Local => {
-                    ops.push(Op::Put(self.keys.network(&rec), kv.value));
-                    ops.push(Op::Delete(kv.key));
-                }
-                _ => {}
-            }
-        }
-        if !ops.is_empty() {
-            tracing::info!(records = ops.len() / 2, host = self.keys.host(), "moved records under this host's keys");
-            self.store.txn(Txn::ops(ops)).await?;
+    }
+    let moved = ops.len() / 2;
+    if moved > 0 {
+        store.txn(Txn::ops(ops)).await?;
+    }
+    Ok(moved)
+}
+
+impl Engine {
+    /// See [`migrate`].
+    pub(crate) async fn migrate_keys(&self) -> Result<()> {
+        let moved = migrate(self.store.as_ref(), &self.keys).await?;
+        if moved > 0 {
+            tracing::info!(records = moved, host = self.keys.host(), "moved records under this host's keys");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_old_layout_moves_under_the_host() {
+        let dir = std::env::temp_dir().join(format!("weft-keys-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let store = weft_store::Embedded::open(&dir.join("db")).expect("open");
+        let net = |id: &str, scope: &str| format!(r#"{{"id":"{id}","name":"n{id}","driver":"bridge","bridge":"br-{id}","subnet":"10.1.0.0/24","gateway":"10.1.0.1","ip_range":null,"mtu":1500,"managed_bridge":true,"icc":true,"masquerade":true,"internal":false,"created":0,"options":{{}},"scope":"{scope}"}}"#);
+        let old = vec![
+            Op::Put("/weft/containers/c1".into(), b"{}".to_vec()),
+            Op::Put("/weft/sandboxes/s1".into(), b"{}".to_vec()),
+            // A record from before scopes (no field: local), and a global one, which stays.
+            Op::Put("/weft/networks/a".into(), net("a", "local").replace(r#","scope":"local""#, "").into_bytes()),
+            Op::Put("/weft/networks/g".into(), net("g", "global").into_bytes()),
+        ];
+        store.txn(Txn::ops(old)).await.expect("write the old layout");
+        let keys = Keys::new("h1");
+        assert_eq!(migrate(&store, &keys).await.expect("migrate"), 3);
+        let (all, _) = store.range("/weft/").await.expect("range");
+        let names: Vec<&str> = all.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(names, ["/weft/hosts/h1/containers/c1", "/weft/hosts/h1/networks/a", "/weft/hosts/h1/sandboxes/s1", "/weft/networks/g"]);
+        assert_eq!(migrate(&store, &keys).await.expect("again"), 0, "nothing left to move");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -125,6 +125,7 @@ impl Engine {
                 aux_addresses: spec.aux_addresses.clone(),
                 labels: spec.labels.clone(),
                 host_binding_ipv4: opts.host_binding_ipv4,
+                proxy_arp_option: Some(opts.proxy_arp.unwrap_or(true)),
                 subnet6,
                 gateway6,
                 scope,

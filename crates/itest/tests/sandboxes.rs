@@ -113,3 +113,33 @@ fn foreign_namespaces_join_networks_and_leave_with_their_process() {
     h.run_d("c4", &["--ip", &doomed], &["sleep", "300"]);
     h.finish();
 }
+
+/// While the daemon is away: an attached namespace whose host veth vanished (as after a crash
+/// between the record's commit and the interface's creation, which run side by side) is not an
+/// attachment at start; one whose veth is there is adopted as it was.
+#[test]
+fn a_restart_keeps_attachments_with_their_veth_and_drops_the_rest() {
+    let mut h = Host::new("sbr");
+    h.start(&[]);
+    let (kept, gone) = (Netns::new(&h), Netns(format!("{}-gone", h.ns)));
+    assert!(Command::new("ip").args(["netns", "add", &gone.0]).status().expect("ip").success());
+    h.ok(&["network", "connect", "--netns", &kept.path(), "--name", "kept", "--ip", "172.17.0.50", "bridge"]);
+    h.ok(&["network", "connect", "--netns", &gone.path(), "--name", "gone", "--ip", "172.17.0.51", "bridge"]);
+    let host_if = h.ok(&["sandbox", "inspect", "-f", "{{.HostInterface}}", "gone"]);
+    assert!(h.link_names().contains(&host_if), "{host_if} on the host");
+    h.kill9_daemon();
+    h.ip(&["link", "del", &host_if]);
+    h.start(&[]);
+    let names: Vec<String> = h.ok(&["sandbox", "ls"]).lines().skip(1).filter_map(|l| l.split_whitespace().next().map(String::from)).collect();
+    assert_eq!(names, ["kept"]);
+    // Its address is free again; the kept one is still held.
+    let e = h.fails(&["network", "connect", "--netns", &gone.path(), "--name", "again", "--ip", "172.17.0.50", "bridge"]);
+    assert!(e.contains("172.17.0.50"), "{e}");
+    h.ok(&["network", "connect", "--netns", &gone.path(), "--name", "again", "--ip", "172.17.0.51", "bridge"]);
+    h.run_d("c9", &[], &["sleep", "300"]);
+    assert!(h.ping("c9", "172.17.0.50") && h.ping("c9", "172.17.0.51"), "both attached namespaces answer");
+    h.ok(&["network", "disconnect", "bridge", "kept"]);
+    h.ok(&["network", "disconnect", "bridge", "again"]);
+    drop((kept, gone));
+    h.finish();
+}

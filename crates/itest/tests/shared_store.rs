@@ -66,7 +66,7 @@ fn shared_pair(tag: &str) -> (Host, Host) {
 
 #[test]
 fn two_daemons_never_hand_out_one_address() {
-    let (a, b) = shared_pair("sh");
+    let (mut a, b) = shared_pair("sh");
     // A /24 (253 addresses for 200): the daemons' search starts (133 and 204 for these host ids)
     // are close enough that they offer the same addresses and race for them.
     a.ok(&["network", "create", "--scope", "global", "--subnet", "10.77.0.0/24", "shared"]);
@@ -94,6 +94,22 @@ fn two_daemons_never_hand_out_one_address() {
             panic!("{ip} handed out twice: to {other} and {name}");
         }
     }
+
+    // A daemon's restart reconciles only its own host's keys: host b's containers keep their
+    // claims (a killed host a, restarted, hands out none of their addresses).
+    a.kill9_daemon();
+    a.start(&["--host-id", "host-a", "--store-listen", &a.dir.join("store.sock").display().to_string()]);
+    assert_eq!(addresses(&a, "shared"), on_a, "host a's containers adopted as they were");
+    let (more, refused) = run_many(&a, "late", "shared", 20, 4);
+    assert!(refused.is_empty(), "{refused:?}");
+    let after = addresses(&a, "shared");
+    for name in &more {
+        let ip = &after[name];
+        assert!(!owner.contains_key(ip.as_str()), "{name} got {ip}, already {}'s", owner[ip.as_str()]);
+    }
+    let mut rm_late: Vec<&str> = vec!["rm", "-f"];
+    rm_late.extend(more.iter().map(String::as_str));
+    a.ok(&rm_late);
 
     // Traffic on each host's side of the network.
     let (b0, b1) = (&on_b["b0"], &on_b["b1"]);

@@ -119,6 +119,7 @@ pub fn sandbox_inspect(s: &crate::SandboxRecord) -> Value {
         "NetworkID": s.endpoint.network_id,
         "EndpointID": s.endpoint.endpoint_id,
         "Interface": s.endpoint.ifname,
+        "HostInterface": s.endpoint.host_ifname,
         "IPAddress": s.endpoint.ip.to_string(),
         "IPPrefixLen": s.endpoint.prefix_len,
         "GlobalIPv6Address": s.endpoint.ip6.map(|ip| ip.to_string()).unwrap_or_default(),

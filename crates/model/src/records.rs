@@ -412,6 +412,10 @@ pub struct NetworkRecord {
     /// Who allocates from the network: this host alone, or every host sharing the store.
     #[serde(default)]
     pub scope: Scope,
+    /// `com.weft.bridge.proxy_arp` as given (absent in records older than this field: read
+    /// from `options` then).
+    #[serde(default)]
+    pub proxy_arp_option: Option<bool>,
 }
 
 /// A network's scope, as Docker's `--scope`: `local` networks are one host's (their records and
@@ -470,7 +474,8 @@ impl NetworkRecord {
     /// bridges weft made, IPv4-only (proxy-ARP ports get no flooded multicast, which IPv6
     /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
     pub fn proxy_arp(&self) -> bool {
-        self.managed_bridge && self.subnet6.is_none() && self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false")
+        let wanted = self.proxy_arp_option.unwrap_or_else(|| self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false"));
+        self.managed_bridge && self.subnet6.is_none() && wanted
     }
 }
 
@@ -533,6 +538,7 @@ pub struct BridgeOptions {
     pub icc: Option<bool>,
     pub masquerade: Option<bool>,
     pub host_binding_ipv4: Option<Ipv4Addr>,
+    pub proxy_arp: Option<bool>,
 }
 
 /// IPv4 ranges no network may use.
@@ -636,9 +642,7 @@ impl NetworkSpec {
                     _ => return bad(format!("option {k}={v}: MTU between 68 and 65535")),
                 },
                 OPT_ICC => o.icc = Some(flag(k, v)?),
-                OPT_PROXY_ARP => {
-                    flag(k, v)?;
-                }
+                OPT_PROXY_ARP => o.proxy_arp = Some(flag(k, v)?),
                 OPT_MASQ => o.masquerade = Some(flag(k, v)?),
                 OPT_HOST_BINDING => {
                     o.host_binding_ipv4 = Some(v.parse().map_err(|_| ModelError::Network(format!("option {k}={v}: not an IPv4 address")))?)

@@ -3,8 +3,9 @@
 //! request connection the answers come in the order of the requests (so a transaction is ordered
 //! when it is sent, as the trait asks); a `Watch` request turns its connection into a stream of
 //! events. This is how two daemons share addresses before etcd: the same model, another
-//! transport. A lost connection fails what is outstanding and every later request (`Closed`);
-//! there is no reconnection.
+//! transport. A lost connection fails what is outstanding (`Closed`: the caller cannot know
+//! whether a transaction committed, as with etcd) and the next request connects again (failing
+//! at once while the server is down); a watch whose connection ends says so (`Closed`) and ends.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -138,39 +139,64 @@ async fn serve_connection(store: Arc<dyn Store>, conn: UnixStream) {
 }
 
 type Pending = Arc<Mutex<VecDeque<oneshot::Sender<Response>>>>;
+type Call = (Request, oneshot::Sender<Response>);
 
 /// Another daemon's store, over its socket (see the module docs).
 pub struct Remote {
     path: PathBuf,
-    requests: mpsc::UnboundedSender<(Request, oneshot::Sender<Response>)>,
+    requests: mpsc::UnboundedSender<Call>,
+}
+
+/// One connection: its writing half, and the replies its reader owes (in request order).
+struct Connection {
+    w: tokio::net::unix::OwnedWriteHalf,
+    pending: Pending,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn open_connection(path: &Path) -> std::io::Result<Connection> {
+    let conn = UnixStream::connect(path).await?;
+    let (r, w) = conn.into_split();
+    let pending: Pending = Arc::default();
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (owed, flag) = (pending.clone(), alive.clone());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(text)) = lines.next_line().await {
+            let resp = serde_json::from_str(&text).unwrap_or_else(|e| Response::Error(WireError::Other(format!("bad answer: {e}"))));
+            let Some(reply) = owed.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { break };
+            let _ = reply.send(resp);
+        }
+        tracing::warn!("the shared store's connection is closed");
+        flag.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Outstanding requests fail as `Closed` when their senders drop here.
+        owed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    });
+    Ok(Connection { w, pending, alive })
 }
 
 impl Remote {
-    /// Connects to the store served at `path`.
+    /// Connects to the store served at `path` (an error if it does not answer now).
     pub async fn connect(path: &Path) -> Result<Self> {
-        let conn = UnixStream::connect(path).await.map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })?;
-        let (r, mut w) = conn.into_split();
-        let (requests, mut rx) = mpsc::unbounded_channel::<(Request, oneshot::Sender<Response>)>();
-        let pending: Pending = Arc::default();
-        let waiting = pending.clone();
+        let first = open_connection(path).await.map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })?;
+        let (requests, mut rx) = mpsc::unbounded_channel::<Call>();
+        let path_buf = path.to_path_buf();
+        // Requests go out in the order they were made, over one connection at a time.
         tokio::spawn(async move {
+            let mut conn = Some(first);
             while let Some((req, reply)) = rx.recv().await {
-                waiting.lock().unwrap_or_else(|p| p.into_inner()).push_back(reply);
-                if w.write_all(&line(&req)).await.is_err() {
-                    break;
+                if conn.as_ref().is_none_or(|c| !c.alive.load(std::sync::atomic::Ordering::SeqCst)) {
+                    conn = open_connection(&path_buf).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    continue; // the server is down: `reply` drops, the caller gets `Closed`
+                };
+                c.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(reply);
+                if c.w.write_all(&line(&req)).await.is_err() {
+                    c.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    conn = None;
                 }
             }
-        });
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(r).lines();
-            while let Ok(Some(text)) = lines.next_line().await {
-                let resp = serde_json::from_str(&text).unwrap_or_else(|e| Response::Error(WireError::Other(format!("bad answer: {e}"))));
-                let Some(reply) = pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { break };
-                let _ = reply.send(resp);
-            }
-            tracing::error!("the shared store's connection is closed");
-            // Outstanding requests fail as `Closed` when their senders drop here.
-            pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
         Ok(Self { path: path.to_path_buf(), requests })
     }
@@ -254,6 +280,8 @@ impl Store for Remote {
                     return;
                 }
             }
+            // The server went away: events may be lost from here.
+            let _ = tx.send(Err(StoreError::Closed));
         });
         Watcher::stream(prefix, rx)
     }
