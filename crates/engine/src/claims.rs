@@ -213,8 +213,8 @@ impl Engine {
         let wanted: HashMap<String, Claim> = {
             let st = self.lock();
             let claim = |owner: &str, e: &EndpointRecord| Claim { host: me.clone(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() };
-            let of_containers = st.containers.values().filter(|c| c.state.status == Status::Running).flat_map(|c| c.endpoints.iter().map(move |e| (c.id.clone(), e)));
-            let of_sandboxes = st.sandboxes.values().map(|s| (crate::sandbox::owner_key(&s.key), &s.endpoint));
+            let of_containers = st.containers.values().filter(|c| c.state.status == Status::Running).flat_map(|c| c.sandbox.endpoints.iter().map(move |e| (c.id.clone(), e)));
+            let of_sandboxes = st.sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(move |e| (crate::sandbox::owner_key(&s.key), e)));
             of_containers.chain(of_sandboxes).flat_map(|(owner, e)| self.claim_keys(&st, e).into_iter().map(move |k| (k, claim(&owner, e)))).collect()
         };
         let (local, _) = self.store.range(&self.keys.addresses(Scope::Local, "")).await?;

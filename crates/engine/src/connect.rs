@@ -42,7 +42,7 @@ impl Engine {
                 return Err(EngineError::NotRunning(container.to_string()));
             }
             let own = self.netns_path(&c.id);
-            if c.sandbox_key.as_deref() != Some(own.to_string_lossy().as_ref()) {
+            if c.sandbox.netns.as_deref() != Some(own.to_string_lossy().as_ref()) {
                 return Err(EngineError::Refused(format!(
                     "container {container} has no network namespace of its own (--net {}): connect the container it shares",
                     c.network_mode()
@@ -56,10 +56,10 @@ impl Engine {
                 .ok_or_else(|| EngineError::NoSuchNetwork(network.to_string()))?
                 .rec
                 .clone();
-            if c.endpoints.iter().any(|e| e.network_id == net.id) {
+            if c.sandbox.endpoints.iter().any(|e| e.network_id == net.id) {
                 return Err(EngineError::Refused(format!("container {container} is already connected to network {}", net.name)));
             }
-            let n = (0..).find(|i| !c.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
+            let n = (0..).find(|i| !c.sandbox.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
             let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
             plan.endpoint.aliases = aliases.to_vec();
             let pending = crate::Pending::new(self, &mut st, vec![net.id.clone()]);
@@ -68,7 +68,7 @@ impl Engine {
             Ok((c, netns, plan, pending))
         };
         let ((rec, netns, plan, _pending), claims) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
-        let first = rec.endpoints.is_empty();
+        let first = rec.sandbox.endpoints.is_empty();
         let (p, pl) = (netns, plan.clone());
         let busy = self.reaper.busy();
         blocking(move || pl.attach(&p, first)).await?;
@@ -78,11 +78,11 @@ impl Engine {
             let _ = detach_bridge(&h);
         });
         let mut updated = rec;
-        updated.endpoints.push(plan.endpoint.clone());
+        updated.sandbox.endpoints.push(plan.endpoint.clone());
         self.save(&updated, Vec::new(), &claims).await?;
         undo.commit();
         let was_client = crate::dns_client(&rec_networks(&updated, 1));
-        let netns_path = PathBuf::from(updated.sandbox_key.clone().unwrap_or_default());
+        let netns_path = PathBuf::from(updated.sandbox.netns.clone().unwrap_or_default());
         let id = updated.id.clone();
         self.lock().containers.insert(id.clone(), updated.clone());
         // Joining its first user-defined network switches the container to the embedded DNS.
@@ -103,7 +103,7 @@ impl Engine {
             Ok(c) => c.id,
             Err(EngineError::NoSuchContainer(_)) => {
                 // An attached namespace (`network connect --netns/--pid`) of that name.
-                let on_net = self.lock().sandboxes.get(container).map(|s| s.endpoint.network_id == net.id);
+                let on_net = self.lock().sandboxes.get(container).map(|s| s.sandbox.endpoints.iter().any(|e| e.network_id == net.id));
                 return match on_net {
                     Some(true) => self.detach_sandbox(container).await,
                     Some(false) => Err(EngineError::Refused(format!("{container} is not connected to network {}", net.name))),
@@ -114,15 +114,15 @@ impl Engine {
         };
         let _serial = self.lock_container(&id).await;
         let rec = self.container(&id)?;
-        let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {
+        let Some(pos) = rec.sandbox.endpoints.iter().position(|e| e.network_id == net.id) else {
             return Err(EngineError::Refused(format!("container {container} is not connected to network {}", net.name)));
         };
         let mut updated = rec.clone();
-        let endpoint = updated.endpoints.remove(pos);
-        let ports = if pos == 0 { std::mem::take(&mut updated.ports) } else { Vec::new() };
+        let endpoint = updated.sandbox.endpoints.remove(pos);
+        let ports = if pos == 0 { std::mem::take(&mut updated.sandbox.ports) } else { Vec::new() };
         // The container loses the interface now, and its name is free at once for the next
         // connect: renamed and down until the reaper deletes the pair (through its host end).
-        if let Some(ns) = rec.sandbox_key.clone() {
+        if let Some(ns) = rec.sandbox.netns.clone() {
             let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
             blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
         }
@@ -138,6 +138,6 @@ impl Engine {
 
 /// The network names of a container, leaving out the last `skip_last` endpoints.
 fn rec_networks(rec: &ContainerRecord, skip_last: usize) -> Vec<String> {
-    let n = rec.endpoints.len().saturating_sub(skip_last);
-    rec.endpoints[..n].iter().map(|e| e.network_name.clone()).collect()
+    let n = rec.sandbox.endpoints.len().saturating_sub(skip_last);
+    rec.sandbox.endpoints[..n].iter().map(|e| e.network_name.clone()).collect()
 }

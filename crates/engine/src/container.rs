@@ -98,12 +98,13 @@ fn resolve_links(st: &crate::State, spec: &RunSpec, mode: &NetworkMode) -> Resul
             return Err(EngineError::NotRunning(target));
         }
         let ip = c
+            .sandbox
             .endpoints
             .iter()
             .find(|e| e.network_name == weft_model::DEFAULT_NETWORK)
             .map(|e| e.ip)
             .ok_or_else(|| EngineError::Refused(format!("cannot link to {target}: it is not on the default bridge")))?;
-        let mut ports: Vec<(u16, weft_model::Proto)> = c.ports.iter().map(|m| (m.container_port, m.proto)).collect();
+        let mut ports: Vec<(u16, weft_model::Proto)> = c.sandbox.ports.iter().map(|m| (m.container_port, m.proto)).collect();
         for (range, proto) in c.spec.expose.iter().filter_map(|e| weft_model::parse_expose(e).ok()) {
             ports.extend(range.iter().map(|p| (p, proto)));
         }
@@ -234,10 +235,8 @@ impl Engine {
                 started_at: now(),
                 finished_at: 0,
             },
-            endpoints,
-            sandbox_key,
+            sandbox: weft_model::Sandbox { netns: sandbox_key, endpoints, ports },
             log_path: log_path.display().to_string(),
-            ports,
             links,
             hostname: hostname.clone(),
             env,
@@ -340,10 +339,11 @@ impl Engine {
                         return Err(EngineError::NotRunning(t.clone()));
                     }
                     let path = target
-                        .sandbox_key
+                        .sandbox
+                        .netns
                         .clone()
                         .unwrap_or_else(|| format!("/proc/{}/ns/net", target.state.pid));
-                    Plan::Join { path, ip: target.endpoints.first().map(|e| IpAddr::V4(e.ip)) }
+                    Plan::Join { path, ip: target.sandbox.endpoints.first().map(|e| IpAddr::V4(e.ip)) }
                 }
                 NetworkMode::Host => Plan::Host,
                 NetworkMode::None => Plan::None,
@@ -522,8 +522,8 @@ impl Engine {
             c.drained().await;
         }
         let log_path = rec.log_path.clone();
-        let endpoints = std::mem::take(&mut rec.endpoints);
-        let ports = std::mem::take(&mut rec.ports);
+        let endpoints = std::mem::take(&mut rec.sandbox.endpoints);
+        let ports = std::mem::take(&mut rec.sandbox.ports);
         if let Some(e) = endpoints.first() {
             if let Err(err) = self.fw.remove_links(&crate::publish::link_rules(e.ip, &rec.links)) {
                 tracing::error!(container = short_id(id), error = %err, "removing link rules failed; reconcile will repair the firewall");
@@ -535,12 +535,12 @@ impl Engine {
         self.stop_dns(id);
         // Only the container's own namespace: a `container:` joiner must not take its target's.
         let own_ns = self.netns_path(id);
-        if rec.sandbox_key.as_deref() == Some(own_ns.to_string_lossy().as_ref()) {
+        if rec.sandbox.netns.as_deref() == Some(own_ns.to_string_lossy().as_ref()) {
             if let Err(e) = blocking(move || Ok(netns::unbind(&own_ns)?)).await {
                 tracing::error!(container = short_id(id), error = %e, "unbinding the namespace failed; reconcile will retry");
             }
         }
-        rec.sandbox_key = None;
+        rec.sandbox.netns = None;
         rec.state = ContainerState { status: Status::Exited, exit_code: code, finished_at: now(), ..rec.state };
         rec.state.pid = 0;
         // The in-memory transition and the notification happen whatever the store says: a

@@ -213,24 +213,29 @@ pub(crate) fn dns_client(endpoint_networks: &[String]) -> bool {
 /// A running container as the embedded DNS sees it: its names and addresses on each network and,
 /// if it resolves through weft, what it may resolve and where the rest goes.
 fn dns_entry(st: &State, c: &ContainerRecord, daemon_dns: &[std::net::IpAddr], host: &weft_dns::Resolv) -> (Vec<weft_dns::Endpoint>, Option<weft_dns::ClientView>) {
-    let endpoints = c
-        .endpoints
+    let endpoints = dns_names(&c.name, &[weft_model::short_id(&c.id)], &c.sandbox);
+    let nets: Vec<String> = c.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect();
+    let client = dns_client(&nets).then(|| weft_dns::ClientView {
+        networks: c.sandbox.endpoints.iter().map(|e| e.network_id.clone()).collect(),
+        internal_only: c.sandbox.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal)),
+        upstream: weft_dns::upstreams(&c.spec.dns, daemon_dns, host),
+    });
+    (endpoints, client)
+}
+
+/// What the embedded DNS answers for a sandbox's endpoints: on each network, `name`, `more` and
+/// the endpoint's aliases, the PTR naming `name.network`.
+pub(crate) fn dns_names(name: &str, more: &[&str], sb: &weft_model::Sandbox) -> Vec<weft_dns::Endpoint> {
+    sb.endpoints
         .iter()
         .map(|e| weft_dns::Endpoint {
             network_id: e.network_id.clone(),
             network_name: e.network_name.clone(),
-            names: std::iter::once(c.name.clone()).chain([weft_model::short_id(&c.id).to_string()]).chain(e.aliases.iter().cloned()).collect(),
+            names: std::iter::once(name.to_string()).chain(more.iter().map(|m| m.to_string())).chain(e.aliases.iter().cloned()).collect(),
             ips: std::iter::once(std::net::IpAddr::V4(e.ip)).chain(e.ip6.map(std::net::IpAddr::V6)).collect(),
-            ptr: format!("{}.{}.", c.name, e.network_name),
+            ptr: format!("{name}.{}.", e.network_name),
         })
-        .collect();
-    let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
-    let client = dns_client(&nets).then(|| weft_dns::ClientView {
-        networks: c.endpoints.iter().map(|e| e.network_id.clone()).collect(),
-        internal_only: c.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal)),
-        upstream: weft_dns::upstreams(&c.spec.dns, daemon_dns, host),
-    });
-    (endpoints, client)
+        .collect()
 }
 
 /// The endpoints on network `network_id`, each with its owner (a container's name or a sandbox's key).
@@ -239,8 +244,8 @@ fn endpoints_on<'a>(
     sandboxes: &'a HashMap<String, weft_model::SandboxRecord>,
     network_id: &'a str,
 ) -> impl Iterator<Item = (&'a str, &'a weft_model::EndpointRecord)> {
-    let of_containers = containers.values().flat_map(|c| c.endpoints.iter().map(move |e| (c.name.as_str(), e)));
-    let of_sandboxes = sandboxes.values().map(|s| (s.key.as_str(), &s.endpoint));
+    let of_containers = containers.values().flat_map(|c| c.sandbox.endpoints.iter().map(move |e| (c.name.as_str(), e)));
+    let of_sandboxes = sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(move |e| (s.key.as_str(), e)));
     of_containers.chain(of_sandboxes).filter(move |(_, e)| e.network_id == network_id)
 }
 
@@ -564,6 +569,21 @@ impl State {
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
         })
+    }
+
+    /// Takes the addresses of a live sandbox's endpoints in the pools (one adopted at start);
+    /// `owner` names it in the log if one is taken already.
+    pub(crate) fn hold_addresses(&mut self, owner: &str, sb: &weft_model::Sandbox) {
+        for e in &sb.endpoints {
+            if let Some(n) = self.networks.get_mut(&e.network_id) {
+                if let Err(err) = n.pool.reserve(e.ip) {
+                    tracing::error!(owner, error = %err, "address of a live sandbox");
+                }
+                if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
+                    let _ = p6.reserve(ip6);
+                }
+            }
+        }
     }
 
     pub(crate) fn port_table(&mut self) -> &mut ports::PortTable {

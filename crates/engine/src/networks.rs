@@ -178,9 +178,9 @@ impl Engine {
             let users: Vec<&str> = st
                 .containers
                 .values()
-                .filter(|c| c.state.status == Status::Running && c.endpoints.iter().any(|e| e.network_id == rec.id))
+                .filter(|c| c.state.status == Status::Running && c.sandbox.endpoints.iter().any(|e| e.network_id == rec.id))
                 .map(|c| c.name.as_str())
-                .chain(st.sandboxes.values().filter(|s| s.endpoint.network_id == rec.id).map(|s| s.key.as_str()))
+                .chain(st.sandboxes.values().filter(|s| s.sandbox.endpoints.iter().any(|e| e.network_id == rec.id)).map(|s| s.key.as_str()))
                 .collect();
             if !users.is_empty() {
                 return Err(EngineError::NetworkInUse(rec.name.clone(), users.join(", ")));

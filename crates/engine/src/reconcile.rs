@@ -47,16 +47,7 @@ impl Engine {
                     }
                     let alive = alive && started;
                     if alive {
-                        for e in &rec.endpoints {
-                            if let Some(n) = st.networks.get_mut(&e.network_id) {
-                                if let Err(err) = n.pool.reserve(e.ip) {
-                                    tracing::error!(container = %rec.name, error = %err, "address of a live container");
-                                }
-                                if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
-                                    let _ = p6.reserve(ip6);
-                                }
-                            }
-                        }
+                        st.hold_addresses(&rec.name, &rec.sandbox);
                         let (tx, _) = watch::channel(None);
                         st.exits.insert(rec.id.clone(), tx);
                         live.push((rec.id.clone(), rec.state.pid));
@@ -81,16 +72,11 @@ impl Engine {
             };
             let alive = match (rec.pid, rec.pid_start) {
                 (Some(pid), Some(start)) => weft_runtime::pid_start_time(pid) == Some(start),
-                _ => std::path::Path::new(&rec.netns).exists(),
-            } && host_links.contains(&rec.endpoint.host_ifname);
+                _ => std::path::Path::new(rec.netns()).exists(),
+            } && rec.sandbox.endpoints.iter().all(|e| host_links.contains(&e.host_ifname));
             if alive {
                 let mut st = self.lock();
-                if let Some(n) = st.networks.get_mut(&rec.endpoint.network_id) {
-                    let _ = n.pool.reserve(rec.endpoint.ip);
-                    if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), rec.endpoint.ip6) {
-                        let _ = p6.reserve(ip6);
-                    }
-                }
+                st.hold_addresses(&rec.key, &rec.sandbox);
                 st.sandboxes.insert(rec.key.clone(), rec);
             } else {
                 self.store.txn(Txn::ops(vec![Op::Delete(kv.key)])).await?;
@@ -110,8 +96,8 @@ impl Engine {
                 .containers
                 .values()
                 .filter(|c| c.state.status == Status::Running)
-                .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
-                .chain(st.sandboxes.values().map(|s| s.endpoint.host_ifname.clone()))
+                .flat_map(|c| c.sandbox.endpoints.iter().map(|e| e.host_ifname.clone()))
+                .chain(st.sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(|e| e.host_ifname.clone())))
                 .collect();
             let keep_ids: HashSet<String> =
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
@@ -165,23 +151,27 @@ impl Engine {
         let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().filter_map(crate::networks::fw_of).collect();
         let mut ports = Vec::new();
         let mut links = Vec::new();
+        // Every live sandbox's published ports, a container's or an attached namespace's.
+        let mut sandboxes: Vec<(String, weft_model::Sandbox)> = Vec::new();
         for (id, _) in &live {
             let c = self.container(id)?;
-            if let Some(e) = c.endpoints.first() {
-                self.readopt_ports(id, e.ip, &c.ports);
-                ports.extend(crate::publish::kernel_ports(&c.ports, e.ip));
+            if let Some(e) = c.sandbox.endpoints.first() {
                 links.extend(crate::publish::link_rules(e.ip, &c.links));
             }
+            sandboxes.push((id.clone(), c.sandbox));
         }
-        for s in self.sandboxes() {
-            self.readopt_ports(&crate::sandbox::owner_key(&s.key), s.endpoint.ip, &s.ports);
-            ports.extend(crate::publish::kernel_ports(&s.ports, s.endpoint.ip));
+        sandboxes.extend(self.sandboxes().into_iter().map(|s| (crate::sandbox::owner_key(&s.key), s.sandbox)));
+        for (owner, sb) in &sandboxes {
+            if let Some(e) = sb.endpoints.first() {
+                self.readopt_ports(owner, e.ip, &sb.ports);
+                ports.extend(crate::publish::kernel_ports(&sb.ports, e.ip));
+            }
         }
         self.fw.reset(&nets, &ports, &links, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, _) in &live {
             let c = self.container(id)?;
-            let nets: Vec<String> = c.endpoints.iter().map(|e| e.network_name.clone()).collect();
-            if let (true, Some(ns)) = (crate::dns_client(&nets), c.sandbox_key.as_deref()) {
+            let nets: Vec<String> = c.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect();
+            if let (true, Some(ns)) = (crate::dns_client(&nets), c.sandbox.netns.as_deref()) {
                 if let Err(e) = self.start_dns(id, ns.into()).await {
                     tracing::error!(container = %c.name, error = %e, "cannot serve the embedded DNS again");
                 }

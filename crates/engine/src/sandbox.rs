@@ -65,7 +65,7 @@ impl Engine {
         let net = self.network(network)?;
         {
             let st = self.lock();
-            if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.endpoint.network_id == net.id) {
+            if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.sandbox.endpoints.iter().any(|e| e.network_id == net.id)) {
                 return Err(EngineError::Namespace(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
             }
             if st.names.contains_key(&key) {
@@ -127,12 +127,10 @@ impl Engine {
         }
         let rec = SandboxRecord {
             key: a.key.to_string(),
-            netns: a.netns.display().to_string(),
-            endpoint: endpoint.clone(),
+            sandbox: weft_model::Sandbox { netns: Some(a.netns.display().to_string()), endpoints: vec![endpoint.clone()], ports },
             pid: a.pid.map(|(p, _)| p),
             pid_start: a.pid.map(|(_, s)| s),
             netns_id: a.netns_id,
-            ports,
         };
         // The record's commit (its fsync) runs while the kernel work does: it is sent now and
         // awaited after. A crash in between leaves a record without its veth, which the start-up
@@ -199,7 +197,7 @@ impl Engine {
         let spawned = std::thread::Builder::new().name("link-monitor".into()).spawn(move || loop {
             let deleted = monitor.deleted();
             let Some(eng) = eng.upgrade() else { return };
-            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().map(|s| (s.key.clone(), s.endpoint.host_ifname.clone())).collect();
+            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(|e| (s.key.clone(), e.host_ifname.clone()))).collect();
             let gone: Vec<String> = match &deleted {
                 Ok(names) => ours.into_iter().filter(|(_, i)| names.contains(i)).map(|(k, _)| k).collect(),
                 Err(e) => {
@@ -222,16 +220,10 @@ impl Engine {
 
     /// Puts sandbox `key`'s name and aliases into the embedded DNS (or takes them out).
     pub(crate) fn dns_update_sandbox(&self, key: &str) {
-        let entry = self.lock().sandboxes.get(key).map(|s| weft_dns::Endpoint {
-            network_id: s.endpoint.network_id.clone(),
-            network_name: s.endpoint.network_name.clone(),
-            names: std::iter::once(s.key.clone()).chain(s.endpoint.aliases.iter().cloned()).collect(),
-            ips: std::iter::once(std::net::IpAddr::V4(s.endpoint.ip)).chain(s.endpoint.ip6.map(std::net::IpAddr::V6)).collect(),
-            ptr: format!("{}.{}.", s.key, s.endpoint.network_name),
-        });
+        let entry = self.lock().sandboxes.get(key).map(|s| crate::dns_names(&s.key, &[], &s.sandbox));
         let id = owner_key(key);
         self.resolver.update(|idx| match entry {
-            Some(e) => idx.set_container(&id, vec![e], None),
+            Some(endpoints) => idx.set_container(&id, endpoints, None),
             None => idx.remove_container(&id),
         });
     }
@@ -243,7 +235,7 @@ impl Engine {
         v
     }
 
-    /// Removes the endpoint of `key` and releases its address.
+    /// Removes the endpoints of `key` and releases their addresses.
     pub async fn detach_sandbox(self: &Arc<Self>, key: &str) -> Result<()> {
         let rec = self
             .lock()
@@ -251,13 +243,18 @@ impl Engine {
             .get(key)
             .cloned()
             .ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
-        let unclaim = self.unclaim(std::slice::from_ref(&rec.endpoint));
+        let unclaim = self.unclaim(&rec.sandbox.endpoints);
         self.store.txn(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
-        let unpublished = self.unpublish(&owner_key(key), rec.endpoint.ip, &rec.ports).await;
-        let released = self.release_port(&rec.endpoint).await;
-        self.release_endpoint(&rec.endpoint, released);
+        let mut unpublished = Ok(());
+        if let Some(e) = rec.sandbox.endpoints.first() {
+            unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
+        }
+        for e in &rec.sandbox.endpoints {
+            let released = self.release_port(e).await;
+            self.release_endpoint(e, released);
+        }
         unpublished
     }
 }

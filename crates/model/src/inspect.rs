@@ -28,7 +28,7 @@ fn rfc3339(secs: u64) -> String {
 /// The `docker inspect` shape of a container.
 pub fn container_inspect(c: &ContainerRecord) -> Value {
     let mut networks = Map::new();
-    for e in &c.endpoints {
+    for e in &c.sandbox.endpoints {
         networks.insert(
             e.network_name.clone(),
             json!({
@@ -45,14 +45,14 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             }),
         );
     }
-    let primary = c.endpoints.first();
+    let primary = c.sandbox.endpoints.first();
     let mut ports = Map::new();
     for (range, proto) in c.spec.expose.iter().filter_map(|e| crate::parse_expose(e).ok()) {
         for p in range.iter() {
             ports.insert(format!("{p}/{proto}"), Value::Null);
         }
     }
-    for m in &c.ports {
+    for m in &c.sandbox.ports {
         let entry = ports.entry(format!("{}/{}", m.container_port, m.proto)).or_insert_with(|| json!([]));
         if entry.is_null() {
             *entry = json!([]);
@@ -95,7 +95,7 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "CapDrop": c.spec.cap_drop,
         },
         "NetworkSettings": {
-            "SandboxKey": c.sandbox_key.clone().unwrap_or_default(),
+            "SandboxKey": c.sandbox.netns.clone().unwrap_or_default(),
             "IPAddress": primary.map(|e| e.ip.to_string()).unwrap_or_default(),
             "IPPrefixLen": primary.map(|e| e.prefix_len).unwrap_or(0),
             "Gateway": primary.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
@@ -109,30 +109,34 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
     })
 }
 
-/// An attached namespace (`weft sandbox inspect`), in the inspect shapes' style.
+/// An attached namespace (`weft sandbox inspect`), in the inspect shapes' style: its endpoint's
+/// fields at the top.
 pub fn sandbox_inspect(s: &crate::SandboxRecord) -> Value {
-    json!({
-        "Name": s.key,
-        "Netns": s.netns,
-        "Pid": s.pid,
-        "Network": s.endpoint.network_name,
-        "NetworkID": s.endpoint.network_id,
-        "EndpointID": s.endpoint.endpoint_id,
-        "Interface": s.endpoint.ifname,
-        "HostInterface": s.endpoint.host_ifname,
-        "IPAddress": s.endpoint.ip.to_string(),
-        "IPPrefixLen": s.endpoint.prefix_len,
-        "GlobalIPv6Address": s.endpoint.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
-        "MacAddress": s.endpoint.mac,
-        "Aliases": s.endpoint.aliases,
-    })
+    let mut v = json!({"Name": s.key, "Netns": s.netns(), "Pid": s.pid});
+    if let (Some(e), Some(m)) = (s.endpoint(), v.as_object_mut()) {
+        for (k, x) in [
+            ("Network", json!(e.network_name)),
+            ("NetworkID", json!(e.network_id)),
+            ("EndpointID", json!(e.endpoint_id)),
+            ("Interface", json!(e.ifname)),
+            ("HostInterface", json!(e.host_ifname)),
+            ("IPAddress", json!(e.ip.to_string())),
+            ("IPPrefixLen", json!(e.prefix_len)),
+            ("GlobalIPv6Address", json!(e.ip6.map(|ip| ip.to_string()).unwrap_or_default())),
+            ("MacAddress", json!(e.mac)),
+            ("Aliases", json!(e.aliases)),
+        ] {
+            m.insert(k.into(), x);
+        }
+    }
+    v
 }
 
 /// The `docker network inspect` shape of a network; `containers` lists (id, name, endpoint).
 pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Value {
     let mut members = Map::new();
     for c in containers {
-        for e in c.endpoints.iter().filter(|e| e.network_id == n.id) {
+        for e in c.sandbox.endpoints.iter().filter(|e| e.network_id == n.id) {
             members.insert(
                 c.id.clone(),
                 json!({

@@ -351,14 +351,12 @@ pub struct ContainerRecord {
     pub created: u64,
     pub spec: RunSpec,
     pub state: ContainerState,
-    pub endpoints: Vec<EndpointRecord>,
-    /// The bind-mounted network namespace (`<exec-root>/netns/<id>`), if the container has its own.
-    pub sandbox_key: Option<String>,
+    /// Its network: a container is a process plus a sandbox (the same fields as before in the
+    /// record's JSON: `sandbox_key`, `endpoints`, `ports`).
+    #[serde(flatten)]
+    pub sandbox: Sandbox,
     /// Where the container's output goes.
     pub log_path: String,
-    /// Published ports, as allocated.
-    #[serde(default)]
-    pub ports: Vec<crate::PortMapping>,
     /// `--link`s, as resolved at run.
     #[serde(default)]
     pub links: Vec<LinkRecord>,
@@ -654,13 +652,29 @@ impl NetworkSpec {
     }
 }
 
-/// A network namespace weft did not create, attached to a network (`weft network connect NET
-/// --netns PATH | --pid PID`): its name, the namespace, and the process whose exit releases it.
+/// A network namespace with its endpoints and published ports: the network of a container, or
+/// a namespace weft did not start, attached on its own (a [`SandboxRecord`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Sandbox {
+    /// The namespace: a bind mount (`<exec-root>/netns/<id>`), `/proc/PID/ns/net`, or a path the
+    /// user gave; none once a container has exited (or with `--net host`).
+    #[serde(rename = "sandbox_key")]
+    pub netns: Option<String>,
+    pub endpoints: Vec<EndpointRecord>,
+    /// Published ports (on the first endpoint's address), as allocated.
+    #[serde(default)]
+    pub ports: Vec<crate::PortMapping>,
+}
+
+/// A namespace weft did not create, attached to a network (`weft network connect NET --netns
+/// PATH | --pid PID`): a sandbox without a weft process, its name, and the process whose exit
+/// releases it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "SandboxRecordJson")]
 pub struct SandboxRecord {
     pub key: String,
-    pub netns: String,
-    pub endpoint: EndpointRecord,
+    #[serde(flatten)]
+    pub sandbox: Sandbox,
     /// `--pid`: the process (and its start time, against pid reuse) whose exit detaches it.
     #[serde(default)]
     pub pid: Option<u32>,
@@ -669,9 +683,52 @@ pub struct SandboxRecord {
     /// The namespace's identity (device, inode): one namespace is attached once per network.
     #[serde(default)]
     pub netns_id: Option<(u64, u64)>,
-    /// `-p`: its published ports.
+}
+
+impl SandboxRecord {
+    /// Its endpoint (an attached namespace has one).
+    pub fn endpoint(&self) -> Option<&EndpointRecord> {
+        self.sandbox.endpoints.first()
+    }
+    /// Its namespace's path.
+    pub fn netns(&self) -> &str {
+        self.sandbox.netns.as_deref().unwrap_or_default()
+    }
+}
+
+/// A `SandboxRecord` as stored now, or as stored before sandboxes were one type (`netns`, one
+/// `endpoint`, `ports` at the top).
+#[derive(Deserialize)]
+struct SandboxRecordJson {
+    key: String,
     #[serde(default)]
-    pub ports: Vec<crate::PortMapping>,
+    sandbox_key: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointRecord>,
+    #[serde(default)]
+    netns: Option<String>,
+    #[serde(default)]
+    endpoint: Option<EndpointRecord>,
+    #[serde(default)]
+    ports: Vec<crate::PortMapping>,
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    pid_start: Option<u64>,
+    #[serde(default)]
+    netns_id: Option<(u64, u64)>,
+}
+
+impl From<SandboxRecordJson> for SandboxRecord {
+    fn from(j: SandboxRecordJson) -> Self {
+        Self {
+            key: j.key,
+            sandbox: Sandbox { netns: j.sandbox_key.or(j.netns), endpoints: if j.endpoints.is_empty() { j.endpoint.into_iter().collect() } else { j.endpoints }, ports: j.ports },
+            pid: j.pid,
+            pid_start: j.pid_start,
+            netns_id: j.netns_id,
+        }
+    }
 }
 
 /// A row of `weft ps`.
@@ -694,6 +751,19 @@ pub struct ErrorBody {
 
 #[cfg(test)]
 mod tests {
+
+    /// Records written before sandboxes were one type still read, as the same sandbox.
+    #[test]
+    fn sandbox_records_of_both_layouts_read_alike() {
+        let endpoint = r#"{"endpoint_id":"e1","network_id":"n1","network_name":"bridge","ifname":"eth0","host_ifname":"veth0000001","ip":"172.17.0.9","prefix_len":16,"gateway":"172.17.0.1","mac":"02:42:ac:11:00:09"}"#;
+        let old = format!(r#"{{"key":"lab","netns":"/run/netns/lab","endpoint":{endpoint},"pid":null,"ports":[]}}"#);
+        let rec: SandboxRecord = serde_json::from_str(&old).expect("old layout");
+        assert_eq!((rec.netns(), rec.endpoint().map(|e| e.ip.to_string())), ("/run/netns/lab", Some("172.17.0.9".into())));
+        let new = serde_json::to_string(&rec).expect("encode");
+        assert!(new.contains(r#""sandbox_key":"/run/netns/lab""#) && new.contains(r#""endpoints":["#), "{new}");
+        assert_eq!(serde_json::from_str::<SandboxRecord>(&new).expect("new layout"), rec);
+    }
+
     use super::*;
 
     #[test]

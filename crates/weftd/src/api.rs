@@ -228,7 +228,7 @@ async fn list(State(e): Eng, Query(q): Q) -> ApiResult<Json<Vec<ContainerSummary
                     s => s.to_string(),
                 },
                 network_mode: c.network_mode().to_string(),
-                ip_address: c.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
+                ip_address: c.sandbox.endpoints.first().map(|e| e.ip.to_string()).unwrap_or_default(),
             })
             .collect(),
     ))
