@@ -9,7 +9,6 @@ use std::sync::Arc;
 use weft_model::{ContainerRecord, Status};
 use weft_store::Op;
 
-use crate::network::detach_bridge;
 use crate::claims::Claims;
 use crate::undo::Undo;
 use crate::{blocking, Engine, EngineError, Result};
@@ -73,10 +72,8 @@ impl Engine {
         let busy = self.reaper.busy();
         blocking(move || pl.attach(&p, first)).await?;
         drop(busy);
-        let h = plan.endpoint.host_ifname.clone();
-        undo.push("delete veth", move || {
-            let _ = detach_bridge(&h);
-        });
+        let pl = plan.clone();
+        undo.push("remove the endpoint", move || pl.detach());
         let mut updated = rec;
         updated.sandbox.endpoints.push(plan.endpoint.clone());
         self.save(&updated, Vec::new(), &claims).await?;

@@ -13,7 +13,7 @@ use weft_model::{new_id, parse_add_host, short_id, ContainerRecord, ContainerSta
 use weft_runtime::{InitConfig, NetNs};
 use weft_store::{Op, Txn};
 
-use crate::network::{detach_bridge, loopback_only};
+use crate::network::loopback_only;
 use crate::stdio::{Attachment, Console};
 use crate::undo::Undo;
 use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineError, Result};
@@ -446,10 +446,8 @@ impl Engine {
                         let busy = self.reaper.busy();
                         blocking(move || pl.attach(&p, i == 0)).await?;
                         drop(busy);
-                        let host_if = plan.endpoint.host_ifname.clone();
-                        undo.push("delete veth", move || {
-                            let _ = detach_bridge(&host_if);
-                        });
+                        let pl = plan.clone();
+                        undo.push("remove the endpoint", move || pl.detach());
                         if i == 0 && !links.is_empty() {
                             let rules = crate::publish::link_rules(plan.endpoint.ip, links);
                             self.fw.add_links(&rules)?;

@@ -145,7 +145,7 @@ pub(crate) struct NetState {
     pub pool: Pool,
     /// Dual-stack networks: the IPv6 addresses.
     pub pool6: Option<weft_ipam::Pool6>,
-    pub bridge_index: u32,
+    pub link_index: u32,
     /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
     pub pending: usize,
     /// Endpoints removed whose veth the reaper has not deleted yet (their addresses are held).
@@ -157,8 +157,8 @@ pub(crate) struct NetState {
 }
 
 impl NetState {
-    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, bridge_index: u32) -> Self {
-        Self { rec, pool, pool6, bridge_index, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
+    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, link_index: u32) -> Self {
+        Self { rec, pool, pool6, link_index, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
     }
 }
 
@@ -413,7 +413,7 @@ impl Engine {
         let bridge = self.lock().networks.get_mut(&e.network_id).and_then(|n| {
             n.reaping += 1;
             n.reaping_ports += usize::from(!port_released);
-            n.rec.proxy_arp().then_some(n.bridge_index)
+            n.rec.proxy_arp().then_some(n.link_index)
         });
         self.reaper.reap(e.host_ifname.clone(), move || {
             // The pinned neighbour goes before the address can be handed out again.
@@ -563,8 +563,9 @@ impl State {
         };
         Ok(EndpointPlan {
             endpoint,
+            driver: net.rec.driver,
             proxy_arp: net.rec.proxy_arp(),
-            bridge_index: net.bridge_index,
+            link_index: net.link_index,
             mtu: net.rec.mtu,
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
@@ -605,9 +606,10 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointPlan {
     pub endpoint: weft_model::EndpointRecord,
+    pub driver: weft_model::DriverKind,
     /// See `NetworkRecord::proxy_arp`.
     pub proxy_arp: bool,
-    pub bridge_index: u32,
+    pub link_index: u32,
     pub mtu: u32,
     /// No way out: no default route through it.
     pub internal: bool,
@@ -616,11 +618,19 @@ pub(crate) struct EndpointPlan {
 }
 
 impl EndpointPlan {
+    /// Undoes `attach` (for an action's rollback). Blocking.
+    pub(crate) fn detach(&self) {
+        if let Err(e) = network::detach_endpoint(self.driver, &self.endpoint.host_ifname) {
+            tracing::warn!(error = %e, link = %self.endpoint.host_ifname, "rollback: endpoint not removed; reconcile will");
+        }
+    }
+
     /// The kernel work, blocking: veth, addresses, and a default route if `default_route`.
     pub(crate) fn attach(&self, netns: &std::path::Path, default_route: bool) -> Result<()> {
         let e = &self.endpoint;
-        network::attach_bridge(&network::BridgeAttach {
-            bridge_index: self.bridge_index,
+        network::attach_endpoint(&network::EndpointAttach {
+            driver: self.driver,
+            link_index: self.link_index,
             netns,
             host_ifname: &e.host_ifname,
             ifname: &e.ifname,

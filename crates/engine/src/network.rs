@@ -42,10 +42,12 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 }
 
 
-/// One container interface on a bridge.
+/// One endpoint to make, by the network's driver.
 #[derive(Debug, Clone)]
-pub struct BridgeAttach<'a> {
-    pub bridge_index: u32,
+pub struct EndpointAttach<'a> {
+    pub driver: weft_model::DriverKind,
+    /// The network's own link on the host (a bridge's index).
+    pub link_index: u32,
     pub netns: &'a Path,
     pub host_ifname: &'a str,
     pub ifname: &'a str,
@@ -59,10 +61,11 @@ pub struct BridgeAttach<'a> {
     pub proxy_arp: bool,
 }
 
-/// Creates and configures the endpoint; on failure removes what it made. Blocking.
+/// Creates and configures the endpoint through its network's driver; on failure the driver
+/// removes what it made. Blocking.
 ///
-/// Two round trips in all: the veth (created, then up as a hairpin bridge port, in one datagram)
-/// from the daemon's namespace, and the interface's configuration from inside the container's.
+/// For a bridge, two round trips in all: the veth (created, then up as a hairpin bridge port, in
+/// one datagram) from the daemon's namespace, and the interface's configuration from inside.
 /// Neither veth end generates an IPv6 link-local address on IPv4-only networks (addrgenmode none):
 /// otherwise every new endpoint's duplicate-address probes, router solicitations and MLD reports
 /// are multicast, which the bridge floods to every port and every namespace processes, an O(N)
@@ -85,7 +88,7 @@ fn endpoint_indexes() -> u32 {
     n
 }
 
-pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
+pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
     let t0 = std::time::Instant::now();
     let index = endpoint_indexes();
     let ns = std::fs::File::open(a.netns)
@@ -93,7 +96,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
     let t_open = t0.elapsed();
     let join = weft_drivers::Join {
-        network_link: a.bridge_index,
+        network_link: a.link_index,
         netns_fd: ns.as_raw_fd(),
         host_ifname: a.host_ifname,
         ifname: a.ifname,
@@ -106,7 +109,7 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
         host_index: index,
         index: index + 1,
     };
-    let driver = weft_drivers::driver(weft_model::DriverKind::Bridge);
+    let driver = weft_drivers::driver(a.driver);
     let attached = with_host(|host| Ok(driver.join(host, &mut inside, &join).map_err(EngineError::from)))?;
     // A MAC derived from the address is the only MAC that address ever has here, so every ARP
     // cache already agrees with it: only a chosen MAC (--mac-address) is announced. (A broadcast is
@@ -129,9 +132,10 @@ pub fn attach_bridge(a: &BridgeAttach<'_>) -> Result<()> {
     attached
 }
 
-/// `ip link del HOST_IFNAME` (the peer goes with it). Blocking.
-pub fn detach_bridge(host_ifname: &str) -> Result<()> {
-    with_host(|nl| weft_drivers::driver(weft_model::DriverKind::Bridge).leave(nl, host_ifname))
+/// Removes an endpoint by its host-side name, through its network's driver (a veth's peer goes
+/// with it). Blocking.
+pub fn detach_endpoint(driver: weft_model::DriverKind, host_ifname: &str) -> Result<()> {
+    with_host(|nl| weft_drivers::driver(driver).leave(nl, host_ifname))
 }
 
 /// `ip link set lo up` inside a namespace (`--net none`). Blocking.

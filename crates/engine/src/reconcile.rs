@@ -102,7 +102,7 @@ impl Engine {
             let keep_ids: HashSet<String> =
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
             let all_ids: HashSet<String> = st.containers.keys().cloned().collect();
-            let bridges: HashSet<u32> = st.networks.values().map(|n| n.bridge_index).collect();
+            let bridges: HashSet<u32> = st.networks.values().map(|n| n.link_index).collect();
             let drivers: HashSet<weft_model::DriverKind> = st.networks.values().map(|n| n.rec.driver).collect();
 
             (

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use weft_model::{ConnectSpec, ConnectTarget, EndpointRecord, SandboxRecord};
 use weft_store::{Op, Txn};
 
-use crate::network::detach_bridge;
 use crate::undo::Undo;
 use crate::{blocking, Engine, EngineError, Result};
 
@@ -141,7 +140,7 @@ impl Engine {
             let store = self.store.clone();
             undo.push("delete the record", move || drop(store.txn(Txn::ops(vec![Op::Delete(key)]))));
         }
-        let (p, eng, busy) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy());
+        let (p, eng, busy, made) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone());
         blocking(move || {
             match plan.attach(&p, true) {
                 // The namespace's previous interface of that name may still be in the reaper's
@@ -155,10 +154,7 @@ impl Engine {
         })
         .await?;
         drop(busy);
-        let h = endpoint.host_ifname.clone();
-        undo.push("delete veth", move || {
-            let _ = detach_bridge(&h);
-        });
+        undo.push("remove the endpoint", move || made.detach());
         if !committing.await?.succeeded {
             return Err(claims.lost());
         }
