@@ -102,7 +102,7 @@ impl Engine {
                 // An attached namespace (`network connect --netns/--pid`) of that name.
                 let on_net = self.lock().sandboxes.get(container).map(|s| s.sandbox.endpoints.iter().any(|e| e.network_id == net.id));
                 return match on_net {
-                    Some(true) => self.detach_sandbox(container).await,
+                    Some(true) => self.detach_sandbox_network(container, &net.id).await,
                     Some(false) => Err(EngineError::Refused(format!("{container} is not connected to network {}", net.name))),
                     None => Err(EngineError::NoSuchContainer(container.to_string())),
                 };

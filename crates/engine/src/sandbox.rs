@@ -89,15 +89,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives the namespace an endpoint on `a.network`: a new sandbox, or one more endpoint of the
+    /// sandbox of that name (the same namespace), as `network connect` adds `eth1` to a container.
     async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
         weft_model::validate_ifname(a.ifname)?;
+        let owner = owner_key(a.key);
+        // One change at a time to a sandbox's record (its endpoints).
+        let _serial = self.lock_container(&owner).await;
         self.settle_bridges(&[a.network]).await;
         // What is made is unmade, in reverse, unless the record commits.
         let mut undo = Undo::new();
         let reserve = |u: &mut Undo| {
             let mut st = self.lock();
-            if st.sandboxes.contains_key(a.key) {
-                return Err(EngineError::Namespace(format!("sandbox {} is already attached", a.key)));
+            if let Some(s) = st.sandboxes.get(a.key) {
+                if s.netns_id != a.netns_id || s.pid != a.pid.map(|(p, _)| p) {
+                    return Err(EngineError::Namespace(format!("sandbox {} is another namespace: give another --name", a.key)));
+                }
+                if !a.ports.is_empty() {
+                    return Err(EngineError::Refused(format!("sandbox {} is attached already: ports are published at its first attachment", a.key)));
+                }
             }
             let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
             let (eng, e) = (self.clone(), plan.endpoint.clone());
@@ -112,8 +122,9 @@ impl Engine {
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);
             Ok((plan, pending))
         };
-        let owner = owner_key(a.key);
         let ((plan, _pending), claims) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
+        let existing = self.lock().sandboxes.get(a.key).cloned();
+        let first = existing.is_none();
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
         // Published ports, as a container's eth0 has them (on the network's host binding): their
         // rules may exist before the interface does.
@@ -124,30 +135,40 @@ impl Engine {
                 let _ = eng.withdraw(&o, ip, &p);
             });
         }
-        let rec = SandboxRecord {
-            key: a.key.to_string(),
-            sandbox: weft_model::Sandbox { netns: Some(a.netns.display().to_string()), endpoints: vec![endpoint.clone()], ports },
-            pid: a.pid.map(|(p, _)| p),
-            pid_start: a.pid.map(|(_, s)| s),
-            netns_id: a.netns_id,
+        let rec = match existing {
+            Some(mut rec) => {
+                rec.sandbox.endpoints.push(endpoint.clone());
+                rec
+            }
+            None => SandboxRecord {
+                key: a.key.to_string(),
+                sandbox: weft_model::Sandbox { netns: Some(a.netns.display().to_string()), endpoints: vec![endpoint.clone()], ports },
+                pid: a.pid.map(|(p, _)| p),
+                pid_start: a.pid.map(|(_, s)| s),
+                netns_id: a.netns_id,
+            },
         };
         // The record's commit (its fsync) runs while the kernel work does: it is sent now and
         // awaited after. A crash in between leaves a record without its veth, which the start-up
         // reconcile drops (see `reconcile`); a rollback deletes it (ordered after the put).
         let key = self.keys.sandbox(a.key);
         let committing = self.store.txn(claims.txn(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
-        {
+        if first {
             let store = self.store.clone();
             undo.push("delete the record", move || drop(store.txn(Txn::ops(vec![Op::Delete(key)]))));
+        } else if let Some(before) = self.lock().sandboxes.get(a.key).cloned() {
+            let (store, value) = (self.store.clone(), serde_json::to_vec(&before)?);
+            undo.push("restore the record", move || drop(store.txn(Txn::ops(vec![Op::Put(key, value)]))));
         }
         let (p, eng, busy, made) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone());
         blocking(move || {
-            match plan.attach(&p, true) {
+            // The first endpoint carries the default route, as a container's eth0.
+            match plan.attach(&p, first) {
                 // The namespace's previous interface of that name may still be in the reaper's
                 // queue (a detach just before): wait for it once.
                 Err(EngineError::Kernel(k)) if k.is_exists() => {
                     eng.reaper.flush();
-                    plan.attach(&p, true)
+                    plan.attach(&p, first)
                 }
                 r => r,
             }
@@ -231,8 +252,39 @@ impl Engine {
         v
     }
 
+    /// Removes sandbox `key`'s endpoint on network `network_id`; the sandbox goes with its last
+    /// endpoint. Ports published on the first endpoint's address go with that endpoint.
+    pub(crate) async fn detach_sandbox_network(self: &Arc<Self>, key: &str, network_id: &str) -> Result<()> {
+        let serial = self.lock_container(&owner_key(key)).await;
+        let rec = self.lock().sandboxes.get(key).cloned().ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
+        let Some(pos) = rec.sandbox.endpoints.iter().position(|e| e.network_id == network_id) else {
+            return Err(EngineError::Refused(format!("{key} is not connected to network {network_id}")));
+        };
+        if rec.sandbox.endpoints.len() == 1 {
+            drop(serial);
+            return self.detach_sandbox(key).await;
+        }
+        let mut updated = rec.clone();
+        let endpoint = updated.sandbox.endpoints.remove(pos);
+        let ports = if pos == 0 { std::mem::take(&mut updated.sandbox.ports) } else { Vec::new() };
+        // The namespace loses the interface now, its name free at once (as a container's).
+        if let Some(ns) = rec.sandbox.netns.clone() {
+            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
+            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
+        }
+        let unclaim = self.unclaim(std::slice::from_ref(&endpoint));
+        self.store.txn(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
+        self.lock().sandboxes.insert(key.to_string(), updated);
+        self.dns_update_sandbox(key);
+        let unpublished = self.unpublish(&owner_key(key), endpoint.ip, &ports).await;
+        let released = self.release_port(&endpoint).await;
+        self.release_endpoint(&endpoint, released);
+        unpublished
+    }
+
     /// Removes the endpoints of `key` and releases their addresses.
     pub async fn detach_sandbox(self: &Arc<Self>, key: &str) -> Result<()> {
+        let _serial = self.lock_container(&owner_key(key)).await;
         let rec = self
             .lock()
             .sandboxes

@@ -143,3 +143,40 @@ fn a_restart_keeps_attachments_with_their_veth_and_drops_the_rest() {
     drop((kept, gone));
     h.finish();
 }
+
+/// A sandbox is a namespace with endpoints: the same namespace connected to a second network
+/// under its name gains `eth1` there (no second default route), is found by name on both, and
+/// loses one network at a time.
+#[test]
+fn a_namespace_joins_two_networks_under_one_name() {
+    let mut h = Host::new("sb2");
+    h.start(&[]);
+    let (ns, other) = (Netns::new(&h), Netns(format!("{}-other", h.ns)));
+    assert!(Command::new("ip").args(["netns", "add", &other.0]).status().expect("ip").success());
+    h.ok(&["network", "create", "--subnet", "10.61.0.0/24", "back"]);
+    h.ok(&["network", "create", "--subnet", "10.62.0.0/24", "side"]);
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "lab", "-p", "8089:80", "bridge"]);
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "lab", "--ip", "10.61.0.20", "back"]);
+    let addrs = String::from_utf8_lossy(&ns.sh("ip -4 -o addr show").stdout).to_string();
+    assert!(addrs.contains("eth0") && addrs.contains("eth1") && addrs.contains("10.61.0.20/24"), "{addrs}");
+    let routes = String::from_utf8_lossy(&ns.sh("ip route show default").stdout).to_string();
+    assert_eq!(routes.lines().count(), 1, "one default route, through the first network: {routes}");
+    assert!(routes.contains("172.17.0.1"), "{routes}");
+    h.run_d("peer", &["--net", "back"], &["sleep", "300"]);
+    assert!(h.ping("peer", "lab"), "found by name on its second network");
+    // Ports are the first attachment's; another namespace cannot take the name.
+    let e = h.fails(&["network", "connect", "--netns", &ns.path(), "--name", "lab", "-p", "8090:80", "side"]);
+    assert!(e.contains("first attachment"), "{e}");
+    let e = h.fails(&["network", "connect", "--netns", &other.path(), "--name", "lab", "side"]);
+    assert!(e.contains("another namespace"), "{e}");
+    // One network at a time.
+    h.ok(&["network", "disconnect", "back", "lab"]);
+    assert_eq!(h.ok(&["sandbox", "inspect", "-f", "{{.Network}}", "lab"]), "bridge");
+    let addrs = String::from_utf8_lossy(&ns.sh("ip -4 -o addr show").stdout).to_string();
+    assert!(!addrs.contains("10.61.0.20"), "{addrs}");
+    assert!(!h.ping("peer", "lab"), "its name is gone from back");
+    h.ok(&["network", "disconnect", "bridge", "lab"]);
+    assert_eq!(h.ok(&["sandbox", "ls"]).lines().count(), 1, "only the header");
+    drop((ns, other));
+    h.finish();
+}
