@@ -90,6 +90,8 @@ impl Reaper {
             let mut links: Vec<(String, Box<dyn FnOnce() + Send>)> = Vec::new();
             let mut waiters: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
             let mut oldest: Option<Instant> = None;
+            // After a failed deletion: not again before this (unless someone waits).
+            let mut not_before: Option<Instant> = None;
             let mut now = false;
             let mut closed = false;
             loop {
@@ -123,7 +125,8 @@ impl Reaper {
                         }
                     }
                 }
-                let due = now || closed || act.quiet() || oldest.is_some_and(|t| t.elapsed() >= MAX_DELAY);
+                let backing_off = not_before.is_some_and(|t| Instant::now() < t);
+                let due = now || closed || (!backing_off && (act.quiet() || oldest.is_some_and(|t| t.elapsed() >= MAX_DELAY)));
                 if !due {
                     continue;
                 }
@@ -136,12 +139,13 @@ impl Reaper {
                                 then();
                             }
                             oldest = None;
+                            not_before = None;
                         }
-                        // Keep the addresses reserved (the links may still carry them); retry
-                        // within MAX_DELAY.
+                        // Keep the addresses reserved (the links may still carry them); retry in
+                        // a second.
                         Err(e) => {
                             tracing::error!(links = names.len(), error = %e, "deleting veths failed; retrying");
-                            oldest = Some(Instant::now());
+                            not_before = Some(Instant::now() + Duration::from_secs(1));
                         }
                     }
                 }
