@@ -7,6 +7,7 @@
 //! /weft/hosts/<host-id>/networks/<id>              NetworkRecord, scope local
 //! /weft/hosts/<host-id>/addresses/<net-id>/<ip>    Claim of a local network's address
 //! /weft/networks/<id>                              NetworkRecord, scope global
+//! /weft/network-names/<name>                       its id (a global name is taken once)
 //! /weft/addresses/<net-id>/<ip>                    Claim of a global network's address
 //! ```
 //!
@@ -63,6 +64,10 @@ impl Keys {
     }
     pub fn network(&self, rec: &NetworkRecord) -> String {
         format!("{}{}", self.networks(rec.scope), rec.id)
+    }
+    /// A global network's name, claimed with its record (local names are checked in memory).
+    pub fn network_name(&self, name: &str) -> String {
+        format!("{SHARED}network-names/{name}")
     }
     /// The claims of one network (`network_id` empty: of every network of that scope).
     pub fn addresses(&self, scope: Scope, network_id: &str) -> String {

@@ -142,14 +142,20 @@ impl Engine {
         // The record first: a crash before the bridge exists is repaired at start, where
         // `load_user_networks` makes the bridges of recorded networks.
         let key = self.keys.network(&rec);
-        self.store.txn(Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)])).await?;
-        let eng = self.clone();
-        undo.push("delete the record", move || {
-            let store = eng.store.clone();
-            tokio::spawn(async move {
-                let _ = store.txn(Txn::ops(vec![Op::Delete(key)])).await;
-            });
-        });
+        let mut txn = Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]);
+        let mut keys = vec![key];
+        if rec.scope == Scope::Global {
+            // The name is every host's: taken with the record, by one daemon only.
+            let name_key = self.keys.network_name(&rec.name);
+            txn.compare.push(weft_store::Compare::Missing(name_key.clone()));
+            txn.success.push(Op::Put(name_key.clone(), rec.id.clone().into_bytes()));
+            keys.push(name_key);
+        }
+        if !self.store.txn(txn).await?.succeeded {
+            return Err(EngineError::NetworkExists(rec.name.clone()));
+        }
+        let store = self.store.clone();
+        undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
         let (index, pool, pool6) = self.bring_up(&rec).await?;
         let r = rec.clone();
         undo.push("delete the network's objects", move || {
@@ -202,14 +208,16 @@ impl Engine {
                 });
             }
         }
-        let result = self.remove_network_objects(&rec).await;
+        let result = self.remove_network_objects(&rec, true).await;
         self.lock().removing.remove(&rec.id);
         result
     }
 
     /// The bridge first, the record last: a crash in between leaves a network whose removal is
     /// simply done again, never an orphan bridge.
-    async fn remove_network_objects(self: &Arc<Self>, rec: &NetworkRecord) -> Result<()> {
+    /// `records`: delete its store keys too (not when another host removed a global network:
+    /// its keys are gone, and its name may be taken again already).
+    async fn remove_network_objects(self: &Arc<Self>, rec: &NetworkRecord, records: bool) -> Result<()> {
         if let Some(Err(e)) = fw_of(rec).map(|fw| self.fw.remove_network(&fw)) {
             tracing::warn!(network = %rec.name, error = %e, "removing firewall chains");
         }
@@ -220,7 +228,13 @@ impl Engine {
             with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r))
         })
         .await?;
-        self.store.txn(Txn::ops(vec![Op::Delete(self.keys.network(rec))])).await?;
+        if records {
+            let mut ops = vec![Op::Delete(self.keys.network(rec))];
+            if rec.scope == Scope::Global {
+                ops.push(Op::Delete(self.keys.network_name(&rec.name)));
+            }
+            self.store.txn(Txn::ops(ops)).await?;
+        }
         self.lock().networks.remove(&rec.id);
         self.resolver.update(|idx| idx.remove_network(&rec.id));
         tracing::info!(network = %rec.name, "network removed");
@@ -298,7 +312,7 @@ impl Engine {
     /// Another host removed global network `id`: its bridge and firewall here go too.
     pub(crate) async fn forget_global_network(self: &Arc<Self>, id: &str) {
         let Some(rec) = self.lock().networks.get(id).map(|n| n.rec.clone()) else { return };
-        if let Err(e) = self.remove_network_objects(&rec).await {
+        if let Err(e) = self.remove_network_objects(&rec, false).await {
             tracing::error!(network = %rec.name, error = %e, "removing a global network's objects");
         }
     }

@@ -139,6 +139,20 @@ fn a_small_shared_subnet_is_shared_exactly() {
     // 10.78.0.0/27: 30 host addresses, one the gateway: 29 for containers.
     a.ok(&["network", "create", "--scope", "global", "--subnet", "10.78.0.0/27", "small"]);
     weft_itest::eventually("host b sees the network", || b.weft(&["network", "inspect", "small"]).status.success());
+    // A global name is taken once, even by two daemons at the same instant.
+    for round in 0..5 {
+        let name = format!("dup{round}");
+        let (ra, rb) = thread::scope(|s| {
+            let ta = s.spawn(|| a.weft(&["network", "create", "--scope", "global", "--subnet", &format!("10.79.{round}.0/26"), &name]));
+            let tb = s.spawn(|| b.weft(&["network", "create", "--scope", "global", "--subnet", &format!("10.79.{round}.64/26"), &name]));
+            (ta.join().expect("a"), tb.join().expect("b"))
+        });
+        assert_eq!(u8::from(ra.status.success()) + u8::from(rb.status.success()), 1, "one of {ra:?} {rb:?}");
+        let loser = if ra.status.success() { &rb } else { &ra };
+        assert!(String::from_utf8_lossy(&loser.stderr).contains("already exists"), "{loser:?}");
+        let winner = if ra.status.success() { &a } else { &b };
+        winner.ok(&["network", "rm", &name]);
+    }
     let ((a_ok, a_err), (b_ok, b_err)) = thread::scope(|s| {
         let ta = s.spawn(|| run_many(&a, "a", "small", 20, 4));
         let tb = s.spawn(|| run_many(&b, "b", "small", 20, 4));
