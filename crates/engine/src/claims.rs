@@ -306,11 +306,7 @@ impl Engine {
                     match eng.store.range(&prefix).await {
                         Ok((kvs, rev)) => {
                             for kv in kvs {
-                                if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
-                                    if let Err(e) = eng.adopt_network(rec, true).await {
-                                        tracing::error!(error = %e, "adopting a global network");
-                                    }
-                                }
+                                eng.adopt_global(&kv.value).await;
                             }
                             from = Some(rev);
                         }
@@ -325,11 +321,7 @@ impl Engine {
                     match w.next().await {
                         None => return, // the store is closed
                         Some(Ok(Event::Put(kv))) => {
-                            if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) {
-                                if let Err(e) = eng.adopt_network(rec, true).await {
-                                    tracing::error!(error = %e, "adopting a global network");
-                                }
-                            }
+                            eng.adopt_global(&kv.value).await;
                         }
                         Some(Ok(Event::Delete { key, .. })) => {
                             let id = key.strip_prefix(&prefix).unwrap_or_default().to_string();
@@ -344,6 +336,15 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// Adopts the global network whose record is `value` (another host made it).
+    async fn adopt_global(&self, value: &[u8]) {
+        if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(value) {
+            if let Err(e) = self.adopt_network(rec, true).await {
+                tracing::error!(error = %e, "adopting a global network");
+            }
+        }
     }
 
     /// Rebuilds the foreign addresses of every global network from the store.

@@ -114,22 +114,12 @@ impl Engine {
         let Some(pos) = rec.sandbox.endpoints.iter().position(|e| e.network_id == net.id) else {
             return Err(EngineError::Refused(format!("container {container} is not connected to network {}", net.name)));
         };
-        let mut updated = rec.clone();
-        let endpoint = updated.sandbox.endpoints.remove(pos);
-        let ports = if pos == 0 { std::mem::take(&mut updated.sandbox.ports) } else { Vec::new() };
-        // The container loses the interface now, and its name is free at once for the next
-        // connect: renamed and down until the reaper deletes the pair (through its host end).
-        if let Some(ns) = rec.sandbox.netns.clone() {
-            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
-            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
-        }
+        let mut updated = rec;
+        let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint)), &Claims::default()).await?;
         self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
-        self.unpublish(&rec.id, endpoint.ip, &ports).await?;
-        let released = self.release_port(&endpoint).await;
-        self.release_endpoint(&endpoint, released);
-        Ok(())
+        self.release_taken(&id, &endpoint, &ports).await
     }
 }
 

@@ -392,6 +392,29 @@ impl Engine {
         }
     }
 
+    /// Takes the endpoint at `pos` out of sandbox `sb` (a container's or an attached namespace's
+    /// that lives on): its interface inside is retired now (down and renamed, so its name is free
+    /// at once for the next connect; the reaper deletes the pair through its host end). Returns
+    /// the endpoint and the ports that go with it (the first endpoint's address carries them).
+    pub(crate) async fn take_endpoint(&self, sb: &mut weft_model::Sandbox, pos: usize) -> Result<(weft_model::EndpointRecord, Vec<weft_model::PortMapping>)> {
+        let endpoint = sb.endpoints.remove(pos);
+        let ports = if pos == 0 { std::mem::take(&mut sb.ports) } else { Vec::new() };
+        if let Some(ns) = sb.netns.clone() {
+            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
+            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
+        }
+        Ok((endpoint, ports))
+    }
+
+    /// After `take_endpoint` is recorded: withdraws the ports of `owner` that went with it, takes
+    /// the host end off its bridge and hands it to the reaper.
+    pub(crate) async fn release_taken(self: &Arc<Self>, owner: &str, endpoint: &weft_model::EndpointRecord, ports: &[weft_model::PortMapping]) -> Result<()> {
+        let unpublished = self.unpublish(owner, endpoint.ip, ports).await;
+        let released = self.release_port(endpoint).await;
+        self.release_endpoint(endpoint, released);
+        unpublished
+    }
+
     /// Takes an endpoint whose namespace lives on off its bridge now (`release_port`), so that
     /// the reaper's later deletion is of a plain veth: a bridge of many ports makes a port's
     /// removal slow, and a batch of them stalls setups (see `reaper`). Returns whether it is done.

@@ -264,22 +264,13 @@ impl Engine {
             drop(serial);
             return self.detach_sandbox(key).await;
         }
-        let mut updated = rec.clone();
-        let endpoint = updated.sandbox.endpoints.remove(pos);
-        let ports = if pos == 0 { std::mem::take(&mut updated.sandbox.ports) } else { Vec::new() };
-        // The namespace loses the interface now, its name free at once (as a container's).
-        if let Some(ns) = rec.sandbox.netns.clone() {
-            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
-            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
-        }
+        let mut updated = rec;
+        let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         let unclaim = self.unclaim(std::slice::from_ref(&endpoint));
         self.store.txn(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
         self.lock().sandboxes.insert(key.to_string(), updated);
         self.dns_update_sandbox(key);
-        let unpublished = self.unpublish(&owner_key(key), endpoint.ip, &ports).await;
-        let released = self.release_port(&endpoint).await;
-        self.release_endpoint(&endpoint, released);
-        unpublished
+        self.release_taken(&owner_key(key), &endpoint, &ports).await
     }
 
     /// Removes the endpoints of `key` and releases their addresses.

@@ -11,7 +11,11 @@ struct Netns(String);
 
 impl Netns {
     fn new(h: &Host) -> Self {
-        let name = format!("{}-for", h.ns);
+        Self::named(h, "for")
+    }
+    /// A second (third…) namespace of the test's.
+    fn named(h: &Host, suffix: &str) -> Self {
+        let name = format!("{}-{suffix}", h.ns);
         let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip").success();
         assert!(ok, "ip netns add {name}");
         Self(name)
@@ -121,8 +125,7 @@ fn foreign_namespaces_join_networks_and_leave_with_their_process() {
 fn a_restart_keeps_attachments_with_their_veth_and_drops_the_rest() {
     let mut h = Host::new("sbr");
     h.start(&[]);
-    let (kept, gone) = (Netns::new(&h), Netns(format!("{}-gone", h.ns)));
-    assert!(Command::new("ip").args(["netns", "add", &gone.0]).status().expect("ip").success());
+    let (kept, gone) = (Netns::new(&h), Netns::named(&h, "gone"));
     h.ok(&["network", "connect", "--netns", &kept.path(), "--name", "kept", "--ip", "172.17.0.50", "bridge"]);
     h.ok(&["network", "connect", "--netns", &gone.path(), "--name", "gone", "--ip", "172.17.0.51", "bridge"]);
     let host_if = h.ok(&["sandbox", "inspect", "-f", "{{.HostInterface}}", "gone"]);
@@ -151,8 +154,7 @@ fn a_restart_keeps_attachments_with_their_veth_and_drops_the_rest() {
 fn a_namespace_joins_two_networks_under_one_name() {
     let mut h = Host::new("sb2");
     h.start(&[]);
-    let (ns, other) = (Netns::new(&h), Netns(format!("{}-other", h.ns)));
-    assert!(Command::new("ip").args(["netns", "add", &other.0]).status().expect("ip").success());
+    let (ns, other) = (Netns::new(&h), Netns::named(&h, "other"));
     h.ok(&["network", "create", "--subnet", "10.61.0.0/24", "back"]);
     h.ok(&["network", "create", "--subnet", "10.62.0.0/24", "side"]);
     h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "lab", "-p", "8089:80", "bridge"]);
