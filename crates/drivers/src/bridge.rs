@@ -1,15 +1,25 @@
 //! The bridge driver: a veth pair per endpoint, its host end a port of the network's Linux
 //! bridge, its peer born in the endpoint's namespace.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use weft_kernel::ops::LinkOps;
 use weft_kernel::VethSpec;
-use weft_model::{DriverKind, NetworkRecord};
+use weft_model::{DriverKind, NetworkOptions, NetworkRecord};
 
-use crate::{Driver, HostOptions, Join};
+use crate::{Driver, HostNetwork, HostOptions, Join, NetworkLink};
 
 pub struct Bridge;
+
+/// A bridge network on this host: its bridge, and what its endpoints take from the record.
+#[derive(Debug)]
+pub struct BridgeNet {
+    pub index: u32,
+    pub mtu: u32,
+    /// The bridge answers ARP for its endpoints (see `NetworkRecord::proxy_arp`): each endpoint's
+    /// neighbour entry is pinned on it.
+    pub proxy_arp: bool,
+}
 
 /// An endpoint's host end: `veth` + 7 hex digits.
 fn is_veth_name(name: &str) -> bool {
@@ -21,10 +31,15 @@ impl Driver for Bridge {
         DriverKind::Bridge
     }
 
+    /// `br-` + 12 hex of the id, or `com.docker.network.bridge.name`; weft makes it.
+    fn network_link(&self, id: &str, o: &NetworkOptions, _internal: bool) -> NetworkLink {
+        NetworkLink { what: "bridge", name: o.bridge_name.clone().unwrap_or_else(|| format!("br-{}", weft_model::short_id(id))), made: true }
+    }
+
     /// `ip link add BR mtu M address MAC type bridge; ip addr add GW/P dev BR; ip link set BR up`
     /// (and the IPv6 gateway), with `route_localnet` on it when the firewall publishes ports. A
     /// bridge that exists is adopted; one weft does not manage (`-b`) is used as it is.
-    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<u32> {
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
         let (index, created) = match host.link_index(&rec.bridge)? {
             Some(i) => (i, false),
             None => (host.create_bridge(&rec.bridge, rec.mtu, weft_model::mac_for(rec.gateway))?, true),
@@ -43,12 +58,15 @@ impl Driver for Bridge {
             if o.firewall {
                 host.sysctl(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
             }
-            Ok(index)
+            Ok(())
         })();
-        if configured.is_err() && created {
-            let _ = host.delete_link(&rec.bridge); // nothing half-made stays
+        if let Err(e) = configured {
+            if created {
+                let _ = host.delete_link(&rec.bridge); // nothing half-made stays
+            }
+            return Err(e);
         }
-        configured
+        Ok(Arc::new(BridgeNet { index, mtu: rec.mtu, proxy_arp: rec.proxy_arp() }))
     }
 
     fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
@@ -58,16 +76,22 @@ impl Driver for Bridge {
         Ok(())
     }
 
-    fn endpoint_name(&self) -> String {
-        format!("veth{}", &weft_model::new_id()[..7])
-    }
-
-    fn is_endpoint(&self, name: &str, master: Option<u32>, network_links: &HashSet<u32>) -> bool {
-        master.is_some_and(|m| network_links.contains(&m)) && is_veth_name(name)
-    }
-
     fn forwards_through_host(&self) -> bool {
         true
+    }
+}
+
+impl HostNetwork for BridgeNet {
+    fn link(&self) -> u32 {
+        self.index
+    }
+
+    fn endpoint_name(&self) -> Option<String> {
+        Some(format!("veth{}", &weft_model::new_id()[..7]))
+    }
+
+    fn is_endpoint(&self, name: &str, master: Option<u32>) -> bool {
+        master == Some(self.index) && is_veth_name(name)
     }
 
     /// The veth born with its peer inside (created and set up as a port in one datagram, with
@@ -79,19 +103,19 @@ impl Driver for Bridge {
         let made = host
             .create_veth(&VethSpec {
                 host_name: j.host_ifname,
-                master: Some(j.network_link),
-                mtu: j.mtu,
+                master: Some(self.index),
+                mtu: self.mtu,
                 peer_name: j.ifname,
                 peer_mac: Some(j.mac),
                 peer_netns: Some(j.netns_fd),
                 up: false,
                 port_setup: true,
-                proxy_arp: j.proxy_arp,
+                proxy_arp: self.proxy_arp,
                 index: j.host_index,
                 peer_index: j.index,
-                pin: j.proxy_arp.then(|| j.addr.addr()),
+                pin: self.proxy_arp.then(|| j.addr.addr()),
             })
-            .and_then(|()| if j.proxy_arp && j.host_index == 0 { host.pin_neighbour(j.network_link, j.host_ifname, j.addr.addr(), j.mac) } else { Ok(()) })
+            .and_then(|()| if self.proxy_arp && j.host_index == 0 { host.pin_neighbour(self.index, j.host_ifname, j.addr.addr(), j.mac) } else { Ok(()) })
             .and_then(|()| inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6));
         if made.is_err() {
             let _ = host.delete_link(j.host_ifname);
@@ -99,9 +123,19 @@ impl Driver for Bridge {
         made
     }
 
-    /// `ip link del HOST_IFNAME` (the peer goes with it).
-    fn leave(&self, host: &mut dyn LinkOps, host_ifname: &str) -> weft_kernel::Result<()> {
-        host.delete_link(host_ifname)
+    /// `ip link set HOST_IFNAME down nomaster`: the bridge forgets the port now, so the later
+    /// deletion is of a plain veth (a batch of port removals from a bridge of many ports is slow
+    /// and stalls setups).
+    fn unplug(&self, host: &mut dyn LinkOps, host_ifname: &str) -> weft_kernel::Result<()> {
+        host.release_port(host_ifname)
+    }
+
+    /// The pinned neighbour entry of proxy ARP.
+    fn forget(&self, host: &mut dyn LinkOps, ip: std::net::Ipv4Addr) -> weft_kernel::Result<()> {
+        if self.proxy_arp {
+            host.unpin_neighbour(self.index, ip)?;
+        }
+        Ok(())
     }
 }
 
@@ -110,43 +144,50 @@ mod tests {
     use weft_kernel::ops::Recording;
 
     use super::*;
-    use crate::driver;
 
-    fn endpoint(proxy_arp: bool) -> Join<'static> {
+    fn net(proxy_arp: bool) -> BridgeNet {
+        BridgeNet { index: 7, mtu: 1500, proxy_arp }
+    }
+
+    fn endpoint() -> Join<'static> {
         Join {
-            network_link: 7,
             netns_fd: -1,
             host_ifname: "vethtest1",
             ifname: "eth0",
             addr: "172.17.0.2/16".parse().expect("net"),
             gateway: Some("172.17.0.1".parse().expect("ip")),
             v6: None,
-            mtu: 1500,
             mac: [2, 0x42, 172, 17, 0, 2],
-            proxy_arp,
             host_index: 0,
             index: 0,
         }
     }
 
-    fn run(j: &Join<'_>, host_fails: Option<&str>, inside_fails: Option<&str>) -> (bool, Vec<String>, Vec<String>) {
+    fn run(n: &BridgeNet, j: &Join<'_>, host_fails: Option<&str>, inside_fails: Option<&str>) -> (bool, Vec<String>, Vec<String>) {
         let mut host = host_fails.map(Recording::failing).unwrap_or_default();
         let mut inside = inside_fails.map(Recording::failing).unwrap_or_default();
-        let ok = driver(DriverKind::Bridge).join(&mut host, &mut inside, j).is_ok();
+        let ok = n.join(&mut host, &mut inside, j).is_ok();
         (ok, host.calls, inside.calls)
     }
 
     #[test]
     fn bridge_endpoint_steps_in_order() {
-        let (ok, host, inside) = run(&endpoint(true), None, None);
+        let (ok, host, inside) = run(&net(true), &endpoint(), None, None);
         assert!(ok);
         assert_eq!(host, ["create_veth vethtest1", "pin_neighbour vethtest1 172.17.0.2"]);
         assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);
-        let (_, host, _) = run(&endpoint(false), None, None);
+        let (_, host, _) = run(&net(false), &endpoint(), None, None);
         assert_eq!(host, ["create_veth vethtest1"], "no pin without proxy ARP");
+        // Leaving while the namespace lives: off the bridge now, deleted later, the pin forgotten.
         let mut h = Recording::default();
-        Bridge.leave(&mut h, "vethtest1").expect("leave");
-        assert_eq!(h.calls, ["delete_link vethtest1"]);
+        let n = net(true);
+        n.unplug(&mut h, "vethtest1").expect("unplug");
+        n.leave(&mut h, "vethtest1").expect("leave");
+        n.forget(&mut h, "172.17.0.2".parse().expect("ip")).expect("forget");
+        assert_eq!(h.calls, ["release_port vethtest1", "delete_link vethtest1", "unpin_neighbour 7 172.17.0.2"]);
+        let mut h = Recording::default();
+        net(false).forget(&mut h, "172.17.0.2".parse().expect("ip")).expect("forget");
+        assert!(h.calls.is_empty(), "nothing pinned without proxy ARP");
     }
 
     fn network(managed: bool) -> NetworkRecord {
@@ -179,7 +220,7 @@ mod tests {
     fn a_network_is_made_adopted_and_rolled_back() {
         let o = HostOptions { firewall: true, ip_forward: true };
         let mut h = Recording::default();
-        let index = Bridge.create_network(&mut h, &network(true), o).expect("create");
+        let index = Bridge.create_network(&mut h, &network(true), o).expect("create").link();
         assert_eq!(
             h.calls,
             ["link_index br-test", "create_bridge br-test mtu 1400", &format!("add_addr {index} 10.9.0.1/24"), &format!("set_up {index}"), "sysctl net.ipv4.conf.br-test.route_localnet=1"]
@@ -200,26 +241,26 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_its_veths_on_its_bridges() {
-        let nets: HashSet<u32> = [7].into();
-        let name = Bridge.endpoint_name();
-        assert!(Bridge.is_endpoint(&name, Some(7), &nets));
-        assert!(!Bridge.is_endpoint(&name, Some(8), &nets), "another bridge's");
-        assert!(!Bridge.is_endpoint(&name, None, &nets));
-        assert!(!Bridge.is_endpoint("veth0a1b2c3d", Some(7), &nets), "not weft's pattern");
-        assert!(!Bridge.is_endpoint("vethxyz1234", Some(7), &nets));
-        assert!(!Bridge.is_endpoint("eth0", Some(7), &nets));
+    fn endpoints_are_its_veths_on_its_bridge() {
+        let n = net(true);
+        let name = n.endpoint_name().expect("a bridge endpoint has a host end");
+        assert!(n.is_endpoint(&name, Some(7)));
+        assert!(!n.is_endpoint(&name, Some(8)), "another bridge's");
+        assert!(!n.is_endpoint(&name, None));
+        assert!(!n.is_endpoint("veth0a1b2c3d", Some(7)), "not weft's pattern");
+        assert!(!n.is_endpoint("vethxyz1234", Some(7)));
+        assert!(!n.is_endpoint("eth0", Some(7)));
     }
 
     #[test]
     fn with_chosen_indexes_the_pin_rides_on_the_creation() {
-        let j = Join { host_index: 0x20_0001, index: 0x20_0002, ..endpoint(true) };
-        let (ok, host, inside) = run(&j, None, None);
+        let j = Join { host_index: 0x20_0001, index: 0x20_0002, ..endpoint() };
+        let (ok, host, inside) = run(&net(true), &j, None, None);
         assert!(ok);
         assert_eq!(host, ["create_veth vethtest1 pinning 172.17.0.2"]);
         assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);
         // A failed creation (name or index taken) still deletes what it may have made.
-        let (ok, host, inside) = run(&j, Some("create_veth vethtest1 pinning 172.17.0.2"), None);
+        let (ok, host, inside) = run(&net(true), &j, Some("create_veth vethtest1 pinning 172.17.0.2"), None);
         assert!(!ok);
         assert_eq!(host, ["create_veth vethtest1 pinning 172.17.0.2", "delete_link vethtest1"]);
         assert!(inside.is_empty());
@@ -228,16 +269,16 @@ mod tests {
     #[test]
     fn a_failed_step_deletes_the_veth_and_stops() {
         // The creation itself (it may have half happened: the port setup shares its datagram).
-        let (ok, host, inside) = run(&endpoint(true), Some("create_veth vethtest1"), None);
+        let (ok, host, inside) = run(&net(true), &endpoint(), Some("create_veth vethtest1"), None);
         assert!(!ok);
         assert_eq!(host, ["create_veth vethtest1", "delete_link vethtest1"]);
         assert!(inside.is_empty(), "nothing configured inside");
-        let (ok, host, inside) = run(&endpoint(true), Some("pin_neighbour vethtest1 172.17.0.2"), None);
+        let (ok, host, inside) = run(&net(true), &endpoint(), Some("pin_neighbour vethtest1 172.17.0.2"), None);
         assert!(!ok);
         assert_eq!(host, ["create_veth vethtest1", "pin_neighbour vethtest1 172.17.0.2", "delete_link vethtest1"]);
         assert!(inside.is_empty());
         // Inside: the veth goes, and its peer (configured or not) with it.
-        let (ok, host, inside) = run(&endpoint(false), None, Some("configure_interface eth0 172.17.0.2/16"));
+        let (ok, host, inside) = run(&net(false), &endpoint(), None, Some("configure_interface eth0 172.17.0.2/16"));
         assert!(!ok);
         assert_eq!(host, ["create_veth vethtest1", "delete_link vethtest1"]);
         assert_eq!(inside, ["configure_interface eth0 172.17.0.2/16"]);

@@ -1,25 +1,29 @@
-//! The driver boundary: what a kind of network does to the kernel for one endpoint. The engine
-//! decides (IPAM, names, the store, the firewall, the DNS); a driver makes and unmakes the
-//! endpoint's links through [`LinkOps`], on the daemon's namespace (`host`) and the endpoint's
-//! (`inside`), so its steps and their rollback are unit-tested against a recording fake.
+//! The driver boundary: what a kind of network does to the kernel. The engine decides (IPAM,
+//! names, the store, the firewall, the DNS); a driver makes and unmakes links through
+//! [`LinkOps`], on the daemon's namespace (`host`) and the endpoint's (`inside`), so its steps and
+//! their rollback are unit-tested against a recording fake.
 //!
-//! A driver also makes and removes a network's own objects on a host (a bridge, with its
-//! gateway address), says which host links are its endpoints (so reconcile can sweep those no
-//! record owns) and whether its traffic crosses the host's forwarding path (so the firewall gives
-//! the network chains). The veth reaper stays in the engine: it deletes host links by name,
-//! whatever made them.
+//! A [`Driver`] names a network's own link on a host (a bridge weft makes, a macvlan network's
+//! parent), makes or adopts it ([`Driver::create_network`]) and removes it, and says whether the
+//! network's traffic crosses the host's forwarding path (so the firewall gives it chains). What
+//! it makes is a [`HostNetwork`]: the network on this host, which makes and unmakes endpoints
+//! and recognises its own (so reconcile sweeps those no record owns). An endpoint either has a
+//! host end (a bridge's veth: the engine's reaper deletes it by name, in batches) or is only its
+//! interface inside the sandbox (a macvlan link: it goes with the namespace, or the engine
+//! deletes it there).
 //!
-//! Today there is one driver, [`bridge::Bridge`]; a new kind is a module here and a line in
-//! [`driver`].
+//! A new kind is a module here and a line in [`driver`].
 
 pub mod bridge;
+pub mod macvlan;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use weft_kernel::ops::LinkOps;
-use weft_model::{DriverKind, NetworkRecord};
+use weft_model::{DriverKind, NetworkOptions, NetworkRecord};
 
 /// The daemon's settings that a network's objects depend on.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +34,20 @@ pub struct HostOptions {
     pub ip_forward: bool,
 }
 
+/// The network's own link on a host, as `network create` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkLink {
+    pub name: String,
+    /// What it is, in messages: "bridge", "parent interface".
+    pub what: &'static str,
+    /// weft makes it (and so the name must be free); otherwise it must exist.
+    pub made: bool,
+}
+
 /// One endpoint to make: an interface `ifname` inside the namespace `netns_fd`, whose host side
 /// (if the kind has one) is `host_ifname`.
 #[derive(Debug, Clone)]
 pub struct Join<'a> {
-    /// The network's own link on the host (the bridge's index), if the kind has one.
-    pub network_link: u32,
     pub netns_fd: RawFd,
     pub host_ifname: &'a str,
     pub ifname: &'a str,
@@ -43,10 +55,7 @@ pub struct Join<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// Dual-stack: the IPv6 address and, for the default route, the IPv6 gateway.
     pub v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
-    pub mtu: u32,
     pub mac: [u8; 6],
-    /// The network answers ARP for this endpoint (see `NetworkRecord::proxy_arp`).
-    pub proxy_arp: bool,
     /// Interface indexes for the host end and the inside one (0: the kernel picks; see
     /// `VethSpec::index`): with them an endpoint is two datagrams, one per namespace.
     pub host_index: u32,
@@ -56,28 +65,56 @@ pub struct Join<'a> {
 /// What every kind of network does on a host.
 pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
-    /// Makes (or adopts) network `rec`'s own link on this host and returns its index; on
-    /// failure, nothing it made stays.
-    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<u32>;
+    /// The network's own link for network `id` with options `o`.
+    fn network_link(&self, id: &str, o: &NetworkOptions, internal: bool) -> NetworkLink;
+    /// Makes (or adopts) network `rec`'s own link on this host; on failure, nothing it made
+    /// stays.
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>>;
     /// Removes what `create_network` made (a link weft did not make stays).
     fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()>;
-    /// The host-side name of a new endpoint (unique; the engine records it).
-    fn endpoint_name(&self) -> String;
-    /// Whether host link `name` (a port of `master`) is one of this driver's endpoints on one of
-    /// `network_links`: reconcile deletes those no record owns.
-    fn is_endpoint(&self, name: &str, master: Option<u32>, network_links: &std::collections::HashSet<u32>) -> bool;
     /// Whether the network's traffic crosses the host's forwarding path, where the firewall
-    /// filters, isolates and masquerades it.
+    /// filters, isolates and masquerades it (and publishes ports).
     fn forwards_through_host(&self) -> bool;
+}
+
+/// A network on this host, as its driver made or adopted it: what its endpoints are made
+/// against.
+pub trait HostNetwork: Send + Sync + std::fmt::Debug {
+    /// The network's own link (a bridge, a parent): its index.
+    fn link(&self) -> u32;
+    /// The host-side name of a new endpoint (unique; the engine records it); `None`: the
+    /// endpoint is only its interface inside the sandbox.
+    fn endpoint_name(&self) -> Option<String>;
+    /// Whether host link `name` (a port of `master`) is one of this network's endpoints:
+    /// reconcile deletes those no record owns.
+    fn is_endpoint(&self, name: &str, master: Option<u32>) -> bool;
     /// Makes the endpoint; on failure, leaves nothing of it behind.
     fn join(&self, host: &mut dyn LinkOps, inside: &mut dyn LinkOps, j: &Join<'_>) -> weft_kernel::Result<()>;
-    /// Removes the endpoint by its host-side name (its inside goes with it).
-    fn leave(&self, host: &mut dyn LinkOps, host_ifname: &str) -> weft_kernel::Result<()>;
+    /// Removes an endpoint with a host end by that name (its inside goes with it).
+    fn leave(&self, host: &mut dyn LinkOps, host_ifname: &str) -> weft_kernel::Result<()> {
+        host.delete_link(host_ifname)
+    }
+    /// Takes the host end of an endpoint whose namespace lives on off the network at once, ahead
+    /// of its (batched, later) deletion.
+    fn unplug(&self, _host: &mut dyn LinkOps, _host_ifname: &str) -> weft_kernel::Result<()> {
+        Ok(())
+    }
+    /// After an endpoint is gone and before its address is handed out again: what the network
+    /// held for that address.
+    fn forget(&self, _host: &mut dyn LinkOps, _ip: Ipv4Addr) -> weft_kernel::Result<()> {
+        Ok(())
+    }
 }
 
 /// The driver of a kind.
 pub fn driver(kind: DriverKind) -> &'static dyn Driver {
     match kind {
         DriverKind::Bridge => &bridge::Bridge,
+        DriverKind::Macvlan => &macvlan::Macvlan,
     }
+}
+
+/// A link that must exist and does not: ENODEV, naming it.
+pub(crate) fn missing(what: &'static str, name: &str) -> weft_kernel::KernelError {
+    weft_kernel::KernelError::Netlink { op: what, subject: name.to_string(), source: std::io::Error::from_raw_os_error(19) }
 }

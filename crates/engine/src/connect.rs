@@ -68,12 +68,12 @@ impl Engine {
         };
         let ((rec, netns, plan, _pending), claims) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
         let first = rec.sandbox.endpoints.is_empty();
-        let (p, pl) = (netns, plan.clone());
+        let (p, pl) = (netns.clone(), plan.clone());
         let busy = self.reaper.busy();
         blocking(move || pl.attach(&p, first)).await?;
         drop(busy);
         let pl = plan.clone();
-        undo.push("remove the endpoint", move || pl.detach());
+        undo.push("remove the endpoint", move || pl.detach(&netns));
         let mut updated = rec;
         updated.sandbox.endpoints.push(plan.endpoint.clone());
         self.save(&updated, Vec::new(), &claims).await?;

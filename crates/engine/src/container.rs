@@ -320,6 +320,7 @@ impl Engine {
                             return Err(EngineError::Refused(format!("network {net} given twice")));
                         }
                         if first {
+                            p.publishes(spec.port_specs()?.len())?;
                             p.endpoint.aliases = spec.aliases.clone();
                             if let Some(m) = &spec.mac_address {
                                 let mac = m.to_ascii_lowercase();
@@ -446,8 +447,8 @@ impl Engine {
                         let busy = self.reaper.busy();
                         blocking(move || pl.attach(&p, i == 0)).await?;
                         drop(busy);
-                        let pl = plan.clone();
-                        undo.push("remove the endpoint", move || pl.detach());
+                        let (p, pl) = (path.clone(), plan.clone());
+                        undo.push("remove the endpoint", move || pl.detach(&p));
                         if i == 0 && !links.is_empty() {
                             let rules = crate::publish::link_rules(plan.endpoint.ip, links);
                             self.fw.add_links(&rules)?;

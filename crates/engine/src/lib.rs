@@ -145,7 +145,8 @@ pub(crate) struct NetState {
     pub pool: Pool,
     /// Dual-stack networks: the IPv6 addresses.
     pub pool6: Option<weft_ipam::Pool6>,
-    pub link_index: u32,
+    /// The network on this host, as its driver made or adopted it.
+    pub host: Arc<dyn weft_drivers::HostNetwork>,
     /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
     pub pending: usize,
     /// Endpoints removed whose veth the reaper has not deleted yet (their addresses are held).
@@ -157,8 +158,8 @@ pub(crate) struct NetState {
 }
 
 impl NetState {
-    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, link_index: u32) -> Self {
-        Self { rec, pool, pool6, link_index, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
+    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, host: Arc<dyn weft_drivers::HostNetwork>) -> Self {
+        Self { rec, pool, pool6, host, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
     }
 }
 
@@ -394,33 +395,38 @@ impl Engine {
 
     /// Takes the endpoint at `pos` out of sandbox `sb` (a container's or an attached namespace's
     /// that lives on): its interface inside is retired now (down and renamed, so its name is free
-    /// at once for the next connect; the reaper deletes the pair through its host end). Returns
-    /// the endpoint and the ports that go with it (the first endpoint's address carries them).
+    /// at once for the next connect; the reaper deletes the pair through its host end), or
+    /// deleted if it has no host end. Returns the endpoint and the ports that go with it (the
+    /// first endpoint's address carries them).
     pub(crate) async fn take_endpoint(&self, sb: &mut weft_model::Sandbox, pos: usize) -> Result<(weft_model::EndpointRecord, Vec<weft_model::PortMapping>)> {
         let endpoint = sb.endpoints.remove(pos);
         let ports = if pos == 0 { std::mem::take(&mut sb.ports) } else { Vec::new() };
         if let Some(ns) = sb.netns.clone() {
-            let (ifname, retired) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]));
-            blocking(move || Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.retire(&ifname, &retired)?)).await?;
+            let (ifname, retired, host_end) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]), endpoint.host_end().is_some());
+            blocking(move || {
+                let mut inside = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?;
+                Ok(if host_end { inside.retire(&ifname, &retired)? } else { inside.delete_link(&ifname)? })
+            })
+            .await?;
         }
         Ok((endpoint, ports))
     }
 
     /// After `take_endpoint` is recorded: withdraws the ports of `owner` that went with it, takes
-    /// the host end off its bridge and hands it to the reaper.
+    /// the host end off its network and hands it to the reaper.
     pub(crate) async fn release_taken(self: &Arc<Self>, owner: &str, endpoint: &weft_model::EndpointRecord, ports: &[weft_model::PortMapping]) -> Result<()> {
         let unpublished = self.unpublish(owner, endpoint.ip, ports).await;
-        let released = self.release_port(endpoint).await;
+        let released = self.unplug(endpoint).await;
         self.release_endpoint(endpoint, released);
         unpublished
     }
 
-    /// Takes an endpoint whose namespace lives on off its bridge now (`release_port`), so that
-    /// the reaper's later deletion is of a plain veth: a bridge of many ports makes a port's
+    /// Takes an endpoint whose namespace lives on off its network now (`HostNetwork::unplug`),
+    /// so that the reaper's later deletion is cheap: a bridge of many ports makes a port's
     /// removal slow, and a batch of them stalls setups (see `reaper`). Returns whether it is done.
-    pub(crate) async fn release_port(&self, e: &weft_model::EndpointRecord) -> bool {
-        let h = e.host_ifname.clone();
-        match blocking(move || network::with_host(|nl| nl.release_port(&h))).await {
+    pub(crate) async fn unplug(&self, e: &weft_model::EndpointRecord) -> bool {
+        let (Some(host), Some(h)) = (self.host_network(&e.network_id), e.host_end().map(String::from)) else { return true };
+        match blocking(move || network::with_host(|nl| host.unplug(nl, &h))).await {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(error = %err, link = %e.host_ifname, "leaving the port to the reaper");
@@ -429,29 +435,40 @@ impl Engine {
         }
     }
 
-    /// Deletes a host veth in the background, then returns its address to the pool.
-    /// `port_released`: it is no longer a bridge port (see `release_port`).
-    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, port_released: bool) {
+    /// The network `id` on this host, if it is known.
+    pub(crate) fn host_network(&self, id: &str) -> Option<Arc<dyn weft_drivers::HostNetwork>> {
+        self.lock().networks.get(id).map(|n| n.host.clone())
+    }
+
+    /// Deletes an endpoint's host end in the background (through the reaper), then has its
+    /// network forget it and returns its address to the pool; at once for an endpoint without
+    /// a host end (it went with its namespace or was deleted inside). `unplugged`: its host end
+    /// is no longer a port of the network (see `unplug`).
+    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, unplugged: bool) {
         let (eng, e2) = (self.clone(), e.clone());
-        let bridge = self.lock().networks.get_mut(&e.network_id).and_then(|n| {
+        let host = self.lock().networks.get_mut(&e.network_id).map(|n| {
             n.reaping += 1;
-            n.reaping_ports += usize::from(!port_released);
-            n.rec.proxy_arp().then_some(n.link_index)
+            n.reaping_ports += usize::from(!unplugged);
+            n.host.clone()
         });
-        self.reaper.reap(e.host_ifname.clone(), move || {
-            // The pinned neighbour goes before the address can be handed out again.
-            if let Some(index) = bridge {
-                if let Err(err) = network::with_host(|nl| nl.unpin_neighbour(index, e2.ip)) {
-                    tracing::warn!(error = %err, ip = %e2.ip, "neighbour entry not removed");
+        let release = move || {
+            // What the network held for the address goes before it can be handed out again.
+            if let Some(h) = host {
+                if let Err(err) = network::with_host(|nl| h.forget(nl, e2.ip)) {
+                    tracing::warn!(error = %err, ip = %e2.ip, "the network did not forget the endpoint");
                 }
             }
             let mut st = eng.lock();
             if let Some(n) = st.networks.get_mut(&e2.network_id) {
                 n.reaping = n.reaping.saturating_sub(1);
-                n.reaping_ports = n.reaping_ports.saturating_sub(usize::from(!port_released));
+                n.reaping_ports = n.reaping_ports.saturating_sub(usize::from(!unplugged));
             }
             st.release_addresses(&e2)
-        });
+        };
+        match e.host_end() {
+            Some(link) => self.reaper.reap(link.to_string(), release),
+            None => release(),
+        }
     }
 
     /// Waits (up to 2 s), hurrying the reaper, while one of `networks` is at its bridge's port
@@ -574,7 +591,7 @@ impl State {
             network_id: net.rec.id.clone(),
             network_name: net.rec.name.clone(),
             ifname: ifname.into(),
-            host_ifname: weft_drivers::driver(net.rec.driver).endpoint_name(),
+            host_ifname: net.host.endpoint_name().unwrap_or_default(),
             ip,
             prefix_len: net.rec.subnet.prefix_len(),
             gateway: Some(net.rec.gateway),
@@ -586,10 +603,8 @@ impl State {
         };
         Ok(EndpointPlan {
             endpoint,
-            driver: net.rec.driver,
-            proxy_arp: net.rec.proxy_arp(),
-            link_index: net.link_index,
-            mtu: net.rec.mtu,
+            net: net.host.clone(),
+            forwarded: weft_drivers::driver(net.rec.driver).forwards_through_host(),
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
         })
@@ -629,11 +644,10 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointPlan {
     pub endpoint: weft_model::EndpointRecord,
-    pub driver: weft_model::DriverKind,
-    /// See `NetworkRecord::proxy_arp`.
-    pub proxy_arp: bool,
-    pub link_index: u32,
-    pub mtu: u32,
+    /// Its network on this host, whose driver makes it.
+    pub net: Arc<dyn weft_drivers::HostNetwork>,
+    /// Its traffic crosses the host's forwarding path (where ports are published).
+    pub forwarded: bool,
     /// No way out: no default route through it.
     pub internal: bool,
     /// The network's default host address for published ports.
@@ -641,19 +655,29 @@ pub(crate) struct EndpointPlan {
 }
 
 impl EndpointPlan {
-    /// Undoes `attach` (for an action's rollback). Blocking.
-    pub(crate) fn detach(&self) {
-        if let Err(e) = network::detach_endpoint(self.driver, &self.endpoint.host_ifname) {
+    /// Refuses `ports` published on this endpoint's address if its network cannot publish them.
+    pub(crate) fn publishes(&self, ports: usize) -> Result<()> {
+        if ports > 0 && !self.forwarded {
+            return Err(EngineError::Refused(format!(
+                "network {} does not publish ports: its traffic does not cross the host; its endpoints are reached at their own addresses",
+                self.endpoint.network_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Undoes `attach` in namespace `netns` (for an action's rollback). Blocking.
+    pub(crate) fn detach(&self, netns: &std::path::Path) {
+        if let Err(e) = network::detach_endpoint(&*self.net, &self.endpoint, netns) {
             tracing::warn!(error = %e, link = %self.endpoint.host_ifname, "rollback: endpoint not removed; reconcile will");
         }
     }
 
-    /// The kernel work, blocking: veth, addresses, and a default route if `default_route`.
+    /// The kernel work, blocking: the endpoint, addresses, and a default route if `default_route`.
     pub(crate) fn attach(&self, netns: &std::path::Path, default_route: bool) -> Result<()> {
         let e = &self.endpoint;
         network::attach_endpoint(&network::EndpointAttach {
-            driver: self.driver,
-            link_index: self.link_index,
+            net: &*self.net,
             netns,
             host_ifname: &e.host_ifname,
             ifname: &e.ifname,
@@ -663,9 +687,7 @@ impl EndpointPlan {
                 let net = ipnet::Ipv6Net::new(a, e.prefix6).expect("prefix of a subnet");
                 (net, if default_route && !self.internal { e.gateway6 } else { None })
             }),
-            mtu: self.mtu,
             mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
-            proxy_arp: self.proxy_arp,
         })
     }
 }

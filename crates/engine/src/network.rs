@@ -42,23 +42,19 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 }
 
 
-/// One endpoint to make, by the network's driver.
+/// One endpoint to make, by its network's driver.
 #[derive(Debug, Clone)]
 pub struct EndpointAttach<'a> {
-    pub driver: weft_model::DriverKind,
-    /// The network's own link on the host (a bridge's index).
-    pub link_index: u32,
+    pub net: &'a dyn weft_drivers::HostNetwork,
     pub netns: &'a Path,
+    /// Empty for an endpoint without a host end.
     pub host_ifname: &'a str,
     pub ifname: &'a str,
     pub addr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     /// Dual-stack: the IPv6 address and, for the default route, the IPv6 gateway.
     pub v6: Option<(ipnet::Ipv6Net, Option<std::net::Ipv6Addr>)>,
-    pub mtu: u32,
     pub mac: [u8; 6],
-    /// The bridge answers ARP for this endpoint (see `NetworkRecord::proxy_arp`).
-    pub proxy_arp: bool,
 }
 
 /// Creates and configures the endpoint through its network's driver; on failure the driver
@@ -96,21 +92,17 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
     let t_open = t0.elapsed();
     let join = weft_drivers::Join {
-        network_link: a.link_index,
         netns_fd: ns.as_raw_fd(),
         host_ifname: a.host_ifname,
         ifname: a.ifname,
         addr: a.addr,
         gateway: a.gateway,
         v6: a.v6,
-        mtu: a.mtu,
         mac: a.mac,
-        proxy_arp: a.proxy_arp,
         host_index: index,
         index: index + 1,
     };
-    let driver = weft_drivers::driver(a.driver);
-    let attached = with_host(|host| Ok(driver.join(host, &mut inside, &join).map_err(EngineError::from)))?;
+    let attached = with_host(|host| Ok(a.net.join(host, &mut inside, &join).map_err(EngineError::from)))?;
     // A MAC derived from the address is the only MAC that address ever has here, so every ARP
     // cache already agrees with it: only a chosen MAC (--mac-address) is announced. (A broadcast is
     // flooded to every port of the bridge and processed in every namespace: +2.2 ms per setup at
@@ -132,10 +124,13 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
     attached
 }
 
-/// Removes an endpoint by its host-side name, through its network's driver (a veth's peer goes
-/// with it). Blocking.
-pub fn detach_endpoint(driver: weft_model::DriverKind, host_ifname: &str) -> Result<()> {
-    with_host(|nl| weft_drivers::driver(driver).leave(nl, host_ifname))
+/// Removes an endpoint: by its host end through its network's driver (a veth's peer goes with
+/// it), or inside namespace `netns` if it has none. Blocking.
+pub(crate) fn detach_endpoint(net: &dyn weft_drivers::HostNetwork, e: &weft_model::EndpointRecord, netns: &Path) -> Result<()> {
+    match e.host_end() {
+        Some(link) => with_host(|nl| net.leave(nl, link)),
+        None => Ok(netns::open_in(netns, &[])?.delete_link(&e.ifname)?),
+    }
 }
 
 /// `ip link set lo up` inside a namespace (`--net none`). Blocking.
@@ -231,14 +226,14 @@ impl Engine {
         // loopback traffic may leave by the bridge (masqueraded there), as Docker does without
         // its proxy.
         let (r, o) = (rec.clone(), self.host_options());
-        let index = blocking(move || crate::networks::make_network(&r, o)).await?;
+        let host = blocking(move || crate::networks::make_network(&r, o)).await?;
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
             self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, index));
+        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, host));
         Ok(())
     }
 }

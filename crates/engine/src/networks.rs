@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use weft_firewall::NetworkFw;
-use weft_model::{new_id, short_id, NetworkRecord, NetworkSpec, Scope, Status, DEFAULT_NETWORK};
+use weft_model::{new_id, NetworkRecord, NetworkSpec, Scope, Status, DEFAULT_NETWORK};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
@@ -31,7 +31,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 /// Makes (or adopts) network `rec`'s own objects through its driver. Blocking.
-pub(crate) fn make_network(rec: &NetworkRecord, o: weft_drivers::HostOptions) -> Result<u32> {
+pub(crate) fn make_network(rec: &NetworkRecord, o: weft_drivers::HostOptions) -> Result<std::sync::Arc<dyn weft_drivers::HostNetwork>> {
     with_host(|nl| weft_drivers::driver(rec.driver).create_network(nl, rec, o))
 }
 
@@ -40,8 +40,10 @@ impl Engine {
     pub(crate) async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
         let opts = spec.validate()?;
         let scope = Scope::parse(&spec.scope)?;
+        let driver = weft_model::DriverKind::parse(&spec.driver)?;
         let id = new_id();
-        let bridge = opts.bridge_name.clone().unwrap_or_else(|| format!("br-{}", short_id(&id)));
+        let link = weft_drivers::driver(driver).network_link(&id, &opts, spec.internal);
+        let bridge = link.name.clone();
         // Host routes and addresses, to keep a chosen subnet clear of them.
         let host_nets: Vec<Ipv4Net> = blocking(|| {
             with_host(|nl| {
@@ -59,7 +61,7 @@ impl Engine {
             Scope::Global => self.store.range(&self.keys.networks(Scope::Global)).await?.0.iter().filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok()).map(|n| n.name).collect(),
             Scope::Local => Vec::new(),
         };
-        let bridge_taken = {
+        let link_exists = {
             let b = bridge.clone();
             blocking(move || with_host(|nl| nl.link(&b))).await?.is_some()
         };
@@ -69,8 +71,15 @@ impl Engine {
             if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) || global_names.contains(&spec.name) {
                 return Err(EngineError::NetworkExists(spec.name));
             }
-            if bridge_taken || st.networks.values().any(|n| n.rec.bridge == bridge) || st.creating.values().any(|c| c.2 == bridge) {
-                return Err(EngineError::Overlap(format!("bridge {bridge} already exists")));
+            // weft's own link must be new, anyone else's (a parent) must be there; one network each.
+            match (link.made, link_exists) {
+                (true, true) => return Err(EngineError::Overlap(format!("{} {bridge} already exists", link.what))),
+                (false, false) => return Err(EngineError::Refused(format!("{} {bridge} does not exist on this host", link.what))),
+                _ => {}
+            }
+            let user = st.networks.values().find(|n| n.rec.bridge == bridge).map(|n| n.rec.name.clone());
+            if let Some(other) = user.or_else(|| st.creating.iter().find(|c| c.1 .2 == bridge).map(|c| c.0.clone())) {
+                return Err(EngineError::Overlap(format!("{} {bridge} is already used by network {other}", link.what)));
             }
             let subnet = match spec.subnet {
                 Some(s) => {
@@ -110,15 +119,15 @@ impl Engine {
             let rec = NetworkRecord {
                 id: id.clone(),
                 name: spec.name.clone(),
-                driver: weft_model::DriverKind::parse(&spec.driver)?,
+                driver,
                 bridge: bridge.clone(),
                 subnet,
                 gateway,
                 ip_range: spec.ip_range,
                 mtu: opts.mtu.unwrap_or(self.cfg.mtu),
-                managed_bridge: true,
+                managed_bridge: link.made,
                 icc: opts.icc.unwrap_or(true),
-                masquerade: !spec.internal && opts.masquerade.unwrap_or(true),
+                masquerade: !spec.internal && opts.masquerade.unwrap_or(true) && weft_drivers::driver(driver).forwards_through_host(),
                 internal: spec.internal,
                 created: now(),
                 options: spec.options.clone(),
@@ -156,7 +165,7 @@ impl Engine {
         }
         let store = self.store.clone();
         undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
-        let (index, pool, pool6) = self.bring_up(&rec).await?;
+        let (host, pool, pool6) = self.bring_up(&rec).await?;
         let r = rec.clone();
         undo.push("delete the network's objects", move || {
             let _ = with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r));
@@ -167,7 +176,7 @@ impl Engine {
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, index));
+        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, host));
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -267,7 +276,7 @@ impl Engine {
     }
 
     /// A network's pools (gateway and aux addresses reserved) and its bridge, made or adopted.
-    async fn bring_up(&self, rec: &NetworkRecord) -> Result<(u32, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
+    async fn bring_up(&self, rec: &NetworkRecord) -> Result<(std::sync::Arc<dyn weft_drivers::HostNetwork>, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
         let mut reserved = vec![rec.gateway];
         reserved.extend(rec.aux_addresses.values().copied());
         let mut pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
@@ -276,8 +285,8 @@ impl Engine {
         }
         let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
         let (r, o) = (rec.clone(), self.host_options());
-        let index = blocking(move || make_network(&r, o)).await?;
-        Ok((index, pool, pool6))
+        let host = blocking(move || make_network(&r, o)).await?;
+        Ok((host, pool, pool6))
     }
 
     /// At start: this host's user networks and the global ones, with their bridges (re)made.
@@ -300,12 +309,12 @@ impl Engine {
         if self.lock().networks.contains_key(&rec.id) || self.lock().creating.contains_key(&rec.name) {
             return Ok(());
         }
-        let (index, pool, pool6) = self.bring_up(&rec).await?;
+        let (host, pool, pool6) = self.bring_up(&rec).await?;
         if let Some(fw) = fw_of(&rec).filter(|_| firewall) {
             self.fw.add_network(&fw)?;
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
         }
-        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, index));
+        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, host));
         Ok(())
     }
 

@@ -73,7 +73,7 @@ impl Engine {
             let alive = match (rec.pid, rec.pid_start) {
                 (Some(pid), Some(start)) => weft_runtime::pid_start_time(pid) == Some(start),
                 _ => std::path::Path::new(rec.netns()).exists(),
-            } && rec.sandbox.endpoints.iter().all(|e| host_links.contains(&e.host_ifname));
+            } && rec.sandbox.endpoints.iter().all(|e| e.host_end().is_none_or(|h| host_links.contains(h)));
             if alive {
                 let mut st = self.lock();
                 st.hold_addresses(&rec.key, &rec.sandbox);
@@ -90,7 +90,7 @@ impl Engine {
         let shared_revision = self.reconcile_claims().await?;
 
         // Sweep the kernel and the exec-root of what no live container owns.
-        let (keep_veths, keep_ids, all_ids, (bridges, drivers), netns_dir, run_dir, data_dir) = {
+        let (keep_veths, keep_ids, all_ids, networks, netns_dir, run_dir, data_dir) = {
             let st = self.lock();
             let keep_veths: HashSet<String> = st
                 .containers
@@ -102,14 +102,13 @@ impl Engine {
             let keep_ids: HashSet<String> =
                 st.containers.values().filter(|c| c.state.status == Status::Running).map(|c| c.id.clone()).collect();
             let all_ids: HashSet<String> = st.containers.keys().cloned().collect();
-            let bridges: HashSet<u32> = st.networks.values().map(|n| n.link_index).collect();
-            let drivers: HashSet<weft_model::DriverKind> = st.networks.values().map(|n| n.rec.driver).collect();
+            let networks: Vec<std::sync::Arc<dyn weft_drivers::HostNetwork>> = st.networks.values().map(|n| n.host.clone()).collect();
 
             (
                 keep_veths,
                 keep_ids,
                 all_ids,
-                (bridges, drivers),
+                networks,
                 self.cfg.exec_root.join("netns"),
                 self.cfg.exec_root.join("containers"),
                 self.cfg.data_root.join("containers"),
@@ -119,7 +118,7 @@ impl Engine {
             let links = with_host(|nl| nl.links())?;
             let doomed: Vec<String> = links
                 .iter()
-                .filter(|l| !keep_veths.contains(&l.name) && drivers.iter().any(|d| weft_drivers::driver(*d).is_endpoint(&l.name, l.master, &bridges)))
+                .filter(|l| !keep_veths.contains(&l.name) && networks.iter().any(|n| n.is_endpoint(&l.name, l.master)))
                 .map(|l| l.name.clone())
                 .collect();
 

@@ -112,6 +112,7 @@ impl Engine {
             let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
             let (eng, e) = (self.clone(), plan.endpoint.clone());
             u.push("release the address", move || eng.lock().release_addresses(&e));
+            plan.publishes(a.ports.len())?;
             plan.endpoint.aliases = a.aliases.clone();
             if let Some(mac) = &a.mac {
                 if let Some(owner) = st.mac_owner(&plan.endpoint.network_id, mac) {
@@ -161,6 +162,7 @@ impl Engine {
             undo.push("restore the record", move || drop(store.txn(Txn::ops(vec![Op::Put(key, value)]))));
         }
         let (p, eng, busy, made) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone());
+        let netns = p.clone();
         blocking(move || {
             // The first endpoint carries the default route, as a container's eth0.
             match plan.attach(&p, first) {
@@ -175,7 +177,7 @@ impl Engine {
         })
         .await?;
         drop(busy);
-        undo.push("remove the endpoint", move || made.detach());
+        undo.push("remove the endpoint", move || made.detach(&netns));
         if !committing.await?.succeeded {
             return Err(claims.lost());
         }
@@ -214,7 +216,7 @@ impl Engine {
         let spawned = std::thread::Builder::new().name("link-monitor".into()).spawn(move || loop {
             let deleted = monitor.deleted();
             let Some(eng) = eng.upgrade() else { return };
-            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(|e| (s.key.clone(), e.host_ifname.clone()))).collect();
+            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().filter_map(|e| Some((s.key.clone(), e.host_end()?.to_string())))).collect();
             let gone: Vec<String> = match &deleted {
                 Ok(names) => ours.into_iter().filter(|(_, i)| names.contains(i)).map(|(k, _)| k).collect(),
                 Err(e) => {
@@ -291,8 +293,8 @@ impl Engine {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
         }
         for e in &rec.sandbox.endpoints {
-            let released = self.release_port(e).await;
-            self.release_endpoint(e, released);
+            let unplugged = self.unplug(e).await;
+            self.release_endpoint(e, unplugged);
         }
         unpublished
     }

@@ -45,6 +45,8 @@ impl MacvlanMode {
 pub enum LinkKind {
     /// `type bridge`
     Bridge,
+    /// `type dummy`
+    Dummy,
     /// `link PARENT type macvlan mode MODE` (PARENT by index, shown by name).
     Macvlan { parent: u32, parent_name: String, mode: MacvlanMode },
     /// `type vxlan id VNI dstport PORT [local IP] [dev DEV] [nolearning]`.
@@ -61,11 +63,13 @@ pub struct LinkSpec {
     pub up: bool,
     /// Born in this namespace (a descriptor of it), as a container's interface: `netns NS`.
     pub netns: Option<std::os::fd::RawFd>,
+    /// A chosen interface index (0: the kernel picks): `index N`.
+    pub index: u32,
 }
 
 impl LinkSpec {
     pub fn new(name: &str, kind: LinkKind) -> Self {
-        Self { name: name.to_string(), kind, mtu: None, mac: None, up: false, netns: None }
+        Self { name: name.to_string(), kind, mtu: None, mac: None, up: false, netns: None, index: 0 }
     }
 
     pub fn netns(mut self, fd: std::os::fd::RawFd) -> Self {
@@ -88,6 +92,11 @@ impl LinkSpec {
         self
     }
 
+    pub fn index(mut self, index: u32) -> Self {
+        self.index = index;
+        self
+    }
+
     /// The `ip` command this spec does.
     pub fn ip_command(&self) -> String {
         let mut c = format!("ip link add {}", self.name);
@@ -104,8 +113,12 @@ impl LinkSpec {
         if self.netns.is_some() {
             c.push_str(" netns NS");
         }
+        if self.index != 0 {
+            c.push_str(&format!(" index {}", self.index));
+        }
         match &self.kind {
             LinkKind::Bridge => c.push_str(" type bridge"),
+            LinkKind::Dummy => c.push_str(" type dummy"),
             LinkKind::Macvlan { mode, .. } => c.push_str(&format!(" type macvlan mode {}", mode.name())),
             LinkKind::Vxlan { vni, port, local, dev, learning } => {
                 c.push_str(&format!(" type vxlan id {vni} dstport {port}"));
@@ -128,6 +141,7 @@ impl LinkSpec {
 
     fn message(&self) -> LinkMessage {
         let mut msg = LinkMessage::default();
+        msg.header.index = self.index;
         if self.up {
             msg.header.flags = LinkFlags::Up;
             msg.header.change_mask = LinkFlags::Up;
@@ -144,6 +158,7 @@ impl LinkSpec {
         }
         let info = match &self.kind {
             LinkKind::Bridge => vec![NlLinkInfo::Kind(InfoKind::Bridge)],
+            LinkKind::Dummy => vec![NlLinkInfo::Kind(InfoKind::Dummy)],
             LinkKind::Macvlan { parent, mode, .. } => {
                 msg.attributes.push(LinkAttribute::Link(*parent));
                 let mode = match mode {
@@ -192,6 +207,9 @@ mod tests {
         assert_eq!(br.ip_command(), "ip link add br0 mtu 1400 address 02:42:00:00:00:01 type bridge; ip link set br0 up");
         let mv = LinkSpec::new("mv0", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Bridge });
         assert_eq!(mv.ip_command(), "ip link add mv0 link eth0 type macvlan mode bridge");
+        let mv = LinkSpec::new("eth1", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Private }).netns(5).index(77).up();
+        assert_eq!(mv.ip_command(), "ip link add eth1 link eth0 netns NS index 77 type macvlan mode private; ip link set eth1 up");
+        assert_eq!(LinkSpec::new("dm-0", LinkKind::Dummy).ip_command(), "ip link add dm-0 type dummy");
         let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 42, port: 4789, local: Some("10.0.0.1".parse().expect("ip")), dev: Some((2, "eth0".into())), learning: false });
         assert_eq!(vx.ip_command(), "ip link add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 dev eth0 nolearning");
         assert_eq!(MacvlanMode::parse("vepa"), Some(MacvlanMode::Vepa));

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use crate::links::LinkSpec;
 use crate::{KernelError, Netlink, Result, VethSpec};
 
 pub trait LinkOps {
@@ -27,6 +28,12 @@ pub trait LinkOps {
     fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()>;
     /// `ip link del NAME`.
     fn delete_link(&mut self, name: &str) -> Result<()>;
+    /// The link `spec` describes (`spec.ip_command()`); its index (0 if born in another namespace).
+    fn create_link(&mut self, spec: &LinkSpec) -> Result<u32>;
+    /// `ip link set NAME down nomaster`.
+    fn release_port(&mut self, name: &str) -> Result<()>;
+    /// `ip neigh del IP dev BRIDGE` (an entry already gone is fine).
+    fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()>;
     /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6);
     /// `index` is the interface's if known (0: looked up by name).
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
@@ -61,6 +68,15 @@ impl LinkOps for Netlink {
     fn delete_link(&mut self, name: &str) -> Result<()> {
         Netlink::delete_link(self, name)
     }
+    fn create_link(&mut self, spec: &LinkSpec) -> Result<u32> {
+        Netlink::create_link(self, spec)
+    }
+    fn release_port(&mut self, name: &str) -> Result<()> {
+        Netlink::release_port(self, name)
+    }
+    fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
+        Netlink::unpin_neighbour(self, bridge, ip)
+    }
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         Netlink::configure_interface(self, ifname, index, addr, gateway, v6)
     }
@@ -92,7 +108,10 @@ impl Recording {
 impl LinkOps for Recording {
     /// Links made through this fake exist (index: their position in the calls, from 100).
     fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        let made = self.calls.iter().position(|c| c.strip_prefix("create_bridge ").and_then(|r| r.split(' ').next()) == Some(name));
+        let made = self.calls.iter().position(|c| {
+            let made_name = c.strip_prefix("create_bridge ").or_else(|| c.strip_prefix("ip link add "));
+            made_name.and_then(|r| r.split(' ').next()) == Some(name)
+        });
         self.record(format!("link_index {name}"))?;
         Ok(made.map(|i| 100 + i as u32))
     }
@@ -120,6 +139,17 @@ impl LinkOps for Recording {
     }
     fn delete_link(&mut self, name: &str) -> Result<()> {
         self.record(format!("delete_link {name}"))
+    }
+    /// Records the `ip` command; a link made here is index 100 + its position in the calls.
+    fn create_link(&mut self, spec: &LinkSpec) -> Result<u32> {
+        self.record(spec.ip_command())?;
+        Ok(if spec.netns.is_some() { 0 } else { 100 + self.calls.len() as u32 - 1 })
+    }
+    fn release_port(&mut self, name: &str) -> Result<()> {
+        self.record(format!("release_port {name}"))
+    }
+    fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
+        self.record(format!("unpin_neighbour {bridge} {ip}"))
     }
     fn configure_interface(&mut self, ifname: &str, _index: u32, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         self.record(format!("configure_interface {ifname} {addr}"))

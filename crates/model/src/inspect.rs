@@ -162,13 +162,18 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
     }
     let mut options: Map<String, Value> =
         n.options.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    options.insert("com.docker.network.bridge.name".into(), n.bridge.clone().into());
-    options.insert("com.docker.network.driver.mtu".into(), n.mtu.to_string().into());
-    options.insert("com.docker.network.bridge.enable_icc".into(), n.icc.to_string().into());
-    options.insert(
-        "com.docker.network.bridge.enable_ip_masquerade".into(),
-        n.masquerade.to_string().into(),
-    );
+    match n.driver {
+        crate::DriverKind::Bridge => {
+            options.insert("com.docker.network.bridge.name".into(), n.bridge.clone().into());
+            options.insert("com.docker.network.driver.mtu".into(), n.mtu.to_string().into());
+            options.insert("com.docker.network.bridge.enable_icc".into(), n.icc.to_string().into());
+            options.insert("com.docker.network.bridge.enable_ip_masquerade".into(), n.masquerade.to_string().into());
+        }
+        // The link the endpoints hang off: the parent, or the dummy made for an internal network.
+        crate::DriverKind::Macvlan => {
+            options.insert(crate::OPT_PARENT.into(), n.bridge.clone().into());
+        }
+    }
     json!({
         "Name": n.name,
         "Id": n.id,

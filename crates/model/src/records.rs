@@ -325,7 +325,8 @@ pub struct EndpointRecord {
     pub network_name: String,
     /// Name inside the container (`eth0`, `eth1`, …).
     pub ifname: String,
-    /// Host end of the veth (`veth` + 7 hex).
+    /// Its host end (a bridge endpoint's veth: `veth` + 7 hex); empty for an endpoint that is
+    /// only its interface inside (macvlan).
     pub host_ifname: String,
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
@@ -341,6 +342,13 @@ pub struct EndpointRecord {
     pub prefix6: u8,
     #[serde(default)]
     pub gateway6: Option<Ipv6Addr>,
+}
+
+impl EndpointRecord {
+    /// The endpoint's link in the daemon's namespace, if it has one.
+    pub fn host_end(&self) -> Option<&str> {
+        Some(self.host_ifname.as_str()).filter(|h| !h.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -381,14 +389,16 @@ pub struct NetworkRecord {
     pub id: String,
     pub name: String,
     pub driver: DriverKind,
-    /// The Linux bridge carrying the network.
+    /// The network's link on the host: the Linux bridge carrying it, or a macvlan network's
+    /// parent (a dummy link of weft's for an internal one). (`bridge` in the JSON of every record.)
     pub bridge: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     /// Container addresses come only from here (`--fixed-cidr`, `--ip-range`).
     pub ip_range: Option<Ipv4Net>,
     pub mtu: u32,
-    /// weft created the bridge (false for `-b`): it may delete and readdress only its own.
+    /// weft created the network's link (false for `-b` and a macvlan parent): it may delete and
+    /// readdress only its own.
     pub managed_bridge: bool,
     pub icc: bool,
     pub masquerade: bool,
@@ -462,6 +472,11 @@ pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 /// weft's own: `false` keeps Docker's flooding of ARP (and every broadcast) to all ports.
 pub const OPT_PROXY_ARP: &str = "com.weft.bridge.proxy_arp";
+/// macvlan: the host interface whose L2 the network's endpoints join (absent: a dummy link).
+pub const OPT_PARENT: &str = "parent";
+/// macvlan: `bridge` (default), `private`, `vepa` or `passthru`.
+pub const OPT_MACVLAN_MODE: &str = "macvlan_mode";
+pub const MACVLAN_MODES: [&str; 4] = ["bridge", "private", "vepa", "passthru"];
 
 /// The most ports a Linux bridge holds (`BR_MAX_PORTS` less port 0).
 pub const BRIDGE_MAX_PORTS: usize = 1023;
@@ -473,7 +488,7 @@ impl NetworkRecord {
     /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
     pub fn proxy_arp(&self) -> bool {
         let wanted = self.proxy_arp_option.unwrap_or_else(|| self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false"));
-        self.managed_bridge && self.subnet6.is_none() && wanted
+        self.driver == DriverKind::Bridge && self.managed_bridge && self.subnet6.is_none() && wanted
     }
 }
 
@@ -483,6 +498,8 @@ impl NetworkRecord {
 pub enum DriverKind {
     #[default]
     Bridge,
+    /// Endpoints are macvlan links of a host interface (`-o parent=IF`), on its L2 directly.
+    Macvlan,
 }
 
 impl DriverKind {
@@ -490,13 +507,15 @@ impl DriverKind {
     pub fn parse(s: &str) -> Result<Self, ModelError> {
         match s {
             "" | "bridge" => Ok(Self::Bridge),
-            other => Err(ModelError::Network(format!("driver {other:?} is not supported (only bridge)"))),
+            "macvlan" => Ok(Self::Macvlan),
+            other => Err(ModelError::Network(format!("driver {other:?} is not supported (bridge, macvlan)"))),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Bridge => "bridge",
+            Self::Macvlan => "macvlan",
         }
     }
 }
@@ -528,10 +547,15 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-/// The bridge options of a network spec, parsed.
+/// The driver options of a network spec (`-o`), parsed; each is refused on a driver it is not
+/// an option of.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BridgeOptions {
+pub struct NetworkOptions {
     pub bridge_name: Option<String>,
+    /// macvlan: `-o parent=IF`.
+    pub parent: Option<String>,
+    /// macvlan: `-o macvlan_mode=MODE` (one of [`MACVLAN_MODES`]).
+    pub macvlan_mode: Option<String>,
     pub mtu: Option<u32>,
     pub icc: Option<bool>,
     pub masquerade: Option<bool>,
@@ -559,13 +583,13 @@ const V6_RESERVED: [(&str, &str); 5] = [
 
 impl NetworkSpec {
     /// Checks everything that can be checked without the engine's state.
-    pub fn validate(&self) -> Result<BridgeOptions, ModelError> {
+    pub fn validate(&self) -> Result<NetworkOptions, ModelError> {
         let bad = |m: String| Err(ModelError::Network(m));
         validate_network_name(&self.name)?;
         if matches!(self.name.as_str(), "bridge" | "host" | "none" | "default") {
             return bad(format!("{} is a pre-defined network name", self.name));
         }
-        DriverKind::parse(&self.driver)?;
+        let driver = DriverKind::parse(&self.driver)?;
         Scope::parse(&self.scope)?;
         if !self.enable_ipv6 && (self.subnet6.is_some() || self.gateway6.is_some()) {
             return bad("an IPv6 --subnet or --gateway needs --ipv6".into());
@@ -625,12 +649,23 @@ impl NetworkSpec {
                 }
             }
         }
-        let mut o = BridgeOptions::default();
+        let mut o = NetworkOptions::default();
         let flag = |k: &str, v: &str| -> Result<bool, ModelError> {
             v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
         };
         for (k, v) in &self.options {
+            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING].contains(&k.as_str());
+            let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
+            if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) {
+                return bad(format!("option {k} is not an option of the {driver} driver"));
+            }
             match k.as_str() {
+                OPT_PARENT => {
+                    crate::validate_ifname(v)?;
+                    o.parent = Some(v.clone());
+                }
+                OPT_MACVLAN_MODE if MACVLAN_MODES.contains(&v.as_str()) => o.macvlan_mode = Some(v.clone()),
+                OPT_MACVLAN_MODE => return bad(format!("option {k}={v}: one of {}", MACVLAN_MODES.join(", "))),
                 OPT_BRIDGE_NAME => {
                     crate::validate_ifname(v)?;
                     o.bridge_name = Some(v.clone());

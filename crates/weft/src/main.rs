@@ -213,7 +213,7 @@ enum SandboxCmd {
 
 #[derive(Subcommand)]
 enum NetCmd {
-    /// Create a bridge network.
+    /// Create a network: a bridge (default), or macvlan (`-d macvlan -o parent=IF`).
     Create {
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
@@ -235,7 +235,7 @@ enum NetCmd {
         internal: bool,
         #[arg(long)]
         ipv6: bool,
-        /// Driver option KEY=VALUE (com.docker.network.bridge.name, …driver.mtu, …enable_icc, …enable_ip_masquerade, …host_binding_ipv4).
+        /// Driver option KEY=VALUE (bridge: com.docker.network.bridge.name, …driver.mtu, …enable_icc, …enable_ip_masquerade, …host_binding_ipv4; macvlan: parent, macvlan_mode).
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         #[arg(long)]
