@@ -2,8 +2,10 @@
 //! endpoint's namespace with its own MAC, so containers sit on the parent's L2 directly (no
 //! bridge, no NAT: the host's forwarding path is not crossed, and the host itself cannot reach
 //! them through the parent, as the kernel's macvlan works). A network without a parent, or an
-//! `--internal` one, hangs off a dummy link of weft's (`dm-` + 12 hex of its id), as Docker's
-//! does: its containers reach each other only.
+//! `--internal` one, hangs off a link of weft's with no way out (`dm-` + 12 hex of its id), as
+//! Docker's does: its containers reach each other only. Docker makes a dummy link; this kernel
+//! (like others built without `CONFIG_DUMMY`) has none, so the stand-in is a veth pair, `dm-…`
+//! and its peer `dp-…`, both up (a macvlan needs its parent's carrier) and nothing beyond.
 
 use std::sync::Arc;
 
@@ -37,13 +39,11 @@ impl Driver for Macvlan {
         }
     }
 
-    /// The parent must exist; weft's dummy is made (`ip link add dm-… type dummy; ip link set
-    /// dm-… up`) or adopted.
+    /// The parent must exist; weft's stand-in is made or adopted (see the module's note).
     fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, _o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
         let parent = match host.link_index(&rec.bridge)? {
-            Some(i) if rec.managed_bridge => host.set_up(i).map(|()| i)?,
             Some(i) => i,
-            None if rec.managed_bridge => host.create_link(&LinkSpec::new(&rec.bridge, LinkKind::Dummy).up())?,
+            None if rec.managed_bridge => stand_in(host, &rec.bridge)?,
             None => return Err(missing("find the parent interface", &rec.bridge)),
         };
         Ok(Arc::new(MacvlanNet {
@@ -54,7 +54,7 @@ impl Driver for Macvlan {
         }))
     }
 
-    /// Weft's dummy goes; a parent stays.
+    /// Weft's stand-in goes (its peer with it); a parent stays.
     fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
         if rec.managed_bridge {
             host.delete_link(&rec.bridge)?;
@@ -65,6 +65,35 @@ impl Driver for Macvlan {
     fn forwards_through_host(&self) -> bool {
         false
     }
+}
+
+/// `ip link add NAME up type veth peer name dp-…; ip link set dp-… up`; returns NAME's index.
+/// Rolled back whole.
+fn stand_in(host: &mut dyn LinkOps, name: &str) -> weft_kernel::Result<u32> {
+    let peer = format!("dp-{}", name.trim_start_matches("dm-"));
+    host.create_veth(&weft_kernel::VethSpec {
+        host_name: name,
+        master: None,
+        mtu: 1500,
+        peer_name: &peer,
+        peer_mac: None,
+        peer_netns: None,
+        up: true,
+        port_setup: false,
+        proxy_arp: false,
+        index: 0,
+        peer_index: 0,
+        pin: None,
+    })?;
+    let made = (|| {
+        let p = host.link_index(&peer)?.ok_or_else(|| missing("find the stand-in's peer", &peer))?;
+        host.set_up(p)?;
+        host.link_index(name)?.ok_or_else(|| missing("find the stand-in", name))
+    })();
+    if made.is_err() {
+        let _ = host.delete_link(name);
+    }
+    made
 }
 
 impl HostNetwork for MacvlanNet {
@@ -157,7 +186,7 @@ mod tests {
     fn the_parent_must_exist_and_stays() {
         let rec = network(Some("up0"), false);
         assert_eq!((rec.bridge.as_str(), rec.managed_bridge), ("up0", false));
-        let mut h = Recording::default();
+        let mut h = Recording::default(); // no up0 in it
         let err = Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true }).expect_err("no parent");
         assert!(err.to_string().contains("up0"), "{err}");
         assert_eq!(h.calls, ["link_index up0"], "nothing made for a missing parent");
@@ -166,13 +195,19 @@ mod tests {
     }
 
     #[test]
-    fn an_internal_network_or_one_without_parent_has_a_dummy() {
+    fn an_internal_network_or_one_without_parent_has_a_stand_in() {
         for rec in [network(None, false), network(Some("up0"), true)] {
             assert_eq!(rec.bridge, format!("dm-{}", "ab".repeat(6)));
             let mut h = Recording::default();
-            let net = Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true }).expect("create");
-            assert_eq!(h.calls, [format!("link_index {}", rec.bridge), format!("ip link add {0} type dummy; ip link set {0} up", rec.bridge)]);
-            assert_eq!(net.link(), 101);
+            let peer = format!("dp-{}", "ab".repeat(6));
+            let net = Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true });
+            assert_eq!(h.calls[..2], [format!("link_index {}", rec.bridge), format!("create_veth {}", rec.bridge)]);
+            assert_eq!(h.calls[2..], [format!("link_index {peer}"), "set_up 2".to_string(), format!("link_index {}", rec.bridge)]);
+            assert_eq!(net.expect("create").link(), 1);
+            // A failure after the pair was made deletes it.
+            let mut h = Recording::failing("set_up 2");
+            assert!(Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true }).is_err());
+            assert_eq!(h.calls.last(), Some(&format!("delete_link {}", rec.bridge)));
             Macvlan.remove_network(&mut h, &rec).expect("remove");
             assert_eq!(h.calls.last(), Some(&format!("delete_link {}", rec.bridge)));
         }

@@ -45,8 +45,6 @@ impl MacvlanMode {
 pub enum LinkKind {
     /// `type bridge`
     Bridge,
-    /// `type dummy`
-    Dummy,
     /// `link PARENT type macvlan mode MODE` (PARENT by index, shown by name).
     Macvlan { parent: u32, parent_name: String, mode: MacvlanMode },
     /// `type vxlan id VNI dstport PORT [local IP] [dev DEV] [nolearning]`.
@@ -118,7 +116,6 @@ impl LinkSpec {
         }
         match &self.kind {
             LinkKind::Bridge => c.push_str(" type bridge"),
-            LinkKind::Dummy => c.push_str(" type dummy"),
             LinkKind::Macvlan { mode, .. } => c.push_str(&format!(" type macvlan mode {}", mode.name())),
             LinkKind::Vxlan { vni, port, local, dev, learning } => {
                 c.push_str(&format!(" type vxlan id {vni} dstport {port}"));
@@ -158,7 +155,6 @@ impl LinkSpec {
         }
         let info = match &self.kind {
             LinkKind::Bridge => vec![NlLinkInfo::Kind(InfoKind::Bridge)],
-            LinkKind::Dummy => vec![NlLinkInfo::Kind(InfoKind::Dummy)],
             LinkKind::Macvlan { parent, mode, .. } => {
                 msg.attributes.push(LinkAttribute::Link(*parent));
                 let mode = match mode {
@@ -209,7 +205,6 @@ mod tests {
         assert_eq!(mv.ip_command(), "ip link add mv0 link eth0 type macvlan mode bridge");
         let mv = LinkSpec::new("eth1", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Private }).netns(5).index(77).up();
         assert_eq!(mv.ip_command(), "ip link add eth1 link eth0 netns NS index 77 type macvlan mode private; ip link set eth1 up");
-        assert_eq!(LinkSpec::new("dm-0", LinkKind::Dummy).ip_command(), "ip link add dm-0 type dummy");
         let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 42, port: 4789, local: Some("10.0.0.1".parse().expect("ip")), dev: Some((2, "eth0".into())), learning: false });
         assert_eq!(vx.ip_command(), "ip link add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 dev eth0 nolearning");
         assert_eq!(MacvlanMode::parse("vepa"), Some(MacvlanMode::Vepa));

@@ -83,16 +83,24 @@ impl LinkOps for Netlink {
 }
 
 /// A [`LinkOps`] that records `"op name"` for every call and fails the call whose record is
-/// `fail` (with EEXIST, as the kernel answers a name taken).
+/// `fail` (with EEXIST, as the kernel answers a name taken). `links` are the links that exist
+/// in its namespace (index: position + 1): those given, and those made through it.
 #[derive(Debug, Default)]
 pub struct Recording {
     pub calls: Vec<String>,
     pub fail: Option<String>,
+    pub links: Vec<String>,
 }
 
 impl Recording {
     pub fn failing(call: &str) -> Self {
-        Self { calls: Vec::new(), fail: Some(call.to_string()) }
+        Self { calls: Vec::new(), fail: Some(call.to_string()), links: Vec::new() }
+    }
+
+    /// A link made here: it exists from now on; its index.
+    fn made(&mut self, name: &str) -> u32 {
+        self.links.push(name.to_string());
+        self.links.len() as u32
     }
 
     fn record(&mut self, call: String) -> Result<()> {
@@ -106,18 +114,13 @@ impl Recording {
 }
 
 impl LinkOps for Recording {
-    /// Links made through this fake exist (index: their position in the calls, from 100).
     fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        let made = self.calls.iter().position(|c| {
-            let made_name = c.strip_prefix("create_bridge ").or_else(|| c.strip_prefix("ip link add "));
-            made_name.and_then(|r| r.split(' ').next()) == Some(name)
-        });
         self.record(format!("link_index {name}"))?;
-        Ok(made.map(|i| 100 + i as u32))
+        Ok(self.links.iter().position(|l| l == name).map(|i| i as u32 + 1))
     }
     fn create_bridge(&mut self, name: &str, mtu: u32, _mac: [u8; 6]) -> Result<u32> {
         self.record(format!("create_bridge {name} mtu {mtu}"))?;
-        Ok(100 + self.calls.len() as u32 - 1)
+        Ok(self.made(name))
     }
     fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()> {
         self.record(format!("add_addr {index} {addr}"))
@@ -130,9 +133,14 @@ impl LinkOps for Recording {
     }
     fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
         match spec.pin.filter(|_| spec.index != 0) {
-            Some(ip) => self.record(format!("create_veth {} pinning {ip}", spec.host_name)),
-            None => self.record(format!("create_veth {}", spec.host_name)),
+            Some(ip) => self.record(format!("create_veth {} pinning {ip}", spec.host_name))?,
+            None => self.record(format!("create_veth {}", spec.host_name))?,
         }
+        self.made(spec.host_name);
+        if spec.peer_netns.is_none() {
+            self.made(spec.peer_name);
+        }
+        Ok(())
     }
     fn pin_neighbour(&mut self, _bridge: u32, port: &str, ip: Ipv4Addr, _mac: [u8; 6]) -> Result<()> {
         self.record(format!("pin_neighbour {port} {ip}"))
@@ -140,10 +148,10 @@ impl LinkOps for Recording {
     fn delete_link(&mut self, name: &str) -> Result<()> {
         self.record(format!("delete_link {name}"))
     }
-    /// Records the `ip` command; a link made here is index 100 + its position in the calls.
+    /// Records the `ip` command.
     fn create_link(&mut self, spec: &LinkSpec) -> Result<u32> {
         self.record(spec.ip_command())?;
-        Ok(if spec.netns.is_some() { 0 } else { 100 + self.calls.len() as u32 - 1 })
+        Ok(if spec.netns.is_some() { 0 } else { self.made(&spec.name) })
     }
     fn release_port(&mut self, name: &str) -> Result<()> {
         self.record(format!("release_port {name}"))
