@@ -5,7 +5,7 @@
 //! in the engine's files by group: `container.rs` (run, stop, kill, rm, wait), `attach.rs`
 //! (attach, logs, resize, exec), `networks.rs` (network create, rm, prune), `connect.rs` and
 //! `sandbox.rs` (network connect and disconnect, of containers and of namespaces weft did not
-//! start).
+//! start), `p2p.rs` (point-to-point links).
 //!
 //! (An enum of actions with an enum of replies made every caller match the reply it expected at
 //! run time; an associated type makes the reply part of the action's type.)
@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use weft_model::{ConnectSpec, ContainerRecord, DisconnectSpec, ExecSpec, NetworkRecord, NetworkSpec, RunSpec, SandboxRecord};
+use weft_model::{ConnectSpec, ContainerRecord, DisconnectSpec, ExecSpec, NetworkRecord, NetworkSpec, P2pRecord, P2pSpec, RunSpec, SandboxRecord};
 
 use crate::stdio::{Attachment, ExecSession, Follower};
 use crate::{Engine, EngineError, Result};
@@ -231,4 +231,34 @@ action!(
     InspectSandbox { name: String } -> SandboxRecord,
     span(s) tracing::debug_span!("sandbox inspect", sandbox = %s.name),
     act(a, e) e.sandboxes().into_iter().find(|s| s.key == a.name).ok_or_else(|| EngineError::NoSuchSandbox(a.name.clone()))
+);
+
+// Point-to-point links.
+
+action!(
+    /// `weft link create A B`.
+    CreateP2p { spec: P2pSpec } -> P2pRecord,
+    span(s) tracing::info_span!("link create", a = %s.spec.a, b = %s.spec.b),
+    act(a, e) e.create_p2p(a.spec).await
+);
+
+action!(
+    /// `weft link ls`: oldest first.
+    ListP2p {} -> Vec<P2pRecord>,
+    span(_s) tracing::debug_span!("link ls"),
+    act(_a, e) Ok(e.p2p_links())
+);
+
+action!(
+    /// `weft link inspect` (id, id prefix, or `A:B`).
+    InspectP2p { key: String } -> P2pRecord,
+    span(s) tracing::debug_span!("link inspect", link = %s.key),
+    act(a, e) e.p2p_link(&a.key)
+);
+
+action!(
+    /// `weft link rm` (id, id prefix, or `A:B`).
+    RemoveP2p { key: String } -> (),
+    span(s) tracing::info_span!("link rm", link = %s.key),
+    act(a, e) e.remove_p2p(&a.key).await
 );

@@ -34,6 +34,8 @@ pub struct Config {
     /// `--dns`: default nameservers of containers.
     pub dns: Vec<IpAddr>,
     pub default_pools: Vec<AddressPool>,
+    /// `--link-pool`: the addresses of point-to-point links (`weft link create`).
+    pub link_pool: Ipv4Net,
     /// The `weft-init` helper binary.
     pub init_path: PathBuf,
     /// This daemon's name among those sharing a store (its records live under it).
@@ -57,6 +59,7 @@ impl Config {
             userland_proxy: false,
             dns: Vec::new(),
             default_pools: weft_ipam::default_pools(),
+            link_pool: "10.1.1.0/24".parse().expect("a constant CIDR"),
             init_path,
             host_id: "local".into(),
         }

@@ -6,6 +6,7 @@
 //! /weft/hosts/<host-id>/sandboxes/<name>           SandboxRecord (a namespace weft did not start)
 //! /weft/hosts/<host-id>/networks/<id>              NetworkRecord, scope local
 //! /weft/hosts/<host-id>/addresses/<net-id>/<ip>    Claim of a local network's address
+//! /weft/hosts/<host-id>/p2p/<id>                   P2pRecord (a point-to-point link)
 //! /weft/networks/<id>                              NetworkRecord, scope global
 //! /weft/network-names/<name>                       its id (a global name is taken once)
 //! /weft/addresses/<net-id>/<ip>                    Claim of a global network's address
@@ -58,6 +59,12 @@ impl Keys {
     }
     pub fn sandbox(&self, name: &str) -> String {
         format!("{}sandboxes/{name}", self.own)
+    }
+    pub fn p2p(&self) -> String {
+        format!("{}p2p/", self.own)
+    }
+    pub fn p2p_link(&self, id: &str) -> String {
+        format!("{}p2p/{id}", self.own)
     }
     pub fn networks(&self, scope: Scope) -> String {
         format!("{}networks/", self.root(scope))

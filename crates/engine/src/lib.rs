@@ -24,6 +24,7 @@ mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
+mod p2p;
 mod sandbox;
 pub mod stdio;
 mod undo;
@@ -51,6 +52,8 @@ pub enum EngineError {
     NoSuchSandbox(String),
     #[error("no such exec: {0}")]
     NoSuchExec(String),
+    #[error("no such link: {0}")]
+    NoSuchLink(String),
     /// A request the rules refuse as asked (`--link` off the default bridge, a network given
     /// twice, the predefined network's removal, a container already on a network or not on it).
     #[error("{0}")]
@@ -125,7 +128,7 @@ impl EngineError {
     /// The HTTP status the API answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) | Self::NoSuchExec(_) => 404,
+            Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) | Self::NoSuchExec(_) | Self::NoSuchLink(_) => 404,
             Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted | Self::Contention(_) => 503,
             Self::Refused(_) | Self::Overlap(_) | Self::Namespace(_) | Self::Terminal(_) => 400,
@@ -296,6 +299,9 @@ pub(crate) struct State {
     pub consoles: HashMap<String, stdio::Console>,
     /// The terminals of running `weft exec -t` processes, by exec id (for resizes).
     pub execs: HashMap<String, stdio::AsyncPipe>,
+    /// Point-to-point links, by id, and the link pool's addresses (made at first use).
+    pub p2p: HashMap<String, weft_model::P2pRecord>,
+    pub p2p_pool: Option<Pool>,
 }
 
 pub struct Engine {
@@ -405,7 +411,11 @@ impl Engine {
             let (ifname, retired, host_end) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]), endpoint.host_end().is_some());
             blocking(move || {
                 let mut inside = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?;
-                Ok(if host_end { inside.retire(&ifname, &retired)? } else { inside.delete_link(&ifname)? })
+                match host_end {
+                    true => inside.retire(&ifname, &retired)?,
+                    false => inside.delete_link(&ifname)?,
+                }
+                Ok(())
             })
             .await?;
         }

@@ -73,7 +73,7 @@ const NETNS_SYSCTLS_V6: &[(&str, &str)] = &[("net.ipv6.conf.default.disable_ipv6
 /// Two interface indexes for an endpoint's ends: weft's own sequence, from a random place high
 /// above where the kernel hands them out (it counts up from 1 and skips taken ones), so a
 /// collision needs millions of interfaces; a taken one fails the creation like a taken name.
-fn endpoint_indexes() -> u32 {
+pub(crate) fn endpoint_indexes() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let _ = NEXT.compare_exchange(0, 0x0100_0000 + (u32::from_str_radix(&weft_model::new_id()[..7], 16).unwrap_or(0) % 0x3000_0000) * 2, Ordering::Relaxed, Ordering::Relaxed);

@@ -88,6 +88,7 @@ impl Engine {
         }
         // The claims match the live endpoints now (dead sandboxes' went with nothing holding them).
         let shared_revision = self.reconcile_claims().await?;
+        self.load_p2p().await?;
 
         // Sweep the kernel and the exec-root of what no live container owns.
         let (keep_veths, keep_ids, all_ids, networks, netns_dir, run_dir, data_dir) = {

@@ -296,6 +296,7 @@ impl Engine {
             let unplugged = self.unplug(e).await;
             self.release_endpoint(e, unplugged);
         }
+        self.drop_p2p_of(&owner_key(key)).await;
         unpublished
     }
 }

@@ -429,6 +429,23 @@ impl Netlink {
         self.batch("create veth", &format!("{} (peer {})", spec.host_name, spec.peer_name), reqs)
     }
 
+    /// One end of a point-to-point link, in its namespace: `ip link set lo up; ip addr add
+    /// LOCAL/32 dev IF; ip link set IF up; ip route add PEER/32 dev IF`, in one datagram (no
+    /// subnet: the peer is reached by its host route). `index`: the interface's.
+    pub fn configure_p2p(&mut self, ifname: &str, index: u32, local: Ipv4Addr, peer: Ipv4Addr) -> Result<()> {
+        let mut conf = LinkMessage::default();
+        conf.header.index = index;
+        conf.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+        let reqs = vec![
+            (link_up(1), 0),
+            (RouteNetlinkMessage::SetLink(conf), 0),
+            (addr_msg(index, Ipv4Net::new(local, 32).expect("a /32")), NLM_F_CREATE | NLM_F_EXCL),
+            (link_up(index), 0),
+            (host_route(index, peer), NLM_F_CREATE | NLM_F_EXCL),
+        ];
+        self.batch("configure point-to-point", ifname, reqs)
+    }
+
     /// Inside a container: `ip link set lo up; ip addr add ADDR dev IF; [ip -6 addr add ADDR6 dev
     /// IF nodad;] ip link set IF up; ip route add default via GW; [ip -6 route add default via
     /// GW6]`, in one datagram. Without IPv6 on the interface's network, no link-local
@@ -556,6 +573,23 @@ fn addr6_msg(index: u32, net: Ipv6Net) -> RouteNetlinkMessage {
     a.header.flags = AddressHeaderFlags::Nodad;
     a.attributes.push(AddressAttribute::Address(IpAddr::V6(net.addr())));
     RouteNetlinkMessage::NewAddress(a)
+}
+
+/// `ip route add DST/32 dev OIF` (scope link).
+fn host_route(oif: u32, dst: Ipv4Addr) -> RouteNetlinkMessage {
+    let mut r = RouteMessage::default();
+    r.header = RouteHeader {
+        address_family: AddressFamily::Inet,
+        destination_prefix_length: 32,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Link,
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    r.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+    r.attributes.push(RouteAttribute::Oif(oif));
+    RouteNetlinkMessage::NewRoute(r)
 }
 
 fn default_route(oif: u32, gateway: RouteAddress, family: AddressFamily) -> RouteNetlinkMessage {

@@ -7,6 +7,7 @@ mod api;
 mod caps;
 mod inspect;
 mod names;
+mod p2p;
 mod ports;
 mod records;
 pub mod stream;
@@ -19,6 +20,7 @@ pub use names::{
     new_id, short_id, validate_alias, validate_container_name, validate_dns_option, validate_hostname,
     validate_ifname, validate_network_name,
 };
+pub use p2p::{P2pEnd, P2pRecord, P2pSpec};
 pub use ports::{parse_expose, parse_publish, PortMapping, PortRange, PortSpec, Proto};
 pub use records::*;
 pub use template::render as render_template;
@@ -46,6 +48,8 @@ pub enum ModelError {
     Cmd(String),
     #[error("invalid connect: {0}")]
     Connect(String),
+    #[error("invalid link: {0}")]
+    P2p(String),
     #[error("invalid detach keys {0:?}: expected keys such as ctrl-p,ctrl-q (a letter, ctrl-a to ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_)")]
     DetachKeys(String),
     #[error("invalid environment variable {0:?}: expected KEY=VALUE")]

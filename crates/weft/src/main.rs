@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 use weft_model::stream::Frame;
-use weft_model::{render_template, short_id, ConnectSpec, ContainerSummary, DisconnectSpec, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, WaitReply};
+use weft_model::{render_template, short_id, ConnectSpec, ContainerSummary, DisconnectSpec, ExecSpec, IdReply, NetworkSpec, P2pSpec, PruneReply, RunSpec, WaitReply};
 
 use client::{enc, Client};
 
@@ -196,6 +196,43 @@ enum Cmd {
     /// Network namespaces weft did not start, attached with `network connect --netns/--pid`.
     #[command(subcommand)]
     Sandbox(SandboxCmd),
+    /// Point-to-point links between two containers or attached namespaces.
+    #[command(subcommand)]
+    Link(LinkCmd),
+}
+
+#[derive(Subcommand)]
+enum LinkCmd {
+    /// Join two containers (or attached namespaces) by a veth pair: a /32 address on each end
+    /// and a host route to the other.
+    Create {
+        /// An end's address (IP or IP/32): A's, then B's; the others from the link pool.
+        #[arg(long)]
+        addr: Vec<String>,
+        /// A's interface (default: the first free p2pN).
+        #[arg(long)]
+        ifname_a: Option<String>,
+        /// B's interface (default: the first free p2pN).
+        #[arg(long)]
+        ifname_b: Option<String>,
+        a: String,
+        b: String,
+    },
+    /// List links.
+    Ls,
+    /// JSON of links (id, id prefix, or A:B).
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        links: Vec<String>,
+    },
+    /// Remove links (id, id prefix, or A:B).
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        links: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -482,6 +519,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
+        Cmd::Link(LinkCmd::Create { addr, ifname_a, ifname_b, a, b }) => {
+            let spec = P2pSpec { a, b, addr, ifname_a, ifname_b };
+            spec.validate()?;
+            let r: IdReply = c.typed(Method::POST, "/links/create", Some(&spec)).await?;
+            println!("{}", r.id);
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Link(LinkCmd::Ls) => {
+            let v = c.json(Method::GET, "/links", None).await?;
+            println!("{:<12}  {:<34}  B", "LINK ID", "A");
+            let end = |e: &serde_json::Value| format!("{}:{} {}", e["Name"].as_str().unwrap_or_default(), e["Interface"].as_str().unwrap_or_default(), e["Address"].as_str().unwrap_or_default());
+            for l in v.as_array().into_iter().flatten() {
+                println!("{:<12}  {:<34}  {}", short_id(l["Id"].as_str().unwrap_or_default()), end(&l["A"]), end(&l["B"]));
+            }
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Link(LinkCmd::Inspect { format, links }) => inspect(&c, &links, &format, |n| format!("/links/{}", enc(n))).await,
+        Cmd::Link(LinkCmd::Rm { links }) => each(&c, Method::DELETE, &links, |n| format!("/links/{}", enc(n))).await,
         Cmd::Sandbox(SandboxCmd::Inspect { format, names }) => {
             inspect(&c, &names, &format, |n| format!("/sandboxes/{}", enc(n))).await
         }

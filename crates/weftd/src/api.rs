@@ -13,13 +13,13 @@ use axum::{Json, Router};
 use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
 use weft_engine::actions::{
-    Attach, Connect, CreateNetwork, Disconnect, Exec, InspectContainer, InspectNetwork, InspectSandbox, Kill, ListContainers, ListNetworks, ListSandboxes, Logs, PruneNetworks, Remove,
-    RemoveNetwork, Resize, ResizeExec, Run, RunAttached, Stop, Wait,
+    Attach, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListP2p, ListSandboxes,
+    Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stop, Wait,
 };
 use weft_engine::{Engine, EngineError};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
 use weft_model::{
-    container_inspect, network_inspect, sandbox_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, PruneReply, RunSpec, Status, WaitReply,
+    container_inspect, network_inspect, sandbox_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, P2pRecord, P2pSpec, PruneReply, RunSpec, Status, WaitReply,
 };
 
 use crate::stream::{self, InputOpts};
@@ -113,6 +113,9 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
+        .route("/links", get(p2p_links))
+        .route("/links/create", post(p2p_create))
+        .route("/links/{key}", get(p2p_link).delete(p2p_remove))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -306,6 +309,24 @@ async fn sandboxes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
 
 async fn sandbox(State(e): Eng, Path(name): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(sandbox_inspect(&e.execute(InspectSandbox { name }).await?)))
+}
+
+async fn p2p_links(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    Ok(Json(e.execute(ListP2p {}).await?.iter().map(P2pRecord::to_json).collect()))
+}
+
+async fn p2p_link(State(e): Eng, Path(key): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(e.execute(InspectP2p { key }).await?.to_json()))
+}
+
+async fn p2p_create(State(e): Eng, Body(spec): Body<P2pSpec>) -> ApiResult<(StatusCode, Json<IdReply>)> {
+    let id = e.execute(CreateP2p { spec }).await?.id;
+    Ok((StatusCode::CREATED, Json(IdReply { id })))
+}
+
+async fn p2p_remove(State(e): Eng, Path(key): Path<String>) -> ApiResult<StatusCode> {
+    e.execute(RemoveP2p { key }).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {

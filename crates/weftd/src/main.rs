@@ -60,6 +60,9 @@ struct Args {
     /// Default DNS servers of containers.
     #[arg(long)]
     dns: Vec<IpAddr>,
+    /// The addresses of point-to-point links (`weft link create`), /32 each.
+    #[arg(long, default_value = "10.1.1.0/24")]
+    link_pool: ipnet::Ipv4Net,
     /// Address pools for networks, as base=CIDR,size=N (repeatable; replaces the defaults).
     #[arg(long, value_parser = parse_pool)]
     default_address_pool: Vec<AddressPool>,
@@ -159,6 +162,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.ip_forward = args.ip_forward;
     cfg.iptables = args.iptables;
     cfg.dns = args.dns;
+    cfg.link_pool = args.link_pool;
     if !args.default_address_pool.is_empty() {
         cfg.default_pools = args.default_address_pool;
     }
