@@ -45,11 +45,14 @@ impl Driver for Bridge {
             None => (host.create_bridge(&rec.bridge, rec.mtu, weft_model::mac_for(rec.gateway))?, true),
         };
         let configured = (|| {
-            if rec.managed_bridge {
+            // An uplinked bridge takes the uplink's addresses, not the gateway's (the LAN's).
+            if rec.managed_bridge && rec.uplink().is_none() {
                 host.add_addr(index, ipnet::Ipv4Net::new(rec.gateway, rec.subnet.prefix_len()).expect("prefix of a subnet").into())?;
                 if let (Some(s6), Some(g6)) = (rec.subnet6, rec.gateway6) {
                     host.add_addr(index, ipnet::Ipv6Net::new(g6, s6.prefix_len()).expect("prefix of a subnet").into())?;
                 }
+            }
+            if rec.managed_bridge {
                 host.set_up(index)?;
             }
             if rec.subnet6.is_some() && o.ip_forward {
@@ -57,6 +60,10 @@ impl Driver for Bridge {
             }
             if o.firewall {
                 host.sysctl(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
+            }
+            // Last: nothing after it can fail and delete the bridge with the host's addresses.
+            if let Some(uplink) = rec.uplink() {
+                host.attach_uplink(index, uplink)?;
             }
             Ok(())
         })();
@@ -69,7 +76,13 @@ impl Driver for Bridge {
         Ok(Arc::new(BridgeNet { index, mtu: rec.mtu, proxy_arp: rec.proxy_arp() }))
     }
 
+    /// The uplink goes back first (its addresses would go with the bridge).
     fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
+        if let Some(uplink) = rec.uplink() {
+            if let Some(index) = host.link_index(&rec.bridge)? {
+                host.detach_uplink(index, uplink)?;
+            }
+        }
         if rec.managed_bridge {
             host.delete_link(&rec.bridge)?;
         }
@@ -238,6 +251,29 @@ mod tests {
         assert_eq!(h.calls.len(), 1, "nothing deleted");
         Bridge.remove_network(&mut h, &network(true)).expect("remove");
         assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
+    }
+
+    #[test]
+    fn an_uplink_moves_in_last_and_out_first() {
+        let mut rec = network(true);
+        rec.options.insert(weft_model::OPT_UPLINK.into(), "lan0".into());
+        let mut h = Recording::default();
+        let index = Bridge.create_network(&mut h, &rec, HostOptions { firewall: false, ip_forward: false }).expect("create").link();
+        // No gateway address (the uplink's addresses come instead), and the move is the last step.
+        assert_eq!(h.calls, ["link_index br-test", "create_bridge br-test mtu 1400", &format!("set_up {index}"), &format!("attach_uplink {index} lan0")]);
+        // A failed move deletes the new bridge (the move undid itself).
+        let mut h = Recording::failing(&format!("attach_uplink {index} lan0"));
+        assert!(Bridge.create_network(&mut h, &rec, HostOptions { firewall: false, ip_forward: false }).is_err());
+        assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
+        // Removal: the uplink back before the bridge goes; if that fails, the bridge stays.
+        let mut h = Recording::default();
+        h.links.push("br-test".into());
+        Bridge.remove_network(&mut h, &rec).expect("remove");
+        assert_eq!(h.calls, ["link_index br-test", "detach_uplink 1 lan0", "delete_link br-test"]);
+        let mut h = Recording::failing("detach_uplink 1 lan0");
+        h.links.push("br-test".into());
+        assert!(Bridge.remove_network(&mut h, &rec).is_err());
+        assert!(!h.calls.contains(&"delete_link br-test".to_string()), "the bridge keeps the host's addresses");
     }
 
     #[test]

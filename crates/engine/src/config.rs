@@ -36,6 +36,8 @@ pub struct Config {
     pub default_pools: Vec<AddressPool>,
     /// `--link-pool`: the addresses of point-to-point links (`weft link create`).
     pub link_pool: Ipv4Net,
+    /// `--keep-uplink=false`: uplinks go back to the host when the daemon stops.
+    pub keep_uplink: bool,
     /// The `weft-init` helper binary.
     pub init_path: PathBuf,
     /// This daemon's name among those sharing a store (its records live under it).
@@ -60,6 +62,7 @@ impl Config {
             dns: Vec::new(),
             default_pools: weft_ipam::default_pools(),
             link_pool: "10.1.1.0/24".parse().expect("a constant CIDR"),
+            keep_uplink: true,
             init_path,
             host_id: "local".into(),
         }

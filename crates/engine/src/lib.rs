@@ -353,9 +353,23 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Finishes background kernel work (pending veth deletions); call before the process exits.
+    /// Finishes background kernel work (pending veth deletions) and, with `--keep-uplink=false`,
+    /// gives uplinks back to the host; call before the process exits.
     pub fn shutdown(&self) {
         self.reaper.shutdown();
+        if self.cfg.keep_uplink {
+            return;
+        }
+        let uplinked: Vec<(String, String)> = self.lock().networks.values().filter_map(|n| Some((n.rec.bridge.clone(), n.rec.uplink()?.to_string()))).collect();
+        for (bridge, uplink) in uplinked {
+            let given_back = network::with_host(|nl| match nl.link(&bridge)? {
+                Some(b) => weft_kernel::ops::LinkOps::detach_uplink(nl, b.index, &uplink),
+                None => Ok(()),
+            });
+            if let Err(e) = given_back {
+                tracing::error!(error = %e, uplink, bridge, "the uplink was not given back");
+            }
+        }
     }
 
     /// Serialises the record-changing actions on container `id` (see `ctr_locks`).

@@ -7,6 +7,7 @@
 pub mod arp;
 pub mod conntrack;
 pub mod links;
+pub mod uplink;
 pub mod netlink;
 pub mod netns;
 pub mod ops;

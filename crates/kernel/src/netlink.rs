@@ -34,6 +34,8 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     pub mtu: u32,
     pub up: bool,
+    /// Its hardware address (an Ethernet link's).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// An address as listed by `ip addr show`.
@@ -147,7 +149,7 @@ impl Netlink {
     }
 
     /// A dump request (`NLM_F_DUMP`): every answer until NLMSG_DONE.
-    fn dump(&mut self, op: &'static str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    pub(crate) fn dump(&mut self, op: &'static str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -520,7 +522,7 @@ fn link_up(index: u32) -> RouteNetlinkMessage {
     RouteNetlinkMessage::SetLink(msg)
 }
 
-fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
+pub(crate) fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
     let mut a = AddressMessage::default();
     a.header.family = AddressFamily::Inet;
     a.header.prefix_len = net.prefix_len();
@@ -615,12 +617,14 @@ fn link_info(l: &LinkMessage) -> LinkInfo {
         master: None,
         mtu: 0,
         up: l.header.flags.contains(LinkFlags::Up),
+        mac: None,
     };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::Controller(m) => info.master = Some(*m),
             LinkAttribute::Mtu(m) => info.mtu = *m,
+            LinkAttribute::Address(a) => info.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let NlLinkInfo::Kind(k) = i {

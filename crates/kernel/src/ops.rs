@@ -34,6 +34,11 @@ pub trait LinkOps {
     fn release_port(&mut self, name: &str) -> Result<()>;
     /// `ip neigh del IP dev BRIDGE` (an entry already gone is fine).
     fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()>;
+    /// `ip link set UPLINK master BRIDGE`, its addresses and routes moved to the bridge (see
+    /// `uplink`); an uplink that is the bridge's port already is fine.
+    fn attach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()>;
+    /// The reverse (an uplink that is not the bridge's port is fine).
+    fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()>;
     /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6);
     /// `index` is the interface's if known (0: looked up by name).
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
@@ -76,6 +81,20 @@ impl LinkOps for Netlink {
     }
     fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
         Netlink::unpin_neighbour(self, bridge, ip)
+    }
+    fn attach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        let Some(l) = self.link(uplink)? else { return Err(errno("find the uplink", uplink, libc::ENODEV)) };
+        match l.master {
+            Some(m) if m == bridge => Ok(()),
+            Some(_) => Err(errno("take the uplink (a port of another bridge)", uplink, libc::EBUSY)),
+            None => self.enslave_uplink(bridge, l.index, l.mac).map(|c| tracing::info!(uplink, addresses = ?c.addrs, routes = c.route_count(), "uplink moved into the bridge")),
+        }
+    }
+    fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        match self.link(uplink)? {
+            Some(l) if l.master == Some(bridge) => self.release_uplink(bridge, l.index).map(|c| tracing::info!(uplink, addresses = ?c.addrs, routes = c.route_count(), "uplink given back")),
+            _ => Ok(()),
+        }
     }
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         Netlink::configure_interface(self, ifname, index, addr, gateway, v6)
@@ -159,7 +178,17 @@ impl LinkOps for Recording {
     fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
         self.record(format!("unpin_neighbour {bridge} {ip}"))
     }
+    fn attach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        self.record(format!("attach_uplink {bridge} {uplink}"))
+    }
+    fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        self.record(format!("detach_uplink {bridge} {uplink}"))
+    }
     fn configure_interface(&mut self, ifname: &str, _index: u32, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         self.record(format!("configure_interface {ifname} {addr}"))
     }
+}
+
+fn errno(op: &'static str, subject: &str, code: i32) -> KernelError {
+    KernelError::Netlink { op, subject: subject.to_string(), source: std::io::Error::from_raw_os_error(code) }
 }

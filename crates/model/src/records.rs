@@ -472,7 +472,9 @@ pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 /// weft's own: `false` keeps Docker's flooding of ARP (and every broadcast) to all ports.
 pub const OPT_PROXY_ARP: &str = "com.weft.bridge.proxy_arp";
-/// macvlan: the host interface whose L2 the network's endpoints join (absent: a dummy link).
+/// bridge: a host interface enslaved into the bridge, its addresses and routes moved onto it.
+pub const OPT_UPLINK: &str = "com.weft.bridge.uplink";
+/// macvlan: the host interface whose L2 the network's endpoints join (absent: a link of weft's).
 pub const OPT_PARENT: &str = "parent";
 /// macvlan: `bridge` (default), `private`, `vepa` or `passthru`.
 pub const OPT_MACVLAN_MODE: &str = "macvlan_mode";
@@ -482,13 +484,18 @@ pub const MACVLAN_MODES: [&str; 4] = ["bridge", "private", "vepa", "passthru"];
 pub const BRIDGE_MAX_PORTS: usize = 1023;
 
 impl NetworkRecord {
+    /// The host interface enslaved into the bridge (`com.weft.bridge.uplink`), if any.
+    pub fn uplink(&self) -> Option<&str> {
+        self.options.get(OPT_UPLINK).map(String::as_str)
+    }
+
     /// Whether the bridge answers ARP for its containers (`proxy_arp` on their ports, their
     /// addresses pinned in its neighbour table) instead of flooding requests to every port: on
     /// bridges weft made, IPv4-only (proxy-ARP ports get no flooded multicast, which IPv6
     /// neighbour discovery needs), unless the network says `com.weft.bridge.proxy_arp=false`.
     pub fn proxy_arp(&self) -> bool {
         let wanted = self.proxy_arp_option.unwrap_or_else(|| self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false"));
-        self.driver == DriverKind::Bridge && self.managed_bridge && self.subnet6.is_none() && wanted
+        self.driver == DriverKind::Bridge && self.managed_bridge && self.subnet6.is_none() && self.uplink().is_none() && wanted
     }
 }
 
@@ -552,6 +559,8 @@ pub struct NetworkSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NetworkOptions {
     pub bridge_name: Option<String>,
+    /// bridge: `-o com.weft.bridge.uplink=IF`.
+    pub uplink: Option<String>,
     /// macvlan: `-o parent=IF`.
     pub parent: Option<String>,
     /// macvlan: `-o macvlan_mode=MODE` (one of [`MACVLAN_MODES`]).
@@ -654,7 +663,7 @@ impl NetworkSpec {
             v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
         };
         for (k, v) in &self.options {
-            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING].contains(&k.as_str());
+            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
             if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) {
                 return bad(format!("option {k} is not an option of the {driver} driver"));
@@ -663,6 +672,16 @@ impl NetworkSpec {
                 OPT_PARENT => {
                     crate::validate_ifname(v)?;
                     o.parent = Some(v.clone());
+                }
+                OPT_UPLINK => {
+                    crate::validate_ifname(v)?;
+                    if self.subnet.is_none() || self.gateway.is_none() || self.ip_range.is_none() {
+                        return bad(format!("option {k}: an uplinked network shares its subnet with the uplink's LAN: give --subnet, --gateway and --ip-range (this host's slice)"));
+                    }
+                    if self.enable_ipv6 {
+                        return bad(format!("option {k}: IPv4 only (the uplink's IPv6 addresses do not move)"));
+                    }
+                    o.uplink = Some(v.clone());
                 }
                 OPT_MACVLAN_MODE if MACVLAN_MODES.contains(&v.as_str()) => o.macvlan_mode = Some(v.clone()),
                 OPT_MACVLAN_MODE => return bad(format!("option {k}={v}: one of {}", MACVLAN_MODES.join(", "))),

@@ -45,6 +45,10 @@ struct Args {
     /// Default host address of published ports.
     #[arg(long, default_value = "0.0.0.0")]
     ip: IpAddr,
+    /// Uplinked networks keep their uplink in the bridge when weftd stops (false: the uplink
+    /// and its addresses go back, and come again at the next start).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    keep_uplink: bool,
     /// Masquerade traffic leaving the bridge subnets.
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     ip_masq: bool,
@@ -163,6 +167,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.iptables = args.iptables;
     cfg.dns = args.dns;
     cfg.link_pool = args.link_pool;
+    cfg.keep_uplink = args.keep_uplink;
     if !args.default_address_pool.is_empty() {
         cfg.default_pools = args.default_address_pool;
     }
