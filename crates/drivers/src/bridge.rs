@@ -39,7 +39,7 @@ impl Driver for Bridge {
     /// `ip link add BR mtu M address MAC type bridge; ip addr add GW/P dev BR; ip link set BR up`
     /// (and the IPv6 gateway), with `route_localnet` on it when the firewall publishes ports. A
     /// bridge that exists is adopted; one weft does not manage (`-b`) is used as it is.
-    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: &HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
         let (index, created) = match host.link_index(&rec.bridge)? {
             Some(i) => (i, false),
             None => (host.create_bridge(&rec.bridge, rec.mtu, weft_model::mac_for(rec.gateway))?, true),
@@ -77,7 +77,7 @@ impl Driver for Bridge {
     }
 
     /// The uplink goes back first (its addresses would go with the bridge).
-    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
+    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, _o: &HostOptions) -> weft_kernel::Result<()> {
         if let Some(uplink) = rec.uplink() {
             if let Some(index) = host.link_index(&rec.bridge)? {
                 host.detach_uplink(index, uplink)?;
@@ -144,7 +144,7 @@ impl HostNetwork for BridgeNet {
     }
 
     /// The pinned neighbour entry of proxy ARP.
-    fn forget(&self, host: &mut dyn LinkOps, ip: std::net::Ipv4Addr) -> weft_kernel::Result<()> {
+    fn forget(&self, host: &mut dyn LinkOps, _host_ifname: Option<&str>, ip: std::net::Ipv4Addr) -> weft_kernel::Result<()> {
         if self.proxy_arp {
             host.unpin_neighbour(self.index, ip)?;
         }
@@ -164,6 +164,8 @@ mod tests {
 
     fn endpoint() -> Join<'static> {
         Join {
+            owner: "c1",
+            endpoint_id: "e1",
             netns_fd: -1,
             host_ifname: "vethtest1",
             ifname: "eth0",
@@ -196,10 +198,10 @@ mod tests {
         let n = net(true);
         n.unplug(&mut h, "vethtest1").expect("unplug");
         n.leave(&mut h, "vethtest1").expect("leave");
-        n.forget(&mut h, "172.17.0.2".parse().expect("ip")).expect("forget");
+        n.forget(&mut h, Some("vethtest1"), "172.17.0.2".parse().expect("ip")).expect("forget");
         assert_eq!(h.calls, ["release_port vethtest1", "delete_link vethtest1", "unpin_neighbour 7 172.17.0.2"]);
         let mut h = Recording::default();
-        net(false).forget(&mut h, "172.17.0.2".parse().expect("ip")).expect("forget");
+        net(false).forget(&mut h, None, "172.17.0.2".parse().expect("ip")).expect("forget");
         assert!(h.calls.is_empty(), "nothing pinned without proxy ARP");
     }
 
@@ -231,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_network_is_made_adopted_and_rolled_back() {
-        let o = HostOptions { firewall: true, ip_forward: true };
+        let o = &HostOptions { firewall: true, ip_forward: true, ..Default::default() };
         let mut h = Recording::default();
         let index = Bridge.create_network(&mut h, &network(true), o).expect("create").link();
         assert_eq!(
@@ -245,11 +247,11 @@ mod tests {
         // The user's bridge (-b): used as it is, never readdressed, never deleted.
         let mut h = Recording::default();
         h.links.push("br-test".into()); // it exists
-        Bridge.create_network(&mut h, &network(false), HostOptions { firewall: false, ip_forward: false }).expect("adopt");
+        Bridge.create_network(&mut h, &network(false), &HostOptions::default()).expect("adopt");
         assert_eq!(h.calls, ["link_index br-test"]);
-        Bridge.remove_network(&mut h, &network(false)).expect("remove");
+        Bridge.remove_network(&mut h, &network(false), &HostOptions::default()).expect("remove");
         assert_eq!(h.calls.len(), 1, "nothing deleted");
-        Bridge.remove_network(&mut h, &network(true)).expect("remove");
+        Bridge.remove_network(&mut h, &network(true), &HostOptions::default()).expect("remove");
         assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
     }
 
@@ -258,21 +260,21 @@ mod tests {
         let mut rec = network(true);
         rec.options.insert(weft_model::OPT_UPLINK.into(), "lan0".into());
         let mut h = Recording::default();
-        let index = Bridge.create_network(&mut h, &rec, HostOptions { firewall: false, ip_forward: false }).expect("create").link();
+        let index = Bridge.create_network(&mut h, &rec, &HostOptions::default()).expect("create").link();
         // No gateway address (the uplink's addresses come instead), and the move is the last step.
         assert_eq!(h.calls, ["link_index br-test", "create_bridge br-test mtu 1400", &format!("set_up {index}"), &format!("attach_uplink {index} lan0")]);
         // A failed move deletes the new bridge (the move undid itself).
         let mut h = Recording::failing(&format!("attach_uplink {index} lan0"));
-        assert!(Bridge.create_network(&mut h, &rec, HostOptions { firewall: false, ip_forward: false }).is_err());
+        assert!(Bridge.create_network(&mut h, &rec, &HostOptions::default()).is_err());
         assert_eq!(h.calls.last().map(String::as_str), Some("delete_link br-test"));
         // Removal: the uplink back before the bridge goes; if that fails, the bridge stays.
         let mut h = Recording::default();
         h.links.push("br-test".into());
-        Bridge.remove_network(&mut h, &rec).expect("remove");
+        Bridge.remove_network(&mut h, &rec, &HostOptions::default()).expect("remove");
         assert_eq!(h.calls, ["link_index br-test", "detach_uplink 1 lan0", "delete_link br-test"]);
         let mut h = Recording::failing("detach_uplink 1 lan0");
         h.links.push("br-test".into());
-        assert!(Bridge.remove_network(&mut h, &rec).is_err());
+        assert!(Bridge.remove_network(&mut h, &rec, &HostOptions::default()).is_err());
         assert!(!h.calls.contains(&"delete_link br-test".to_string()), "the bridge keeps the host's addresses");
     }
 

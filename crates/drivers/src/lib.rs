@@ -16,6 +16,8 @@
 
 pub mod bridge;
 pub mod macvlan;
+pub mod ovs;
+pub mod ovsdb;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
@@ -26,12 +28,14 @@ use weft_kernel::ops::LinkOps;
 use weft_model::{DriverKind, NetworkOptions, NetworkRecord};
 
 /// The daemon's settings that a network's objects depend on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct HostOptions {
     /// `--iptables`: published ports answer on 127.0.0.1 too (`route_localnet` on the link).
     pub firewall: bool,
     /// `--ip-forward`: dual-stack networks turn IPv6 forwarding on.
     pub ip_forward: bool,
+    /// `--ovsdb`: ovsdb-server's socket, for Open vSwitch networks.
+    pub ovsdb: std::path::PathBuf,
 }
 
 /// The network's own link on a host, as `network create` names it.
@@ -48,6 +52,10 @@ pub struct NetworkLink {
 /// (if the kind has one) is `host_ifname`.
 #[derive(Debug, Clone)]
 pub struct Join<'a> {
+    /// The sandbox's owner (a container's id) and the endpoint's id, for drivers that label
+    /// their ports with them.
+    pub owner: &'a str,
+    pub endpoint_id: &'a str,
     pub netns_fd: RawFd,
     pub host_ifname: &'a str,
     pub ifname: &'a str,
@@ -69,9 +77,9 @@ pub trait Driver: Send + Sync {
     fn network_link(&self, id: &str, o: &NetworkOptions, internal: bool) -> NetworkLink;
     /// Makes (or adopts) network `rec`'s own link on this host; on failure, nothing it made
     /// stays.
-    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>>;
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: &HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>>;
     /// Removes what `create_network` made (a link weft did not make stays).
-    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()>;
+    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: &HostOptions) -> weft_kernel::Result<()>;
     /// Whether the network's traffic crosses the host's forwarding path, where the firewall
     /// filters, isolates and masquerades it (and publishes ports).
     fn forwards_through_host(&self) -> bool;
@@ -101,7 +109,7 @@ pub trait HostNetwork: Send + Sync + std::fmt::Debug {
     }
     /// After an endpoint is gone and before its address is handed out again: what the network
     /// held for that address.
-    fn forget(&self, _host: &mut dyn LinkOps, _ip: Ipv4Addr) -> weft_kernel::Result<()> {
+    fn forget(&self, _host: &mut dyn LinkOps, _host_ifname: Option<&str>, _ip: Ipv4Addr) -> weft_kernel::Result<()> {
         Ok(())
     }
 }
@@ -111,6 +119,7 @@ pub fn driver(kind: DriverKind) -> &'static dyn Driver {
     match kind {
         DriverKind::Bridge => &bridge::Bridge,
         DriverKind::Macvlan => &macvlan::Macvlan,
+        DriverKind::Ovs => &ovs::Ovs,
     }
 }
 

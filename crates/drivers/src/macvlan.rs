@@ -40,7 +40,7 @@ impl Driver for Macvlan {
     }
 
     /// The parent must exist; weft's stand-in is made or adopted (see the module's note).
-    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, _o: HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
+    fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, _o: &HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {
         let parent = match host.link_index(&rec.bridge)? {
             Some(i) => i,
             None if rec.managed_bridge => stand_in(host, &rec.bridge)?,
@@ -55,7 +55,7 @@ impl Driver for Macvlan {
     }
 
     /// Weft's stand-in goes (its peer with it); a parent stays.
-    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord) -> weft_kernel::Result<()> {
+    fn remove_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, _o: &HostOptions) -> weft_kernel::Result<()> {
         if rec.managed_bridge {
             host.delete_link(&rec.bridge)?;
         }
@@ -170,6 +170,8 @@ mod tests {
 
     fn join() -> Join<'static> {
         Join {
+            owner: "c1",
+            endpoint_id: "e1",
             netns_fd: 9,
             host_ifname: "",
             ifname: "eth0",
@@ -187,10 +189,10 @@ mod tests {
         let rec = network(Some("up0"), false);
         assert_eq!((rec.bridge.as_str(), rec.managed_bridge), ("up0", false));
         let mut h = Recording::default(); // no up0 in it
-        let err = Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true }).expect_err("no parent");
+        let err = Macvlan.create_network(&mut h, &rec, &HostOptions::default()).expect_err("no parent");
         assert!(err.to_string().contains("up0"), "{err}");
         assert_eq!(h.calls, ["link_index up0"], "nothing made for a missing parent");
-        Macvlan.remove_network(&mut h, &rec).expect("remove");
+        Macvlan.remove_network(&mut h, &rec, &HostOptions::default()).expect("remove");
         assert_eq!(h.calls.len(), 1, "a parent is never deleted");
     }
 
@@ -200,15 +202,15 @@ mod tests {
             assert_eq!(rec.bridge, format!("dm-{}", "ab".repeat(6)));
             let mut h = Recording::default();
             let peer = format!("dp-{}", "ab".repeat(6));
-            let net = Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true });
+            let net = Macvlan.create_network(&mut h, &rec, &HostOptions::default());
             assert_eq!(h.calls[..2], [format!("link_index {}", rec.bridge), format!("create_veth {}", rec.bridge)]);
             assert_eq!(h.calls[2..], [format!("link_index {peer}"), "set_up 2".to_string(), format!("link_index {}", rec.bridge)]);
             assert_eq!(net.expect("create").link(), 1);
             // A failure after the pair was made deletes it.
             let mut h = Recording::failing("set_up 2");
-            assert!(Macvlan.create_network(&mut h, &rec, HostOptions { firewall: true, ip_forward: true }).is_err());
+            assert!(Macvlan.create_network(&mut h, &rec, &HostOptions::default()).is_err());
             assert_eq!(h.calls.last(), Some(&format!("delete_link {}", rec.bridge)));
-            Macvlan.remove_network(&mut h, &rec).expect("remove");
+            Macvlan.remove_network(&mut h, &rec, &HostOptions::default()).expect("remove");
             assert_eq!(h.calls.last(), Some(&format!("delete_link {}", rec.bridge)));
         }
     }

@@ -38,6 +38,8 @@ pub struct Config {
     pub link_pool: Ipv4Net,
     /// `--keep-uplink=false`: uplinks go back to the host when the daemon stops.
     pub keep_uplink: bool,
+    /// `--ovsdb`: ovsdb-server's socket, for Open vSwitch networks.
+    pub ovsdb: PathBuf,
     /// The `weft-init` helper binary.
     pub init_path: PathBuf,
     /// This daemon's name among those sharing a store (its records live under it).
@@ -63,6 +65,7 @@ impl Config {
             default_pools: weft_ipam::default_pools(),
             link_pool: "10.1.1.0/24".parse().expect("a constant CIDR"),
             keep_uplink: true,
+            ovsdb: PathBuf::from("/run/openvswitch/db.sock"),
             init_path,
             host_id: "local".into(),
         }

@@ -59,7 +59,7 @@ impl Engine {
                 return Err(EngineError::Refused(format!("container {container} is already connected to network {}", net.name)));
             }
             let n = (0..).find(|i| !c.sandbox.endpoints.iter().any(|e| e.ifname == format!("eth{i}"))).expect("a free index");
-            let mut plan = st.plan_endpoint(&net.id, &format!("eth{n}"), ip, None)?;
+            let mut plan = st.plan_endpoint(&c.id, &net.id, &format!("eth{n}"), ip, None)?;
             plan.endpoint.aliases = aliases.to_vec();
             let pending = crate::Pending::new(self, &mut st, vec![net.id.clone()]);
             let (eng, e) = (self.clone(), plan.endpoint.clone());

@@ -311,7 +311,7 @@ impl Engine {
                     let mut plans: Vec<EndpointPlan> = Vec::new();
                     for (i, net) in std::iter::once(n).chain(spec.networks.iter()).enumerate() {
                         let first = i == 0;
-                        let mut p = st.plan_endpoint(net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
+                        let mut p = st.plan_endpoint(id, net, &format!("eth{i}"), spec.ip.filter(|_| first), spec.ip6.filter(|_| first))?;
                         {
                             let (eng, e) = (self.clone(), p.endpoint.clone());
                             undo.push("release the address", move || eng.lock().release_addresses(&e));

@@ -478,7 +478,7 @@ impl Engine {
         let release = move || {
             // What the network held for the address goes before it can be handed out again.
             if let Some(h) = host {
-                if let Err(err) = network::with_host(|nl| h.forget(nl, e2.ip)) {
+                if let Err(err) = network::with_host(|nl| h.forget(nl, e2.host_end(), e2.ip)) {
                     tracing::warn!(error = %err, ip = %e2.ip, "the network did not forget the endpoint");
                 }
             }
@@ -524,7 +524,7 @@ impl Engine {
     }
 
     pub(crate) fn host_options(&self) -> weft_drivers::HostOptions {
-        weft_drivers::HostOptions { firewall: self.cfg.iptables, ip_forward: self.cfg.ip_forward }
+        weft_drivers::HostOptions { firewall: self.cfg.iptables, ip_forward: self.cfg.ip_forward, ovsdb: self.cfg.ovsdb.clone() }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -572,7 +572,7 @@ impl Engine {
 impl State {
     /// Reserves an address on network `name` (`ip`, or the next free one) and describes the
     /// endpoint `ifname` that will carry it. No kernel work.
-    pub(crate) fn plan_endpoint(&mut self, name: &str, ifname: &str, ip: Option<std::net::Ipv4Addr>, ip6: Option<std::net::Ipv6Addr>) -> Result<EndpointPlan> {
+    pub(crate) fn plan_endpoint(&mut self, owner: &str, name: &str, ifname: &str, ip: Option<std::net::Ipv4Addr>, ip6: Option<std::net::Ipv6Addr>) -> Result<EndpointPlan> {
         let net = self
             .networks
             .values_mut()
@@ -628,6 +628,7 @@ impl State {
         Ok(EndpointPlan {
             endpoint,
             net: net.host.clone(),
+            owner: owner.to_string(),
             forwarded: weft_drivers::driver(net.rec.driver).forwards_through_host(),
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
@@ -670,6 +671,8 @@ pub(crate) struct EndpointPlan {
     pub endpoint: weft_model::EndpointRecord,
     /// Its network on this host, whose driver makes it.
     pub net: Arc<dyn weft_drivers::HostNetwork>,
+    /// Whose sandbox it is (a container's id, `sandbox/NAME`).
+    pub owner: String,
     /// Its traffic crosses the host's forwarding path (where ports are published).
     pub forwarded: bool,
     /// No way out: no default route through it.
@@ -702,6 +705,8 @@ impl EndpointPlan {
         let e = &self.endpoint;
         network::attach_endpoint(&network::EndpointAttach {
             net: &*self.net,
+            owner: &self.owner,
+            endpoint_id: &e.endpoint_id,
             netns,
             host_ifname: &e.host_ifname,
             ifname: &e.ifname,

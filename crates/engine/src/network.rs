@@ -46,6 +46,9 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 #[derive(Debug, Clone)]
 pub struct EndpointAttach<'a> {
     pub net: &'a dyn weft_drivers::HostNetwork,
+    /// The sandbox's owner (a container's id, `sandbox/NAME`) and the endpoint's id.
+    pub owner: &'a str,
+    pub endpoint_id: &'a str,
     pub netns: &'a Path,
     /// Empty for an endpoint without a host end.
     pub host_ifname: &'a str,
@@ -92,6 +95,8 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
     let mut inside = netns::open_in(a.netns, if a.v6.is_some() { NETNS_SYSCTLS_V6 } else { &[] })?;
     let t_open = t0.elapsed();
     let join = weft_drivers::Join {
+        owner: a.owner,
+        endpoint_id: a.endpoint_id,
         netns_fd: ns.as_raw_fd(),
         host_ifname: a.host_ifname,
         ifname: a.ifname,
@@ -226,7 +231,7 @@ impl Engine {
         // loopback traffic may leave by the bridge (masqueraded there), as Docker does without
         // its proxy.
         let (r, o) = (rec.clone(), self.host_options());
-        let host = blocking(move || crate::networks::make_network(&r, o)).await?;
+        let host = blocking(move || crate::networks::make_network(&r, &o)).await?;
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
             self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;

@@ -31,7 +31,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 /// Makes (or adopts) network `rec`'s own objects through its driver. Blocking.
-pub(crate) fn make_network(rec: &NetworkRecord, o: weft_drivers::HostOptions) -> Result<std::sync::Arc<dyn weft_drivers::HostNetwork>> {
+pub(crate) fn make_network(rec: &NetworkRecord, o: &weft_drivers::HostOptions) -> Result<std::sync::Arc<dyn weft_drivers::HostNetwork>> {
     with_host(|nl| weft_drivers::driver(rec.driver).create_network(nl, rec, o))
 }
 
@@ -166,9 +166,9 @@ impl Engine {
         let store = self.store.clone();
         undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
         let (host, pool, pool6) = self.bring_up(&rec).await?;
-        let r = rec.clone();
+        let (r, o) = (rec.clone(), self.host_options());
         undo.push("delete the network's objects", move || {
-            let _ = with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r));
+            let _ = with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r, &o));
         });
         if let Some(fw) = fw_of(&rec) {
             self.fw.add_network(&fw)?;
@@ -231,10 +231,10 @@ impl Engine {
             tracing::warn!(network = %rec.name, error = %e, "removing firewall chains");
         }
         // Pending deletions of its endpoints first, then its own objects.
-        let (eng, r) = (self.clone(), rec.clone());
+        let (eng, r, o) = (self.clone(), rec.clone(), self.host_options());
         blocking(move || {
             eng.reaper.flush();
-            with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r))
+            with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r, &o))
         })
         .await?;
         if records {
@@ -285,7 +285,7 @@ impl Engine {
         }
         let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
         let (r, o) = (rec.clone(), self.host_options());
-        let host = blocking(move || make_network(&r, o)).await?;
+        let host = blocking(move || make_network(&r, &o)).await?;
         Ok((host, pool, pool6))
     }
 

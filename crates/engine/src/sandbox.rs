@@ -109,7 +109,7 @@ impl Engine {
                     return Err(EngineError::Refused(format!("sandbox {} is attached already: ports are published at its first attachment", a.key)));
                 }
             }
-            let mut plan = st.plan_endpoint(a.network, a.ifname, a.ip, None)?;
+            let mut plan = st.plan_endpoint(&owner, a.network, a.ifname, a.ip, None)?;
             let (eng, e) = (self.clone(), plan.endpoint.clone());
             u.push("release the address", move || eng.lock().release_addresses(&e));
             plan.publishes(a.ports.len())?;

@@ -65,6 +65,8 @@ pub struct Host {
     finished: bool,
     /// Other namespaces the test made, removed with the host.
     extra_ns: Vec<String>,
+    /// Open vSwitch's servers started in the host's namespace ([`Host::start_ovs`]).
+    ovs: Vec<Child>,
     /// Container processes seen while the test ran (the leak check looks for them).
     containers: Mutex<Vec<Proc>>,
 }
@@ -85,6 +87,7 @@ impl Host {
             args: None,
             finished: false,
             extra_ns: Vec::new(),
+            ovs: Vec::new(),
             containers: Mutex::new(Vec::new()),
         };
         host.ip(&["link", "set", "lo", "up"]);
@@ -419,6 +422,69 @@ impl Host {
         run(Command::new("ip").args(["netns", "exec", out, "sh", "-c", cmd]))
     }
 
+    /// Starts Open vSwitch in the host's namespace, as Debian's `openvswitch-switch` has it but
+    /// without systemd and with every file under the test's directory: a fresh database,
+    /// ovsdb-server, `ovs-vsctl init`, ovs-vswitchd (the userspace datapath needs no kernel
+    /// module). Returns ovsdb-server's socket (for `weftd --ovsdb`).
+    pub fn start_ovs(&mut self) -> String {
+        let dir = self.dir.join("ovs");
+        std::fs::create_dir_all(&dir).expect("ovs dir");
+        let db = dir.join("conf.db");
+        let sock = dir.join("db.sock").display().to_string();
+        if !db.exists() {
+            let o = run(Command::new("ovsdb-tool").arg("create").arg(&db).arg("/usr/share/openvswitch/vswitch.ovsschema"));
+            assert!(o.status.success(), "ovsdb-tool create (is openvswitch-switch installed?): {}", text(&o));
+        }
+        let server = self.ovs_cmd("ovsdb-server", &[db.display().to_string(), format!("--remote=punix:{sock}"), format!("--unixctl={}/ovsdb.ctl", dir.display()), format!("--log-file={}/ovsdb.log", dir.display())]);
+        self.ovs.push(server);
+        eventually("ovsdb-server listens", || Path::new(&sock).exists());
+        let o = run(Command::new("ovs-vsctl").arg(format!("--db=unix:{sock}")).args(["--no-wait", "init"]));
+        assert!(o.status.success(), "ovs-vsctl init: {}", text(&o));
+        if self.ovs.len() == 1 {
+            let switch = self.ovs_cmd("ovs-vswitchd", &[format!("unix:{sock}"), format!("--unixctl={}/vswitchd.ctl", dir.display()), format!("--log-file={}/vswitchd.log", dir.display())]);
+            self.ovs.push(switch);
+            eventually("ovs-vswitchd answers", || dir.join("vswitchd.ctl").exists());
+        }
+        sock
+    }
+
+    fn ovs_cmd(&self, program: &str, args: &[String]) -> Child {
+        let dir = self.dir.join("ovs");
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, program])
+            .args(args)
+            .envs([("OVS_RUNDIR", &dir), ("OVS_DBDIR", &dir), ("OVS_LOGDIR", &dir), ("OVS_SYSCONFDIR", &dir)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"))
+    }
+
+    /// `ovs-vsctl --db=… ARGS` against the host's Open vSwitch, asserted to succeed.
+    pub fn vsctl(&self, args: &[&str]) -> String {
+        let sock = self.dir.join("ovs/db.sock");
+        let o = run(Command::new("ovs-vsctl").arg(format!("--db=unix:{}", sock.display())).arg("--timeout=10").args(args));
+        assert!(o.status.success(), "ovs-vsctl {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Stops ovsdb-server only (ovs-vswitchd keeps its datapath): a failure half-way for weft.
+    pub fn stop_ovsdb(&mut self) {
+        let mut server = self.ovs.remove(0);
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_file(self.dir.join("ovs/db.sock"));
+    }
+
+    /// Ends Open vSwitch's servers.
+    fn stop_ovs(&mut self) {
+        for mut c in self.ovs.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// A second namespace linked to this host by a veth pair: `host_addr` on the host's end
     /// (`up0`), `peer_addr` on the other (`eth0`), both /24, with no route back to the bridge
     /// subnets (so only NAT lets containers reach it). Returns the namespace's name.
@@ -474,6 +540,8 @@ impl Host {
                 found.push(Leak::Teardown(e));
             }
         }
+        // Open vSwitch's servers are the test's, not weft's: stopped before the check.
+        self.stop_ovs();
         let namespaces: Vec<String> = [self.ns.clone()].into_iter().chain(self.extra_ns.drain(..)).collect();
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let scope = leaks::Scope { namespaces: &namespaces, dir: &self.dir, containers: &containers };

@@ -6,6 +6,7 @@
 
 pub mod arp;
 pub mod conntrack;
+pub mod ethtool;
 pub mod links;
 pub mod uplink;
 pub mod netlink;

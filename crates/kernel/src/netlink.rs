@@ -92,6 +92,12 @@ pub struct Netlink {
     buf: Vec<u8>,
 }
 
+impl Netlink {
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.sock
+    }
+}
+
 fn io_err<'a>(op: &'static str, subject: &'a str) -> impl Fn(std::io::Error) -> KernelError + 'a {
     move |source| KernelError::Netlink { op, subject: subject.to_string(), source }
 }

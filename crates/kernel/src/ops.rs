@@ -39,6 +39,8 @@ pub trait LinkOps {
     fn attach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()>;
     /// The reverse (an uplink that is not the bridge's port is fine).
     fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()>;
+    /// `ethtool -K IFNAME tx off`.
+    fn tx_checksum_off(&mut self, ifname: &str) -> Result<()>;
     /// `ip addr add ADDR dev IF; ip link set IF up; ip route add default via GW` (and IPv6);
     /// `index` is the interface's if known (0: looked up by name).
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()>;
@@ -89,6 +91,9 @@ impl LinkOps for Netlink {
             Some(_) => Err(errno("take the uplink (a port of another bridge)", uplink, libc::EBUSY)),
             None => self.enslave_uplink(bridge, l.index, l.mac).map(|c| tracing::info!(uplink, addresses = ?c.addrs, routes = c.route_count(), "uplink moved into the bridge")),
         }
+    }
+    fn tx_checksum_off(&mut self, ifname: &str) -> Result<()> {
+        Netlink::tx_checksum_off(self, ifname)
     }
     fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
         match self.link(uplink)? {
@@ -183,6 +188,9 @@ impl LinkOps for Recording {
     }
     fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
         self.record(format!("detach_uplink {bridge} {uplink}"))
+    }
+    fn tx_checksum_off(&mut self, ifname: &str) -> Result<()> {
+        self.record(format!("tx_checksum_off {ifname}"))
     }
     fn configure_interface(&mut self, ifname: &str, _index: u32, addr: Ipv4Net, _gateway: Option<Ipv4Addr>, _v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         self.record(format!("configure_interface {ifname} {addr}"))

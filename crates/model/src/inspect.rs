@@ -173,6 +173,9 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         crate::DriverKind::Macvlan => {
             options.insert(crate::OPT_PARENT.into(), n.bridge.clone().into());
         }
+        crate::DriverKind::Ovs => {
+            options.insert(crate::OPT_OVS_BRIDGE.into(), n.bridge.clone().into());
+        }
     }
     json!({
         "Name": n.name,

@@ -479,6 +479,11 @@ pub const OPT_PARENT: &str = "parent";
 /// macvlan: `bridge` (default), `private`, `vepa` or `passthru`.
 pub const OPT_MACVLAN_MODE: &str = "macvlan_mode";
 pub const MACVLAN_MODES: [&str; 4] = ["bridge", "private", "vepa", "passthru"];
+/// ovs: an Open vSwitch bridge of the user's (absent: one of weft's, `ob-` + 12 hex of the id).
+pub const OPT_OVS_BRIDGE: &str = "ovs.bridge";
+/// ovs: `system` (the kernel module) or `netdev` (userspace); default: `system` if the module
+/// is loaded, else `netdev`.
+pub const OPT_OVS_DATAPATH: &str = "ovs.datapath_type";
 
 /// The most ports a Linux bridge holds (`BR_MAX_PORTS` less port 0).
 pub const BRIDGE_MAX_PORTS: usize = 1023;
@@ -507,6 +512,8 @@ pub enum DriverKind {
     Bridge,
     /// Endpoints are macvlan links of a host interface (`-o parent=IF`), on its L2 directly.
     Macvlan,
+    /// Endpoints are veths whose host ends are ports of an Open vSwitch bridge.
+    Ovs,
 }
 
 impl DriverKind {
@@ -515,7 +522,8 @@ impl DriverKind {
         match s {
             "" | "bridge" => Ok(Self::Bridge),
             "macvlan" => Ok(Self::Macvlan),
-            other => Err(ModelError::Network(format!("driver {other:?} is not supported (bridge, macvlan)"))),
+            "ovs" | "openvswitch" => Ok(Self::Ovs),
+            other => Err(ModelError::Network(format!("driver {other:?} is not supported (bridge, macvlan, ovs)"))),
         }
     }
 
@@ -523,6 +531,7 @@ impl DriverKind {
         match self {
             Self::Bridge => "bridge",
             Self::Macvlan => "macvlan",
+            Self::Ovs => "ovs",
         }
     }
 }
@@ -565,6 +574,8 @@ pub struct NetworkOptions {
     pub parent: Option<String>,
     /// macvlan: `-o macvlan_mode=MODE` (one of [`MACVLAN_MODES`]).
     pub macvlan_mode: Option<String>,
+    /// ovs: `-o ovs.bridge=NAME`.
+    pub ovs_bridge: Option<String>,
     pub mtu: Option<u32>,
     pub icc: Option<bool>,
     pub masquerade: Option<bool>,
@@ -665,7 +676,8 @@ impl NetworkSpec {
         for (k, v) in &self.options {
             let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
-            if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) {
+            let ovs_only = [OPT_OVS_BRIDGE, OPT_OVS_DATAPATH].contains(&k.as_str());
+            if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) || (ovs_only && driver != DriverKind::Ovs) {
                 return bad(format!("option {k} is not an option of the {driver} driver"));
             }
             match k.as_str() {
@@ -685,6 +697,12 @@ impl NetworkSpec {
                 }
                 OPT_MACVLAN_MODE if MACVLAN_MODES.contains(&v.as_str()) => o.macvlan_mode = Some(v.clone()),
                 OPT_MACVLAN_MODE => return bad(format!("option {k}={v}: one of {}", MACVLAN_MODES.join(", "))),
+                OPT_OVS_BRIDGE => {
+                    crate::validate_ifname(v)?;
+                    o.ovs_bridge = Some(v.clone());
+                }
+                OPT_OVS_DATAPATH if v == "system" || v == "netdev" => {}
+                OPT_OVS_DATAPATH => return bad(format!("option {k}={v}: system or netdev")),
                 OPT_BRIDGE_NAME => {
                     crate::validate_ifname(v)?;
                     o.bridge_name = Some(v.clone());

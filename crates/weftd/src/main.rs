@@ -45,6 +45,9 @@ struct Args {
     /// Default host address of published ports.
     #[arg(long, default_value = "0.0.0.0")]
     ip: IpAddr,
+    /// ovsdb-server's socket, for Open vSwitch networks (`-d ovs`).
+    #[arg(long, default_value = "/run/openvswitch/db.sock")]
+    ovsdb: PathBuf,
     /// Uplinked networks keep their uplink in the bridge when weftd stops (false: the uplink
     /// and its addresses go back, and come again at the next start).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -168,6 +171,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.dns = args.dns;
     cfg.link_pool = args.link_pool;
     cfg.keep_uplink = args.keep_uplink;
+    cfg.ovsdb = args.ovsdb;
     if !args.default_address_pool.is_empty() {
         cfg.default_pools = args.default_address_pool;
     }
