@@ -5,6 +5,13 @@
 //! (`-o ovs.bridge=br-int`, which must exist) or weft's (`ob-` + 12 hex of the id, made with its
 //! internal interface, which carries the gateway address as a Linux bridge would). Every change
 //! is one transaction with ovsdb-server (see [`crate::ovsdb`]); ovs-vswitchd applies it.
+//!
+//! Across hosts (seed 004's second method): `-o ovs.tunnel=vxlan|gre|geneve -o
+//! ovs.remote=IP[,IP…]` gives the bridge a tunnel port to each other host (`tun-` + the remote's
+//! address in hex). On the userspace datapath the tunnels are ovs-vswitchd's own (the kernel's
+//! GRE is not needed), and it sends their packets only through an OVS bridge that holds the
+//! host's underlay address (Open vSwitch's "userspace tunneling" set-up: the NIC a port of a
+//! bridge such as `br-phy`, the address on that bridge).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,11 @@ pub struct OvsNet {
     pub userspace: bool,
     /// The bridge's port names, as last read (reconcile asks once per link).
     ports: Mutex<Option<(Instant, HashSet<String>)>>,
+}
+
+/// A tunnel port's name: `tun-` and the remote's address in hex.
+fn tunnel_name(remote: std::net::Ipv4Addr) -> String {
+    format!("tun-{:08x}", u32::from(remote))
 }
 
 fn is_veth_name(name: &str) -> bool {
@@ -98,9 +110,9 @@ impl Driver for Ovs {
             if o.firewall {
                 host.sysctl(&format!("net.ipv4.conf.{}.route_localnet", rec.bridge), "1")?;
             }
-            let stale: Vec<String> = db.ports(&rec.bridge)?.into_iter().map(|(n, _)| n).filter(|n| is_veth_name(n)).collect();
+            let stale: Vec<String> = db.ports(&rec.bridge)?.into_iter().map(|(n, _)| n).collect();
             let mut gone = Vec::new();
-            for n in &stale {
+            for n in stale.iter().filter(|n| is_veth_name(n)) {
                 if host.link_index(n)?.is_none() {
                     gone.push(n.as_str());
                 }
@@ -108,6 +120,13 @@ impl Driver for Ovs {
             if !gone.is_empty() {
                 tracing::info!(bridge = %rec.bridge, ports = ?gone, "ports whose veth is gone: removed");
                 db.del_ports(&rec.bridge, &gone)?;
+            }
+            if let Some((kind, remotes)) = rec.ovs_tunnels() {
+                let missing: Vec<(String, &str, std::net::Ipv4Addr)> =
+                    remotes.into_iter().map(|r| (tunnel_name(r), kind, r)).filter(|(n, _, _)| !stale.contains(n)).collect();
+                if !missing.is_empty() {
+                    db.add_tunnels(&rec.bridge, &missing)?;
+                }
             }
             Ok(index)
         })();
@@ -125,10 +144,15 @@ impl Driver for Ovs {
         }
     }
 
-    /// `ovs-vsctl del-br` of weft's bridge; the user's stays.
+    /// `ovs-vsctl del-br` of weft's bridge; the user's stays, without weft's tunnel ports.
     fn remove_network(&self, _host: &mut dyn LinkOps, rec: &NetworkRecord, o: &HostOptions) -> weft_kernel::Result<()> {
+        let db = Ovsdb::new(&o.ovsdb);
         if rec.managed_bridge {
-            Ovsdb::new(&o.ovsdb).del_bridge(&rec.bridge)?;
+            return db.del_bridge(&rec.bridge);
+        }
+        if let Some((_, remotes)) = rec.ovs_tunnels() {
+            let names: Vec<String> = remotes.into_iter().map(tunnel_name).collect();
+            db.del_ports(&rec.bridge, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         Ok(())
     }

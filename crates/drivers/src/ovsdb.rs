@@ -54,6 +54,19 @@ pub fn add_port_ops(bridge: &str, port: &str, external_ids: &[(&str, &str)]) -> 
     ]
 }
 
+/// `ovs-vsctl add-port BRIDGE NAME -- set interface NAME type=TYPE options:remote_ip=IP` for
+/// each tunnel, in one transaction, only if the bridge exists.
+pub fn add_tunnels_ops(bridge: &str, tunnels: &[(String, &str, std::net::Ipv4Addr)]) -> Vec<Value> {
+    let mut ops = vec![bridge_exists(bridge)];
+    for (i, (name, kind, remote)) in tunnels.iter().enumerate() {
+        let remote = remote.to_string();
+        ops.push(json!({"op": "insert", "table": "Interface", "row": {"name": name, "type": kind, "options": map(&[("remote_ip", remote.as_str())])}, "uuid-name": format!("iface{i}")}));
+        ops.push(json!({"op": "insert", "table": "Port", "row": {"name": name, "interfaces": named(&format!("iface{i}"))}, "uuid-name": format!("port{i}")}));
+        ops.push(json!({"op": "mutate", "table": "Bridge", "where": [["name", "==", bridge]], "mutations": [["ports", "insert", named(&format!("port{i}"))]]}));
+    }
+    ops
+}
+
 /// The rows of `table` named `name` (their `_uuid`s), as `select` answers.
 fn uuids(result: &Value) -> Vec<Value> {
     result["rows"].as_array().into_iter().flatten().map(|r| r["_uuid"].clone()).collect()
@@ -142,6 +155,11 @@ impl Ovsdb {
     /// `ovs-vsctl add-port` with the interface's external ids, in one transaction.
     pub fn add_port(&self, bridge: &str, port: &str, external_ids: &[(&str, &str)]) -> weft_kernel::Result<()> {
         self.transact(add_port_ops(bridge, port, external_ids)).map(drop)
+    }
+
+    /// Tunnel ports (name, type, remote) in one transaction.
+    pub fn add_tunnels(&self, bridge: &str, tunnels: &[(String, &str, std::net::Ipv4Addr)]) -> weft_kernel::Result<()> {
+        self.transact(add_tunnels_ops(bridge, tunnels)).map(drop)
     }
 
     /// The names of bridge `bridge`'s ports, with their uuids.

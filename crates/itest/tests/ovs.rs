@@ -76,3 +76,50 @@ fn containers_on_an_open_vswitch_bridge() {
     assert_eq!(h.vsctl(&["list-br"]).trim(), "br-int", "weft's bridge is gone, the user's stays");
     h.finish();
 }
+
+/// Seed 004's second method: two test hosts whose OVS bridges are joined by tunnel ports, with
+/// the underlay on `br-phy` as Open vSwitch's userspace tunneling wants it.
+#[test]
+fn two_hosts_joined_by_ovs_tunnels() {
+    let mut a = Host::new("ova");
+    let mut b = Host::new("ovb");
+    a.ip(&["link", "add", "lan0", "type", "veth", "peer", "name", "lan0", "netns", &b.ns]);
+    let mut dbs = Vec::new();
+    for (h, addr) in [(&mut a, "192.168.77.1/24"), (&mut b, "192.168.77.2/24")] {
+        let db = h.start_ovs();
+        h.vsctl(&["add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev"]);
+        h.ip(&["link", "set", "lan0", "up"]);
+        h.vsctl(&["add-port", "br-phy", "lan0"]);
+        weft_itest::eventually("br-phy's internal interface", || h.link_names().contains(&"br-phy".to_string()));
+        h.ip(&["addr", "add", addr, "dev", "br-phy"]);
+        h.ip(&["link", "set", "br-phy", "up"]);
+        h.start(&["--ovsdb", &db]);
+        dbs.push(db);
+    }
+    assert!(a.fails(&["network", "create", "-d", "ovs", "-o", "ovs.tunnel=vxlan", "x"]).contains("give the other hosts with -o ovs.remote"));
+    assert!(a.fails(&["network", "create", "-d", "ovs", "-o", "ovs.tunnel=ipip", "-o", "ovs.remote=192.168.77.2", "x"]).contains("one of vxlan, gre, geneve"));
+    assert!(a.fails(&["network", "create", "-d", "ovs", "-o", "ovs.tunnel=gre", "-o", "ovs.remote=192.168.77.300", "x"]).contains("not a host's IPv4 address"));
+
+    // GRE too: this kernel has no GRE, but the userspace datapath's tunnels are its own.
+    for kind in ["vxlan", "gre"] {
+        let net = format!("t{kind}");
+        for (h, gw, slice, remote) in [(&a, "10.70.0.1", "10.70.0.64/26", "192.168.77.2"), (&b, "10.70.0.2", "10.70.0.128/26", "192.168.77.1")] {
+            let (tunnel, remote) = (format!("ovs.tunnel={kind}"), format!("ovs.remote={remote}"));
+            h.ok(&["network", "create", "-d", "ovs", "--subnet", "10.70.0.0/24", "--gateway", gw, "--ip-range", slice, "-o", &tunnel, "-o", &remote, &net]);
+        }
+        let shown = a.vsctl(&["--columns=type,options", "list", "interface", "tun-c0a84d02"]);
+        assert!(shown.contains(kind) && shown.contains("remote_ip=\"192.168.77.2\""), "host a's tunnel port: {shown}");
+        let ta = a.web("ta", &["--network", &net], &format!("over-{kind}"));
+        let tb = b.run_d("tb", &["--network", &net], &["sleep", "300"]);
+        assert!(b.ping("tb", &ta), "tb on host b -> ta on host a through the {kind} tunnel");
+        assert!(a.ping("ta", &tb), "and back");
+        assert_eq!(b.get("tb", &ta), format!("over-{kind}"), "TCP through the {kind} tunnel");
+        for (h, c) in [(&a, "ta"), (&b, "tb")] {
+            h.ok(&["rm", "-f", c]);
+            h.ok(&["network", "rm", &net]);
+        }
+        assert!(!a.vsctl(&["list-br"]).contains("ob-"), "weft's bridge went with its network, its tunnel with it");
+    }
+    a.finish();
+    b.finish();
+}

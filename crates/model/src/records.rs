@@ -484,11 +484,23 @@ pub const OPT_OVS_BRIDGE: &str = "ovs.bridge";
 /// ovs: `system` (the kernel module) or `netdev` (userspace); default: `system` if the module
 /// is loaded, else `netdev`.
 pub const OPT_OVS_DATAPATH: &str = "ovs.datapath_type";
+/// ovs: `vxlan`, `gre` or `geneve` tunnel ports to the hosts of [`OPT_OVS_REMOTE`].
+pub const OPT_OVS_TUNNEL: &str = "ovs.tunnel";
+/// ovs: the other hosts' underlay addresses, `IP[,IP…]`.
+pub const OPT_OVS_REMOTE: &str = "ovs.remote";
+pub const OVS_TUNNELS: [&str; 3] = ["vxlan", "gre", "geneve"];
 
 /// The most ports a Linux bridge holds (`BR_MAX_PORTS` less port 0).
 pub const BRIDGE_MAX_PORTS: usize = 1023;
 
 impl NetworkRecord {
+    /// An OVS network's tunnels: their type and the other hosts' addresses.
+    pub fn ovs_tunnels(&self) -> Option<(&str, Vec<Ipv4Addr>)> {
+        let kind = self.options.get(OPT_OVS_TUNNEL)?;
+        let remotes = self.options.get(OPT_OVS_REMOTE)?.split(',').filter_map(|ip| ip.trim().parse().ok()).collect();
+        Some((kind.as_str(), remotes))
+    }
+
     /// The host interface enslaved into the bridge (`com.weft.bridge.uplink`), if any.
     pub fn uplink(&self) -> Option<&str> {
         self.options.get(OPT_UPLINK).map(String::as_str)
@@ -676,7 +688,7 @@ impl NetworkSpec {
         for (k, v) in &self.options {
             let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
-            let ovs_only = [OPT_OVS_BRIDGE, OPT_OVS_DATAPATH].contains(&k.as_str());
+            let ovs_only = [OPT_OVS_BRIDGE, OPT_OVS_DATAPATH, OPT_OVS_TUNNEL, OPT_OVS_REMOTE].contains(&k.as_str());
             if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) || (ovs_only && driver != DriverKind::Ovs) {
                 return bad(format!("option {k} is not an option of the {driver} driver"));
             }
@@ -703,6 +715,18 @@ impl NetworkSpec {
                 }
                 OPT_OVS_DATAPATH if v == "system" || v == "netdev" => {}
                 OPT_OVS_DATAPATH => return bad(format!("option {k}={v}: system or netdev")),
+                OPT_OVS_TUNNEL if OVS_TUNNELS.contains(&v.as_str()) && self.options.contains_key(OPT_OVS_REMOTE) => {}
+                OPT_OVS_TUNNEL if OVS_TUNNELS.contains(&v.as_str()) => return bad(format!("option {k}: give the other hosts with -o {OPT_OVS_REMOTE}=IP[,IP…]")),
+                OPT_OVS_TUNNEL => return bad(format!("option {k}={v}: one of {}", OVS_TUNNELS.join(", "))),
+                OPT_OVS_REMOTE if !self.options.contains_key(OPT_OVS_TUNNEL) => return bad(format!("option {k}: give the tunnel type with -o {OPT_OVS_TUNNEL}=vxlan|gre|geneve")),
+                OPT_OVS_REMOTE => {
+                    for ip in v.split(',') {
+                        match ip.trim().parse::<Ipv4Addr>() {
+                            Ok(a) if !a.is_unspecified() && !a.is_loopback() && !a.is_multicast() && !a.is_broadcast() => {}
+                            _ => return bad(format!("option {k}={v}: {ip:?} is not a host's IPv4 address")),
+                        }
+                    }
+                }
                 OPT_BRIDGE_NAME => {
                     crate::validate_ifname(v)?;
                     o.bridge_name = Some(v.clone());
