@@ -48,6 +48,19 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Setup and teardown per driver (bridge, macvlan, ovs) and of a point-to-point link.
+    Drivers {
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// The macvlan network's parent (a link of the bench's host namespace).
+        #[arg(long)]
+        parent: Option<String>,
+        /// ovsdb-server's socket, for the ovs row.
+        #[arg(long)]
+        ovsdb: Option<PathBuf>,
+        #[arg(long)]
+        dir: PathBuf,
+    },
     Attach {
         /// Endpoints already attached when sampling (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
@@ -62,6 +75,85 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+/// One row per driver: `samples` setups and teardowns of one namespace (`network connect
+/// --netns` / `disconnect`) on a network of that driver, and `link create` / `link rm` between
+/// two attached namespaces.
+async fn drivers(samples: usize, parent: Option<String>, ovsdb: Option<PathBuf>, dir: &Path) -> anyhow::Result<()> {
+    use weft_engine::actions::{CreateNetwork, CreateP2p, RemoveP2p};
+    let have_ovs = ovsdb.is_some();
+    let engine = open_engine_with(dir, ovsdb).await?;
+    let nsdir = dir.join("ns");
+    std::fs::create_dir_all(&nsdir)?;
+    let ns = |name: &str| -> anyhow::Result<PathBuf> {
+        let p = nsdir.join(name);
+        weft_kernel::netns::create(&p)?;
+        Ok(p)
+    };
+    let spec = |name: &str, driver: &str, subnet: &str, options: &[(&str, &str)]| weft_model::NetworkSpec {
+        name: name.into(),
+        driver: driver.into(),
+        subnet: subnet.parse().ok(),
+        gateway: subnet.parse::<ipnet::Ipv4Net>().ok().and_then(|s| s.hosts().next()),
+        options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    };
+    let mut nets = vec![("bridge", "bridge".to_string())];
+    if let Some(p) = &parent {
+        engine.execute(CreateNetwork { spec: spec("mv", "macvlan", "10.200.0.0/16", &[("parent", p)]) }).await?;
+        nets.push(("macvlan", "mv".into()));
+    }
+    if have_ovs {
+        engine.execute(CreateNetwork { spec: spec("ov", "ovs", "10.201.0.0/16", &[]) }).await?;
+        nets.push(("ovs", "ov".into()));
+    }
+    println!("| driver | setup median (ms) | setup p99 (ms) | teardown median (ms) | teardown p99 (ms) |");
+    println!("|---|---:|---:|---:|---:|");
+    let sample = ns("sample")?;
+    for (driver, net) in &nets {
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for _ in 0..samples {
+            let spec = ConnectSpec { netns: Some(sample.display().to_string()), name: Some("probe".into()), ifname: Some("eth0".into()), ..ConnectSpec::default() };
+            let t = Instant::now();
+            engine.execute(Connect { network: net.clone(), spec }).await?;
+            up.push(t.elapsed());
+            let t = Instant::now();
+            engine.execute(Disconnect { network: net.clone(), spec: DisconnectSpec { container: "probe".into(), force: false } }).await?;
+            down.push(t.elapsed());
+        }
+        row(driver, &mut up, &mut down);
+    }
+    // Point-to-point: two namespaces attached to the bridge, linked and unlinked.
+    let (pa, pb) = (ns("pa")?, ns("pb")?);
+    for (key, p) in [("pa", &pa), ("pb", &pb)] {
+        let spec = ConnectSpec { netns: Some(p.display().to_string()), name: Some(key.into()), ifname: Some("eth0".into()), ..ConnectSpec::default() };
+        engine.execute(Connect { network: "bridge".into(), spec }).await?;
+    }
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let t = Instant::now();
+        let l = engine.execute(CreateP2p { spec: weft_model::P2pSpec { a: "pa".into(), b: "pb".into(), ..Default::default() } }).await?;
+        up.push(t.elapsed());
+        let t = Instant::now();
+        engine.execute(RemoveP2p { key: l.id }).await?;
+        down.push(t.elapsed());
+    }
+    row("p2p link", &mut up, &mut down);
+    for key in ["pa", "pb"] {
+        engine.execute(Disconnect { network: "bridge".into(), spec: DisconnectSpec { container: key.into(), force: false } }).await?;
+    }
+    engine.shutdown();
+    for p in [&sample, &pa, &pb] {
+        weft_kernel::netns::unbind(p)?;
+    }
+    Ok(())
+}
+
+fn row(label: &str, up: &mut [Duration], down: &mut [Duration]) {
+    up.sort();
+    down.sort();
+    println!("| {label} | {:.3} | {:.3} | {:.3} | {:.3} |", pct(up, 0.5), pct(up, 0.99), pct(down, 0.5), pct(down, 0.99));
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -79,9 +171,16 @@ fn rss_mb() -> f64 {
 }
 
 async fn open_engine(dir: &Path) -> anyhow::Result<Arc<Engine>> {
+    open_engine_with(dir, None).await
+}
+
+async fn open_engine_with(dir: &Path, ovsdb: Option<PathBuf>) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(dir.join("data"))?;
     let mut cfg = Config::new(dir.join("data"), dir.join("exec"), PathBuf::from("/unused/weft-init"));
     cfg.bip = Some("10.128.0.1/16".parse()?);
+    if let Some(o) = ovsdb {
+        cfg.ovsdb = o;
+    }
     let store = weft_store::Embedded::open(&dir.join("data/weft.redb"))?;
     Ok(Engine::open(cfg, Arc::new(store)).await?)
 }
@@ -203,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Attach { existing, samples, concurrent, dir } => (existing, samples, concurrent, dir),
         Cmd::Ports { count, dir } => return ports(count, &dir).await,
         Cmd::Dns { server, names, ptr, seconds, clients, label } => return dns_load(server, names, ptr, seconds, clients, &label).await,
+        Cmd::Drivers { samples, parent, ovsdb, dir } => return drivers(samples, parent, ovsdb, &dir).await,
     };
     existing.sort_unstable();
     let nsdir = dir.join("ns");

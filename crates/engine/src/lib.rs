@@ -422,16 +422,8 @@ impl Engine {
         let endpoint = sb.endpoints.remove(pos);
         let ports = if pos == 0 { std::mem::take(&mut sb.ports) } else { Vec::new() };
         if let Some(ns) = sb.netns.clone() {
-            let (ifname, retired, host_end) = (endpoint.ifname.clone(), format!("gone{}", &endpoint.endpoint_id[..8]), endpoint.host_end().is_some());
-            blocking(move || {
-                let mut inside = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?;
-                match host_end {
-                    true => inside.retire(&ifname, &retired)?,
-                    false => inside.delete_link(&ifname)?,
-                }
-                Ok(())
-            })
-            .await?;
+            let e = endpoint.clone();
+            blocking(move || retire_inside(std::path::Path::new(&ns), std::slice::from_ref(&e))).await?;
         }
         Ok((endpoint, ports))
     }
@@ -663,6 +655,38 @@ impl State {
             }
         }
     }
+}
+
+/// Takes `endpoints` out of use inside namespace `ns`, which lives on: each interface is retired
+/// (down, so it carries nothing, and renamed, so its name is free at once). One with a host end
+/// is deleted through it by the reaper; one without is deleted here in the background (a link's
+/// deletion waits for an RCU grace period, ~20 ms, which no caller should wait for). Blocking.
+pub(crate) fn retire_inside(ns: &std::path::Path, endpoints: &[weft_model::EndpointRecord]) -> Result<()> {
+    let mut inside = weft_kernel::netns::open_in(ns, &[])?;
+    let mut doomed = Vec::new();
+    for e in endpoints {
+        let retired = format!("gone{}", &e.endpoint_id[..8]);
+        inside.retire(&e.ifname, &retired)?;
+        if e.host_end().is_none() {
+            doomed.push(retired);
+        }
+    }
+    delete_later(inside, doomed);
+    Ok(())
+}
+
+/// Deletes links `names` through `nl` (a namespace's socket) on a thread of their own.
+pub(crate) fn delete_later(mut nl: weft_kernel::Netlink, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for n in names {
+            if let Err(e) = nl.delete_link(&n) {
+                tracing::debug!(link = %n, error = %e, "retired link not deleted (its namespace may be gone)");
+            }
+        }
+    });
 }
 
 /// An endpoint decided under the state lock, before any kernel work.

@@ -156,10 +156,12 @@ impl Engine {
     #[tracing::instrument(name = "link rm", skip(self))]
     pub(crate) async fn remove_p2p(self: &Arc<Self>, key: &str) -> Result<()> {
         let rec = self.p2p_link(key)?;
-        let ns_a = self.sandbox_netns(&rec.a.owner);
-        let ifa = rec.a.ifname.clone();
-        if let Some(ns) = ns_a {
-            blocking(move || Ok(netns::open_in(std::path::Path::new(&ns), &[])?.delete_link(&ifa)?)).await?;
+        // Both ends retired now (their names free at once), the pair deleted in the background.
+        for e in rec.ends() {
+            if let Some(ns) = self.sandbox_netns(&e.owner) {
+                let ifname = e.ifname.clone();
+                blocking(move || delete_end(&ns, &ifname)).await?;
+            }
         }
         self.forget_p2p(vec![rec]).await
     }
@@ -278,11 +280,14 @@ fn make_pair(rec: &P2pRecord, ns_a: &str, ns_b: &str) -> Result<()> {
     Ok(())
 }
 
-/// `ip link del IF` in namespace `ns` (the pair goes); gone already is fine, a failure is
-/// logged (the pair still goes with either namespace). Blocking.
+/// `ip link del IF` in namespace `ns` (the pair goes), after it is down and renamed (in the
+/// background: see `retire_inside`); gone already is fine, a failure is logged (the pair still
+/// goes with either namespace). Blocking.
 fn delete_end(ns: &str, ifname: &str) -> Result<()> {
-    if let Err(e) = netns::open_in(std::path::Path::new(ns), &[]).and_then(|mut nl| nl.delete_link(ifname)) {
-        tracing::warn!(error = %e, netns = ns, link = ifname, "link end not deleted");
+    let retired = format!("gone{}", &weft_model::new_id()[..8]);
+    match netns::open_in(std::path::Path::new(ns), &[]).and_then(|mut nl| nl.retire(ifname, &retired).map(|()| nl)) {
+        Ok(nl) => crate::delete_later(nl, vec![retired]),
+        Err(e) => tracing::warn!(error = %e, netns = ns, link = ifname, "link end not deleted"),
     }
     Ok(())
 }

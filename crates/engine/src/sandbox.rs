@@ -292,6 +292,11 @@ impl Engine {
         if let Some(e) = rec.sandbox.endpoints.first() {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
         }
+        // A namespace that lives on keeps no interface of weft's (gone already: nothing to do).
+        let (ns, endpoints) = (std::path::PathBuf::from(rec.netns()), rec.sandbox.endpoints.clone());
+        if let Err(e) = blocking(move || crate::retire_inside(&ns, &endpoints)).await {
+            tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
+        }
         for e in &rec.sandbox.endpoints {
             let unplugged = self.unplug(e).await;
             self.release_endpoint(e, unplugged);

@@ -77,6 +77,16 @@ fn macvlan_containers_sit_on_the_parents_link() {
     h.ok(&["network", "connect", "--ip", &m2, "lan", "m2"]);
     assert!(h.ping("m2", "192.168.50.100"), "m2 back on the LAN with the same address");
 
+    // A namespace weft did not start, on the LAN; detached, it keeps no macvlan of weft's.
+    let ns = format!("{}-ns", h.ns);
+    assert!(std::process::Command::new("ip").args(["netns", "add", &ns]).status().expect("ip").success());
+    h.ok(&["network", "connect", "--netns", &format!("/run/netns/{ns}"), "--name", "probe", "lan"]);
+    h.outside_ok(&format!("busybox ping -c1 -W2 {}", h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "probe"])));
+    h.ok(&["network", "disconnect", "lan", "probe"]);
+    let o = std::process::Command::new("ip").args(["-n", &ns, "-o", "link"]).output().expect("ip");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("eth0"), "the namespace's macvlan is gone: {o:?}");
+    let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).status();
+
     // kill -9 and restart: the network and its endpoints are adopted as they were.
     h.kill9_daemon();
     h.start(&[]);
