@@ -65,6 +65,15 @@ fn point_to_point_links_join_two_sandboxes_beside_their_networks() {
     let ns = format!("{}-end", h.ns);
     assert!(Command::new("ip").args(["netns", "add", &ns]).status().expect("ip").success());
     h.ok(&["network", "connect", "--netns", &format!("/run/netns/{ns}"), "--name", "probe", "bridge"]);
+    // A failure half-way: the namespace has an interface weft does not know of by the name B's
+    // end would take, so the kernel refuses the pair: nothing stays, and the error says so.
+    assert!(Command::new("ip").args(["-n", &ns, "link", "add", "p2p0", "type", "veth", "peer", "name", "own1"]).status().expect("ip").success());
+    let before = links(&h, "c3");
+    let o = h.weft(&["link", "create", "c3", "probe"]);
+    assert!(!o.status.success() && weft_itest::text(&o).contains("File exists"), "{}", weft_itest::text(&o));
+    assert_eq!(links(&h, "c3"), before, "c3 keeps no end of the refused link");
+    assert_eq!(h.ok(&["link", "ls"]).lines().count(), 3, "no record of it");
+    assert!(Command::new("ip").args(["-n", &ns, "link", "del", "p2p0"]).status().expect("ip").success());
     h.ok(&["link", "create", "--addr", "10.1.2.1", "--addr", "10.1.2.2", "probe", "c3"]);
     let o = Command::new("ip").args(["netns", "exec", &ns, "busybox", "ping", "-c1", "-W2", "10.1.2.2"]).output().expect("ping");
     assert!(o.status.success(), "namespace -> c3 over the link: {o:?}");
