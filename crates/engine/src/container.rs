@@ -21,7 +21,7 @@ use crate::{blocking, files, find_container, now, Engine, EndpointPlan, EngineEr
 /// Where a new container's network comes from, decided under the state lock.
 enum Plan {
     /// The first network (eth0, default route) and any more (eth1, …).
-    Bridge(Vec<EndpointPlan>),
+    Networks(Vec<EndpointPlan>),
     Join { path: String, ip: Option<IpAddr> },
     Host,
     None,
@@ -30,7 +30,7 @@ enum Plan {
 impl Plan {
     fn endpoints(&self) -> Vec<weft_model::EndpointRecord> {
         match self {
-            Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
+            Plan::Networks(plans) => plans.iter().map(|p| p.endpoint.clone()).collect(),
             _ => Vec::new(),
         }
     }
@@ -180,7 +180,7 @@ impl Engine {
 
         // Namespaces and pid 1, which waits for the go-ahead.
         let netns_kind = match &plan {
-            Plan::Bridge(_) | Plan::None => NetNs::New,
+            Plan::Networks(_) | Plan::None => NetNs::New,
             Plan::Host => NetNs::Host,
             Plan::Join { path, .. } => NetNs::Join(path.clone()),
         };
@@ -332,7 +332,7 @@ impl Engine {
                         }
                         plans.push(p);
                     }
-                    Plan::Bridge(plans)
+                    Plan::Networks(plans)
                 }
                 NetworkMode::Container(t) => {
                     let target = find_container(&st, t)?;
@@ -351,7 +351,7 @@ impl Engine {
             };
             st.names.insert(name.clone(), id.to_string());
             let nets = match &plan {
-                Plan::Bridge(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
+                Plan::Networks(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
                 _ => Vec::new(),
             };
             let pending = crate::Pending::new(self, &mut st, nets);
@@ -385,13 +385,13 @@ impl Engine {
     /// returns whether it resolves through the embedded DNS.
     fn write_files(&self, run_dir: &Path, spec: &RunSpec, plan: &Plan, hostname: &str, links: &[(weft_model::LinkRecord, Vec<String>)], extra_hosts: Vec<(String, IpAddr)>) -> Result<bool> {
         let own_ip = match plan {
-            Plan::Bridge(plans) => plans.first().map(|p| IpAddr::V4(p.endpoint.ip)),
+            Plan::Networks(plans) => plans.first().map(|p| IpAddr::V4(p.endpoint.ip)),
             Plan::Join { ip, .. } => *ip,
             Plan::Host | Plan::None => None,
         };
         let host_hosts = matches!(plan, Plan::Host).then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
         let dns_client = match plan {
-            Plan::Bridge(plans) => crate::dns_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
+            Plan::Networks(plans) => crate::dns_client(&plans.iter().map(|p| p.endpoint.network_name.clone()).collect::<Vec<_>>()),
             _ => false,
         };
         let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
@@ -402,7 +402,7 @@ impl Engine {
             files::container_resolv(&host_resolv, !matches!(plan, Plan::Host), dns, &spec.dns_search, &spec.dns_options)
         };
         let mut extra_hosts = extra_hosts;
-        if let Plan::Bridge(plans) = plan {
+        if let Plan::Networks(plans) = plan {
             if let Some(ip6) = plans.first().and_then(|p| p.endpoint.ip6) {
                 extra_hosts.push((hostname.to_string(), IpAddr::V6(ip6)));
             }
@@ -441,7 +441,7 @@ impl Engine {
                 let _ = netns::unbind(&p);
             });
             match plan {
-                Plan::Bridge(plans) => {
+                Plan::Networks(plans) => {
                     for (i, plan) in plans.into_iter().enumerate() {
                         let (p, pl) = (path.clone(), plan.clone());
                         let busy = self.reaper.busy();

@@ -292,10 +292,14 @@ impl Engine {
         if let Some(e) = rec.sandbox.endpoints.first() {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
         }
-        // A namespace that lives on keeps no interface of weft's (gone already: nothing to do).
-        let (ns, endpoints) = (std::path::PathBuf::from(rec.netns()), rec.sandbox.endpoints.clone());
-        if let Err(e) = blocking(move || crate::retire_inside(&ns, &endpoints)).await {
-            tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
+        // A namespace that lives on keeps no interface of weft's: those with a host end go when
+        // the reaper deletes it, the others are retired here (gone already: nothing to do).
+        let hostless: Vec<weft_model::EndpointRecord> = rec.sandbox.endpoints.iter().filter(|e| e.host_end().is_none()).cloned().collect();
+        if !hostless.is_empty() {
+            let ns = std::path::PathBuf::from(rec.netns());
+            if let Err(e) = blocking(move || crate::retire_inside(&ns, &hostless)).await {
+                tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
+            }
         }
         for e in &rec.sandbox.endpoints {
             let unplugged = self.unplug(e).await;
