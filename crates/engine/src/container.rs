@@ -532,7 +532,7 @@ impl Engine {
             }
         }
         self.stop_dns(id);
-        self.drop_p2p_of(id).await;
+        self.drop_p2p_of(id, rec.sandbox.netns.clone()).await;
         // Only the container's own namespace: a `container:` joiner must not take its target's.
         let own_ns = self.netns_path(id);
         if rec.sandbox.netns.as_deref() == Some(own_ns.to_string_lossy().as_ref()) {

@@ -166,18 +166,18 @@ impl Engine {
         self.forget_p2p(vec![rec]).await
     }
 
-    /// A sandbox is going (a container exited, an attached namespace detached): its links go
-    /// too. Its namespace takes the pairs along; each is deleted at its other end now anyway,
-    /// as the namespace's destruction is asynchronous.
-    pub(crate) async fn drop_p2p_of(self: &Arc<Self>, owner: &str) {
+    /// A sandbox is going (a container exited, an attached namespace detached; `netns`: its
+    /// namespace, which may live on): its links go too. Both ends are retired now (a namespace's
+    /// destruction is asynchronous, and an attached one lives on) and the pairs deleted.
+    pub(crate) async fn drop_p2p_of(self: &Arc<Self>, owner: &str, netns: Option<String>) {
         let gone: Vec<P2pRecord> = self.lock().p2p.values().filter(|l| l.ends().iter().any(|e| e.owner == owner)).cloned().collect();
         if gone.is_empty() {
             return;
         }
-        for l in &gone {
-            let other = if l.a.owner == owner { &l.b } else { &l.a };
-            if let Some(ns) = self.sandbox_netns(&other.owner) {
-                let ifname = other.ifname.clone();
+        for e in gone.iter().flat_map(|l| l.ends()) {
+            let ns = if e.owner == owner { netns.clone() } else { self.sandbox_netns(&e.owner) };
+            if let Some(ns) = ns {
+                let ifname = e.ifname.clone();
                 let _ = blocking(move || delete_end(&ns, &ifname)).await;
             }
         }

@@ -277,7 +277,7 @@ impl Engine {
 
     /// Removes the endpoints of `key` and releases their addresses.
     pub async fn detach_sandbox(self: &Arc<Self>, key: &str) -> Result<()> {
-        let _serial = self.lock_container(&owner_key(key)).await;
+        let serial = self.lock_container(&owner_key(key)).await;
         let rec = self
             .lock()
             .sandboxes
@@ -292,20 +292,26 @@ impl Engine {
         if let Some(e) = rec.sandbox.endpoints.first() {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
         }
-        // A namespace that lives on keeps no interface of weft's: those with a host end go when
-        // the reaper deletes it, the others are retired here (gone already: nothing to do).
-        let hostless: Vec<weft_model::EndpointRecord> = rec.sandbox.endpoints.iter().filter(|e| e.host_end().is_none()).cloned().collect();
-        if !hostless.is_empty() {
-            let ns = std::path::PathBuf::from(rec.netns());
-            if let Err(e) = blocking(move || crate::retire_inside(&ns, &hostless)).await {
-                tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
-            }
-        }
-        for e in &rec.sandbox.endpoints {
+        for e in rec.sandbox.endpoints.iter().filter(|e| e.host_end().is_some()) {
             let unplugged = self.unplug(e).await;
             self.release_endpoint(e, unplugged);
         }
-        self.drop_p2p_of(&owner_key(key)).await;
+        self.drop_p2p_of(&owner_key(key), Some(rec.netns().to_string())).await;
+        // A namespace that lives on keeps no interface of weft's: they are retired (names free
+        // at once) after this returns but before the next change to this sandbox, which waits
+        // for its lock; an endpoint without a host end gives its address back only then (gone
+        // namespace: nothing to retire).
+        let (eng, key, ns, endpoints) = (self.clone(), key.to_string(), std::path::PathBuf::from(rec.netns()), rec.sandbox.endpoints);
+        tokio::spawn(async move {
+            let _serial = serial;
+            let retiring = endpoints.clone();
+            if let Err(e) = blocking(move || crate::retire_inside(&ns, &retiring)).await {
+                tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
+            }
+            for e in endpoints.iter().filter(|e| e.host_end().is_none()) {
+                eng.release_endpoint(e, true);
+            }
+        });
         unpublished
     }
 }

@@ -83,8 +83,10 @@ fn macvlan_containers_sit_on_the_parents_link() {
     h.ok(&["network", "connect", "--netns", &format!("/run/netns/{ns}"), "--name", "probe", "lan"]);
     h.outside_ok(&format!("busybox ping -c1 -W2 {}", h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "probe"])));
     h.ok(&["network", "disconnect", "lan", "probe"]);
-    let o = std::process::Command::new("ip").args(["-n", &ns, "-o", "link"]).output().expect("ip");
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("eth0"), "the namespace's macvlan is gone: {o:?}");
+    weft_itest::eventually("the namespace's macvlan is retired", || {
+        let o = std::process::Command::new("ip").args(["-n", &ns, "-o", "link"]).output().expect("ip");
+        !String::from_utf8_lossy(&o.stdout).contains("eth0")
+    });
     let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).status();
 
     // kill -9 and restart: the network and its endpoints are adopted as they were.
