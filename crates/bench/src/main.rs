@@ -77,9 +77,9 @@ enum Cmd {
     },
 }
 
-/// One row per driver: `samples` setups and teardowns of one namespace (`network connect
-/// --netns` / `disconnect`) on a network of that driver, and `link create` / `link rm` between
-/// two attached namespaces.
+/// One row per driver: `samples` setups and teardowns (`network connect --netns` / `disconnect`)
+/// of as many namespaces, one after the other, on a network of that driver; and `link create` /
+/// `link rm` between two attached namespaces.
 async fn drivers(samples: usize, parent: Option<String>, ovsdb: Option<PathBuf>, dir: &Path) -> anyhow::Result<()> {
     use weft_engine::actions::{CreateNetwork, CreateP2p, RemoveP2p};
     let have_ovs = ovsdb.is_some();
@@ -110,16 +110,17 @@ async fn drivers(samples: usize, parent: Option<String>, ovsdb: Option<PathBuf>,
     }
     println!("| driver | setup median (ms) | setup p99 (ms) | teardown median (ms) | teardown p99 (ms) |");
     println!("|---|---:|---:|---:|---:|");
-    let sample = ns("sample")?;
+    let sample: Vec<PathBuf> = (0..samples).map(|i| ns(&format!("s{i}"))).collect::<anyhow::Result<_>>()?;
     for (driver, net) in &nets {
         let (mut up, mut down) = (Vec::new(), Vec::new());
-        for _ in 0..samples {
-            let spec = ConnectSpec { netns: Some(sample.display().to_string()), name: Some("probe".into()), ifname: Some("eth0".into()), ..ConnectSpec::default() };
+        for (i, p) in sample.iter().enumerate() {
+            let key = format!("{driver}{i}");
+            let spec = ConnectSpec { netns: Some(p.display().to_string()), name: Some(key.clone()), ifname: Some("eth0".into()), ..ConnectSpec::default() };
             let t = Instant::now();
             engine.execute(Connect { network: net.clone(), spec }).await?;
             up.push(t.elapsed());
             let t = Instant::now();
-            engine.execute(Disconnect { network: net.clone(), spec: DisconnectSpec { container: "probe".into(), force: false } }).await?;
+            engine.execute(Disconnect { network: net.clone(), spec: DisconnectSpec { container: key, force: false } }).await?;
             down.push(t.elapsed());
         }
         row(driver, &mut up, &mut down);
@@ -144,7 +145,7 @@ async fn drivers(samples: usize, parent: Option<String>, ovsdb: Option<PathBuf>,
         engine.execute(Disconnect { network: "bridge".into(), spec: DisconnectSpec { container: key.into(), force: false } }).await?;
     }
     engine.shutdown();
-    for p in [&sample, &pa, &pb] {
+    for p in sample.iter().chain([&pa, &pb]) {
         weft_kernel::netns::unbind(p)?;
     }
     Ok(())

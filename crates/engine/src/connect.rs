@@ -117,9 +117,10 @@ impl Engine {
         let mut updated = rec;
         let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint)), &Claims::default()).await?;
+        let netns = updated.sandbox.netns.clone();
         self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
-        self.release_taken(&id, &endpoint, &ports).await
+        self.release_taken(&id, &endpoint, &ports, netns).await
     }
 }
 

@@ -568,7 +568,7 @@ impl Engine {
         };
         self.dns_update(id);
         for e in &endpoints {
-            self.release_endpoint(e, false);
+            self.release_endpoint(e, false, None);
         }
         if let Some(tx) = tx {
             let _ = tx.send(Some(code));

@@ -19,12 +19,12 @@ pub mod files;
 mod keys;
 mod network;
 mod networks;
+mod p2p;
 mod ports;
 mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
-mod p2p;
 mod sandbox;
 pub mod stdio;
 mod undo;
@@ -299,6 +299,9 @@ pub(crate) struct State {
     pub consoles: HashMap<String, stdio::Console>,
     /// The terminals of running `weft exec -t` processes, by exec id (for resizes).
     pub execs: HashMap<String, stdio::AsyncPipe>,
+    /// Interfaces of detached namespaces that live on, by (namespace, name), until the reaper
+    /// deletes their pair: a new attachment that needs the name retires the old one.
+    pub detached: HashMap<(String, String), weft_model::EndpointRecord>,
     /// Point-to-point links, by id, and the link pool's addresses (made at first use).
     pub p2p: HashMap<String, weft_model::P2pRecord>,
     pub p2p_pool: Option<Pool>,
@@ -415,13 +418,13 @@ impl Engine {
 
     /// Takes the endpoint at `pos` out of sandbox `sb` (a container's or an attached namespace's
     /// that lives on): its interface inside is retired now (down and renamed, so its name is free
-    /// at once for the next connect; the reaper deletes the pair through its host end), or
-    /// deleted if it has no host end. Returns the endpoint and the ports that go with it (the
-    /// first endpoint's address carries them).
+    /// at once for the next connect; the reaper deletes the pair through its host end); one
+    /// without a host end is deleted by `release_endpoint`. Returns the endpoint and the ports
+    /// that go with it (the first endpoint's address carries them).
     pub(crate) async fn take_endpoint(&self, sb: &mut weft_model::Sandbox, pos: usize) -> Result<(weft_model::EndpointRecord, Vec<weft_model::PortMapping>)> {
         let endpoint = sb.endpoints.remove(pos);
         let ports = if pos == 0 { std::mem::take(&mut sb.ports) } else { Vec::new() };
-        if let Some(ns) = sb.netns.clone() {
+        if let (Some(ns), Some(_)) = (sb.netns.clone(), endpoint.host_end()) {
             let e = endpoint.clone();
             blocking(move || retire_inside(std::path::Path::new(&ns), std::slice::from_ref(&e))).await?;
         }
@@ -430,10 +433,11 @@ impl Engine {
 
     /// After `take_endpoint` is recorded: withdraws the ports of `owner` that went with it, takes
     /// the host end off its network and hands it to the reaper.
-    pub(crate) async fn release_taken(self: &Arc<Self>, owner: &str, endpoint: &weft_model::EndpointRecord, ports: &[weft_model::PortMapping]) -> Result<()> {
+    /// `netns`: the sandbox's namespace, which lives on.
+    pub(crate) async fn release_taken(self: &Arc<Self>, owner: &str, endpoint: &weft_model::EndpointRecord, ports: &[weft_model::PortMapping], netns: Option<String>) -> Result<()> {
         let unpublished = self.unpublish(owner, endpoint.ip, ports).await;
         let released = self.unplug(endpoint).await;
-        self.release_endpoint(endpoint, released);
+        self.release_endpoint(endpoint, released, netns);
         unpublished
     }
 
@@ -456,12 +460,14 @@ impl Engine {
         self.lock().networks.get(id).map(|n| n.host.clone())
     }
 
-    /// Deletes an endpoint's host end in the background (through the reaper), then has its
-    /// network forget it and returns its address to the pool; at once for an endpoint without
-    /// a host end (it went with its namespace or was deleted inside). `unplugged`: its host end
-    /// is no longer a port of the network (see `unplug`).
-    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, unplugged: bool) {
-        let (eng, e2) = (self.clone(), e.clone());
+    /// Deletes an endpoint in the background, then has its network forget it and returns its
+    /// address to the pool: one with a host end through the reaper (`unplugged`: no longer a
+    /// port of the network, see `unplug`); one without, inside `netns` if that namespace lives on
+    /// (on a thread: the deletion waits ~20 ms for an RCU grace period, outside RTNL; taking the
+    /// link down first would hold RTNL for as long, as macvlan's `ndo_stop` waits for one), at
+    /// once otherwise (it goes with its namespace).
+    pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, unplugged: bool, netns: Option<String>) {
+        let (eng, e2, ns2) = (self.clone(), e.clone(), netns.clone());
         let host = self.lock().networks.get_mut(&e.network_id).map(|n| {
             n.reaping += 1;
             n.reaping_ports += usize::from(!unplugged);
@@ -475,15 +481,28 @@ impl Engine {
                 }
             }
             let mut st = eng.lock();
+            let key = ns2.map(|ns| (ns, e2.ifname.clone()));
+            if let Some(k) = key.filter(|k| st.detached.get(k).is_some_and(|d| d.endpoint_id == e2.endpoint_id)) {
+                st.detached.remove(&k);
+            }
             if let Some(n) = st.networks.get_mut(&e2.network_id) {
                 n.reaping = n.reaping.saturating_sub(1);
                 n.reaping_ports = n.reaping_ports.saturating_sub(usize::from(!unplugged));
             }
             st.release_addresses(&e2)
         };
-        match e.host_end() {
-            Some(link) => self.reaper.reap(link.to_string(), release),
-            None => release(),
+        match (e.host_end(), netns) {
+            (Some(link), _) => self.reaper.reap(link.to_string(), release),
+            (None, Some(ns)) => {
+                let ifname = e.ifname.clone();
+                std::thread::spawn(move || {
+                    if let Err(err) = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&ifname)) {
+                        tracing::debug!(error = %err, link = %ifname, "endpoint not deleted inside (its namespace may be gone)");
+                    }
+                    release();
+                });
+            }
+            (None, None) => release(),
         }
     }
 
@@ -657,37 +676,22 @@ impl State {
     }
 }
 
-/// Takes `endpoints` out of use inside namespace `ns`, which lives on: each interface is retired
-/// (down, so it carries nothing, and renamed, so its name is free at once). One with a host end
-/// is deleted through it by the reaper; one without is deleted here in the background (a link's
-/// deletion waits for an RCU grace period, ~20 ms, which no caller should wait for). Blocking.
+/// Takes the interfaces of `endpoints` with a host end out of use inside namespace `ns`, which
+/// lives on: each is retired (down, and renamed so that its name is free at once); the reaper
+/// deletes the pair through its host end. (Those without a host end: see `release_endpoint`.)
+/// Blocking.
 pub(crate) fn retire_inside(ns: &std::path::Path, endpoints: &[weft_model::EndpointRecord]) -> Result<()> {
-    let mut inside = weft_kernel::netns::open_in(ns, &[])?;
-    let mut doomed = Vec::new();
-    for e in endpoints {
-        let retired = format!("gone{}", &e.endpoint_id[..8]);
-        inside.retire(&e.ifname, &retired)?;
-        if e.host_end().is_none() {
-            doomed.push(retired);
-        }
+    let hosted: Vec<&weft_model::EndpointRecord> = endpoints.iter().filter(|e| e.host_end().is_some()).collect();
+    if hosted.is_empty() {
+        return Ok(());
     }
-    delete_later(inside, doomed);
+    let mut inside = weft_kernel::netns::open_in(ns, &[])?;
+    for e in hosted {
+        inside.retire(&e.ifname, &format!("gone{}", &e.endpoint_id[..8]))?;
+    }
     Ok(())
 }
 
-/// Deletes links `names` through `nl` (a namespace's socket) on a thread of their own.
-pub(crate) fn delete_later(mut nl: weft_kernel::Netlink, names: Vec<String>) {
-    if names.is_empty() {
-        return;
-    }
-    std::thread::spawn(move || {
-        for n in names {
-            if let Err(e) = nl.delete_link(&n) {
-                tracing::debug!(link = %n, error = %e, "retired link not deleted (its namespace may be gone)");
-            }
-        }
-    });
-}
 
 /// An endpoint decided under the state lock, before any kernel work.
 #[derive(Debug, Clone)]

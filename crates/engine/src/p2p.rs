@@ -286,8 +286,22 @@ fn make_pair(rec: &P2pRecord, ns_a: &str, ns_b: &str) -> Result<()> {
 fn delete_end(ns: &str, ifname: &str) -> Result<()> {
     let retired = format!("gone{}", &weft_model::new_id()[..8]);
     match netns::open_in(std::path::Path::new(ns), &[]).and_then(|mut nl| nl.retire(ifname, &retired).map(|()| nl)) {
-        Ok(nl) => crate::delete_later(nl, vec![retired]),
+        Ok(nl) => delete_later(nl, vec![retired]),
         Err(e) => tracing::warn!(error = %e, netns = ns, link = ifname, "link end not deleted"),
     }
     Ok(())
+}
+
+/// Deletes links `names` through `nl` (a namespace's socket) on a thread of their own.
+fn delete_later(mut nl: weft_kernel::Netlink, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for n in names {
+            if let Err(e) = nl.delete_link(&n) {
+                tracing::debug!(link = %n, error = %e, "retired link not deleted (its namespace may be gone)");
+            }
+        }
+    });
 }

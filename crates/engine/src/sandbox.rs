@@ -167,9 +167,13 @@ impl Engine {
             // The first endpoint carries the default route, as a container's eth0.
             match plan.attach(&p, first) {
                 // The namespace's previous interface of that name may still be in the reaper's
-                // queue (a detach just before): wait for it once.
+                // queue (a detach just before): retired now if it is (~1 ms), else waited for.
                 Err(EngineError::Kernel(k)) if k.is_exists() => {
-                    eng.reaper.flush();
+                    let detached = eng.lock().detached.get(&(p.display().to_string(), plan.endpoint.ifname.clone())).cloned();
+                    match detached {
+                        Some(old) => crate::retire_inside(&p, &[old])?,
+                        None => eng.reaper.flush(),
+                    }
                     plan.attach(&p, first)
                 }
                 r => r,
@@ -270,14 +274,15 @@ impl Engine {
         let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         let unclaim = self.unclaim(std::slice::from_ref(&endpoint));
         self.store.txn(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
+        let netns = updated.netns().to_string();
         self.lock().sandboxes.insert(key.to_string(), updated);
         self.dns_update_sandbox(key);
-        self.release_taken(&owner_key(key), &endpoint, &ports).await
+        self.release_taken(&owner_key(key), &endpoint, &ports, Some(netns)).await
     }
 
     /// Removes the endpoints of `key` and releases their addresses.
     pub async fn detach_sandbox(self: &Arc<Self>, key: &str) -> Result<()> {
-        let serial = self.lock_container(&owner_key(key)).await;
+        let _serial = self.lock_container(&owner_key(key)).await;
         let rec = self
             .lock()
             .sandboxes
@@ -292,26 +297,16 @@ impl Engine {
         if let Some(e) = rec.sandbox.endpoints.first() {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
         }
-        for e in rec.sandbox.endpoints.iter().filter(|e| e.host_end().is_some()) {
+        // A namespace that lives on keeps the peers of the host ends until the reaper deletes
+        // them; a new attachment that needs one's name retires it (see `attach_namespace`).
+        for e in &rec.sandbox.endpoints {
             let unplugged = self.unplug(e).await;
-            self.release_endpoint(e, unplugged);
+            if e.host_end().is_some() {
+                self.lock().detached.insert((rec.netns().to_string(), e.ifname.clone()), e.clone());
+            }
+            self.release_endpoint(e, unplugged, Some(rec.netns().to_string()));
         }
         self.drop_p2p_of(&owner_key(key), Some(rec.netns().to_string())).await;
-        // A namespace that lives on keeps no interface of weft's: they are retired (names free
-        // at once) after this returns but before the next change to this sandbox, which waits
-        // for its lock; an endpoint without a host end gives its address back only then (gone
-        // namespace: nothing to retire).
-        let (eng, key, ns, endpoints) = (self.clone(), key.to_string(), std::path::PathBuf::from(rec.netns()), rec.sandbox.endpoints);
-        tokio::spawn(async move {
-            let _serial = serial;
-            let retiring = endpoints.clone();
-            if let Err(e) = blocking(move || crate::retire_inside(&ns, &retiring)).await {
-                tracing::debug!(sandbox = %key, error = %e, "interfaces not retired inside (the namespace is gone)");
-            }
-            for e in endpoints.iter().filter(|e| e.host_end().is_none()) {
-                eng.release_endpoint(e, true);
-            }
-        });
         unpublished
     }
 }

@@ -103,6 +103,13 @@ fn foreign_namespaces_join_networks_and_leave_with_their_process() {
 
     // Disconnect by name: only lo is left in the namespace, and the port is closed.
     h.ok(&["network", "disconnect", "bridge", "probe"]);
+    // Attached again at once (CNI's DEL then ADD): the old eth0, still queued for deletion, is
+    // retired on the spot and the new one takes its name.
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "again", "bridge"]);
+    let again = h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "again"]);
+    let shown = String::from_utf8_lossy(&ns.sh("ip -4 -o addr show eth0").stdout).to_string();
+    assert!(shown.contains(&format!("{again}/16")), "the new eth0: {shown}");
+    h.ok(&["network", "disconnect", "bridge", "again"]);
     assert!(!fetched("198.51.100.1:8088").contains("HTTP/1."), "the port went with the endpoint");
     drop(web);
     eventually("eth0 gone from the namespace", || !String::from_utf8_lossy(&ns.sh("ip -o link").stdout).contains("eth0"));
