@@ -229,6 +229,13 @@ impl HostNetwork for OvsNet {
         made
     }
 
+    /// An action's rollback: the port row and the veth.
+    fn leave(&self, host: &mut dyn LinkOps, host_ifname: &str) -> weft_kernel::Result<()> {
+        let unported = self.db.del_ports(&self.bridge, &[host_ifname]);
+        host.delete_link(host_ifname)?;
+        unported
+    }
+
     /// `ovs-vsctl --if-exists del-port`: the port row goes with the veth.
     fn forget(&self, _host: &mut dyn LinkOps, host_ifname: Option<&str>, _ip: std::net::Ipv4Addr) -> weft_kernel::Result<()> {
         match host_ifname {
