@@ -21,11 +21,6 @@ pub struct BridgeNet {
     pub proxy_arp: bool,
 }
 
-/// An endpoint's host end: `veth` + 7 hex digits.
-fn is_veth_name(name: &str) -> bool {
-    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
-}
-
 impl Driver for Bridge {
     fn kind(&self) -> DriverKind {
         DriverKind::Bridge
@@ -100,11 +95,11 @@ impl HostNetwork for BridgeNet {
     }
 
     fn endpoint_name(&self) -> Option<String> {
-        Some(format!("veth{}", &weft_model::new_id()[..7]))
+        Some(crate::new_veth_name())
     }
 
     fn is_endpoint(&self, name: &str, master: Option<u32>) -> bool {
-        master == Some(self.index) && is_veth_name(name)
+        master == Some(self.index) && crate::is_veth_name(name)
     }
 
     /// The veth born with its peer inside (created and set up as a port in one datagram, with
@@ -206,29 +201,7 @@ mod tests {
     }
 
     fn network(managed: bool) -> NetworkRecord {
-        NetworkRecord {
-            id: "0".repeat(64),
-            name: "test".into(),
-            driver: DriverKind::Bridge,
-            bridge: "br-test".into(),
-            subnet: "10.9.0.0/24".parse().expect("net"),
-            gateway: "10.9.0.1".parse().expect("ip"),
-            ip_range: None,
-            mtu: 1400,
-            managed_bridge: managed,
-            icc: true,
-            masquerade: true,
-            internal: false,
-            created: 0,
-            options: Default::default(),
-            aux_addresses: Default::default(),
-            labels: Default::default(),
-            host_binding_ipv4: None,
-            subnet6: None,
-            gateway6: None,
-            scope: Default::default(),
-            proxy_arp_option: None,
-        }
+        crate::test_record(DriverKind::Bridge, &"0".repeat(64), "br-test", managed, "10.9.0.0/24")
     }
 
     #[test]

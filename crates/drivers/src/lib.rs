@@ -123,6 +123,45 @@ pub fn driver(kind: DriverKind) -> &'static dyn Driver {
     }
 }
 
+/// A new endpoint's host end: `veth` + 7 hex digits.
+pub(crate) fn new_veth_name() -> String {
+    format!("veth{}", &weft_model::new_id()[..7])
+}
+
+/// Whether `name` is a host end [`new_veth_name`] made.
+pub(crate) fn is_veth_name(name: &str) -> bool {
+    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A network record for the drivers' unit tests: `link` made by weft if `made`.
+#[cfg(test)]
+pub(crate) fn test_record(driver: DriverKind, id: &str, link: &str, made: bool, subnet: &str) -> NetworkRecord {
+    let subnet: Ipv4Net = subnet.parse().expect("a subnet");
+    NetworkRecord {
+        id: id.into(),
+        name: "test".into(),
+        driver,
+        bridge: link.into(),
+        subnet,
+        gateway: subnet.hosts().next().expect("hosts"),
+        ip_range: None,
+        mtu: 1400,
+        managed_bridge: made,
+        icc: true,
+        masquerade: true,
+        internal: false,
+        created: 0,
+        options: Default::default(),
+        aux_addresses: Default::default(),
+        labels: Default::default(),
+        host_binding_ipv4: None,
+        subnet6: None,
+        gateway6: None,
+        scope: Default::default(),
+        proxy_arp_option: None,
+    }
+}
+
 /// A link that must exist and does not: ENODEV, naming it.
 pub(crate) fn missing(what: &'static str, name: &str) -> weft_kernel::KernelError {
     weft_kernel::KernelError::Netlink { op: what, subject: name.to_string(), source: std::io::Error::from_raw_os_error(19) }

@@ -143,29 +143,7 @@ mod tests {
         }
         options.insert(OPT_MACVLAN_MODE.to_string(), "private".to_string());
         let link = Macvlan.network_link(&id, &NetworkOptions { parent: parent.map(String::from), ..Default::default() }, internal);
-        NetworkRecord {
-            id,
-            name: "mv".into(),
-            driver: DriverKind::Macvlan,
-            bridge: link.name,
-            subnet: "192.168.50.0/24".parse().expect("net"),
-            gateway: "192.168.50.1".parse().expect("ip"),
-            ip_range: None,
-            mtu: 1500,
-            managed_bridge: link.made,
-            icc: true,
-            masquerade: false,
-            internal,
-            created: 0,
-            options,
-            aux_addresses: Default::default(),
-            labels: Default::default(),
-            host_binding_ipv4: None,
-            subnet6: None,
-            gateway6: None,
-            scope: Default::default(),
-            proxy_arp_option: None,
-        }
+        NetworkRecord { internal, options, ..crate::test_record(DriverKind::Macvlan, &id, &link.name, link.made, "192.168.50.0/24") }
     }
 
     fn join() -> Join<'static> {

@@ -45,10 +45,6 @@ fn tunnel_name(remote: std::net::Ipv4Addr) -> String {
     format!("tun-{:08x}", u32::from(remote))
 }
 
-fn is_veth_name(name: &str) -> bool {
-    name.len() == 11 && name.starts_with("veth") && name[4..].chars().all(|c| c.is_ascii_hexdigit())
-}
-
 /// The datapath a new bridge gets: the record's, else the kernel module's if it is loaded.
 fn datapath(rec: &NetworkRecord) -> &str {
     match rec.options.get(OPT_OVS_DATAPATH) {
@@ -112,7 +108,7 @@ impl Driver for Ovs {
             }
             let stale: Vec<String> = db.ports(&rec.bridge)?.into_iter().map(|(n, _)| n).collect();
             let mut gone = Vec::new();
-            for n in stale.iter().filter(|n| is_veth_name(n)) {
+            for n in stale.iter().filter(|n| crate::is_veth_name(n)) {
                 if host.link_index(n)?.is_none() {
                     gone.push(n.as_str());
                 }
@@ -186,12 +182,12 @@ impl HostNetwork for OvsNet {
     }
 
     fn endpoint_name(&self) -> Option<String> {
-        Some(format!("veth{}", &weft_model::new_id()[..7]))
+        Some(crate::new_veth_name())
     }
 
     /// Weft's veths that are ports of the bridge.
     fn is_endpoint(&self, name: &str, _master: Option<u32>) -> bool {
-        is_veth_name(name) && self.port_names().contains(name)
+        crate::is_veth_name(name) && self.port_names().contains(name)
     }
 
     /// The veth, up, born with its peer inside; the port with its external ids (one
