@@ -123,6 +123,33 @@ pub fn driver(kind: DriverKind) -> &'static dyn Driver {
     }
 }
 
+/// A network whose link could not be made or found on this host when the daemon adopted it (a
+/// macvlan parent gone, ovsdb-server down): known, listed and removable; new endpoints are
+/// refused with the reason.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub reason: String,
+}
+
+impl HostNetwork for Unavailable {
+    fn link(&self) -> u32 {
+        0
+    }
+    fn endpoint_name(&self) -> Option<String> {
+        None
+    }
+    fn is_endpoint(&self, _name: &str, _master: Option<u32>) -> bool {
+        false
+    }
+    fn join(&self, _host: &mut dyn LinkOps, _inside: &mut dyn LinkOps, _j: &Join<'_>) -> weft_kernel::Result<()> {
+        Err(weft_kernel::KernelError::Netlink {
+            op: "use the network, unavailable on this host since weftd started",
+            subject: format!("({})", self.reason),
+            source: std::io::Error::from_raw_os_error(19),
+        })
+    }
+}
+
 /// A new endpoint's host end: `veth` + 7 hex digits.
 pub(crate) fn new_veth_name() -> String {
     format!("veth{}", &weft_model::new_id()[..7])

@@ -419,14 +419,19 @@ impl Engine {
     /// Takes the endpoint at `pos` out of sandbox `sb` (a container's or an attached namespace's
     /// that lives on): its interface inside is retired now (down and renamed, so its name is free
     /// at once for the next connect; the reaper deletes the pair through its host end); one
-    /// without a host end is deleted by `release_endpoint`. Returns the endpoint and the ports
-    /// that go with it (the first endpoint's address carries them).
+    /// without a host end is deleted (a macvlan cannot be renamed up, and taking it down holds
+    /// RTNL for an RCU grace period: its deletion waits for one outside RTNL). Returns the
+    /// endpoint and the ports that go with it (the first endpoint's address carries them).
     pub(crate) async fn take_endpoint(&self, sb: &mut weft_model::Sandbox, pos: usize) -> Result<(weft_model::EndpointRecord, Vec<weft_model::PortMapping>)> {
         let endpoint = sb.endpoints.remove(pos);
         let ports = if pos == 0 { std::mem::take(&mut sb.ports) } else { Vec::new() };
-        if let (Some(ns), Some(_)) = (sb.netns.clone(), endpoint.host_end()) {
+        if let Some(ns) = sb.netns.clone() {
             let e = endpoint.clone();
-            blocking(move || retire_inside(std::path::Path::new(&ns), std::slice::from_ref(&e))).await?;
+            blocking(move || match e.host_end() {
+                Some(_) => retire_inside(std::path::Path::new(&ns), std::slice::from_ref(&e)),
+                None => Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.delete_link(&e.ifname)?),
+            })
+            .await?;
         }
         Ok((endpoint, ports))
     }
@@ -437,7 +442,8 @@ impl Engine {
     pub(crate) async fn release_taken(self: &Arc<Self>, owner: &str, endpoint: &weft_model::EndpointRecord, ports: &[weft_model::PortMapping], netns: Option<String>) -> Result<()> {
         let unpublished = self.unpublish(owner, endpoint.ip, ports).await;
         let released = self.unplug(endpoint).await;
-        self.release_endpoint(endpoint, released, netns);
+        // (An endpoint without a host end was deleted by `take_endpoint`.)
+        self.release_endpoint(endpoint, released, netns.filter(|_| endpoint.host_end().is_some()));
         unpublished
     }
 
@@ -463,9 +469,9 @@ impl Engine {
     /// Deletes an endpoint in the background, then has its network forget it and returns its
     /// address to the pool: one with a host end through the reaper (`unplugged`: no longer a
     /// port of the network, see `unplug`); one without, inside `netns` if that namespace lives on
-    /// (on a thread: the deletion waits ~20 ms for an RCU grace period, outside RTNL; taking the
-    /// link down first would hold RTNL for as long, as macvlan's `ndo_stop` waits for one), at
-    /// once otherwise (it goes with its namespace).
+    /// (by the reaper too: the deletion waits ~20 ms for an RCU grace period, outside RTNL;
+    /// taking the link down first would hold RTNL for as long, as macvlan's `ndo_stop` waits for
+    /// one), at once otherwise (it goes with its namespace).
     pub(crate) fn release_endpoint(self: &Arc<Self>, e: &weft_model::EndpointRecord, unplugged: bool, netns: Option<String>) {
         let (eng, e2, ns2) = (self.clone(), e.clone(), netns.clone());
         let host = self.lock().networks.get_mut(&e.network_id).map(|n| {
@@ -493,15 +499,7 @@ impl Engine {
         };
         match (e.host_end(), netns) {
             (Some(link), _) => self.reaper.reap(link.to_string(), release),
-            (None, Some(ns)) => {
-                let ifname = e.ifname.clone();
-                std::thread::spawn(move || {
-                    if let Err(err) = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&ifname)) {
-                        tracing::debug!(error = %err, link = %ifname, "endpoint not deleted inside (its namespace may be gone)");
-                    }
-                    release();
-                });
-            }
+            (None, Some(ns)) => self.reaper.reap_inside(ns, e.ifname.clone(), release),
             (None, None) => release(),
         }
     }

@@ -277,6 +277,15 @@ impl Engine {
 
     /// A network's pools (gateway and aux addresses reserved) and its bridge, made or adopted.
     async fn bring_up(&self, rec: &NetworkRecord) -> Result<(std::sync::Arc<dyn weft_drivers::HostNetwork>, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
+        let (pool, pool6) = self.pools(rec)?;
+        let (r, o) = (rec.clone(), self.host_options());
+        let host = blocking(move || make_network(&r, &o)).await?;
+        Ok((host, pool, pool6))
+    }
+
+    /// A network's pools: the gateway and aux addresses reserved; a global network's search
+    /// starts at a place of this host's.
+    fn pools(&self, rec: &NetworkRecord) -> Result<(weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
         let mut reserved = vec![rec.gateway];
         reserved.extend(rec.aux_addresses.values().copied());
         let mut pool = weft_ipam::Pool::new(rec.subnet, rec.ip_range, &reserved)?;
@@ -284,9 +293,7 @@ impl Engine {
             pool.start_at(self.keys.host().bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619)));
         }
         let pool6 = rec.subnet6.map(|s6| weft_ipam::Pool6::new(s6, &rec.gateway6.into_iter().collect::<Vec<_>>()));
-        let (r, o) = (rec.clone(), self.host_options());
-        let host = blocking(move || make_network(&r, &o)).await?;
-        Ok((host, pool, pool6))
+        Ok((pool, pool6))
     }
 
     /// At start: this host's user networks and the global ones, with their bridges (re)made.
@@ -309,7 +316,17 @@ impl Engine {
         if self.lock().networks.contains_key(&rec.id) || self.lock().creating.contains_key(&rec.name) {
             return Ok(());
         }
-        let (host, pool, pool6) = self.bring_up(&rec).await?;
+        // A network whose link cannot be made here now (a macvlan parent gone, ovsdb-server
+        // down) stays known, listed and removable; its new endpoints are refused with the reason.
+        let (pool, pool6) = self.pools(&rec)?;
+        let (r, o) = (rec.clone(), self.host_options());
+        let host = match blocking(move || make_network(&r, &o)).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(network = %rec.name, error = %e, "network unavailable on this host");
+                std::sync::Arc::new(weft_drivers::Unavailable { reason: e.to_string() })
+            }
+        };
         if let Some(fw) = fw_of(&rec).filter(|_| firewall) {
             self.fw.add_network(&fw)?;
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");

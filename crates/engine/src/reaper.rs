@@ -12,6 +12,9 @@
 //! one batch per `MAX_DELAY` instead of one deletion per teardown (measured: setup p99 at 1 and
 //! 100 endpoints 9–11 ms with immediate deletion, see `docs/architecture.md`).
 //!
+//! Endpoints without a host end (macvlan) in a namespace that lives on are deleted inside it by
+//! the same thread, in the same batches (`reap_inside`).
+//!
 //! A link's address goes back to its pool only after the link is gone, so an address is never live
 //! twice. A daemon killed with deletions pending leaves veths no record owns, which reconcile
 //! removes before the API is served.
@@ -37,10 +40,15 @@ const QUIET: Duration = Duration::from_millis(50);
 /// wait here) hurries the reaper.
 const MAX_DELAY: Duration = Duration::from_millis(1000);
 
+/// What to do once a link is gone.
+type Then = Box<dyn FnOnce() + Send>;
+
 /// A queued link and what to do once it is gone; `Now` deletes everything queued at once.
 enum Job {
-    Link(String, Box<dyn FnOnce() + Send>),
-    Now(Option<Box<dyn FnOnce() + Send>>),
+    Link(String, Then),
+    /// A link inside a namespace (an endpoint without a host end): (namespace, name).
+    Inside(String, String, Then),
+    Now(Option<Then>),
 }
 
 /// Setups in flight, and when the last one started (µs since `epoch`).
@@ -88,6 +96,7 @@ impl Reaper {
         let act = activity.clone();
         let thread = std::thread::Builder::new().name("veth-reaper".into()).spawn(move || {
             let mut links: Vec<(String, Box<dyn FnOnce() + Send>)> = Vec::new();
+            let mut inside: Vec<(String, String, Then)> = Vec::new();
             let mut waiters: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
             let mut oldest: Option<Instant> = None;
             // After a failed deletion: not again before this (unless someone waits).
@@ -96,7 +105,7 @@ impl Reaper {
             let mut closed = false;
             loop {
                 // Gather: block while idle; with links queued, poll for a quiet moment.
-                let next = if links.is_empty() && !now {
+                let next = if links.is_empty() && inside.is_empty() && !now {
                     match rx.recv() {
                         Ok(j) => Some(j),
                         Err(_) => return,
@@ -118,6 +127,10 @@ impl Reaper {
                         Job::Link(name, then) => {
                             oldest.get_or_insert_with(Instant::now);
                             links.push((name, then));
+                        }
+                        Job::Inside(ns, name, then) => {
+                            oldest.get_or_insert_with(Instant::now);
+                            inside.push((ns, name, then));
                         }
                         Job::Now(waiter) => {
                             now = true;
@@ -148,6 +161,16 @@ impl Reaper {
                             not_before = Some(Instant::now() + Duration::from_secs(1));
                         }
                     }
+                }
+                // Links inside namespaces, one by one (a namespace already gone took its link).
+                for (ns, name, then) in inside.drain(..) {
+                    if let Err(e) = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&name)) {
+                        tracing::debug!(link = %name, error = %e, "link not deleted inside (its namespace may be gone)");
+                    }
+                    then();
+                }
+                if links.is_empty() {
+                    oldest = None;
                 }
                 for w in waiters.drain(..) {
                     w();
@@ -181,6 +204,10 @@ impl Reaper {
                     then();
                 }
             }
+            (None, Job::Inside(ns, ifname, then)) => {
+                let _ = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&ifname));
+                then();
+            }
             (None, Job::Now(waiter)) => {
                 if let Some(w) = waiter {
                     w();
@@ -192,6 +219,12 @@ impl Reaper {
     /// Deletes `ifname` (within `MAX_DELAY`), then runs `then` (which releases its address).
     pub fn reap(&self, ifname: String, then: impl FnOnce() + Send + 'static) {
         self.send(Job::Link(ifname, Box::new(then)));
+    }
+
+    /// Deletes link `ifname` inside namespace `netns` (an endpoint without a host end), then
+    /// runs `then`.
+    pub fn reap_inside(&self, netns: String, ifname: String, then: impl FnOnce() + Send + 'static) {
+        self.send(Job::Inside(netns, ifname, Box::new(then)));
     }
 
     /// Deletes what is queued now, without waiting for it.

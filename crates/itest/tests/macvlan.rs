@@ -108,5 +108,18 @@ fn macvlan_containers_sit_on_the_parents_link() {
     assert!(!h.link_names().contains(&dummy), "weft's link goes with its network");
     assert!(!h.link_names().iter().any(|n| n.starts_with("dp-")), "and its peer");
     assert!(h.ip(&["-4", "-o", "addr", "show", "up0"]).contains("192.168.50.2/24"), "the parent is untouched");
+
+    // A parent gone while weftd was away: the daemon starts, the network is listed and
+    // removable, and a container on it is refused with the reason.
+    h.ip(&["link", "add", "tmp0", "type", "veth", "peer", "name", "tmp1"]);
+    h.ok(&["network", "create", "-d", "macvlan", "-o", "parent=tmp0", "--subnet", "10.78.0.0/24", "orphan"]);
+    h.stop_daemon();
+    h.ip(&["link", "del", "tmp0"]);
+    h.start(&[]);
+    assert!(h.ok(&["network", "ls"]).contains("orphan"));
+    let e = h.fails(&["run", "-d", "--name", "o1", "--network", "orphan", "--rootfs", &rootfs, "sleep", "300"]);
+    assert!(e.contains("unavailable on this host") && e.contains("tmp0"), "{e}");
+    assert!(!h.ok(&["ps", "-a"]).contains("o1"), "no container left by the refusal");
+    h.ok(&["network", "rm", "orphan"]);
     h.finish();
 }
