@@ -257,6 +257,13 @@ fn ports_on(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<S
     endpoints_on(containers, sandboxes, &net.rec.id).count() + net.pending
 }
 
+/// Whether network `net` is clear of its bridge's port limit without counting its endpoints
+/// (an O(endpoints) scan): each endpoint, set up or being set up, holds an address of its pool,
+/// so the addresses in use bound the ports, those being deleted included.
+fn ports_clear(net: &NetState) -> bool {
+    net.pool.in_use() + net.reaping_ports < weft_model::BRIDGE_MAX_PORTS
+}
+
 fn mac_owner(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, mac: &str) -> Option<String> {
     endpoints_on(containers, sandboxes, network_id).find(|(_, e)| e.mac.eq_ignore_ascii_case(mac)).map(|(owner, _)| owner.to_string())
 }
@@ -514,9 +521,11 @@ impl Engine {
                 let st = self.lock();
                 networks.iter().any(|name| {
                     st.networks.values().find(|n| n.rec.name == *name || n.rec.id == *name).is_some_and(|n| {
-                        let live = st.ports_on(n);
-                        let ports_wait = live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping_ports >= weft_model::BRIDGE_MAX_PORTS;
-                        n.reaping > 0 && (ports_wait || n.pool.is_full())
+                        let ports_wait = || {
+                            let live = st.ports_on(n);
+                            live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping_ports >= weft_model::BRIDGE_MAX_PORTS
+                        };
+                        n.reaping > 0 && (n.pool.is_full() || (!ports_clear(n) && ports_wait()))
                     })
                 })
             };
@@ -591,7 +600,7 @@ impl State {
             return Err(EngineError::NoSuchNetwork(name.to_string()));
         }
         // Before any kernel work: the bridge's port limit, counting what is being set up.
-        let ports = ports_on(&self.containers, &self.sandboxes, net);
+        let ports = if ports_clear(net) { 0 } else { ports_on(&self.containers, &self.sandboxes, net) };
         if ports >= weft_model::BRIDGE_MAX_PORTS {
             return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
         }

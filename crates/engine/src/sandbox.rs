@@ -93,10 +93,12 @@ impl Engine {
     /// sandbox of that name (the same namespace), as `network connect` adds `eth1` to a container.
     async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
         weft_model::validate_ifname(a.ifname)?;
+        let t0 = std::time::Instant::now();
         let owner = owner_key(a.key);
         // One change at a time to a sandbox's record (its endpoints).
         let _serial = self.lock_container(&owner).await;
         self.settle_bridges(&[a.network]).await;
+        let t_settled = t0.elapsed();
         // What is made is unmade, in reverse, unless the record commits.
         let mut undo = Undo::new();
         let reserve = |u: &mut Undo| {
@@ -124,6 +126,7 @@ impl Engine {
             Ok((plan, pending))
         };
         let ((plan, _pending), claims) = self.reserve_claimed(&owner, &mut undo, reserve, |r| vec![r.0.endpoint.clone()]).await?;
+        let t_reserved = t0.elapsed();
         let existing = self.lock().sandboxes.get(a.key).cloned();
         let first = existing.is_none();
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
@@ -181,13 +184,23 @@ impl Engine {
         })
         .await?;
         drop(busy);
+        let t_kernel = t0.elapsed();
         undo.push("remove the endpoint", move || made.detach(&netns));
         if !committing.await?.succeeded {
             return Err(claims.lost());
         }
+        let t_committed = t0.elapsed();
         undo.commit();
         self.lock().sandboxes.insert(a.key.to_string(), rec);
         self.dns_update_sandbox(a.key);
+        tracing::debug!(
+            settled_us = t_settled.as_micros() as u64,
+            reserved_us = t_reserved.as_micros() as u64,
+            kernel_us = t_kernel.as_micros() as u64,
+            committed_us = t_committed.as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "attach phases (cumulative)"
+        );
         Ok(endpoint)
     }
 
