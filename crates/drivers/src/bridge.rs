@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use weft_kernel::ops::LinkOps;
 use weft_kernel::VethSpec;
-use weft_model::{DriverKind, NetworkOptions, NetworkRecord};
+use weft_model::{NetworkOptions, NetworkRecord};
 
 use crate::{Driver, HostNetwork, HostOptions, Join, NetworkLink};
 
@@ -22,10 +22,6 @@ pub struct BridgeNet {
 }
 
 impl Driver for Bridge {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Bridge
-    }
-
     /// `br-` + 12 hex of the id, or `com.docker.network.bridge.name`; weft makes it.
     fn network_link(&self, id: &str, o: &NetworkOptions, _internal: bool) -> NetworkLink {
         NetworkLink { what: "bridge", name: o.bridge_name.clone().unwrap_or_else(|| format!("br-{}", weft_model::short_id(id))), made: true }
@@ -150,6 +146,7 @@ impl HostNetwork for BridgeNet {
 #[cfg(test)]
 mod tests {
     use weft_kernel::ops::Recording;
+    use weft_model::DriverKind;
 
     use super::*;
 

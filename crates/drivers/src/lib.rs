@@ -72,7 +72,6 @@ pub struct Join<'a> {
 
 /// What every kind of network does on a host.
 pub trait Driver: Send + Sync {
-    fn kind(&self) -> DriverKind;
     /// The network's own link for network `id` with options `o`.
     fn network_link(&self, id: &str, o: &NetworkOptions, internal: bool) -> NetworkLink;
     /// Makes (or adopts) network `rec`'s own link on this host; on failure, nothing it made

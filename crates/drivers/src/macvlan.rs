@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use weft_kernel::links::{LinkKind, LinkSpec, MacvlanMode};
 use weft_kernel::ops::LinkOps;
-use weft_model::{DriverKind, NetworkOptions, NetworkRecord, OPT_MACVLAN_MODE, OPT_MTU};
+use weft_model::{NetworkOptions, NetworkRecord, OPT_MACVLAN_MODE, OPT_MTU};
 
 use crate::{missing, Driver, HostNetwork, HostOptions, Join, NetworkLink};
 
@@ -28,10 +28,6 @@ pub struct MacvlanNet {
 }
 
 impl Driver for Macvlan {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Macvlan
-    }
-
     fn network_link(&self, id: &str, o: &NetworkOptions, internal: bool) -> NetworkLink {
         match o.parent.as_ref().filter(|_| !internal) {
             Some(parent) => NetworkLink { what: "parent interface", name: parent.clone(), made: false },
@@ -132,6 +128,7 @@ impl HostNetwork for MacvlanNet {
 #[cfg(test)]
 mod tests {
     use weft_kernel::ops::Recording;
+    use weft_model::DriverKind;
 
     use super::*;
 

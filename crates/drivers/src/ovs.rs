@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use weft_kernel::ops::LinkOps;
 use weft_kernel::VethSpec;
-use weft_model::{DriverKind, NetworkOptions, NetworkRecord, OPT_OVS_DATAPATH};
+use weft_model::{NetworkOptions, NetworkRecord, OPT_OVS_DATAPATH};
 
 use crate::ovsdb::Ovsdb;
 use crate::{missing, Driver, HostNetwork, HostOptions, Join, NetworkLink};
@@ -69,10 +69,6 @@ fn internal_interface(host: &mut dyn LinkOps, name: &str) -> weft_kernel::Result
 }
 
 impl Driver for Ovs {
-    fn kind(&self) -> DriverKind {
-        DriverKind::Ovs
-    }
-
     fn network_link(&self, id: &str, o: &NetworkOptions, _internal: bool) -> NetworkLink {
         match &o.ovs_bridge {
             Some(b) => NetworkLink { what: "Open vSwitch bridge", name: b.clone(), made: false },

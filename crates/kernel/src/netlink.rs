@@ -529,6 +529,11 @@ fn link_up(index: u32) -> RouteNetlinkMessage {
 }
 
 pub(crate) fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
+    RouteNetlinkMessage::NewAddress(addr_message(index, net))
+}
+
+/// `IP/PREFIX` on link `index` (the body of `ip addr add` and of `ip addr del`).
+pub(crate) fn addr_message(index: u32, net: Ipv4Net) -> AddressMessage {
     let mut a = AddressMessage::default();
     a.header.family = AddressFamily::Inet;
     a.header.prefix_len = net.prefix_len();
@@ -538,7 +543,7 @@ pub(crate) fn addr_msg(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
     if net.prefix_len() < 31 {
         a.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
     }
-    RouteNetlinkMessage::NewAddress(a)
+    a
 }
 
 /// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).

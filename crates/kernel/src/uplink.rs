@@ -9,12 +9,11 @@
 
 use ipnet::Ipv4Net;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::netlink::addr_msg;
+use crate::netlink::{addr_message, addr_msg};
 use crate::{Netlink, Result};
 
 /// What a link carries that moves with it: its IPv4 addresses and the routes through it that
@@ -39,12 +38,7 @@ fn set_master(index: u32, master: u32) -> RouteNetlinkMessage {
 }
 
 fn del_addr(index: u32, net: Ipv4Net) -> RouteNetlinkMessage {
-    let mut a = AddressMessage::default();
-    a.header.family = AddressFamily::Inet;
-    a.header.prefix_len = net.prefix_len();
-    a.header.index = index;
-    a.attributes.push(AddressAttribute::Local(std::net::IpAddr::V4(net.addr())));
-    RouteNetlinkMessage::DelAddress(a)
+    RouteNetlinkMessage::DelAddress(addr_message(index, net))
 }
 
 fn via(r: &RouteMessage, oif: u32) -> RouteMessage {
