@@ -27,7 +27,7 @@ impl Driver for Bridge {
         NetworkLink { what: "bridge", name: o.bridge_name.clone().unwrap_or_else(|| format!("br-{}", weft_model::short_id(id))), made: true }
     }
 
-    /// `ip link add BR mtu M address MAC type bridge; ip addr add GW/P dev BR; ip link set BR up`
+    /// `ip link add BR mtu M address MAC type bridge mcast_snooping 0; ip addr add GW/P dev BR; ip link set BR up`
     /// (and the IPv6 gateway), with `route_localnet` on it when the firewall publishes ports. A
     /// bridge that exists is adopted; one weft does not manage (`-b`) is used as it is.
     fn create_network(&self, host: &mut dyn LinkOps, rec: &NetworkRecord, o: &HostOptions) -> weft_kernel::Result<Arc<dyn HostNetwork>> {

@@ -25,6 +25,7 @@ mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
+mod registry;
 mod sandbox;
 pub mod stdio;
 mod undo;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use weft_firewall::Firewall;
 use weft_ipam::Pool;
+use registry::Registry;
 use weft_model::{ContainerRecord, NetworkRecord};
 use weft_store::Store;
 
@@ -199,11 +201,11 @@ impl Drop for Pending {
 impl State {
     /// The container or sandbox whose endpoint on network `network_id` has `mac`.
     pub(crate) fn mac_owner(&self, network_id: &str, mac: &str) -> Option<String> {
-        mac_owner(&self.containers, &self.sandboxes, network_id, mac)
+        self.containers.mac_owner(network_id, mac).or_else(|| self.sandboxes.mac_owner(network_id, mac)).map(str::to_string)
     }
 
-    /// Ports network `network_id`'s bridge has or is about to have: committed endpoints and
-    /// those being set up (not those the reaper is deleting).
+    /// Ports network `net`'s bridge has or is about to have: committed endpoints and those being
+    /// set up (not those the reaper is deleting).
     fn ports_on(&self, net: &NetState) -> usize {
         ports_on(&self.containers, &self.sandboxes, net)
     }
@@ -242,37 +244,15 @@ pub(crate) fn dns_names(name: &str, more: &[&str], sb: &weft_model::Sandbox) -> 
         .collect()
 }
 
-/// The endpoints on network `network_id`, each with its owner (a container's name or a sandbox's key).
-fn endpoints_on<'a>(
-    containers: &'a HashMap<String, ContainerRecord>,
-    sandboxes: &'a HashMap<String, weft_model::SandboxRecord>,
-    network_id: &'a str,
-) -> impl Iterator<Item = (&'a str, &'a weft_model::EndpointRecord)> {
-    let of_containers = containers.values().flat_map(|c| c.sandbox.endpoints.iter().map(move |e| (c.name.as_str(), e)));
-    let of_sandboxes = sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(move |e| (s.key.as_str(), e)));
-    of_containers.chain(of_sandboxes).filter(move |(_, e)| e.network_id == network_id)
-}
-
-fn ports_on(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, net: &NetState) -> usize {
-    endpoints_on(containers, sandboxes, &net.rec.id).count() + net.pending
-}
-
-/// Whether network `net` is clear of its bridge's port limit without counting its endpoints
-/// (an O(endpoints) scan): each endpoint, set up or being set up, holds an address of its pool,
-/// so the addresses in use bound the ports, those being deleted included.
-fn ports_clear(net: &NetState) -> bool {
-    net.pool.in_use() + net.reaping_ports < weft_model::BRIDGE_MAX_PORTS
-}
-
-fn mac_owner(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, mac: &str) -> Option<String> {
-    endpoints_on(containers, sandboxes, network_id).find(|(_, e)| e.mac.eq_ignore_ascii_case(mac)).map(|(owner, _)| owner.to_string())
+fn ports_on(containers: &Registry<ContainerRecord>, sandboxes: &Registry<weft_model::SandboxRecord>, net: &NetState) -> usize {
+    containers.endpoints_on(&net.rec.id) + sandboxes.endpoints_on(&net.rec.id) + net.pending
 }
 
 /// The MAC of a new endpoint with address `ip`: derived from it (see `network::mac_for`) unless
 /// someone on the network chose that one with `--mac-address`; then a random local one.
-fn free_mac(containers: &HashMap<String, ContainerRecord>, sandboxes: &HashMap<String, weft_model::SandboxRecord>, network_id: &str, ip: std::net::Ipv4Addr) -> String {
+fn free_mac(containers: &Registry<ContainerRecord>, sandboxes: &Registry<weft_model::SandboxRecord>, network_id: &str, ip: std::net::Ipv4Addr) -> String {
     let derived = network::mac_string(network::mac_for(ip));
-    if mac_owner(containers, sandboxes, network_id, &derived).is_none() {
+    if containers.mac_owner(network_id, &derived).is_none() && sandboxes.mac_owner(network_id, &derived).is_none() {
         return derived;
     }
     // 02 (locally administered, unicast) and five bytes of a fresh random id.
@@ -289,9 +269,9 @@ pub(crate) struct State {
     /// Networks being removed: no new endpoint may join them.
     pub removing: std::collections::HashSet<String>,
     /// Namespaces weft did not create, by the caller's key.
-    pub sandboxes: HashMap<String, weft_model::SandboxRecord>,
+    pub sandboxes: Registry<weft_model::SandboxRecord>,
     pub networks: HashMap<String, NetState>,
-    pub containers: HashMap<String, ContainerRecord>,
+    pub containers: Registry<ContainerRecord>,
     /// name -> id, including containers still being created.
     pub names: HashMap<String, String>,
     /// Exit notifications of running containers: `Some(code)` once the exit is processed.
@@ -525,7 +505,7 @@ impl Engine {
                             let live = st.ports_on(n);
                             live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping_ports >= weft_model::BRIDGE_MAX_PORTS
                         };
-                        n.reaping > 0 && (n.pool.is_full() || (!ports_clear(n) && ports_wait()))
+                        n.reaping > 0 && (n.pool.is_full() || ports_wait())
                     })
                 })
             };
@@ -600,7 +580,7 @@ impl State {
             return Err(EngineError::NoSuchNetwork(name.to_string()));
         }
         // Before any kernel work: the bridge's port limit, counting what is being set up.
-        let ports = if ports_clear(net) { 0 } else { ports_on(&self.containers, &self.sandboxes, net) };
+        let ports = ports_on(&self.containers, &self.sandboxes, net);
         if ports >= weft_model::BRIDGE_MAX_PORTS {
             return Err(EngineError::BridgeFull(net.rec.bridge.clone()));
         }

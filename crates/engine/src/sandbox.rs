@@ -233,11 +233,18 @@ impl Engine {
         let spawned = std::thread::Builder::new().name("link-monitor".into()).spawn(move || loop {
             let deleted = monitor.deleted();
             let Some(eng) = eng.upgrade() else { return };
-            let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().filter_map(|e| Some((s.key.clone(), e.host_end()?.to_string())))).collect();
-            let gone: Vec<String> = match &deleted {
-                Ok(names) => ours.into_iter().filter(|(_, i)| names.contains(i)).map(|(k, _)| k).collect(),
+            // Most deletions are the reaper's, of links no sandbox holds any more.
+            let gone: Vec<String> = match deleted {
+                Ok(names) => {
+                    let st = eng.lock();
+                    let mut keys: Vec<String> = names.iter().filter_map(|n| st.sandboxes.by_host_end(n)).map(str::to_string).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    keys
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "link events lost: looking at which sandbox links exist");
+                    let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().filter_map(|e| Some((s.key.clone(), e.host_end()?.to_string())))).collect();
                     ours.into_iter().filter(|(_, i)| matches!(crate::network::with_host(|nl| nl.link(i)), Ok(None))).map(|(k, _)| k).collect()
                 }
             };

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode};
+use netlink_packet_route::link::{InfoBridge, InfoData, InfoKind, InfoMacVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::{Netlink, Result};
@@ -115,7 +115,7 @@ impl LinkSpec {
             c.push_str(&format!(" index {}", self.index));
         }
         match &self.kind {
-            LinkKind::Bridge => c.push_str(" type bridge"),
+            LinkKind::Bridge => c.push_str(" type bridge mcast_snooping 0"),
             LinkKind::Macvlan { mode, .. } => c.push_str(&format!(" type macvlan mode {}", mode.name())),
             LinkKind::Vxlan { vni, port, local, dev, learning } => {
                 c.push_str(&format!(" type vxlan id {vni} dstport {port}"));
@@ -154,7 +154,11 @@ impl LinkSpec {
             msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
         let info = match &self.kind {
-            LinkKind::Bridge => vec![NlLinkInfo::Kind(InfoKind::Bridge)],
+            // No multicast snooping: a bridge that snoops re-arms every port's multicast timers
+            // whenever any port comes or goes (`br_port_state_selection`), O(ports) with a lock
+            // per port, measured at a third of a port's setup with 1,000 ports. Multicast is
+            // then flooded, as on a switch without IGMP snooping: every member still gets it.
+            LinkKind::Bridge => vec![NlLinkInfo::Kind(InfoKind::Bridge), NlLinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)]))],
             LinkKind::Macvlan { parent, mode, .. } => {
                 msg.attributes.push(LinkAttribute::Link(*parent));
                 let mode = match mode {
@@ -200,7 +204,7 @@ mod tests {
     #[test]
     fn each_kind_names_its_ip_command() {
         let br = LinkSpec::new("br0", LinkKind::Bridge).mtu(1400).mac([2, 0x42, 0, 0, 0, 1]).up();
-        assert_eq!(br.ip_command(), "ip link add br0 mtu 1400 address 02:42:00:00:00:01 type bridge; ip link set br0 up");
+        assert_eq!(br.ip_command(), "ip link add br0 mtu 1400 address 02:42:00:00:00:01 type bridge mcast_snooping 0; ip link set br0 up");
         let mv = LinkSpec::new("mv0", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Bridge });
         assert_eq!(mv.ip_command(), "ip link add mv0 link eth0 type macvlan mode bridge");
         let mv = LinkSpec::new("eth1", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Private }).netns(5).index(77).up();

@@ -65,9 +65,11 @@ pub struct VethSpec<'a> {
     pub peer_netns: Option<RawFd>,
     /// Bring the host end up in the same request (`false` leaves it down, to be configured first).
     pub up: bool,
-    /// In the same datagram, right after the creation: bring the host end up as a bridge port
-    /// with hairpin on, and with IPv6 addrgenmode none (no link-local address, hence none of the
-    /// DAD/RS/MLD multicast a bridge floods to every port). Needs `master`.
+    /// Right after the creation, IPv6 off on the host end (`sysctl -w
+    /// net.ipv6.conf.NAME.disable_ipv6=1`), then in one datagram: the host end up as a bridge
+    /// port with hairpin on and IPv6 addrgenmode none (should the sysctl fail: no link-local
+    /// address, hence none of the DAD/RS/MLD multicast a bridge floods to every port), and the
+    /// pin (`pin`). Needs `master`.
     pub port_setup: bool,
     /// With `port_setup`: `proxy_arp on` (see [`Netlink::pin_neighbour`]).
     pub proxy_arp: bool,
@@ -289,7 +291,7 @@ impl Netlink {
             .collect())
     }
 
-    /// `ip link add NAME address MAC mtu MTU type bridge && ip link set NAME up`; returns its
+    /// `ip link add NAME address MAC mtu MTU type bridge mcast_snooping 0 && ip link set NAME up`; returns its
     /// index. A fixed MAC: a bridge without one takes its lowest port's, and every change of it
     /// flushes the bridge's neighbour table, permanent entries included.
     pub fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
@@ -405,6 +407,7 @@ impl Netlink {
         peer.header.index = spec.peer_index;
         peer.attributes.push(LinkAttribute::IfName(spec.peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        peer.attributes.extend(one_queue());
         if let Some(mac) = spec.peer_mac {
             peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
@@ -419,6 +422,7 @@ impl Netlink {
         }
         msg.attributes.push(LinkAttribute::IfName(spec.host_name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        msg.attributes.extend(one_queue());
         if let Some(master) = spec.master {
             msg.attributes.push(LinkAttribute::Controller(master));
         }
@@ -426,15 +430,24 @@ impl Netlink {
             NlLinkInfo::Kind(InfoKind::Veth),
             NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
+        // EEXIST may be either end: name both.
+        let what = format!("{} (peer {})", spec.host_name, spec.peer_name);
         let mut reqs = vec![(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)];
         if spec.port_setup {
+            // A bridge port's own IPv6 is never used (what it receives goes to the bridge), yet
+            // with it every port adds a route to the host's IPv6 table when it comes up, and then
+            // every port's up and down walks that table: IPv6 goes before the port comes up.
+            // Only a sysctl turns it off, hence the creation in a request of its own.
+            self.batch("create veth", &what, std::mem::take(&mut reqs))?;
+            if let Err(e) = crate::sysctl::write(&format!("net.ipv6.conf.{}.disable_ipv6", spec.host_name), "1") {
+                tracing::debug!(link = spec.host_name, error = %e, "IPv6 stays on");
+            }
             reqs.push((bridge_port_up(spec.host_name, spec.proxy_arp), 0));
         }
         if let (Some(ip), Some(bridge), Some(mac), true) = (spec.pin, spec.master, spec.peer_mac, spec.index != 0) {
             reqs.extend(pin_messages(bridge, spec.index, ip, mac));
         }
-        // EEXIST may be either end: name both.
-        self.batch("create veth", &format!("{} (peer {})", spec.host_name, spec.peer_name), reqs)
+        self.batch("create veth", &what, reqs)
     }
 
     /// One end of a point-to-point link, in its namespace: `ip link set lo up; ip addr add
@@ -500,6 +513,12 @@ impl Netlink {
 /// attribute newer than it, as real hosts have) is skipped, and logged once per process: one odd
 /// interface must never fail a dump, and so a start. Only broken framing is an error.
 fn parse_datagram(buf: &[u8], op: &'static str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    parse_datagram_of(buf, op, |_| true)
+}
+
+/// The messages of a datagram whose type (`nlmsg_type`, read from the header) `wanted` keeps;
+/// the others are skipped without being decoded.
+fn parse_datagram_of(buf: &[u8], op: &'static str, wanted: impl Fn(u16) -> bool) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
     static WARNED: std::sync::Once = std::sync::Once::new();
     let mut msgs = Vec::new();
     let mut off = 0;
@@ -508,16 +527,27 @@ fn parse_datagram(buf: &[u8], op: &'static str) -> Result<Vec<NetlinkMessage<Rou
         if len < 16 || off + len > buf.len() {
             return Err(KernelError::Decode { op, reason: format!("netlink message of {len} bytes at offset {off} of {}", buf.len()) });
         }
+        let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        if !wanted(kind) {
+            off += (len + 3) & !3;
+            continue;
+        }
         match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
             Ok(m) => msgs.push(m),
             Err(e) => WARNED.call_once(|| {
-                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
                 tracing::warn!(op, message_type = kind, reason = %e, "skipping a netlink message weft cannot decode (logged once)");
             }),
         }
         off += (len + 3) & !3;
     }
     Ok(msgs)
+}
+
+/// `numtxqueues 1 numrxqueues 1`: what a veth ends up with anyway. Without them the kernel gives
+/// each end a queue per CPU and then cuts it to one, and each cut waits for an expedited RCU grace
+/// period with RTNL held (`veth_init_queues`): two per pair, most of a pair's creation time.
+fn one_queue() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }
 
 fn link_up(index: u32) -> RouteNetlinkMessage {
@@ -658,6 +688,8 @@ pub struct LinkMonitor {
 
 /// rtnetlink's multicast group of link changes (`RTNLGRP_LINK`).
 const RTNLGRP_LINK: u32 = 1;
+/// The message type of a link's deletion.
+const RTM_DELLINK: u16 = 17;
 
 impl LinkMonitor {
     pub fn open() -> Result<Self> {
@@ -672,7 +704,8 @@ impl LinkMonitor {
     pub fn deleted(&mut self) -> Result<Vec<String>> {
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io_err("read link events", "link monitor"))?;
-            let names: Vec<String> = parse_datagram(&self.buf[..n], "read link events")?
+            // Every change of every link is sent to the group: only deletions are decoded.
+            let names: Vec<String> = parse_datagram_of(&self.buf[..n], "read link events", |kind| kind == RTM_DELLINK)?
                 .into_iter()
                 .filter_map(|m| match m.payload {
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => l.attributes.into_iter().find_map(|a| match a {
@@ -727,6 +760,18 @@ mod tests {
         assert!(matches!(msgs[1].payload, NetlinkPayload::Done(_)));
         // Broken framing is still an error.
         assert!(parse_datagram(&dgram[..20], "test").is_err());
+    }
+
+    #[test]
+    fn the_link_monitor_decodes_deletions_only() {
+        let mut link = vec![0u8; 16];
+        link.extend_from_slice(&[7, 0, 3, 0, b'l', b'o', 0, 0]); // IFLA_IFNAME "lo", padded
+        let mut dgram = message(16, &link);
+        dgram.extend(message(RTM_DELLINK, &link));
+        dgram.extend(message(16, &link));
+        let msgs = parse_datagram_of(&dgram, "test", |kind| kind == RTM_DELLINK).expect("parses");
+        assert_eq!(msgs.len(), 1);
+        assert!(matches!(&msgs[0].payload, NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) if link_info(l).name == "lo"), "{:?}", msgs[0]);
     }
 }
 

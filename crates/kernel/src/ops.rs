@@ -14,7 +14,7 @@ use crate::{KernelError, Netlink, Result, VethSpec};
 pub trait LinkOps {
     /// The index of link `name`, if it exists (`ip link show NAME`).
     fn link_index(&mut self, name: &str) -> Result<Option<u32>>;
-    /// `ip link add NAME mtu MTU address MAC type bridge`; returns its index.
+    /// `ip link add NAME mtu MTU address MAC type bridge mcast_snooping 0`; returns its index.
     fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32>;
     /// `ip addr add ADDR dev INDEX` (an address already there is fine), IPv4 or IPv6.
     fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()>;
@@ -103,6 +103,56 @@ impl LinkOps for Netlink {
     }
     fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
         Netlink::configure_interface(self, ifname, index, addr, gateway, v6)
+    }
+}
+
+/// A namespace's socket still being opened ([`crate::netns::open_in_background`]): every call
+/// first waits for it.
+impl LinkOps for crate::netns::Opening {
+    fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        LinkOps::link_index(self.get()?, name)
+    }
+    fn create_bridge(&mut self, name: &str, mtu: u32, mac: [u8; 6]) -> Result<u32> {
+        LinkOps::create_bridge(self.get()?, name, mtu, mac)
+    }
+    fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()> {
+        LinkOps::add_addr(self.get()?, index, addr)
+    }
+    fn set_up(&mut self, index: u32) -> Result<()> {
+        LinkOps::set_up(self.get()?, index)
+    }
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
+        LinkOps::sysctl(self.get()?, key, value)
+    }
+    fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<()> {
+        LinkOps::create_veth(self.get()?, spec)
+    }
+    fn pin_neighbour(&mut self, bridge: u32, port: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        LinkOps::pin_neighbour(self.get()?, bridge, port, ip, mac)
+    }
+    fn delete_link(&mut self, name: &str) -> Result<()> {
+        LinkOps::delete_link(self.get()?, name)
+    }
+    fn create_link(&mut self, spec: &LinkSpec) -> Result<u32> {
+        LinkOps::create_link(self.get()?, spec)
+    }
+    fn release_port(&mut self, name: &str) -> Result<()> {
+        LinkOps::release_port(self.get()?, name)
+    }
+    fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
+        LinkOps::unpin_neighbour(self.get()?, bridge, ip)
+    }
+    fn attach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        LinkOps::attach_uplink(self.get()?, bridge, uplink)
+    }
+    fn detach_uplink(&mut self, bridge: u32, uplink: &str) -> Result<()> {
+        LinkOps::detach_uplink(self.get()?, bridge, uplink)
+    }
+    fn tx_checksum_off(&mut self, ifname: &str) -> Result<()> {
+        LinkOps::tx_checksum_off(self.get()?, ifname)
+    }
+    fn configure_interface(&mut self, ifname: &str, index: u32, addr: Ipv4Net, gateway: Option<Ipv4Addr>, v6: Option<(Ipv6Net, Option<Ipv6Addr>)>) -> Result<()> {
+        LinkOps::configure_interface(self.get()?, ifname, index, addr, gateway, v6)
     }
 }
 
