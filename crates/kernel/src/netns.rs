@@ -59,9 +59,12 @@ fn workers() -> Option<&'static Workers> {
 /// Runs `f` inside the network namespace at `path` (`ip netns exec`), on a namespace worker (or a
 /// short-lived thread if the pool is unavailable), and waits for it.
 pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let wait = start_in(path, f)?;
-    wait.recv()
-        .unwrap_or_else(|_| Err(path_err("run in netns", path)(std::io::Error::other("namespace job panicked"))))
+    received(path, start_in(path, f)?)
+}
+
+/// What a job started with [`start_in`] returned.
+fn received<T>(path: &Path, rx: std::sync::mpsc::Receiver<Result<T>>) -> Result<T> {
+    rx.recv().unwrap_or_else(|_| Err(path_err("run in netns", path)(std::io::Error::other("namespace job panicked"))))
 }
 
 /// [`run_in`] without the wait: its result comes on the channel returned.
@@ -90,8 +93,12 @@ fn start_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send
 /// Opens a netlink socket inside the namespace at `path`, first writing `sysctls` there. The
 /// socket stays in that namespace and can be used from any thread.
 pub fn open_in(path: &Path, sysctls: &[(&'static str, &'static str)]) -> Result<Netlink> {
+    received(path, start_open(path, sysctls)?)
+}
+
+fn start_open(path: &Path, sysctls: &[(&'static str, &'static str)]) -> Result<std::sync::mpsc::Receiver<Result<Netlink>>> {
     let sysctls = sysctls.to_vec();
-    run_in(path, move || {
+    start_in(path, move || {
         for (k, v) in sysctls {
             crate::sysctl::write(k, v)?;
         }
@@ -109,22 +116,14 @@ pub struct Opening {
 }
 
 pub fn open_in_background(path: &Path, sysctls: &[(&'static str, &'static str)]) -> Result<Opening> {
-    let sysctls = sysctls.to_vec();
-    let pending = start_in(path, move || {
-        for (k, v) in sysctls {
-            crate::sysctl::write(k, v)?;
-        }
-        Netlink::open()
-    })?;
-    Ok(Opening { path: path.to_path_buf(), pending: Some(pending), socket: None })
+    Ok(Opening { path: path.to_path_buf(), pending: Some(start_open(path, sysctls)?), socket: None })
 }
 
 impl Opening {
     /// The socket, once opened (an error the first time only if opening failed).
     pub fn get(&mut self) -> Result<&mut Netlink> {
         if let Some(rx) = self.pending.take() {
-            let opened = rx.recv().unwrap_or_else(|_| Err(path_err("run in netns", &self.path)(std::io::Error::other("namespace job panicked"))));
-            self.socket = Some(opened?);
+            self.socket = Some(received(&self.path, rx)?);
         }
         let path = &self.path;
         self.socket.as_mut().ok_or_else(|| path_err("open netlink socket in netns", path)(std::io::Error::other("failed before")))
