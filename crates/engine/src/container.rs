@@ -591,7 +591,6 @@ impl Engine {
     }
 
     fn remove_files(&self, id: &str) {
-        self.forget_container_lock(id);
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         let _ = std::fs::remove_dir_all(self.data_dir(id));
     }

@@ -294,6 +294,26 @@ pub(crate) struct State {
     pub p2p_pool: Option<Pool>,
 }
 
+/// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder
+/// or waiter, so the map keeps only the keys in use (not every name ever attached).
+pub(crate) struct Serial<'a> {
+    locks: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Serial<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Released under the map's lock: nobody can take a new handle on it meanwhile, and a
+        // waiter holds one (the map's is then not the last).
+        drop(self.guard.take());
+        if locks.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
+            locks.remove(&self.id);
+        }
+    }
+}
+
 pub struct Engine {
     pub(crate) cfg: Config,
     pub(crate) store: Arc<dyn Store>,
@@ -362,14 +382,10 @@ impl Engine {
         }
     }
 
-    /// Serialises the record-changing actions on container `id` (see `ctr_locks`).
-    pub(crate) async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Serialises the record-changing actions on container (or sandbox) `id` (see `ctr_locks`).
+    pub(crate) async fn lock_container(&self, id: &str) -> Serial<'_> {
         let m = self.ctr_locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone();
-        m.lock_owned().await
-    }
-
-    pub(crate) fn forget_container_lock(&self, id: &str) {
-        self.ctr_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Serial { locks: &self.ctr_locks, id: id.to_string(), guard: Some(m.lock_owned().await) }
     }
 
     /// Puts container `id`'s names into the embedded DNS as the state has them now (or takes
@@ -761,4 +777,31 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| Err(EngineError::Internal(format!("worker panicked: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn take<'a>(locks: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>, id: &str) -> Serial<'a> {
+        let m = locks.lock().expect("map").entry(id.to_string()).or_default().clone();
+        Serial { locks, id: id.to_string(), guard: Some(m.lock_owned().await) }
+    }
+
+    #[tokio::test]
+    async fn a_lock_entry_lives_while_held_or_awaited_and_goes_after() {
+        let locks = Mutex::new(HashMap::new());
+        let first = take(&locks, "a").await;
+        let waiting = {
+            let m = locks.lock().expect("map").get("a").expect("held").clone();
+            tokio::spawn(async move { drop(m.lock_owned().await) })
+        };
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(locks.lock().expect("map").contains_key("a"), "a waiter still holds a handle");
+        waiting.await.expect("waiter");
+        let again = take(&locks, "a").await;
+        drop(again);
+        assert!(locks.lock().expect("map").is_empty(), "the last holder takes the entry along");
+    }
 }
