@@ -90,6 +90,13 @@ impl Engine {
                     if let Some((other, _)) = st.creating.iter().find(|(_, c)| overlaps(&c.0, &s)) {
                         return Err(EngineError::Overlap(format!("subnet {s} overlaps with network {other}")));
                     }
+                    // A point-to-point link's addresses: the network would hand them out again.
+                    if let Some((l, e)) = st.p2p.values().find_map(|l| l.ends().into_iter().find(|e| s.contains(&e.addr)).map(|e| (l, e))) {
+                        return Err(EngineError::Overlap(format!(
+                            "subnet {s} holds {}, {}'s end of point-to-point link {}:{}",
+                            e.addr, e.name, l.a.name, l.b.name
+                        )));
+                    }
                     // The host's own addresses and routes (its uplink): the gateway would collide or
                     // the host lose a route. An explicit --gateway says the user means it (as -b does).
                     if let Some(h) = host_nets.iter().find(|h| overlaps(h, &s)).filter(|_| spec.gateway.is_none()) {
@@ -101,6 +108,7 @@ impl Engine {
                     let mut in_use = host_nets.clone();
                     in_use.extend(st.networks.values().map(|n| n.rec.subnet));
                     in_use.extend(st.creating.values().map(|c| c.0));
+                    in_use.extend(st.p2p.values().flat_map(|l| l.ends().map(|e| Ipv4Net::from(e.addr))));
                     weft_ipam::pick_subnet(&self.cfg.default_pools, &in_use).ok_or(EngineError::PoolsExhausted)?
                 }
             };

@@ -52,6 +52,10 @@ fn point_to_point_links_join_two_sandboxes_beside_their_networks() {
     assert!(h.ping("c2", &c1), "c2 -> c1 on the bridge still");
     let shown = h.ok(&["link", "inspect", "-f", "{{.A.Name}} {{.A.Address}} {{.B.Name}} {{.B.Address}}", "c1:c2"]);
     assert_eq!(shown, "c1 10.1.1.1/32 c2 10.1.1.2/32");
+    // A network over the link's addresses would hand them out again: refused, nothing made.
+    let err = h.fails(&["network", "create", "--subnet", "10.1.0.0/16", "overlink"]);
+    assert!(err.contains("subnet 10.1.0.0/16 holds 10.1.1.1, c1's end of point-to-point link c1:c2"), "{err}");
+    assert!(!h.ok(&["network", "ls"]).contains("overlink"));
 
     // Without --addr: from the link pool; the next free p2pN on c1.
     h.ok(&["link", "create", "c1", "c3"]);
