@@ -432,7 +432,7 @@ impl Engine {
             let e = endpoint.clone();
             blocking(move || match e.host_end() {
                 Some(_) => retire_inside(std::path::Path::new(&ns), std::slice::from_ref(&e)),
-                None => Ok(weft_kernel::netns::open_in(std::path::Path::new(&ns), &[])?.delete_link(&e.ifname)?),
+                None => Ok(weft_kernel::netns::delete_link_in(std::path::Path::new(&ns), &e.ifname)?),
             })
             .await?;
         }
@@ -694,7 +694,6 @@ pub(crate) fn retire_inside(ns: &std::path::Path, endpoints: &[weft_model::Endpo
     }
     Ok(())
 }
-
 
 /// An endpoint decided under the state lock, before any kernel work.
 #[derive(Debug, Clone)]

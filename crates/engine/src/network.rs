@@ -135,7 +135,7 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
 pub(crate) fn detach_endpoint(net: &dyn weft_drivers::HostNetwork, e: &weft_model::EndpointRecord, netns: &Path) -> Result<()> {
     match e.host_end() {
         Some(link) => with_host(|nl| net.leave(nl, link)),
-        None => Ok(netns::open_in(netns, &[])?.delete_link(&e.ifname)?),
+        None => Ok(netns::delete_link_in(netns, &e.ifname)?),
     }
 }
 

@@ -164,7 +164,7 @@ impl Reaper {
                 }
                 // Links inside namespaces, one by one (a namespace already gone took its link).
                 for (ns, name, then) in inside.drain(..) {
-                    if let Err(e) = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&name)) {
+                    if let Err(e) = weft_kernel::netns::delete_link_in(std::path::Path::new(&ns), &name) {
                         tracing::debug!(link = %name, error = %e, "link not deleted inside (its namespace may be gone)");
                     }
                     then();
@@ -205,7 +205,7 @@ impl Reaper {
                 }
             }
             (None, Job::Inside(ns, ifname, then)) => {
-                let _ = weft_kernel::netns::open_in(std::path::Path::new(&ns), &[]).and_then(|mut nl| nl.delete_link(&ifname));
+                let _ = weft_kernel::netns::delete_link_in(std::path::Path::new(&ns), &ifname);
                 then();
             }
             (None, Job::Now(waiter)) => {

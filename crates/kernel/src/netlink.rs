@@ -545,7 +545,8 @@ fn parse_datagram_of(buf: &[u8], op: &'static str, wanted: impl Fn(u16) -> bool)
 
 /// `numtxqueues 1 numrxqueues 1`: what a veth ends up with anyway. Without them the kernel gives
 /// each end a queue per CPU and then cuts it to one, and each cut waits for an expedited RCU grace
-/// period with RTNL held (`veth_init_queues`): two per pair, most of a pair's creation time.
+/// period with RTNL held (`veth_init_queues`): two per pair, the only sleep in a pair's creation
+/// (0.15 ms of 1.1 at 1 endpoint here).
 fn one_queue() -> [LinkAttribute; 2] {
     [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }

@@ -106,6 +106,11 @@ fn start_open(path: &Path, sysctls: &[(&'static str, &'static str)]) -> Result<s
     })
 }
 
+/// `ip -n NS link del NAME`: link `name` inside the namespace at `path`.
+pub fn delete_link_in(path: &Path, name: &str) -> Result<()> {
+    open_in(path, &[])?.delete_link(name)
+}
+
 /// [`open_in`] on a namespace worker while the caller goes on (a veth is made on the host side
 /// meanwhile): the socket is waited for at its first use. Handing a job to a worker and back costs
 /// two thread wake-ups (~0.1 ms on a VM), hidden this way behind the caller's own kernel work.
