@@ -9,7 +9,8 @@
 //! PTR (in-addr.arpa and ip6.arpa) for their addresses. Anything else is forwarded to the
 //! container's upstream servers (`--dns`, then weftd's `--dns`, then the host's resolv.conf, with
 //! systemd-resolved's stub replaced by its upstream file as Docker does), with a timeout shorter
-//! than a client's; containers only on internal networks get NXDOMAIN instead. Malformed queries
+//! than a client's; containers only on internal networks get NXDOMAIN instead. Forwarding checks
+//! every answer against its query and bounds what is in flight (`forward`). Malformed queries
 //! get FORMERR when they have a header, and are dropped otherwise.
 //!
 //! The parts: [`codec`] (what to answer, from the wire bytes on the fast path), [`Index`] (the
@@ -24,6 +25,7 @@ mod index;
 pub mod resolv;
 mod server;
 
+pub use forward::{Checks, Forwarder, Limits};
 pub use index::{ClientView, Endpoint, Index, Resolver};
 pub use resolv::{container_resolv, host_resolv, parse_resolv, upstreams, Resolv};
 pub use server::{open_sockets, serve};

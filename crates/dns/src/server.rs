@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 use crate::codec::{decide, fast_answer, fit_udp, servfail, Verdict};
-use crate::forward::{forward_tcp, forward_udp};
+use crate::forward::{ClientShare, Forwarder};
 use crate::index::{ClientView, Resolver};
 use crate::RESOLVER;
 
@@ -40,20 +40,26 @@ pub fn open_sockets(netns: &Path) -> weft_kernel::Result<(Socket, Socket)> {
     })
 }
 
-/// Serves `container`'s resolver sockets until the tasks are aborted.
-pub fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp: Socket) -> std::io::Result<Vec<JoinHandle<()>>> {
+/// Serves `container`'s resolver sockets until the tasks are aborted; its forwards and TCP
+/// connections count against `forwarder`'s bounds.
+pub fn serve(resolver: Arc<Resolver>, forwarder: &Arc<Forwarder>, container: String, udp: Socket, tcp: Socket) -> std::io::Result<Vec<JoinHandle<()>>> {
     let udp = Arc::new(UdpSocket::from_std(udp.into())?);
     let tcp = TcpListener::from_std(tcp.into())?;
+    let share = Arc::new(forwarder.share());
     // Two readers of the UDP socket: both of the runtime's workers can answer.
-    let readers: Vec<JoinHandle<()>> = (0..UDP_READERS).map(|_| tokio::spawn(udp_loop(udp.clone(), resolver.clone(), container.clone()))).collect();
+    let readers: Vec<JoinHandle<()>> =
+        (0..UDP_READERS).map(|_| tokio::spawn(udp_loop(udp.clone(), resolver.clone(), share.clone(), container.clone()))).collect();
     let t = tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = tcp.accept().await else {
                 tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             };
-            let (r, c) = (resolver.clone(), container.clone());
+            // Past the bounds the connection is closed at once.
+            let Some(admitted) = share.admit_tcp() else { continue };
+            let (r, c, share) = (resolver.clone(), container.clone(), share.clone());
             tokio::spawn(async move {
+                let _admitted = admitted;
                 loop {
                     let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await else { return };
                     let mut packet = vec![0u8; len as usize];
@@ -63,7 +69,10 @@ pub fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp: Socke
                     let verdict = decide(&r.read(), &c, &packet);
                     let out = match verdict {
                         Verdict::Reply(r) => Some(r),
-                        Verdict::Forward(up) => forward_tcp(&packet, &up).await.or_else(|| servfail(&packet)),
+                        Verdict::Forward(up) => match share.admit_forward() {
+                            Some(_admitted) => share.tcp(&packet, &up).await.or_else(|| servfail(&packet)),
+                            None => servfail(&packet),
+                        },
                         Verdict::Drop => return,
                     };
                     if let Some(out) = out {
@@ -80,7 +89,7 @@ pub fn serve(resolver: Arc<Resolver>, container: String, udp: Socket, tcp: Socke
 
 const UDP_READERS: usize = 2;
 
-async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, container: String) {
+async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, share: Arc<ClientShare>, container: String) {
     let (mut buf, mut out) = (vec![0u8; 4096], Vec::with_capacity(512));
     // This container's view, looked up again only when the index changes.
     let mut cached: (u64, Option<ClientView>) = (u64::MAX, None);
@@ -110,14 +119,23 @@ async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, container: Strin
             Verdict::Reply(r) => {
                 let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
             }
-            Verdict::Forward(up) => {
-                let udp = udp.clone();
-                tokio::spawn(async move {
-                    if let Some(r) = forward_udp(&packet, &up).await.or_else(|| servfail(&packet)) {
+            Verdict::Forward(up) => match share.admit_forward() {
+                Some(admitted) => {
+                    let (udp, share) = (udp.clone(), share.clone());
+                    tokio::spawn(async move {
+                        let answer = share.udp(&packet, &up).await;
+                        drop(admitted);
+                        if let Some(r) = answer.or_else(|| servfail(&packet)) {
+                            let _ = udp.send_to(&r, peer).await;
+                        }
+                    });
+                }
+                None => {
+                    if let Some(r) = servfail(&packet) {
                         let _ = udp.send_to(&r, peer).await;
                     }
-                });
-            }
+                }
+            },
             Verdict::Drop => {}
         }
     }

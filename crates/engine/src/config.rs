@@ -44,6 +44,10 @@ pub struct Config {
     pub init_path: PathBuf,
     /// This daemon's name among those sharing a store (its records live under it).
     pub host_id: String,
+    /// `--dns-forward-max` and its kin: what the embedded DNS holds at once.
+    pub dns_limits: weft_dns::Limits,
+    /// How the embedded DNS checks upstream answers (only tests turn the checks off).
+    pub dns_checks: weft_dns::Checks,
 }
 
 impl Config {
@@ -68,6 +72,8 @@ impl Config {
             ovsdb: PathBuf::from("/run/openvswitch/db.sock"),
             init_path,
             host_id: "local".into(),
+            dns_limits: weft_dns::Limits::default(),
+            dns_checks: weft_dns::Checks::Strict,
         }
     }
 
@@ -95,6 +101,10 @@ impl Config {
             if bip.prefix_len() > 30 || bip.addr() == bip.network() || bip.addr() == bip.broadcast() {
                 return bad(format!("invalid --bip {bip}: needs a host address in a subnet of at least 4 addresses"));
             }
+        }
+        let l = self.dns_limits;
+        if l.forwards == 0 || l.forwards_per_container == 0 {
+            return bad(format!("invalid --dns-forward-max {} / --dns-forward-max-per-container {}: at least 1 each", l.forwards, l.forwards_per_container));
         }
         Ok(())
     }

@@ -323,6 +323,8 @@ pub struct Engine {
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
     pub(crate) resolver: Arc<weft_dns::Resolver>,
+    /// The embedded DNS's upstream side: answer checks and the bounds of what is in flight.
+    pub(crate) forwarder: Arc<weft_dns::Forwarder>,
     /// One async lock per container: the actions that change a running container's record
     /// (exit processing, connect, disconnect, rm) take it and re-read the record under it.
     pub(crate) ctr_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -342,6 +344,7 @@ impl Engine {
         let fw = Firewall::new(cfg.iptables)?;
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
+        let forwarder = Arc::new(weft_dns::Forwarder::new(cfg.dns_limits, cfg.dns_checks));
         let engine = Arc::new(Self {
             keys: keys::Keys::new(&cfg.host_id),
             cfg,
@@ -350,6 +353,7 @@ impl Engine {
             state: Mutex::new(state),
             reaper,
             resolver: Arc::default(),
+            forwarder,
             ctr_locks: Mutex::default(),
             host_resolv: weft_dns::host_resolv(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
@@ -407,7 +411,7 @@ impl Engine {
             return Ok(());
         }
         let (udp, tcp) = blocking(move || Ok(weft_dns::open_sockets(&netns)?)).await?;
-        let tasks = weft_dns::serve(self.resolver.clone(), id.to_string(), udp, tcp)
+        let tasks = weft_dns::serve(self.resolver.clone(), &self.forwarder, id.to_string(), udp, tcp)
             .map_err(|source| EngineError::Io { op: "serve resolver for", path: id.to_string(), source })?;
         self.lock().dns_tasks.insert(id.to_string(), tasks);
         Ok(())

@@ -69,6 +69,8 @@ pub struct Host {
     ovs: Vec<Child>,
     /// Container processes seen while the test ran (the leak check looks for them).
     containers: Mutex<Vec<Proc>>,
+    /// Environment variables of the daemon's next starts ([`Host::daemon_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -89,6 +91,7 @@ impl Host {
             extra_ns: Vec::new(),
             ovs: Vec::new(),
             containers: Mutex::new(Vec::new()),
+            env: Vec::new(),
         };
         host.ip(&["link", "set", "lo", "up"]);
         std::fs::create_dir_all(&host.dir).expect("test dir");
@@ -152,8 +155,17 @@ impl Host {
             .arg(self.dir.join("data"))
             .arg("--exec-root")
             .arg(self.dir.join("exec"))
-            .args(args);
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
+    }
+
+    /// Sets (with `Some`) or clears an environment variable of the daemon's next starts.
+    pub fn daemon_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
+        }
     }
 
     /// Starts weftd with `args` and waits until it answers.

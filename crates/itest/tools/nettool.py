@@ -8,8 +8,17 @@
   sniff IFACE PROTO DPORT SECONDS        packet socket: print and exit 0 on the first IPv4 packet
                                          of PROTO to DPORT seen on IFACE; exit 1 on timeout
   arp-sniff IFACE IP SECONDS              exit 0 on a gratuitous ARP for IP seen on IFACE
-  dns-query SERVER NAME [A|PTR] [udp|tcp] print "RCODE n" and each answer's address or name
-  dns-server IP NAME ADDR SECONDS        answer NAME with ADDR (A, UDP) and NXDOMAIN otherwise
+  dns-query SERVER NAME [A|PTR] [udp|tcp] [ID]
+                                         print "RCODE n" and each answer's address or name
+  dns-server IP NAME ADDR SECONDS [DELAY]
+                                         answer NAME with ADDR (A, UDP) and NXDOMAIN otherwise,
+                                         each answer DELAY seconds late ("never": no answers)
+  dns-spoof SRC DST PORTS ID NAME ADDR SECONDS
+                                         raw IPv4: forged answers "NAME is ADDR" with ID, from
+                                         SRC:53 to every port of DST in PORTS (FIRST-LAST), again
+                                         and again for SECONDS; print how many were sent
+  dns-flood SERVER COUNT SECONDS         COUNT queries for distinct names as fast as possible,
+                                         then count the answers for SECONDS by RCODE
   dns-garbage SERVER                     send malformed, truncated and oversized queries, then
                                          check the server still answers a good one
 """
@@ -163,9 +172,9 @@ def _ask(server, packet, proto, timeout=4):
     return s.recv(65535)
 
 
-def dns_query(server, name, qtype="A", proto="udp"):
+def dns_query(server, name, qtype="A", proto="udp", qid="0x1234"):
     t = {"A": 1, "PTR": 12, "AAAA": 28}[qtype]
-    msg = _ask(server, _query(name, t), proto)
+    msg = _ask(server, _query(name, t, int(qid, 0)), proto)
     rcode = msg[3] & 0x0F
     print(f"RCODE {rcode}", flush=True)
     an = struct.unpack("!H", msg[6:8])[0]
@@ -182,7 +191,8 @@ def dns_query(server, name, qtype="A", proto="udp"):
     return 0 if rcode == 0 else 1
 
 
-def dns_server(ip, name, addr, seconds):
+def dns_server(ip, name, addr, seconds, delay="0"):
+    import threading
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((ip, 53))
     print(f"bound {ip}:53", flush=True)
@@ -193,15 +203,59 @@ def dns_server(ip, name, addr, seconds):
             q, peer = s.recvfrom(512)
         except socket.timeout:
             break
-        qend = _skip_name(q, 12) + 4
-        asked = _read_name(q, 12).rstrip(".").lower()
-        if asked == name.lower():
-            ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)
-            r = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0) + q[12:qend] + ans
+        if delay == "never":
+            continue
+        if float(delay) > 0:
+            threading.Timer(float(delay), _serve_one, (s, q, peer, name, addr)).start()
         else:
-            r = q[:2] + struct.pack("!HHHHH", 0x8183, 1, 0, 0, 0) + q[12:qend]
-        s.sendto(r, peer)
-        print(f"served {asked} to {peer[0]}", flush=True)
+            _serve_one(s, q, peer, name, addr)
+
+
+def _serve_one(s, q, peer, name, addr):
+    qend = _skip_name(q, 12) + 4
+    asked = _read_name(q, 12).rstrip(".").lower()
+    if asked == name.lower():
+        ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)
+        r = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0) + q[12:qend] + ans
+    else:
+        r = q[:2] + struct.pack("!HHHHH", 0x8183, 1, 0, 0, 0) + q[12:qend]
+    s.sendto(r, peer)
+    print(f"served {asked} to {peer[0]}", flush=True)
+
+
+def dns_spoof(src, dst, ports, qid, name, addr, seconds):
+    first, last = (int(p) for p in ports.split("-"))
+    qend = 12 + len(_qname(name)) + 4
+    msg = (struct.pack("!HHHHHH", int(qid, 0), 0x8180, 1, 1, 0, 0) + _query(name, 1)[12:qend]
+           + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr))
+    ulen = 8 + len(msg)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    # UDP checksum 0: none (allowed over IPv4).
+    packets = [(ip + struct.pack("!HHHH", 53, p, ulen, 0) + msg) for p in range(first, last + 1)]
+    sent, end = 0, time.time() + float(seconds)
+    while time.time() < end:
+        for pkt in packets:
+            s.sendto(pkt, (dst, 0))
+        sent += len(packets)
+    print(f"sent {sent}", flush=True)
+
+
+def dns_flood(server, count, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    count = int(count)
+    for i in range(count):
+        s.sendto(_query(f"f{i}.flood.test", 1, i & 0xFFFF), (server, 53))
+    codes, end = {}, time.time() + float(seconds)
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            m = s.recv(4096)
+        except socket.timeout:
+            break
+        codes[m[3] & 0x0F] = codes.get(m[3] & 0x0F, 0) + 1
+    print(f"sent {count} " + " ".join(f"rcode{c}={n}" for c, n in sorted(codes.items())), flush=True)
 
 
 def dns_garbage(server):
@@ -219,5 +273,5 @@ def dns_garbage(server):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     rc = {"udp-recv": udp_recv, "udp-send": udp_send, "udp-bcast": udp_bcast, "sctp-init": sctp_init, "sniff": sniff,
-          "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage}[cmd](*args)
+          "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage, "dns-spoof": dns_spoof, "dns-flood": dns_flood}[cmd](*args)
     sys.exit(rc or 0)

@@ -86,6 +86,12 @@ struct Args {
     /// Serve this daemon's embedded store to other weftd on this Unix socket (mode 0600).
     #[arg(long)]
     store_listen: Option<PathBuf>,
+    /// Forwards of the embedded DNS in flight, all containers together (past it: SERVFAIL).
+    #[arg(long, default_value_t = weft_dns::Limits::default().forwards)]
+    dns_forward_max: usize,
+    /// Forwards of the embedded DNS in flight from one container (past it: SERVFAIL).
+    #[arg(long, default_value_t = weft_dns::Limits::default().forwards_per_container)]
+    dns_forward_max_per_container: usize,
     /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -172,6 +178,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.link_pool = args.link_pool;
     cfg.keep_uplink = args.keep_uplink;
     cfg.ovsdb = args.ovsdb;
+    cfg.dns_limits = weft_dns::Limits { forwards: args.dns_forward_max, forwards_per_container: args.dns_forward_max_per_container, ..weft_dns::Limits::default() };
+    // Only a debug build (the tests') can turn the answer checks off, to show the attack they stop.
+    if cfg!(debug_assertions) && std::env::var_os("WEFT_TEST_UNCHECKED_DNS_FORWARD").is_some() {
+        tracing::warn!("the embedded DNS takes any answer from anyone (WEFT_TEST_UNCHECKED_DNS_FORWARD)");
+        cfg.dns_checks = weft_dns::Checks::Off;
+    }
     if !args.default_address_pool.is_empty() {
         cfg.default_pools = args.default_address_pool;
     }

@@ -1,0 +1,156 @@
+//! Issue 18: what a probe found as an attacker and as a careless operator, each tried again here
+//! as the attack or fault itself. Each test also shows the attack getting through where the
+//! defence is off, so the test can fail.
+
+use std::time::{Duration, Instant};
+
+use weft_itest::{nettool, text, Host};
+
+/// The upstream of these tests lives on the outside host; the forwarder's ports are narrowed to
+/// [`PORTS`] on the test host so an attacker there can hit every one of them many times a second.
+const UPSTREAM: &str = "198.51.100.2";
+const HOST_ADDR: &str = "198.51.100.1";
+const PORTS: &str = "40000-40499";
+
+/// A process of the test's, killed when dropped (also when the test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A DNS server on the outside host answering `name` with `addr` after `delay` seconds (or
+/// "never"); returns once it listens.
+fn upstream(h: &Host, name: &str, addr: &str, delay: &str) -> Killed {
+    use std::io::BufRead;
+    let out = format!("{}-o", h.ns);
+    let mut c = std::process::Command::new("ip")
+        .args(["netns", "exec", &out, "python3", &nettool(), "dns-server", UPSTREAM, name, addr, "300", delay])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("upstream");
+    let mut lines = std::io::BufReader::new(c.stdout.take().expect("stdout")).lines();
+    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the upstream did not bind");
+    std::thread::spawn(move || lines.for_each(drop));
+    Killed(c)
+}
+
+/// A test host with the outside host (where the upstream and the LAN attacker are).
+fn host(tag: &str) -> Host {
+    let mut h = Host::new(tag);
+    h.outside(HOST_ADDR, UPSTREAM);
+    h
+}
+
+/// Looks `victim.test` up four times from container `victim` (with the client's ID 0x1234, which
+/// the attacker knows) while a host on the LAN sprays forged answers from the upstream's address
+/// and port over every forwarding port. Returns the answers' addresses.
+fn lookups_under_attack(h: &Host) -> Vec<String> {
+    let out = format!("{}-o", h.ns);
+    let spoofer = std::process::Command::new("ip")
+        .args(["netns", "exec", &out, "python3", &nettool(), "dns-spoof", UPSTREAM, HOST_ADDR, PORTS, "0x1234", "victim.test", "203.0.113.66", "7"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spoofer");
+    std::thread::sleep(Duration::from_millis(300));
+    let nt = nettool();
+    let answers = (0..4)
+        .map(|_| {
+            let o = h.exec("victim", &["python3", &nt, "dns-query", "127.0.0.11", "victim.test", "A", "udp", "0x1234"]);
+            let out = text(&o);
+            assert!(out.starts_with("RCODE 0"), "no answer for victim.test: {out}");
+            out.lines().nth(1).unwrap_or_default().to_string()
+        })
+        .collect();
+    let o = spoofer.wait_with_output().expect("spoofer");
+    let sent = String::from_utf8_lossy(&o.stdout);
+    let n: u64 = sent.trim().strip_prefix("sent ").and_then(|n| n.parse().ok()).unwrap_or(0);
+    // Enough forgeries to cover every port many times during each lookup.
+    assert!(n > 50_000, "the attacker sent too little to mean anything: {sent}");
+    answers
+}
+
+#[test]
+fn dns_forwarder_takes_no_forged_answer() {
+    let mut h = host("poison");
+    // The forwarding ports narrowed to [`PORTS`], so the attacker hits each many times a second.
+    let (lo, hi) = PORTS.split_once('-').expect("range");
+    h.sh_ok(&format!("echo '{lo} {hi}' > /proc/sys/net/ipv4/ip_local_port_range"));
+    let up = upstream(&h, "victim.test", "192.0.2.1", "1.0");
+    h.start(&["--dns", UPSTREAM]);
+    h.ok(&["network", "create", "front"]);
+    h.ok(&["run", "-d", "--name", "victim", "--network", "front", "--", "sleep", "300"]);
+    let answers = lookups_under_attack(&h);
+    assert!(answers.iter().all(|a| a == "192.0.2.1"), "a forged answer was taken, or the real one lost: {answers:?}");
+
+    // The control: the forwarder as it was (any datagram on its port, the client's ID passed on).
+    h.stop_daemon();
+    h.daemon_env("WEFT_TEST_UNCHECKED_DNS_FORWARD", Some("1"));
+    h.start(&["--dns", UPSTREAM]);
+    let answers = lookups_under_attack(&h);
+    let poisoned = answers.iter().filter(|a| *a == "203.0.113.66").count();
+    assert!(poisoned >= 3, "the attack should poison an unchecked forwarder: {answers:?}");
+    h.stop_daemon();
+    h.daemon_env("WEFT_TEST_UNCHECKED_DNS_FORWARD", None);
+    h.start(&["--dns", UPSTREAM]);
+    drop(up);
+    h.finish();
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Floods the resolver from container `flood` with 20,000 queries for names that go upstream (an
+/// upstream that never answers) and samples the daemon's descriptors meanwhile. Returns the
+/// daemon's descriptors before, their peak, and what the flooder got.
+fn flood(h: &Host) -> (usize, usize, String) {
+    let pid = h.daemon_pid();
+    let before = open_fds(pid);
+    let nt = nettool();
+    let mut flooder = h.cli();
+    flooder.args(["exec", "flood", "--", "python3", &nt, "dns-flood", "127.0.0.11", "20000", "4"]);
+    let run = std::thread::spawn(move || flooder.output().expect("flood"));
+    let (mut peak, t0) = (before, Instant::now());
+    while !run.is_finished() && t0.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(open_fds(pid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = text(&run.join().expect("flood thread"));
+    (before, peak, out)
+}
+
+#[test]
+fn dns_flood_is_bounded_and_the_daemon_keeps_answering() {
+    let mut h = host("flood");
+    let up = upstream(&h, "none.test", "192.0.2.1", "never");
+    h.start(&["--dns", UPSTREAM]);
+    h.ok(&["network", "create", "front"]);
+    h.ok(&["run", "-d", "--name", "flood", "--network", "front", "--", "sleep", "300"]);
+    h.ok(&["run", "-d", "--name", "web", "--network", "front", "--", "sleep", "300"]);
+    // While one container floods, the API and the other container's names keep answering.
+    let nt = nettool();
+    let mut during = h.cli();
+    during.args(["exec", "web", "--", "sh", "-c", &format!("sleep 1; python3 {nt} dns-query 127.0.0.11 flood")]);
+    let probe = std::thread::spawn(move || during.output().expect("probe"));
+    let (before, peak, out) = flood(&h);
+    let probe = text(&probe.join().expect("probe thread"));
+    assert!(probe.starts_with("RCODE 0"), "a local name during the flood: {probe}");
+    h.ok(&["ps"]);
+    let servfail: u64 = out.split_whitespace().find_map(|w| w.strip_prefix("rcode2=")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(servfail > 1_000, "past the bound, queries are answered SERVFAIL at once (the rest overflow the socket): {out}");
+    // 128 forwards of one container in flight, each one socket; some slack for the daemon's own (the execs' pipes).
+    assert!(peak <= before + 128 + 48, "descriptors grew from {before} to {peak} under the flood ({out})");
+
+    // The control: with the bounds lifted, the same flood takes the daemon's descriptors.
+    h.stop_daemon();
+    h.start(&["--dns", UPSTREAM, "--dns-forward-max", "100000", "--dns-forward-max-per-container", "100000"]);
+    let (before_off, peak_off, out_off) = flood(&h);
+    assert!(peak_off > before_off + 1000, "unbounded, the flood should hold many sockets: {before_off} -> {peak_off} ({out_off})");
+    eprintln!("descriptors under the flood: bounded {before} -> {peak}, unbounded {before_off} -> {peak_off}");
+    drop(up);
+    h.finish();
+}
