@@ -45,6 +45,12 @@ impl Driver for Bridge {
             }
             if rec.managed_bridge {
                 host.set_up(index)?;
+                // Restored at every adoption: a static entry for the bridge's address on a port
+                // (a container with the bridge's MAC, before weft refused those) took it away
+                // with the port, and every container lost the host.
+                if rec.uplink().is_none() {
+                    host.own_fdb_entry(index, weft_model::mac_for(rec.gateway))?;
+                }
             }
             if rec.subnet6.is_some() && o.ip_forward {
                 host.sysctl("net.ipv6.conf.all.forwarding", "1")?;
@@ -208,7 +214,7 @@ mod tests {
         let index = Bridge.create_network(&mut h, &network(true), o).expect("create").link();
         assert_eq!(
             h.calls,
-            ["link_index br-test", "create_bridge br-test mtu 1400", &format!("add_addr {index} 10.9.0.1/24"), &format!("set_up {index}"), "sysctl net.ipv4.conf.br-test.route_localnet=1"]
+            ["link_index br-test", "create_bridge br-test mtu 1400", &format!("add_addr {index} 10.9.0.1/24"), &format!("set_up {index}"), &format!("own_fdb_entry {index}"), "sysctl net.ipv4.conf.br-test.route_localnet=1"]
         );
         // Failing after the bridge was made: the bridge goes.
         let mut h = Recording::failing(&format!("set_up {index}"));

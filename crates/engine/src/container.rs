@@ -324,9 +324,7 @@ impl Engine {
                             p.endpoint.aliases = spec.aliases.clone();
                             if let Some(m) = &spec.mac_address {
                                 let mac = m.to_ascii_lowercase();
-                                if let Some(owner) = st.mac_owner(&p.endpoint.network_id, &mac) {
-                                    return Err(EngineError::MacInUse { mac, owner, network: net.clone() });
-                                }
+                                st.check_mac(&p.endpoint.network_id, net, &mac)?;
                                 p.endpoint.mac = mac;
                             }
                         }

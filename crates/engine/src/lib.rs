@@ -160,11 +160,13 @@ pub(crate) struct NetState {
     pub reaping_ports: usize,
     /// Global networks: addresses other hosts have claimed (reserved in the pools meanwhile).
     pub foreign: std::collections::HashSet<std::net::IpAddr>,
+    /// The MAC of the network's own link (its bridge, its parent), as made or adopted.
+    pub own_mac: Option<[u8; 6]>,
 }
 
 impl NetState {
-    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, host: Arc<dyn weft_drivers::HostNetwork>) -> Self {
-        Self { rec, pool, pool6, host, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default() }
+    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, made: networks::Made) -> Self {
+        Self { rec, pool, pool6, host: made.host, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default(), own_mac: made.own_mac }
     }
 }
 
@@ -202,6 +204,26 @@ impl State {
     /// The container or sandbox whose endpoint on network `network_id` has `mac`.
     pub(crate) fn mac_owner(&self, network_id: &str, mac: &str) -> Option<String> {
         self.containers.mac_owner(network_id, mac).or_else(|| self.sandboxes.mac_owner(network_id, mac)).map(str::to_string)
+    }
+
+    /// Refuses MAC `mac` (lowercase) for a new endpoint on network `name`: another endpoint's,
+    /// or the network's own link's or gateway's (taking those would take the gateway's traffic,
+    /// and break the bridge's forwarding entry for every container).
+    pub(crate) fn check_mac(&self, network_id: &str, name: &str, mac: &str) -> Result<()> {
+        let in_use = |owner: String| Err(EngineError::MacInUse { mac: mac.to_string(), owner, network: name.to_string() });
+        if let Some(n) = self.networks.get(network_id) {
+            let parsed = weft_model::parse_mac(mac).ok();
+            if parsed.is_some() && n.own_mac == parsed {
+                return in_use(format!("the network's own link {}", n.rec.bridge));
+            }
+            if parsed == Some(network::mac_for(n.rec.gateway)) {
+                return in_use(format!("the gateway {}", n.rec.gateway));
+            }
+        }
+        match self.mac_owner(network_id, mac) {
+            Some(owner) => in_use(owner),
+            None => Ok(()),
+        }
     }
 
     /// Ports network `net`'s bridge has or is about to have: committed endpoints and those being

@@ -232,14 +232,14 @@ impl Engine {
         // loopback traffic may leave by the bridge (masqueraded there), as Docker does without
         // its proxy.
         let (r, o) = (rec.clone(), self.host_options());
-        let host = blocking(move || crate::networks::make_network(&r, &o)).await?;
+        let made = blocking(move || crate::networks::make_network(&r, &o)).await?;
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
             self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
         }
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, host));
+        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, made));
         Ok(())
     }
 }

@@ -31,8 +31,20 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 /// Makes (or adopts) network `rec`'s own objects through its driver. Blocking.
-pub(crate) fn make_network(rec: &NetworkRecord, o: &weft_drivers::HostOptions) -> Result<std::sync::Arc<dyn weft_drivers::HostNetwork>> {
-    with_host(|nl| weft_drivers::driver(rec.driver).create_network(nl, rec, o))
+/// A network as made (or adopted) on this host: what its endpoints are made against, and its
+/// link's own MAC, which no endpoint may take (a bridge's: a container with it takes the
+/// gateway's traffic).
+pub(crate) struct Made {
+    pub host: std::sync::Arc<dyn weft_drivers::HostNetwork>,
+    pub own_mac: Option<[u8; 6]>,
+}
+
+pub(crate) fn make_network(rec: &NetworkRecord, o: &weft_drivers::HostOptions) -> Result<Made> {
+    with_host(|nl| {
+        let host = weft_drivers::driver(rec.driver).create_network(nl, rec, o)?;
+        let own_mac = nl.link(&rec.bridge)?.and_then(|l| l.mac);
+        Ok(Made { host, own_mac })
+    })
 }
 
 impl Engine {
@@ -173,7 +185,7 @@ impl Engine {
         }
         let store = self.store.clone();
         undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
-        let (host, pool, pool6) = self.bring_up(&rec).await?;
+        let (made, pool, pool6) = self.bring_up(&rec).await?;
         let (r, o) = (rec.clone(), self.host_options());
         undo.push("delete the network's objects", move || {
             let _ = with_host(|nl| weft_drivers::driver(r.driver).remove_network(nl, &r, &o));
@@ -184,7 +196,7 @@ impl Engine {
         undo.commit();
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, host));
+        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -284,11 +296,11 @@ impl Engine {
     }
 
     /// A network's pools (gateway and aux addresses reserved) and its bridge, made or adopted.
-    async fn bring_up(&self, rec: &NetworkRecord) -> Result<(std::sync::Arc<dyn weft_drivers::HostNetwork>, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
+    async fn bring_up(&self, rec: &NetworkRecord) -> Result<(Made, weft_ipam::Pool, Option<weft_ipam::Pool6>)> {
         let (pool, pool6) = self.pools(rec)?;
         let (r, o) = (rec.clone(), self.host_options());
-        let host = blocking(move || make_network(&r, &o)).await?;
-        Ok((host, pool, pool6))
+        let made = blocking(move || make_network(&r, &o)).await?;
+        Ok((made, pool, pool6))
     }
 
     /// A network's pools: the gateway and aux addresses reserved; a global network's search
@@ -328,18 +340,18 @@ impl Engine {
         // down) stays known, listed and removable; its new endpoints are refused with the reason.
         let (pool, pool6) = self.pools(&rec)?;
         let (r, o) = (rec.clone(), self.host_options());
-        let host = match blocking(move || make_network(&r, &o)).await {
-            Ok(h) => h,
+        let made = match blocking(move || make_network(&r, &o)).await {
+            Ok(m) => m,
             Err(e) => {
                 tracing::error!(network = %rec.name, error = %e, "network unavailable on this host");
-                std::sync::Arc::new(weft_drivers::Unavailable { reason: e.to_string() })
+                Made { host: std::sync::Arc::new(weft_drivers::Unavailable { reason: e.to_string() }), own_mac: None }
             }
         };
         if let Some(fw) = fw_of(&rec).filter(|_| firewall) {
             self.fw.add_network(&fw)?;
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
         }
-        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, host));
+        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, made));
         Ok(())
     }
 

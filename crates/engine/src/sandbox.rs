@@ -117,9 +117,7 @@ impl Engine {
             plan.publishes(a.ports.len())?;
             plan.endpoint.aliases = a.aliases.clone();
             if let Some(mac) = &a.mac {
-                if let Some(owner) = st.mac_owner(&plan.endpoint.network_id, mac) {
-                    return Err(EngineError::MacInUse { mac: mac.clone(), owner, network: a.network.to_string() });
-                }
+                st.check_mac(&plan.endpoint.network_id, a.network, mac)?;
                 plan.endpoint.mac = mac.clone();
             }
             let pending = crate::Pending::new(self, &mut st, vec![plan.endpoint.network_id.clone()]);

@@ -154,3 +154,33 @@ fn dns_flood_is_bounded_and_the_daemon_keeps_answering() {
     drop(up);
     h.finish();
 }
+
+#[test]
+fn no_container_takes_the_bridges_mac_and_a_lost_bridge_entry_comes_back() {
+    let mut h = Host::new("mac");
+    h.start(&[]);
+    h.run_d("web", &[], &["sleep", "300"]);
+    let gw: std::net::Ipv4Addr = h.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web"]).parse().expect("gateway");
+    let o = gw.octets();
+    let bridge_mac = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]);
+    let before = h.link_names();
+    for (mac, why) in [(bridge_mac.as_str(), "own link weft0"), ("01:00:5e:00:00:01", "invalid"), ("00:00:00:00:00:00", "invalid"), ("ff:ff:ff:ff:ff:ff", "invalid")] {
+        let err = h.fails(&["run", "-d", "--name", "evil", "--mac-address", mac, "--", "sleep", "300"]);
+        assert!(err.contains(why) && err.lines().count() == 1, "--mac-address {mac}: {err}");
+    }
+    assert_eq!(h.link_names(), before, "a refused run changes nothing");
+    assert!(h.fails(&["inspect", "evil"]).contains("no such container"));
+    assert!(h.ping("web", &gw.to_string()));
+    // The damage the probe did through weft, done by hand now that weft refuses it: a static
+    // entry for the bridge's MAC on a port, then the port gone, takes the bridge's own entry.
+    h.sh_ok(&format!(
+        "ip link add vattack type veth peer name vattack-p && ip link set vattack master weft0 up && \
+         bridge fdb replace {bridge_mac} dev vattack master static && ip link del vattack"
+    ));
+    assert!(!h.ping("web", &gw.to_string()), "the bridge should have lost its own entry");
+    // Reconcile puts it back.
+    h.stop_daemon();
+    h.start(&[]);
+    assert!(h.ping("web", &gw.to_string()), "the bridge's own entry is restored at start");
+    h.finish();
+}

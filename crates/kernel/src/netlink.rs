@@ -332,6 +332,17 @@ impl Netlink {
         self.batch("pin neighbour", &ip.to_string(), pin_messages(bridge, port_index, ip, mac).into())
     }
 
+    /// `bridge fdb replace MAC dev BRIDGE self local`.
+    pub fn own_fdb_entry(&mut self, bridge: u32, mac: [u8; 6]) -> Result<()> {
+        let mut fdb = NeighbourMessage::default();
+        fdb.header.family = AddressFamily::Bridge;
+        fdb.header.ifindex = bridge;
+        fdb.header.state = NeighbourState::Permanent;
+        fdb.header.flags = NeighbourFlags::Own;
+        fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.batch("restore the bridge's own entry on", &bridge.to_string(), vec![(RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)])
+    }
+
     /// `ip neigh del IP dev BRIDGE`; an entry that is already gone is fine.
     pub fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
         let mut neigh = NeighbourMessage::default();

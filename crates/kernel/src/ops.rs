@@ -20,6 +20,9 @@ pub trait LinkOps {
     fn add_addr(&mut self, index: u32, addr: ipnet::IpNet) -> Result<()>;
     /// `ip link set INDEX up`.
     fn set_up(&mut self, index: u32) -> Result<()>;
+    /// `bridge fdb replace MAC dev BRIDGE self local`: the bridge's own forwarding entry (a
+    /// static entry for its address on a port, once that port goes, takes it away).
+    fn own_fdb_entry(&mut self, bridge: u32, mac: [u8; 6]) -> Result<()>;
     /// `sysctl -w KEY=VALUE` in this namespace.
     fn sysctl(&mut self, key: &str, value: &str) -> Result<()>;
     /// `ip link add HOST type veth peer name PEER [netns NS] [address MAC]`, `master BRIDGE`, up.
@@ -61,6 +64,9 @@ impl LinkOps for Netlink {
     }
     fn set_up(&mut self, index: u32) -> Result<()> {
         Netlink::set_up(self, index)
+    }
+    fn own_fdb_entry(&mut self, bridge: u32, mac: [u8; 6]) -> Result<()> {
+        Netlink::own_fdb_entry(self, bridge, mac)
     }
     /// (The socket's namespace is the calling thread's, and so is `/proc/sys/net`'s.)
     fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
@@ -120,6 +126,9 @@ impl LinkOps for crate::netns::Opening {
     }
     fn set_up(&mut self, index: u32) -> Result<()> {
         LinkOps::set_up(self.get()?, index)
+    }
+    fn own_fdb_entry(&mut self, bridge: u32, mac: [u8; 6]) -> Result<()> {
+        LinkOps::own_fdb_entry(self.get()?, bridge, mac)
     }
     fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
         LinkOps::sysctl(self.get()?, key, value)
@@ -201,6 +210,9 @@ impl LinkOps for Recording {
     }
     fn set_up(&mut self, index: u32) -> Result<()> {
         self.record(format!("set_up {index}"))
+    }
+    fn own_fdb_entry(&mut self, bridge: u32, _mac: [u8; 6]) -> Result<()> {
+        self.record(format!("own_fdb_entry {bridge}"))
     }
     fn sysctl(&mut self, key: &str, value: &str) -> Result<()> {
         self.record(format!("sysctl {key}={value}"))
