@@ -376,6 +376,11 @@ impl Engine {
         if !Path::new(&r).is_dir() {
             return Err(EngineError::MissingRootfs(r));
         }
+        // The host's own root (by any spelling): a container without --rootfs already sees it,
+        // and it cannot be pivoted into.
+        if std::fs::canonicalize(&r).is_ok_and(|c| c == Path::new("/")) {
+            return Err(EngineError::Refused(format!("--rootfs {r} is the host's root: leave --rootfs out to run on the host's files")));
+        }
         Ok(Some(r))
     }
 

@@ -135,7 +135,9 @@ impl EngineError {
             Self::PoolsExhausted | Self::Contention(_) => 503,
             Self::Refused(_) | Self::Overlap(_) | Self::Namespace(_) | Self::Terminal(_) => 400,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
-            Self::Ipam(weft_ipam::IpamError::Exhausted(_)) => 503,
+            Self::Ipam(weft_ipam::IpamError::Exhausted(_) | weft_ipam::IpamError::Exhausted6(_)) => 503,
+            Self::Ipam(weft_ipam::IpamError::InUse(_) | weft_ipam::IpamError::InUse6(_)) => 409,
+            Self::Ipam(_) => 400,
             Self::Runtime(weft_runtime::RuntimeError::Rootfs(_)) => 400,
             _ => 500,
         }

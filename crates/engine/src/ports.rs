@@ -96,12 +96,11 @@ impl PortTable {
         if self.taken(m.proto, m.host_port, &m.host_ip) {
             return Err(busy());
         }
-        let h = hold(m.proto, m.host_ip, m.host_port).map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::EADDRINUSE) {
-                busy()
-            } else {
-                EngineError::Io { op: "bind", path: format!("{}:{}", fmt_ip(&m.host_ip), m.host_port), source: e }
-            }
+        let h = hold(m.proto, m.host_ip, m.host_port).map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::EADDRINUSE) => busy(),
+            Some(nix::libc::EADDRNOTAVAIL) => EngineError::Refused(format!("host address {} of -p {}:{} is not an address of this host", fmt_ip(&m.host_ip), fmt_ip(&m.host_ip), m.host_port)),
+            Some(nix::libc::EMFILE | nix::libc::ENFILE) => EngineError::Contention(format!("no descriptor left to hold host port {}:{}: publish fewer ports", fmt_ip(&m.host_ip), m.host_port)),
+            _ => EngineError::Io { op: "bind", path: format!("{}:{}", fmt_ip(&m.host_ip), m.host_port), source: e },
         })?;
         self.used.entry((m.proto, m.host_port)).or_default().push(m.host_ip);
         Ok(h)

@@ -742,3 +742,20 @@ impl Drop for Terminal {
         }
     }
 }
+
+/// One raw HTTP/1.1 exchange (the request closes the connection); returns status and body.
+pub fn http(h: &Host, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(&h.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: weft\r\nConnection: close\r\n{ct}Content-Length: {}\r\n\r\n", body.len());
+    std::io::Write::write_all(&mut s, head.as_bytes()).expect("write head");
+    // A peer that answers before reading the whole body may close early: that is fine.
+    let _ = std::io::Write::write_all(&mut s, body);
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}

@@ -2,28 +2,11 @@
 //! Docker's codes), refuses unknown fields and bad input before anything happens, cannot be
 //! exhausted by idle clients, and stops within a second whatever is connected.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use weft_itest::{text, Host};
-
-/// One raw HTTP/1.1 exchange (the request closes the connection); returns status and body.
-fn http(h: &Host, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, String) {
-    let mut s = UnixStream::connect(&h.sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: weft\r\nConnection: close\r\n{ct}Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).expect("write head");
-    // A peer that answers before reading the whole body may close early: that is fine.
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
+use weft_itest::{http, text, Host};
 
 /// Asserts an error answer: `status`, JSON content type, `{"message": "..."}` containing `want`.
 fn error_json(got: (u16, String, String), status: u16, want: &str) {

@@ -184,3 +184,46 @@ fn no_container_takes_the_bridges_mac_and_a_lost_bridge_entry_comes_back() {
     assert!(h.ping("web", &gw.to_string()), "the bridge's own entry is restored at start");
     h.finish();
 }
+
+/// `POST /containers/run` with `spec` (JSON): the status and the message.
+fn run_status(h: &Host, spec: &str) -> (u16, String) {
+    let (code, _, body) = weft_itest::http(h, "POST", "/containers/run", Some("application/json"), spec.as_bytes());
+    (code, body)
+}
+
+#[test]
+fn requests_that_would_exhaust_or_confuse_are_refused_with_the_right_code() {
+    let mut h = Host::new("refuse");
+    h.outside(HOST_ADDR, UPSTREAM);
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    h.run_d("web", &["-p", "8080:80", "--ip", "172.17.0.9"], &["sleep", "300"]);
+    let pid = h.daemon_pid();
+    let (links, fds) = (h.link_names(), open_fds(pid));
+    let run = |extra: &str| format!(r#"{{"Name":"bad","Rootfs":"{rootfs}","Cmd":["sleep","300"]{extra}}}"#);
+    for (extra, code, want) in [
+        // One request would bind a socket per port of the machine.
+        (r#","Publish":["1-65535:1-65535"]"#, 400, "too many published ports"),
+        (r#","Publish":["8000-9000:8000-9000","9001-10100:9001-10100"]"#, 400, "too many published ports"),
+        // Taken, or not the host's: a conflict and a bad input, not the daemon's fault.
+        (r#","Publish":["8080:80"]"#, 409, "8080"),
+        (r#","Publish":["203.0.113.7:8081:80"]"#, 400, "203.0.113.7"),
+        (r#","Ip":"172.17.0.9""#, 409, "172.17.0.9"),
+        (r#","NetworkMode":"none","Ip":"172.17.0.10""#, 400, "--ip"),
+        (r#","NetworkMode":"host","MacAddress":"02:42:00:00:00:09""#, 400, "--mac-address"),
+    ] {
+        let (got, body) = run_status(&h, &run(extra));
+        assert!(got == code && body.contains(want) && body.lines().count() == 1, "{extra}: {got} {body}");
+    }
+    let (got, body) = run_status(&h, r#"{"Name":"bad","Rootfs":"/","Cmd":["true"]}"#);
+    assert!(got == 400 && body.contains("rootfs"), "--rootfs /: {got} {body}");
+    // Bridge names that are not bridges of weft's: another kind's prefix, the host's own links.
+    for name in ["eth0", "veth1234567", "lo", "up0"] {
+        let err = h.fails(&["network", "create", "-o", &format!("com.docker.network.bridge.name={name}"), "n"]);
+        assert!(err.contains(name) && err.lines().count() == 1, "{name}: {err}");
+    }
+    assert_eq!((h.link_names(), h.fails(&["inspect", "bad"]).contains("no such container")), (links, true), "nothing was made");
+    assert!(open_fds(pid) <= fds + 4, "descriptors left behind: {fds} -> {}", open_fds(pid));
+    h.ok(&["run", "-d", "--name", "good", "-p", "9000-9099:9000-9099", "--", "sleep", "300"]);
+    h.finish();
+}

@@ -54,9 +54,8 @@ impl ConnectSpec {
         if let Some(m) = &self.mac_address {
             crate::parse_mac(m)?;
         }
-        for p in &self.publish {
-            crate::parse_publish(p)?;
-        }
+        let specs = self.publish.iter().map(|p| crate::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
+        crate::check_port_count(&specs)?;
         if let Some(n) = &self.name {
             crate::validate_container_name(n)?;
         }

@@ -21,7 +21,7 @@ pub use names::{
     validate_ifname, validate_network_name,
 };
 pub use p2p::{P2pEnd, P2pRecord, P2pSpec};
-pub use ports::{parse_expose, parse_publish, PortMapping, PortRange, PortSpec, Proto};
+pub use ports::{check_port_count, parse_expose, parse_publish, PortMapping, PortRange, PortSpec, Proto, MAX_PUBLISHED_PORTS};
 pub use records::*;
 pub use template::render as render_template;
 
@@ -58,6 +58,10 @@ pub enum ModelError {
     Publish { spec: String, reason: String },
     #[error("port publishing needs a bridge network, not --net {0}")]
     PublishMode(String),
+    #[error("too many published ports: {0} asked, at most {max} per container (each holds a host socket)", max = crate::MAX_PUBLISHED_PORTS)]
+    TooManyPorts(usize),
+    #[error("{flag} needs a network: not with --net {mode}")]
+    NeedsNetwork { flag: &'static str, mode: String },
     #[error("{0}")]
     Network(String),
     #[error("invalid MAC address {0:?}: expected a unicast aa:bb:cc:dd:ee:ff")]

@@ -120,6 +120,19 @@ fn parse_range(s: &str, whole: &str, allow_zero: bool) -> Result<PortRange, Mode
 }
 
 /// Parses one `-p` argument.
+/// Published ports of one container or namespace at most: each holds a host socket, and one
+/// request must not take the daemon's descriptors (`-p 1-65535:1-65535` would bind 65,535).
+pub const MAX_PUBLISHED_PORTS: usize = 1024;
+
+/// Refuses more than [`MAX_PUBLISHED_PORTS`] ports in `specs`.
+pub fn check_port_count(specs: &[PortSpec]) -> Result<(), ModelError> {
+    let n: usize = specs.iter().map(|s| s.host.map_or(s.container.len(), |h| h.len())).sum();
+    if n > MAX_PUBLISHED_PORTS {
+        return Err(ModelError::TooManyPorts(n));
+    }
+    Ok(())
+}
+
 pub fn parse_publish(s: &str) -> Result<PortSpec, ModelError> {
     let (rest, proto) = match s.rsplit_once('/') {
         Some((r, p)) => (r, p.parse::<Proto>().map_err(|_| bad(s, &format!("invalid protocol {p:?}")))?),

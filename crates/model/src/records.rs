@@ -245,8 +245,15 @@ impl RunSpec {
         for a in &self.aliases {
             crate::validate_alias(a)?;
         }
-        self.port_specs()?;
+        crate::check_port_count(&self.port_specs()?)?;
         let mode: NetworkMode = self.network_mode.parse()?;
+        if let NetworkMode::None | NetworkMode::Host | NetworkMode::Container(_) = &mode {
+            for (flag, given) in [("--ip", self.ip.is_some()), ("--mac-address", self.mac_address.is_some()), ("--network-alias", !self.aliases.is_empty())] {
+                if given {
+                    return Err(ModelError::NeedsNetwork { flag, mode: mode.to_string() });
+                }
+            }
+        }
         if !self.publish.is_empty() || self.publish_all {
             match mode {
                 NetworkMode::Network(_) => {}
@@ -729,6 +736,11 @@ impl NetworkSpec {
                 }
                 OPT_BRIDGE_NAME => {
                     crate::validate_ifname(v)?;
+                    // Names of other kinds: weft's veth host ends (the reaper deletes those),
+                    // interfaces inside containers, the loopback.
+                    if v.starts_with("veth") || v.starts_with("eth") || v == "lo" {
+                        return bad(format!("option {k}={v}: a bridge may not be named like a veth, an ethN interface or lo"));
+                    }
                     o.bridge_name = Some(v.clone());
                 }
                 OPT_MTU => match v.parse::<u32>() {
