@@ -86,6 +86,25 @@ impl Engine {
             tracing::info!(container = %id, "pid 1 gone while the daemon was away");
             self.on_exit(id).await?;
         }
+        // A namespace file whose bind mount died with an earlier daemon's mount namespace is
+        // bound again from the living pid 1 (checked by start time above).
+        // (Only a namespace of the container's own: not the host's, not another container's.)
+        let rebind: Vec<(String, u32, std::path::PathBuf)> = {
+            let st = self.lock();
+            live.iter()
+                .map(|(id, pid)| (id.clone(), *pid, self.netns_path(id)))
+                .filter(|(id, _, path)| st.containers.get(id).and_then(|c| c.sandbox.netns.as_deref()).is_some_and(|n| std::path::Path::new(n) == path))
+                .collect()
+        };
+        blocking(move || {
+            for (id, pid, path) in rebind {
+                if weft_kernel::netns::rebind(pid, &path)? {
+                    tracing::warn!(container = %id, pid, "network namespace bound again from pid 1 (its mount was gone)");
+                }
+            }
+            Ok(())
+        })
+        .await?;
         // The claims match the live endpoints now (dead sandboxes' went with nothing holding them).
         let shared_revision = self.reconcile_claims().await?;
         self.load_p2p().await?;

@@ -71,6 +71,9 @@ pub struct Host {
     containers: Mutex<Vec<Proc>>,
     /// Environment variables of the daemon's next starts ([`Host::daemon_env`]).
     env: Vec<(String, String)>,
+    /// The daemon's next starts get a private mount namespace, as `ip netns exec` or systemd's
+    /// `PrivateMounts` give it: its mounts die with it.
+    pub private_mounts: bool,
 }
 
 impl Host {
@@ -92,6 +95,7 @@ impl Host {
             ovs: Vec::new(),
             containers: Mutex::new(Vec::new()),
             env: Vec::new(),
+            private_mounts: false,
         };
         host.ip(&["link", "set", "lo", "up"]);
         std::fs::create_dir_all(&host.dir).expect("test dir");
@@ -147,8 +151,11 @@ impl Host {
 
     fn daemon_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(bin_dir().join("weftd"))
+        c.arg(format!("--net=/run/netns/{}", self.ns));
+        if self.private_mounts {
+            c.args(["unshare", "--mount", "--propagation", "private"]);
+        }
+        c.arg(bin_dir().join("weftd"))
             .arg("--host")
             .arg(format!("unix://{}", self.sock))
             .arg("--data-root")

@@ -227,3 +227,28 @@ fn requests_that_would_exhaust_or_confuse_are_refused_with_the_right_code() {
     h.ok(&["run", "-d", "--name", "good", "-p", "9000-9099:9000-9099", "--", "sleep", "300"]);
     h.finish();
 }
+
+#[test]
+fn a_daemon_with_private_mounts_keeps_its_containers_across_restarts() {
+    let mut h = Host::new("privmnt");
+    h.private_mounts = true;
+    let nt = nettool();
+    h.start(&["--dns", "127.0.0.1"]);
+    h.ok(&["network", "create", "front"]);
+    h.ok(&["network", "create", "back"]);
+    h.ok(&["run", "-d", "--name", "web", "--network", "front", "--", "sleep", "300"]);
+    h.ok(&["run", "-d", "--name", "cli", "--network", "front", "--", "sleep", "300"]);
+    for round in 0..3 {
+        // The daemon's namespace mounts die with its mount namespace at every stop.
+        h.stop_daemon();
+        h.start(&["--dns", "127.0.0.1"]);
+        let out = text(&h.exec("cli", &["python3", &nt, "dns-query", "127.0.0.11", "web"]));
+        assert!(out.starts_with("RCODE 0") && out.lines().count() == 2, "round {round}: the embedded DNS after a restart: {out}");
+        h.ok(&["network", "connect", "back", "web"]);
+        let back = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.back.IPAddress}}", "web"]);
+        assert!(!back.is_empty(), "round {round}: connect after a restart");
+        h.ok(&["network", "disconnect", "back", "web"]);
+    }
+    assert!(h.daemon_log().contains("bound again from pid 1"), "the namespaces were rebound");
+    h.finish();
+}

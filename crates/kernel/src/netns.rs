@@ -143,6 +143,21 @@ pub fn bind(pid: u32, target: &Path) -> Result<()> {
         .map_err(|e| path_err("bind netns", target)(e.into()))
 }
 
+/// Binds `pid`'s network namespace at `target` again unless `target` holds it already (a bind
+/// mount dies with the mount namespace it was made in: a daemon started by `ip netns exec` or
+/// with systemd's `PrivateMounts` loses them all when it stops). Returns whether it bound.
+pub fn rebind(pid: u32, target: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let src = format!("/proc/{pid}/ns/net");
+    let want = std::fs::metadata(&src).map_err(path_err("read the namespace of", Path::new(&src)))?;
+    if std::fs::metadata(target).is_ok_and(|m| (m.dev(), m.ino()) == (want.dev(), want.ino())) {
+        return Ok(false);
+    }
+    unbind(target)?;
+    bind(pid, target)?;
+    Ok(true)
+}
+
 /// Releases a namespace kept by [`bind`]; a target that is already gone is fine.
 pub fn unbind(target: &Path) -> Result<()> {
     match umount2(target, MntFlags::MNT_DETACH) {
