@@ -48,6 +48,9 @@ pub struct Config {
     pub dns_limits: weft_dns::Limits,
     /// How the embedded DNS checks upstream answers (only tests turn the checks off).
     pub dns_checks: weft_dns::Checks,
+    /// `--reset-state`: an empty store beside an earlier run's containers starts anyway, and
+    /// stops and removes them (without it, such a start is refused).
+    pub reset_state: bool,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
             host_id: "local".into(),
             dns_limits: weft_dns::Limits::default(),
             dns_checks: weft_dns::Checks::Strict,
+            reset_state: false,
         }
     }
 

@@ -383,6 +383,7 @@ impl Engine {
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
         });
         engine.migrate_keys().await?;
+        engine.check_empty_store().await?;
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
         let shared_revision = engine.reconcile().await?;

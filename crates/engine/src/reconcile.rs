@@ -9,8 +9,13 @@
 //!   daemon's end of its pipe closes; one recorded as running without its `started` mark is killed
 //!   at once), so nothing leaks and no address is handed out twice.
 //! - The firewall table is rewritten whole from the networks.
+//! - An empty store is not taken for a fresh start while the exec-root and data-root hold an
+//!   earlier run's containers (a deleted or emptied store file would otherwise forget them and
+//!   leave their processes unmanaged): the start is refused, or with `--reset-state` their
+//!   processes are stopped and the sweep removes the rest.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -18,9 +23,73 @@ use weft_model::{ContainerRecord, SandboxRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
-use crate::{blocking, Engine, Result};
+use crate::{blocking, Engine, EngineError, Result};
+
+/// The containers an earlier run left in the exec-root and data-root (their namespace files and
+/// directories), by id.
+fn earlier_containers(exec_root: &Path, data_root: &Path) -> BTreeSet<String> {
+    [exec_root.join("netns"), exec_root.join("containers"), data_root.join("containers")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+/// The processes whose network namespace is the one bound at `netns` (a container's and those
+/// that joined it); none if nothing is bound there.
+fn processes_in(netns: &Path) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(netns) else { return Vec::new() };
+    let want = (ns.dev(), ns.ino());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| (m.dev(), m.ino()) == want))
+        .collect()
+}
 
 impl Engine {
+    /// Refuses to take an empty store for a fresh start beside an earlier run's containers; with
+    /// `--reset-state`, stops their processes (the sweep then removes what they leave).
+    pub(crate) async fn check_empty_store(&self) -> Result<()> {
+        let (containers, _) = self.store.range(&self.keys.containers()).await?;
+        let (networks, _) = self.store.range(&self.keys.networks(weft_model::Scope::Local)).await?;
+        if !containers.is_empty() || !networks.is_empty() {
+            return Ok(());
+        }
+        let (exec_root, data_root, reset) = (self.cfg.exec_root.clone(), self.cfg.data_root.clone(), self.cfg.reset_state);
+        blocking(move || {
+            let earlier = earlier_containers(&exec_root, &data_root);
+            if earlier.is_empty() {
+                return Ok(());
+            }
+            let running: Vec<(String, Vec<u32>)> =
+                earlier.iter().map(|id| (id.clone(), processes_in(&exec_root.join("netns").join(id)))).filter(|(_, p)| !p.is_empty()).collect();
+            if !reset {
+                return Err(EngineError::Config(format!(
+                    "the store is empty but {} and {} hold {} containers of an earlier run ({} running): restore the store, or start with --reset-state to stop and remove them",
+                    exec_root.display(),
+                    data_root.display(),
+                    earlier.len(),
+                    running.len()
+                )));
+            }
+            let pids: Vec<u32> = running.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            tracing::warn!(containers = earlier.len(), processes = pids.len(), "--reset-state: the store is empty; stopping and removing an earlier run's containers");
+            for pid in &pids {
+                weft_runtime::kill(*pid, nix::sys::signal::Signal::SIGKILL)?;
+            }
+            let t0 = std::time::Instant::now();
+            while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) && t0.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Returns the revision the shared address claims were read at (see `watch_shared`).
     pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<u64> {
         let (items, _) = self.store.range(&self.keys.containers()).await?;

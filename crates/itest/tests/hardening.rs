@@ -252,3 +252,34 @@ fn a_daemon_with_private_mounts_keeps_its_containers_across_restarts() {
     assert!(h.daemon_log().contains("bound again from pid 1"), "the namespaces were rebound");
     h.finish();
 }
+
+#[test]
+fn an_emptied_or_lost_store_is_not_a_fresh_start() {
+    let mut h = Host::new("nostore");
+    h.start(&[]);
+    h.ok(&["network", "create", "front"]);
+    h.run_d("web", &["--network", "front"], &["sleep", "300"]);
+    h.run_d("db", &[], &["sleep", "300"]);
+    let pids: Vec<u32> = ["web", "db"].iter().map(|c| h.ok(&["inspect", "-f", "{{.State.Pid}}", c]).parse().expect("pid")).collect();
+    h.stop_daemon();
+    let links = h.link_names();
+    let store = h.dir.join("data/weft.redb");
+    let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // Emptied, then deleted: each start is refused, and changes nothing.
+    for damage in ["emptied", "deleted"] {
+        match damage {
+            "emptied" => std::fs::File::create(&store).map(drop).expect("truncate the store"),
+            _ => std::fs::remove_file(&store).expect("delete the store"),
+        }
+        let err = h.start_fails(&[]);
+        assert!(err.contains("store is empty") && err.contains("2 containers") && err.contains("--reset-state"), "{damage}: {err}");
+        assert!(pids.iter().all(alive), "{damage}: the containers keep running");
+        assert_eq!(h.link_names(), links, "{damage}: the kernel objects stay");
+    }
+    // Told to: their processes are stopped and everything of theirs goes.
+    h.start(&["--reset-state"]);
+    assert!(!pids.iter().any(alive), "the earlier run's containers are stopped");
+    assert_eq!(h.ok(&["ps", "-a", "-q"]), "");
+    assert!(h.link_names().iter().all(|l| !l.starts_with("veth")), "their veths are gone: {:?}", h.link_names());
+    h.finish();
+}

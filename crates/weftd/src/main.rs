@@ -92,6 +92,11 @@ struct Args {
     /// Forwards of the embedded DNS in flight from one container (past it: SERVFAIL).
     #[arg(long, default_value_t = weft_dns::Limits::default().forwards_per_container)]
     dns_forward_max_per_container: usize,
+    /// Start with an empty store even though the exec-root and data-root hold an earlier run's
+    /// containers: their processes are stopped and they are removed (without it, such a start
+    /// is refused, so a lost store never silently orphans running containers).
+    #[arg(long)]
+    reset_state: bool,
     /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -178,6 +183,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.link_pool = args.link_pool;
     cfg.keep_uplink = args.keep_uplink;
     cfg.ovsdb = args.ovsdb;
+    cfg.reset_state = args.reset_state;
     cfg.dns_limits = weft_dns::Limits { forwards: args.dns_forward_max, forwards_per_container: args.dns_forward_max_per_container, ..weft_dns::Limits::default() };
     // Only a debug build (the tests') can turn the answer checks off, to show the attack they stop.
     if cfg!(debug_assertions) && std::env::var_os("WEFT_TEST_UNCHECKED_DNS_FORWARD").is_some() {
