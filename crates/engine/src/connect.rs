@@ -68,9 +68,9 @@ impl Engine {
         };
         let ((rec, netns, plan, _pending), claims) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
         let first = rec.sandbox.endpoints.is_empty();
-        let (p, pl) = (netns.clone(), plan.clone());
+        let (p, pl, fw) = (netns.clone(), plan.clone(), self.fw.clone());
         let busy = self.reaper.busy();
-        blocking(move || pl.attach(&p, first)).await?;
+        blocking(move || pl.attach(&p, first, &fw)).await?;
         drop(busy);
         let pl = plan.clone();
         undo.push("remove the endpoint", move || pl.detach(&netns));

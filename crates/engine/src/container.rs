@@ -446,9 +446,9 @@ impl Engine {
             match plan {
                 Plan::Networks(plans) => {
                     for (i, plan) in plans.into_iter().enumerate() {
-                        let (p, pl) = (path.clone(), plan.clone());
+                        let (p, pl, fw) = (path.clone(), plan.clone(), self.fw.clone());
                         let busy = self.reaper.busy();
-                        blocking(move || pl.attach(&p, i == 0)).await?;
+                        blocking(move || pl.attach(&p, i == 0, &fw)).await?;
                         drop(busy);
                         let (p, pl) = (path.clone(), plan.clone());
                         undo.push("remove the endpoint", move || pl.detach(&p));

@@ -343,7 +343,7 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     /// Where this host's records and claims live in the store.
     pub(crate) keys: keys::Keys,
-    pub(crate) fw: Firewall,
+    pub(crate) fw: Arc<Firewall>,
     pub(crate) state: Mutex<State>,
     pub(crate) reaper: reaper::Reaper,
     pub(crate) resolver: Arc<weft_dns::Resolver>,
@@ -365,7 +365,7 @@ impl Engine {
         for dir in [cfg.exec_root.join("netns"), cfg.exec_root.join("containers"), cfg.data_root.join("containers")] {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
         }
-        let fw = Firewall::new(cfg.iptables)?;
+        let fw = Arc::new(Firewall::new(cfg.iptables)?);
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
         let forwarder = Arc::new(weft_dns::Forwarder::new(cfg.dns_limits, cfg.dns_checks));
@@ -675,6 +675,7 @@ impl State {
             forwarded: weft_drivers::driver(net.rec.driver).forwards_through_host(),
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
+            anti_spoof: net.rec.anti_spoof(),
         })
     }
 
@@ -724,6 +725,16 @@ pub(crate) fn retire_inside(ns: &std::path::Path, endpoints: &[weft_model::Endpo
     Ok(())
 }
 
+/// What endpoint `e`'s bridge port may send from (none without a host end).
+pub(crate) fn endpoint_guard(e: &weft_model::EndpointRecord) -> Option<weft_firewall::PortGuard> {
+    Some(weft_firewall::PortGuard {
+        port: e.host_end()?.to_string(),
+        mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
+        ip: e.ip,
+        ip6: e.ip6,
+    })
+}
+
 /// An endpoint decided under the state lock, before any kernel work.
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointPlan {
@@ -738,6 +749,8 @@ pub(crate) struct EndpointPlan {
     pub internal: bool,
     /// The network's default host address for published ports.
     pub host_binding: Option<std::net::Ipv4Addr>,
+    /// Its port may send only from its own MAC and addresses (see `weft_firewall::guard`).
+    pub anti_spoof: bool,
 }
 
 impl EndpointPlan {
@@ -752,6 +765,11 @@ impl EndpointPlan {
         Ok(())
     }
 
+    /// What its bridge port may send from, if the network guards its ports and it has one.
+    pub(crate) fn guard(&self) -> Option<weft_firewall::PortGuard> {
+        endpoint_guard(&self.endpoint).filter(|_| self.anti_spoof)
+    }
+
     /// Undoes `attach` in namespace `netns` (for an action's rollback). Blocking.
     pub(crate) fn detach(&self, netns: &std::path::Path) {
         if let Err(e) = network::detach_endpoint(&*self.net, &self.endpoint, netns) {
@@ -760,7 +778,21 @@ impl EndpointPlan {
     }
 
     /// The kernel work, blocking: the endpoint, addresses, and a default route if `default_route`.
-    pub(crate) fn attach(&self, netns: &std::path::Path, default_route: bool) -> Result<()> {
+    /// A guarded port is guarded before it exists (its elements are names and addresses), so it
+    /// never sends unguarded; the link monitor forgets the guard when the port is deleted.
+    pub(crate) fn attach(&self, netns: &std::path::Path, default_route: bool, fw: &Firewall) -> Result<()> {
+        let guard = self.guard();
+        if let Some(g) = &guard {
+            fw.guard(std::slice::from_ref(g))?;
+        }
+        let made = self.make(netns, default_route);
+        if let (Err(_), Some(g)) = (&made, guard) {
+            let _ = fw.unguard(&[g.port]);
+        }
+        made
+    }
+
+    fn make(&self, netns: &std::path::Path, default_route: bool) -> Result<()> {
         let e = &self.endpoint;
         network::attach_endpoint(&network::EndpointAttach {
             net: &*self.net,

@@ -255,7 +255,12 @@ impl Engine {
                 ports.extend(crate::publish::kernel_ports(&sb.ports, e.ip));
             }
         }
-        self.fw.reset(&nets, &ports, &links, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
+        let guards: Vec<weft_firewall::PortGuard> = {
+            let st = self.lock();
+            let guarded = |net: &str| st.networks.get(net).is_some_and(|n| n.rec.anti_spoof());
+            sandboxes.iter().flat_map(|(_, sb)| &sb.endpoints).filter(|e| guarded(&e.network_id)).filter_map(crate::endpoint_guard).collect()
+        };
+        self.fw.reset(&nets, &ports, &links, &guards, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, _) in &live {
             let c = self.container(id)?;
             let nets: Vec<String> = c.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect();

@@ -162,11 +162,11 @@ impl Engine {
             let (store, value) = (self.store.clone(), serde_json::to_vec(&before)?);
             undo.push("restore the record", move || drop(store.txn(Txn::ops(vec![Op::Put(key, value)]))));
         }
-        let (p, eng, busy, made) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone());
+        let (p, eng, busy, made, fw) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone(), self.fw.clone());
         let netns = p.clone();
         blocking(move || {
             // The first endpoint carries the default route, as a container's eth0.
-            match plan.attach(&p, first) {
+            match plan.attach(&p, first, &fw) {
                 // The namespace's previous interface of that name may still be in the reaper's
                 // queue (a detach just before): retired now if it is (~1 ms), else waited for.
                 Err(EngineError::Kernel(k)) if k.is_exists() => {
@@ -175,7 +175,7 @@ impl Engine {
                         Some(old) => crate::retire_inside(&p, &[old])?,
                         None => eng.reaper.flush(),
                     }
-                    plan.attach(&p, first)
+                    plan.attach(&p, first, &fw)
                 }
                 r => r,
             }
@@ -234,6 +234,10 @@ impl Engine {
             // Most deletions are the reaper's, of links no sandbox holds any more.
             let gone: Vec<String> = match deleted {
                 Ok(names) => {
+                    // A deleted port's guard goes with it.
+                    if let Err(e) = eng.fw.unguard(&names) {
+                        tracing::warn!(error = %e, "forgetting the guards of deleted ports");
+                    }
                     let st = eng.lock();
                     let mut keys: Vec<String> = names.iter().filter_map(|n| st.sandboxes.by_host_end(n)).map(str::to_string).collect();
                     keys.sort_unstable();
@@ -241,7 +245,11 @@ impl Engine {
                     keys
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "link events lost: looking at which sandbox links exist");
+                    tracing::warn!(error = %e, "link events lost: looking at which sandbox links and guarded ports exist");
+                    let gone: Vec<String> = eng.fw.guarded_ports().into_iter().filter(|p| matches!(crate::network::with_host(|nl| nl.link(p)), Ok(None))).collect();
+                    if let Err(e) = eng.fw.unguard(&gone) {
+                        tracing::warn!(error = %e, "forgetting the guards of deleted ports");
+                    }
                     let ours: Vec<(String, String)> = eng.lock().sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().filter_map(|e| Some((s.key.clone(), e.host_end()?.to_string())))).collect();
                     ours.into_iter().filter(|(_, i)| matches!(crate::network::with_host(|nl| nl.link(i)), Ok(None))).map(|(k, _)| k).collect()
                 }

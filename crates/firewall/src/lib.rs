@@ -7,10 +7,15 @@
 //! of the `ports`/`ports_any` DNAT maps. Publishing a port or adding a network is an element
 //! operation, and per-packet lookups do not grow with the number of ports or networks. The layout
 //! is documented, with the listed ruleset, in `docs/firewall.md`.
+//!
+//! A second table, `bridge weft` ([`guard`]), keeps containers' bridge ports from sending with
+//! another's MAC or address.
 
+pub mod guard;
 mod nft;
 pub mod rules;
 
+pub use guard::PortGuard;
 pub use nft::Nft;
 pub use rules::{LinkFw, NetworkFw, Options, PortFw};
 
@@ -29,12 +34,41 @@ pub type Result<T, E = FirewallError> = std::result::Result<T, E>;
 /// The firewall as the engine sees it: a no-op when `--iptables=false`.
 pub struct Firewall {
     nft: Option<Nft>,
+    /// The guarded ports, by name (to take their elements out when the port is gone).
+    guards: std::sync::Mutex<std::collections::HashMap<String, PortGuard>>,
 }
 
 impl Firewall {
     /// `enabled` is the daemon's `--iptables` flag.
     pub fn new(enabled: bool) -> Result<Self> {
-        Ok(Self { nft: if enabled { Some(Nft::new()?) } else { None } })
+        Ok(Self { nft: if enabled { Some(Nft::new()?) } else { None }, guards: Default::default() })
+    }
+
+    fn guards(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PortGuard>> {
+        self.guards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Guards ports (one transaction): from now on each sends only from its own MAC and addresses.
+    pub fn guard(&self, ports: &[PortGuard]) -> Result<()> {
+        self.run(|| guard::elements("add", ports))?;
+        if self.nft.is_some() {
+            self.guards().extend(ports.iter().map(|g| (g.port.clone(), g.clone())));
+        }
+        Ok(())
+    }
+
+    /// The names of the guarded ports.
+    pub fn guarded_ports(&self) -> Vec<String> {
+        self.guards().keys().cloned().collect()
+    }
+
+    /// Forgets the guards of ports that are gone (names of deleted links; others are ignored).
+    pub fn unguard(&self, gone: &[String]) -> Result<()> {
+        let removed: Vec<PortGuard> = {
+            let mut g = self.guards();
+            gone.iter().filter_map(|n| g.remove(n)).collect()
+        };
+        self.run(|| guard::elements("delete", &removed))
     }
 
     pub fn enabled(&self) -> bool {
@@ -44,13 +78,15 @@ impl Firewall {
     /// Replaces weft's table with the base ruleset plus `networks` and `ports`, in one transaction
     /// (start and reconcile), and makes sure the user's table exists. With the firewall disabled,
     /// removes any weft table a previous run left (the user's table is the user's).
-    pub fn reset(&self, networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], opts: Options) -> Result<()> {
+    pub fn reset(&self, networks: &[NetworkFw], ports: &[PortFw], links: &[LinkFw], guards: &[PortGuard], opts: Options) -> Result<()> {
         match &self.nft {
             Some(nft) => {
                 nft.run(&rules::user_chain())?;
-                nft.run(&rules::full(networks, ports, links, opts))
+                nft.run(&(rules::full(networks, ports, links, opts) + &guard::full(guards)))?;
+                *self.guards() = guards.iter().map(|g| (g.port.clone(), g.clone())).collect();
+                Ok(())
             }
-            None => Nft::new()?.run(&rules::remove()),
+            None => Nft::new()?.run(&(rules::remove() + &guard::remove())),
         }
     }
 

@@ -15,8 +15,8 @@ fn ruleset_applies_in_a_namespace() {
     let p = PortFw { host_ip: None, proto: weft_model::Proto::Tcp, host_port: 8080, container_ip: "172.17.0.2".parse().expect("ip"), container_port: 80 };
     let res = weft_kernel::netns::run_in(Path::new(&path), move || {
         let fw = Firewall::new(true).expect("ctx");
-        fw.reset(&[n("weft0", "172.17.0.0/16")], &[p], &[], Options::default()).expect("reset");
-        fw.reset(&[n("weft0", "172.17.0.0/16")], &[p], &[], Options::default()).expect("reset twice");
+        fw.reset(&[n("weft0", "172.17.0.0/16")], &[p], &[], &[], Options::default()).expect("reset");
+        fw.reset(&[n("weft0", "172.17.0.0/16")], &[p], &[], &[], Options::default()).expect("reset twice");
         assert!(fw.add_ports(&[p]).is_err(), "a duplicate port is refused");
         fw.remove_ports(&[p]).expect("unpublish");
         fw.add_ports(&[p]).expect("publish");
@@ -26,7 +26,7 @@ fn ruleset_applies_in_a_namespace() {
         assert!(bad.is_err(), "a duplicate element is refused");
         let list = Command::new("nft").args(["list", "table", "inet", "weft"]).output().expect("nft");
         let text = String::from_utf8_lossy(&list.stdout).to_string();
-        Firewall::new(false).expect("ctx").reset(&[], &[], &[], Options::default()).expect("remove table");
+        Firewall::new(false).expect("ctx").reset(&[], &[], &[], &[], Options::default()).expect("remove table");
         let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
         Ok((text, String::from_utf8_lossy(&tables.stdout).to_string()))
     });

@@ -283,3 +283,66 @@ fn an_emptied_or_lost_store_is_not_a_fresh_start() {
     assert!(h.link_names().iter().all(|l| !l.starts_with("veth")), "their veths are gone: {:?}", h.link_names());
     h.finish();
 }
+
+/// A field of container `name`'s inspect output.
+fn field(h: &Host, name: &str, template: &str) -> String {
+    h.ok(&["inspect", "-f", template, name])
+}
+
+/// What attacker `a` (default capabilities: NET_RAW) gets done against victim `v` on network
+/// `net`: (the victim's gateway now resolves to the attacker's MAC, a datagram with the victim's
+/// address reached the host).
+fn spoof(h: &Host, net: &str, a: &str, v: &str) -> (bool, bool) {
+    let nt = nettool();
+    let tmpl = |k: &str| format!("{{{{.NetworkSettings.Networks.{net}.{k}}}}}");
+    let (gw, vip, vmac) = (field(h, v, &tmpl("Gateway")), field(h, v, &tmpl("IPAddress")), field(h, v, &tmpl("MacAddress")));
+    let amac = field(h, a, &tmpl("MacAddress"));
+    let gw_mac = {
+        let o = gw.parse::<std::net::Ipv4Addr>().expect("gateway").octets();
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+    };
+    // The victim knows its gateway; the attacker tells it the gateway is at the attacker's MAC.
+    assert!(h.ping(v, &gw), "{v} reaches its gateway");
+    h.exec_ok(a, &["python3", &nt, "arp-spoof", "eth0", &gw, &vip, &vmac, "2.5"]);
+    let key = field(h, v, "{{.NetworkSettings.SandboxKey}}");
+    let neigh = h.sh_ok(&format!("nsenter --net={key} ip neigh show {gw}"));
+    let poisoned = neigh.contains(&amac);
+    assert!(poisoned || neigh.contains(&gw_mac) || neigh.trim().is_empty() || neigh.contains("FAILED") || neigh.contains("INCOMPLETE"), "{neigh}");
+    // A datagram to the host from the victim's address, sent from the attacker's own MAC.
+    use std::io::BufRead;
+    let mut rx = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns, "python3", &nt, "udp-recv", "7777", "2", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("receiver");
+    let mut lines = std::io::BufReader::new(rx.stdout.take().expect("stdout")).lines();
+    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")));
+    h.exec_ok(a, &["python3", &nt, "udp-forge", "eth0", "own", &vip, &gw_mac, &gw, "7777", "forged"]);
+    let got = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let _ = rx.wait();
+    (poisoned, got.contains(&format!("forged from {vip}")))
+}
+
+#[test]
+fn a_container_cannot_spoof_its_neighbours_addresses() {
+    let mut h = Host::new("spoof");
+    h.start(&[]);
+    h.ok(&["network", "create", "guarded"]);
+    h.ok(&["network", "create", "-o", "com.weft.bridge.anti_spoof=false", "open"]);
+    for net in ["guarded", "open"] {
+        for c in ["v", "a"] {
+            h.ok(&["run", "-d", "--name", &format!("{c}-{net}"), "--network", net, "--", "sleep", "300"]);
+        }
+    }
+    // Guarded: everything legitimate works (by name, to the host, out), nothing forged gets through.
+    let vip = field(&h, "v-guarded", "{{.NetworkSettings.Networks.guarded.IPAddress}}");
+    assert!(h.ping("a-guarded", &vip) && h.ping("a-guarded", "v-guarded"), "neighbours talk");
+    assert_eq!(spoof(&h, "guarded", "a-guarded", "v-guarded"), (false, false), "the guarded port's forgeries got through");
+    assert!(h.ping("v-guarded", &vip) && h.ping("a-guarded", &vip), "still talking after the attack");
+    // The control: the same attacks on a network that turned the guard off.
+    assert_eq!(spoof(&h, "open", "a-open", "v-open"), (true, true), "the attacks should work without the guard");
+    // Removed containers' ports leave no guard behind.
+    h.ok(&["rm", "-f", "a-guarded", "v-guarded"]);
+    weft_itest::eventually("guards forgotten", || !text(&h.sh("nft list set bridge weft guarded")).contains("veth"));
+    h.finish();
+}

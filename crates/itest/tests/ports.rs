@@ -139,7 +139,7 @@ fn publish_all_ephemeral_and_conflicts() {
     assert!(run("8000-8010:80-85").contains("different lengths"));
     assert!(run("80/icmp").contains("invalid protocol"));
     assert!(run("99999:80").contains("invalid port"));
-    assert!(run("10.99.99.99:8090:80").contains("bind 10.99.99.99:8090"), "an address the host does not have");
+    assert!(run("10.99.99.99:8090:80").contains("host address 10.99.99.99 of -p 10.99.99.99:8090 is not an address of this host"), "an address the host does not have");
     assert!(h.fails(&["run", "-d", "--net", "host", "-p", "80:80", "--", "true"]).contains("needs a bridge network"));
     // A port some other program holds on the host.
     let mut holder = std::process::Command::new("ip")

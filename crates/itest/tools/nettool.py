@@ -17,6 +17,12 @@
                                          raw IPv4: forged answers "NAME is ADDR" with ID, from
                                          SRC:53 to every port of DST in PORTS (FIRST-LAST), again
                                          and again for SECONDS; print how many were sent
+  arp-spoof IFACE CLAIM_IP TARGET_IP TARGET_MAC SECONDS
+                                         packet socket: tell TARGET "CLAIM_IP is at my MAC" (ARP
+                                         replies, ten a second) for SECONDS
+  udp-forge IFACE SRC_MAC SRC_IP DST_MAC DST_IP PORT TEXT
+                                         packet socket: one UDP datagram TEXT with any source MAC
+                                         ("own": IFACE's) and source address
   dns-flood SERVER COUNT SECONDS         COUNT queries for distinct names as fast as possible,
                                          then count the answers for SECONDS by RCODE
   dns-garbage SERVER                     send malformed, truncated and oversized queries, then
@@ -241,6 +247,49 @@ def dns_spoof(src, dst, ports, qid, name, addr, seconds):
     print(f"sent {sent}", flush=True)
 
 
+def _mac(s):
+    return bytes.fromhex(s.replace(":", ""))
+
+
+def _own_mac(iface):
+    with open(f"/sys/class/net/{iface}/address") as f:
+        return _mac(f.read().strip())
+
+
+def _csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def arp_spoof(iface, claim_ip, target_ip, target_mac, seconds):
+    own, dst = _own_mac(iface), _mac(target_mac)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, own, socket.inet_aton(claim_ip), dst, socket.inet_aton(target_ip))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    end, sent = time.time() + float(seconds), 0
+    while time.time() < end:
+        s.send(dst + own + b"\x08\x06" + arp)
+        sent += 1
+        time.sleep(0.1)
+    print(f"sent {sent}", flush=True)
+
+
+def udp_forge(iface, src_mac, src_ip, dst_mac, dst_ip, port, text):
+    smac = _own_mac(iface) if src_mac == "own" else _mac(src_mac)
+    payload = text.encode()
+    udp = struct.pack("!HHHH", 40001, int(port), 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    s.send(_mac(dst_mac) + smac + b"\x08\x00" + ip + udp)
+    print("sent", flush=True)
+
+
 def dns_flood(server, count, seconds):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -273,5 +322,6 @@ def dns_garbage(server):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     rc = {"udp-recv": udp_recv, "udp-send": udp_send, "udp-bcast": udp_bcast, "sctp-init": sctp_init, "sniff": sniff,
-          "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage, "dns-spoof": dns_spoof, "dns-flood": dns_flood}[cmd](*args)
+          "arp-sniff": arp_sniff, "dns-query": dns_query, "dns-server": dns_server, "dns-garbage": dns_garbage, "dns-spoof": dns_spoof, "dns-flood": dns_flood,
+          "arp-spoof": arp_spoof, "udp-forge": udp_forge}[cmd](*args)
     sys.exit(rc or 0)

@@ -479,6 +479,8 @@ pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 /// weft's own: `false` keeps Docker's flooding of ARP (and every broadcast) to all ports.
 pub const OPT_PROXY_ARP: &str = "com.weft.bridge.proxy_arp";
+/// weft's own: `false` lets a container's port send from any MAC and address (Docker's way).
+pub const OPT_ANTI_SPOOF: &str = "com.weft.bridge.anti_spoof";
 /// bridge: a host interface enslaved into the bridge, its addresses and routes moved onto it.
 pub const OPT_UPLINK: &str = "com.weft.bridge.uplink";
 /// macvlan: the host interface whose L2 the network's endpoints join (absent: a link of weft's).
@@ -520,6 +522,12 @@ impl NetworkRecord {
     pub fn proxy_arp(&self) -> bool {
         let wanted = self.proxy_arp_option.unwrap_or_else(|| self.options.get(OPT_PROXY_ARP).is_none_or(|v| v != "false"));
         self.driver == DriverKind::Bridge && self.managed_bridge && self.subnet6.is_none() && self.uplink().is_none() && wanted
+    }
+
+    /// Whether each container's bridge port may send only from its own MAC and addresses
+    /// (IPv4, ARP, IPv6): on every bridge network unless it says `com.weft.bridge.anti_spoof=false`.
+    pub fn anti_spoof(&self) -> bool {
+        self.driver == DriverKind::Bridge && self.options.get(OPT_ANTI_SPOOF).is_none_or(|v| v != "false")
     }
 }
 
@@ -693,7 +701,7 @@ impl NetworkSpec {
             v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
         };
         for (k, v) in &self.options {
-            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
+            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_ANTI_SPOOF, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
             let ovs_only = [OPT_OVS_BRIDGE, OPT_OVS_DATAPATH, OPT_OVS_TUNNEL, OPT_OVS_REMOTE].contains(&k.as_str());
             if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) || (ovs_only && driver != DriverKind::Ovs) {
@@ -749,6 +757,9 @@ impl NetworkSpec {
                 },
                 OPT_ICC => o.icc = Some(flag(k, v)?),
                 OPT_PROXY_ARP => o.proxy_arp = Some(flag(k, v)?),
+                OPT_ANTI_SPOOF => {
+                    flag(k, v)?;
+                }
                 OPT_MASQ => o.masquerade = Some(flag(k, v)?),
                 OPT_HOST_BINDING => {
                     o.host_binding_ipv4 = Some(v.parse().map_err(|_| ModelError::Network(format!("option {k}={v}: not an IPv4 address")))?)
