@@ -39,7 +39,6 @@ impl Plan {
 /// What `reserve` took under the state lock: the name, the network plan, the links (with the
 /// linked containers' environments), and the networks marked as being set up.
 struct Reserved {
-    name: String,
     plan: Plan,
     links: Vec<(weft_model::LinkRecord, Vec<String>)>,
     _pending: crate::Pending,
@@ -144,20 +143,42 @@ impl Engine {
             return Err(EngineError::NoCommand);
         }
         let mode = spec.validate()?;
+        let id = new_id();
+        let t0 = Instant::now();
+        // Held from before the name is taken until the container is registered: an `rm` of the
+        // name meanwhile waits for the run to end either way (see `remove`).
+        let serial = self.lock_container(&id).await;
+        let mut undo = Undo::new();
+        // The name first, before anything that waits (a rootfs to unpack, bridges to settle).
+        let name = {
+            let mut st = self.lock();
+            let name = match &spec.name {
+                Some(n) => n.trim_start_matches('/').to_string(),
+                None => generated_name(&id, |n| st.names.contains_key(n)),
+            };
+            if st.names.contains_key(&name) {
+                return Err(EngineError::NameInUse(name));
+            }
+            st.names.insert(name.clone(), id.clone());
+            name
+        };
+        {
+            let (eng, name) = (self.clone(), name.clone());
+            undo.push("release the name", move || {
+                eng.lock().names.remove(&name);
+            });
+        }
         let mut spec = spec;
         spec.rootfs = self.resolve_rootfs(spec.rootfs.take()).await?;
         let extra_hosts = spec.extra_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
         let port_specs = spec.port_specs()?;
-        let id = new_id();
-        let t0 = Instant::now();
-        let mut undo = Undo::new();
 
         if let NetworkMode::Network(n) = &mode {
             let nets: Vec<&str> = std::iter::once(n.as_str()).chain(spec.networks.iter().map(String::as_str)).collect();
             self.settle_bridges(&nets).await;
         }
         let (reserved, claims) = self.reserve_claimed(&id, &mut undo, |u| self.reserve(u, &id, &spec, &mode), |r: &Reserved| r.plan.endpoints()).await?;
-        let Reserved { name, plan, links, _pending } = reserved;
+        let Reserved { plan, links, _pending } = reserved;
         tracing::Span::current().record("container", short_id(&id)).record("name", name.as_str());
 
         // Files: /etc/hosts, /etc/hostname, /etc/resolv.conf, and the log.
@@ -246,9 +267,8 @@ impl Engine {
             return Err(claims.lost());
         }
         undo.commit();
-        // The exit is processed after this run has registered the console: so it waits for the
-        // terminal's output to be in the log.
-        let serial = self.lock_container(&id).await;
+        // The exit is processed after this run has registered the console (`serial` is still
+        // held): so it waits for the terminal's output to be in the log.
         let (tx, exit) = watch::channel(None);
         {
             let mut st = self.lock();
@@ -289,19 +309,12 @@ impl Engine {
         Ok((id, attachment))
     }
 
-    /// Reserves a new container's name and addresses under the state lock (no kernel work
+    /// Reserves a new container's addresses under the state lock (no kernel work
     /// here), released by `undo` unless the run commits; everything that can refuse without
     /// reserving anything comes first.
     fn reserve(self: &Arc<Self>, undo: &mut Undo, id: &str, spec: &RunSpec, mode: &NetworkMode) -> Result<Reserved> {
-        let (name, plan, links, pending) = {
+        let (plan, links, pending) = {
             let mut st = self.lock();
-            let name = match &spec.name {
-                Some(n) => n.trim_start_matches('/').to_string(),
-                None => generated_name(id, |n| st.names.contains_key(n)),
-            };
-            if st.names.contains_key(&name) {
-                return Err(EngineError::NameInUse(name));
-            }
             // Everything that can refuse without reserving anything comes first.
             let links = resolve_links(&st, spec, mode)?;
             let plan = match mode {
@@ -347,21 +360,14 @@ impl Engine {
                 NetworkMode::Host => Plan::Host,
                 NetworkMode::None => Plan::None,
             };
-            st.names.insert(name.clone(), id.to_string());
             let nets = match &plan {
                 Plan::Networks(plans) => plans.iter().map(|p| p.endpoint.network_id.clone()).collect(),
                 _ => Vec::new(),
             };
             let pending = crate::Pending::new(self, &mut st, nets);
-            (name, plan, links, pending)
+            (plan, links, pending)
         };
-        {
-            let (eng, name) = (self.clone(), name.clone());
-            undo.push("release the name", move || {
-                eng.lock().names.remove(&name);
-            });
-        }
-        Ok(Reserved { name, plan, links, _pending: pending })
+        Ok(Reserved { plan, links, _pending: pending })
     }
 
     /// `--rootfs`: a directory as it is; a tar archive (`docker export`, `podman export`)
@@ -643,13 +649,37 @@ impl Engine {
     }
 
     pub(crate) async fn remove(&self, key: &str, force: bool) -> Result<()> {
-        let c = self.container(key)?;
+        // A run of that name still in flight (its name reserved, its record not yet there): wait
+        // for it to end, then remove what it made, or find nothing if it failed.
+        let in_flight = {
+            let st = self.lock();
+            st.names.get(key.trim_start_matches('/')).filter(|id| !st.containers.contains_key(*id)).cloned()
+        };
+        if let Some(id) = in_flight {
+            drop(self.lock_container(&id).await);
+        }
+        let mut c = self.container(key)?;
         if c.state.status == Status::Running {
             if !force {
                 return Err(EngineError::Running(key.to_string()));
             }
-            send_signal(&c, Signal::SIGKILL)?;
-            self.wait(&c.id).await?;
+            if !c.spec.auto_remove {
+                // The removal is recorded before the kill (the container becomes one that is
+                // removed at its exit), so a daemon killed before the record is gone still
+                // removes it: at its exit now, or at the reconcile that finds pid 1 gone.
+                let _serial = self.lock_container(&c.id).await;
+                let Some(mut rec) = self.lock().containers.get(&c.id).cloned() else { return Ok(()) };
+                if rec.state.status == Status::Running {
+                    rec.spec.auto_remove = true;
+                    self.store.txn(Txn::ops(vec![Op::Put(self.keys.container(&c.id), serde_json::to_vec(&rec)?)])).await?;
+                    self.lock().containers.insert(c.id.clone(), rec.clone());
+                }
+                c = rec;
+            }
+            if c.state.status == Status::Running {
+                send_signal(&c, Signal::SIGKILL)?;
+                self.wait(&c.id).await?;
+            }
         }
         if c.spec.auto_remove {
             return Ok(()); // the exit already removed it

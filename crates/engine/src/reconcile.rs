@@ -167,8 +167,10 @@ impl Engine {
         };
         blocking(move || {
             for (id, pid, path) in rebind {
-                if weft_kernel::netns::rebind(pid, &path)? {
-                    tracing::warn!(container = %id, pid, "network namespace bound again from pid 1 (its mount was gone)");
+                match weft_kernel::netns::rebind(pid, &path) {
+                    Ok(true) => tracing::warn!(container = %id, pid, "network namespace bound again from pid 1 (its mount was gone)"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(container = %id, error = %e, "cannot bind the network namespace again"),
                 }
             }
             Ok(())

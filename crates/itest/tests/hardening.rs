@@ -346,3 +346,75 @@ fn a_container_cannot_spoof_its_neighbours_addresses() {
     weft_itest::eventually("guards forgotten", || !text(&h.sh("nft list set bridge weft guarded")).contains("veth"));
     h.finish();
 }
+
+#[test]
+fn rm_during_a_run_of_the_name_and_rm_before_a_crash_both_remove() {
+    let mut h = Host::new("rmrace");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    // `rm -f NAME` sent while `run --name NAME` is in flight waits for it, then removes it.
+    let names: Vec<String> = (0..10).map(|i| format!("race{i}")).collect();
+    let runs: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let mut c = h.cli();
+            c.args(["run", "-d", "--name", n, "--rootfs", &rootfs, "--", "sleep", "300"]);
+            std::thread::spawn(move || c.output().expect("run"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let rms: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let mut c = h.cli();
+            c.args(["rm", "-f", n]);
+            std::thread::spawn(move || c.output().expect("rm"))
+        })
+        .collect();
+    let runs: Vec<bool> = runs.into_iter().map(|t| t.join().expect("run thread").status.success()).collect();
+    let rms: Vec<String> = rms.into_iter().map(|t| text(&t.join().expect("rm thread"))).collect();
+    let left = h.ok(&["ps", "-a"]);
+    assert!(names.iter().all(|n| !left.split_whitespace().any(|w| w == n)), "containers left after rm -f: {left}\nruns {runs:?}\nrms {rms:?}");
+
+    // rm -f of running containers, the daemon killed right after: they stay removed.
+    let victims: Vec<String> = (0..12).map(|i| format!("gone{i}")).collect();
+    for v in &victims {
+        h.ok(&["run", "-d", "--name", v, "--rootfs", &rootfs, "--", "sleep", "300"]);
+    }
+    let rms: Vec<_> = victims
+        .iter()
+        .map(|n| {
+            let mut c = h.cli();
+            c.args(["rm", "-f", n]);
+            std::thread::spawn(move || c.output().expect("rm"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    h.kill9_daemon();
+    for t in rms {
+        let _ = t.join();
+    }
+    h.start(&[]);
+    // Each is gone (its rm got as far as the kill) or still running (the rm never reached the
+    // daemon); none is back as an exited record.
+    let left = h.ok(&["ps", "-a"]);
+    for l in left.lines().filter(|l| victims.iter().any(|v| l.split_whitespace().nth(1) == Some(v.as_str()))) {
+        assert!(l.split_whitespace().nth(2) == Some("running"), "rm -f'd before the crash, back after it: {l}");
+    }
+    h.finish();
+}
+
+#[test]
+fn a_container_cannot_stop_its_own_init() {
+    let mut h = Host::new("ptrace");
+    h.start(&[]);
+    let rootfs = h.attacker_rootfs();
+    // Refused, and the run ends (a traced, stopped pid 1 would hang it).
+    let o = h.weft(&["run", "--rm", "--rootfs", &rootfs, "--", "/bin/weft-attack", "ptrace-init"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("refused: ptrace"), "{}", text(&o));
+    // The control: with CAP_SYS_PTRACE the same attach gets through.
+    let o = h.weft(&["run", "--rm", "--cap-add", "SYS_PTRACE", "--rootfs", &rootfs, "--", "/bin/weft-attack", "ptrace-init"]);
+    assert!(o.status.success() && text(&o).contains("attached to pid 1"), "{}", text(&o));
+    h.finish();
+}

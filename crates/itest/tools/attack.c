@@ -8,6 +8,7 @@
  *   unshare-user          unshare(CLONE_NEWUSER): all capabilities back, inside a new namespace
  *   keyctl                the kernel keyring (not namespaced)
  *   mount-proc DIR        mount a fresh procfs on DIR
+ *   ptrace-init           PTRACE_ATTACH to pid 1 (stopping the container's init), then detach
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,6 +67,13 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "mount-proc") && argc == 3) {
         if (mount("proc", argv[2], "proc", 0, NULL) < 0) return refused("mount proc");
         printf("mounted\n");
+        return 0;
+    }
+    if (!strcmp(argv[1], "ptrace-init")) {
+        if (ptrace(PTRACE_ATTACH, 1, NULL, NULL) < 0) return refused("ptrace(PTRACE_ATTACH, 1)");
+        waitpid(1, NULL, __WALL);
+        printf("attached to pid 1\n");
+        ptrace(PTRACE_DETACH, 1, NULL, NULL);
         return 0;
     }
     return 2;

@@ -145,11 +145,16 @@ pub fn bind(pid: u32, target: &Path) -> Result<()> {
 
 /// Binds `pid`'s network namespace at `target` again unless `target` holds it already (a bind
 /// mount dies with the mount namespace it was made in: a daemon started by `ip netns exec` or
-/// with systemd's `PrivateMounts` loses them all when it stops). Returns whether it bound.
+/// with systemd's `PrivateMounts` loses them all when it stops). Returns whether it bound (not
+/// when `pid` has just exited: its exit is processed as any other).
 pub fn rebind(pid: u32, target: &Path) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let src = format!("/proc/{pid}/ns/net");
-    let want = std::fs::metadata(&src).map_err(path_err("read the namespace of", Path::new(&src)))?;
+    let want = match std::fs::metadata(&src) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(path_err("read the namespace of", Path::new(&src))(e)),
+    };
     if std::fs::metadata(target).is_ok_and(|m| (m.dev(), m.ino()) == (want.dev(), want.ino())) {
         return Ok(false);
     }

@@ -220,6 +220,13 @@ fn pid1(cfg: &InitConfig) -> ! {
         let _ = report::send(report.as_raw_fd(), msg, &[]);
     };
     let _ = setsid();
+    // Not dumpable: no process of the container may ptrace pid 1 (it runs as the same root, and
+    // a stopped pid 1 would hang the container's exit and `run --rm`), nor open its /proc files
+    // that need ptrace access. The command gets its own dumpable state back at exec.
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        die("prctl(PR_SET_DUMPABLE)", std::io::Error::last_os_error());
+    }
     // Wait for the daemon: 'g' starts the command; anything else, or EOF because the daemon
     // died or rolled back, ends this namespace before anything ran in it.
     let mut go = [0u8; 1];

@@ -1,8 +1,10 @@
 //! The HTTP server around the API router: one task per connection, at most
-//! [`MAX_CONNECTIONS`] at once (the next is answered 503 and closed, so weftd never runs out of
-//! file descriptors), headers within [`HEADER_TIMEOUT`] (an idle or half-open connection is
-//! closed), and a shutdown that ends within a second whatever clients are connected: streams are
-//! told to end (see `api::Stopping`), connections to close, and what is left is dropped.
+//! [`MAX_CONNECTIONS`] at once and [`PER_PEER`] of one client process (the next is answered 503
+//! and closed, so weftd never runs out of file descriptors and one client cannot lock the others
+//! out), a first byte within [`IDLE_TIMEOUT`] and headers within [`HEADER_TIMEOUT`] (an idle or
+//! half-open connection is closed), and a shutdown that ends within a second whatever clients
+//! are connected: streams are told to end (see `api::Stopping`), connections to close, and what
+//! is left is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,41 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Connections over the limit being answered 503 at once; beyond these, closed unanswered.
 pub const MAX_REFUSING: usize = 32;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of one client process (by its pid) at once.
+pub const PER_PEER: usize = 32;
+/// How long a new connection may stay silent before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections per client process; an entry goes with its last connection.
+#[derive(Clone, Default)]
+struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>);
+
+/// One connection's place among its process's.
+struct PeerSlot(Peers, i32);
+
+impl Peers {
+    fn take(&self, pid: i32) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(pid).or_default();
+        if *n >= PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot(self.clone(), pid))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
 /// How long connections get to finish once weftd is stopping.
 const DRAIN: Duration = Duration::from_millis(700);
 
@@ -26,6 +63,7 @@ const DRAIN: Duration = Duration::from_millis(700);
 pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch::Sender<bool>, shutdown: impl std::future::Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let peers = Peers::default();
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -42,7 +80,9 @@ pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        // (A peer whose pid cannot be read counts as pid 0: all such share one allowance.)
+        let pid = stream.peer_cred().ok().and_then(|c| c.pid()).unwrap_or(0);
+        let Some((slot, peer)) = slots.clone().try_acquire_owned().ok().and_then(|s| Some((s, peers.take(pid)?))) else {
             if let Ok(r) = refusing.clone().try_acquire_owned() {
                 conns.spawn(async move {
                     refuse(stream).await;
@@ -54,7 +94,11 @@ pub async fn serve(listener: UnixListener, router: axum::Router, stopping: watch
         let svc = TowerToHyperService::new(router.clone());
         let mut stop = stopping.subscribe();
         conns.spawn(async move {
-            let _slot = slot;
+            let (_slot, _peer) = (slot, peer);
+            // A connection that says nothing is closed before it holds its place for long.
+            if !matches!(tokio::time::timeout(IDLE_TIMEOUT, stream.readable()).await, Ok(Ok(()))) {
+                return;
+            }
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -85,7 +129,7 @@ async fn refuse(mut stream: tokio::net::UnixStream) {
     use tokio::io::AsyncReadExt;
     let mut head = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut head)).await;
-    let body = format!(r#"{{"message":"too many connections: weftd serves at most {MAX_CONNECTIONS} at once"}}"#);
+    let body = format!(r#"{{"message":"too many connections: weftd serves at most {MAX_CONNECTIONS} at once, {PER_PEER} of one process"}}"#);
     let answer = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(answer.as_bytes()).await;
