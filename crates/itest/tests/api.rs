@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use weft_itest::{http, text, Host};
+use weft_itest::{http, Host};
 
 /// Asserts an error answer: `status`, JSON content type, `{"message": "..."}` containing `want`.
 fn error_json(got: (u16, String, String), status: u16, want: &str) {
