@@ -750,6 +750,33 @@ impl Drop for Terminal {
     }
 }
 
+/// A process of the test's, killed and reaped when dropped (also when the test fails).
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `nettool dns-server` in namespace `ns` on `ip`:53 for 300 s: answers `name` with `addr`,
+/// NXDOMAIN otherwise, each answer `delay` seconds late ("never": no answers). Returns once it
+/// listens.
+pub fn dns_server(ns: &str, ip: &str, name: &str, addr: &str, delay: &str) -> Killed {
+    use std::io::BufRead;
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", &nettool(), "dns-server", ip, name, addr, "300", delay])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dns server");
+    let mut lines = std::io::BufReader::new(c.stdout.take().expect("stdout")).lines();
+    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the DNS server did not bind");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Killed(c)
+}
+
 /// One raw HTTP/1.1 exchange (the request closes the connection); returns status and body.
 pub fn http(h: &Host, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, String) {
     let mut s = std::os::unix::net::UnixStream::connect(&h.sock).expect("connect");

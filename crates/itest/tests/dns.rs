@@ -2,7 +2,7 @@
 //! networks a container is on, live on connect/disconnect/run/rm, PTR, UDP and TCP, forwarding to
 //! an upstream the test runs, internal networks, malformed queries. Real DNS answers only.
 
-use weft_itest::{eventually, nettool, text, Host};
+use weft_itest::{dns_server, eventually, nettool, text, Host, Killed};
 
 /// Daemon flags of these tests: names that are not local go to an upstream inside the test's own
 /// host namespace (see [`nxdomain_upstream`]), so no query ever leaves the test's namespaces.
@@ -10,18 +10,8 @@ const NO_UPSTREAM: &[&str] = &["--dns", "127.0.0.1"];
 
 /// The upstream of [`NO_UPSTREAM`]: answers NXDOMAIN to every name, so a name the embedded DNS
 /// does not know gets an explicit answer. Returns once it listens.
-fn nxdomain_upstream(h: &Host) -> std::process::Child {
-    use std::io::BufRead;
-    let mut c = std::process::Command::new("ip")
-        .args(["netns", "exec", &h.ns, "python3", &nettool(), "dns-server", "127.0.0.1", "none.invalid", "192.0.2.1", "60"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("upstream");
-    let mut lines = std::io::BufReader::new(c.stdout.take().expect("stdout")).lines();
-    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the upstream did not bind");
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    c
+fn nxdomain_upstream(h: &Host) -> Killed {
+    dns_server(&h.ns, "127.0.0.1", "none.invalid", "192.0.2.1", "0")
 }
 
 /// Not resolvable: an explicit NXDOMAIN or REFUSED answer with no address (never a timeout or
@@ -44,7 +34,7 @@ fn q(h: &Host, from: &str, name: &str, args: &[&str]) -> String {
 #[test]
 fn names_aliases_scoping_and_live_changes() {
     let mut h = Host::new("dns");
-    let mut upstream = nxdomain_upstream(&h);
+    let upstream = nxdomain_upstream(&h);
     h.start(NO_UPSTREAM);
     h.ok(&["network", "create", "front"]);
     h.ok(&["network", "create", "back"]);
@@ -85,8 +75,7 @@ fn names_aliases_scoping_and_live_changes() {
     // The default bridge keeps the host's resolvers (as in Docker).
     h.run_d("plain", &[], &["sleep", "300"]);
     assert!(!h.exec_ok("plain", &["cat", "/etc/resolv.conf"]).contains("127.0.0.11"));
-    upstream.kill().expect("stop the upstream");
-    upstream.wait().expect("reap the upstream");
+    drop(upstream);
     h.finish();
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use weft_itest::{nettool, text, Host};
+use weft_itest::{nettool, text, Host, Killed};
 
 /// The upstream of these tests lives on the outside host; the forwarder's ports are narrowed to
 /// [`PORTS`] on the test host so an attacker there can hit every one of them many times a second.
@@ -12,30 +12,10 @@ const UPSTREAM: &str = "198.51.100.2";
 const HOST_ADDR: &str = "198.51.100.1";
 const PORTS: &str = "40000-40499";
 
-/// A process of the test's, killed when dropped (also when the test fails).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A DNS server on the outside host answering `name` with `addr` after `delay` seconds (or
 /// "never"); returns once it listens.
 fn upstream(h: &Host, name: &str, addr: &str, delay: &str) -> Killed {
-    use std::io::BufRead;
-    let out = format!("{}-o", h.ns);
-    let mut c = std::process::Command::new("ip")
-        .args(["netns", "exec", &out, "python3", &nettool(), "dns-server", UPSTREAM, name, addr, "300", delay])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("upstream");
-    let mut lines = std::io::BufReader::new(c.stdout.take().expect("stdout")).lines();
-    assert!(lines.next().and_then(|l| l.ok()).is_some_and(|l| l.starts_with("bound")), "the upstream did not bind");
-    std::thread::spawn(move || lines.for_each(drop));
-    Killed(c)
+    weft_itest::dns_server(&format!("{}-o", h.ns), UPSTREAM, name, addr, delay)
 }
 
 /// A test host with the outside host (where the upstream and the LAN attacker are).
@@ -347,6 +327,13 @@ fn a_container_cannot_spoof_its_neighbours_addresses() {
     h.finish();
 }
 
+/// `weft ARGS` on a thread of its own.
+fn in_background(h: &Host, args: &[&str]) -> std::thread::JoinHandle<std::process::Output> {
+    let mut c = h.cli();
+    c.args(args);
+    std::thread::spawn(move || c.output().expect("weft"))
+}
+
 #[test]
 fn rm_during_a_run_of_the_name_and_rm_before_a_crash_both_remove() {
     let mut h = Host::new("rmrace");
@@ -354,23 +341,9 @@ fn rm_during_a_run_of_the_name_and_rm_before_a_crash_both_remove() {
     let rootfs = h.rootfs();
     // `rm -f NAME` sent while `run --name NAME` is in flight waits for it, then removes it.
     let names: Vec<String> = (0..10).map(|i| format!("race{i}")).collect();
-    let runs: Vec<_> = names
-        .iter()
-        .map(|n| {
-            let mut c = h.cli();
-            c.args(["run", "-d", "--name", n, "--rootfs", &rootfs, "--", "sleep", "300"]);
-            std::thread::spawn(move || c.output().expect("run"))
-        })
-        .collect();
+    let runs: Vec<_> = names.iter().map(|n| in_background(&h, &["run", "-d", "--name", n, "--rootfs", &rootfs, "--", "sleep", "300"])).collect();
     std::thread::sleep(Duration::from_millis(50));
-    let rms: Vec<_> = names
-        .iter()
-        .map(|n| {
-            let mut c = h.cli();
-            c.args(["rm", "-f", n]);
-            std::thread::spawn(move || c.output().expect("rm"))
-        })
-        .collect();
+    let rms: Vec<_> = names.iter().map(|n| in_background(&h, &["rm", "-f", n])).collect();
     let runs: Vec<bool> = runs.into_iter().map(|t| t.join().expect("run thread").status.success()).collect();
     let rms: Vec<String> = rms.into_iter().map(|t| text(&t.join().expect("rm thread"))).collect();
     let left = h.ok(&["ps", "-a"]);
@@ -381,14 +354,7 @@ fn rm_during_a_run_of_the_name_and_rm_before_a_crash_both_remove() {
     for v in &victims {
         h.ok(&["run", "-d", "--name", v, "--rootfs", &rootfs, "--", "sleep", "300"]);
     }
-    let rms: Vec<_> = victims
-        .iter()
-        .map(|n| {
-            let mut c = h.cli();
-            c.args(["rm", "-f", n]);
-            std::thread::spawn(move || c.output().expect("rm"))
-        })
-        .collect();
+    let rms: Vec<_> = victims.iter().map(|n| in_background(&h, &["rm", "-f", n])).collect();
     std::thread::sleep(Duration::from_millis(30));
     h.kill9_daemon();
     for t in rms {
