@@ -36,7 +36,7 @@ impl Plan {
     }
 }
 
-/// What `reserve` took under the state lock: the name, the network plan, the links (with the
+/// What `reserve` took under the state lock: the network plan, the links (with the
 /// linked containers' environments), and the networks marked as being set up.
 struct Reserved {
     plan: Plan,
