@@ -8,7 +8,9 @@
 //! closes and the pid 1 exits without running anything, so a crash cannot leave a half-made
 //! container running.
 
+pub mod cgroup;
 pub mod confine;
+pub mod devfilter;
 pub mod init;
 mod report;
 pub mod rootfs;
