@@ -44,7 +44,16 @@ pub struct Config {
     pub init_path: PathBuf,
     /// This daemon's name among those sharing a store (its records live under it).
     pub host_id: String,
+    /// `--cgroup-parent`: each container's cgroup is `<parent>/<id>` in every hierarchy;
+    /// absolute with a leading `/`, else under weftd's own cgroup (dockerd's rule).
+    pub cgroup_parent: String,
+    /// `--default-pids-limit`: the pids limit of a container run without `--pids-limit`
+    /// (`None`: no limit, Docker's default).
+    pub default_pids_limit: Option<u64>,
 }
+
+/// weft's pids limit for a container run without `--pids-limit` (see `docs/security.md`).
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 impl Config {
     pub fn new(data_root: PathBuf, exec_root: PathBuf, init_path: PathBuf) -> Self {
@@ -68,6 +77,8 @@ impl Config {
             ovsdb: PathBuf::from("/run/openvswitch/db.sock"),
             init_path,
             host_id: "local".into(),
+            cgroup_parent: "weft".into(),
+            default_pids_limit: Some(DEFAULT_PIDS_LIMIT),
         }
     }
 
