@@ -20,6 +20,7 @@ cargo test -p weft-itest --locked --test capacity -- --test-threads=1
 # (Exited container inits waiting for the machine's init to reap them are not leaks: zombies skipped.)
 left=$( (ip netns list | grep -E '^wt-|^weft' ; ps -eo stat=,pid=,args= | awk '$1 !~ /^Z/' | grep -E 'weft-itest|weftd|weft-init' | grep -v grep;
          grep -E 'weft-itest' /proc/self/mountinfo;
+         find /sys/fs/cgroup -maxdepth 4 -type d -name 'weft-itest-*' 2>/dev/null;
          diff <(echo "$before") <(root_state) | grep '^[<>]') || true)
 if [ -n "$left" ]; then echo "test: leftovers after the run:"; echo "$left"; exit 1; fi
-echo "test: no leftovers (namespaces, processes, mounts, root-namespace links and nft tables)"
+echo "test: no leftovers (namespaces, processes, mounts, test cgroups, root-namespace links and nft tables)"

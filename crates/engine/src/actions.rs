@@ -2,7 +2,8 @@
 //! type, run by [`Engine::execute`] (one span per action, named as the CLI command, with the
 //! container or network it concerns; one log line when it is refused or fails). The daemon maps
 //! each route to one of these; the bench and tests use them the same way. The work itself lives
-//! in the engine's files by group: `container.rs` (run, stop, kill, rm, wait), `attach.rs`
+//! in the engine's files by group: `container.rs` (run, stop, kill, rm, wait), `limits.rs`
+//! (cgroups, stats), `attach.rs`
 //! (attach, logs, resize, exec), `networks.rs` (network create, rm, prune), `connect.rs` and
 //! `sandbox.rs` (network connect and disconnect, of containers and of namespaces weft did not
 //! start), `p2p.rs` (point-to-point links).
@@ -148,6 +149,13 @@ action!(
     ResizeExec { exec_id: String, rows: u16, cols: u16 } -> (),
     span(s) tracing::debug_span!("exec resize", exec = %s.exec_id),
     act(a, e) e.resize_exec(&a.exec_id, a.rows, a.cols)
+);
+
+action!(
+    /// `weft stats`: one reading of a container's usage (CPU time, memory, processes).
+    Stats { id: String } -> weft_model::ContainerStats,
+    span(s) tracing::debug_span!("stats", container = %s.id),
+    act(a, e) e.stats(&a.id).await
 );
 
 action!(

@@ -79,7 +79,10 @@ impl Engine {
         }
         let mut env = c.env.clone();
         env.extend(spec.env.iter().cloned());
-        let cfg = ExecConfig { pid: c.state.pid, cmd: spec.cmd.clone(), env, tty: spec.tty, stdin: spec.attach_stdin };
+        // The command joins the container's cgroup (one made before weft had cgroups has none).
+        let cg = self.cgroups.cgroup(&c.id);
+        let cgroup_procs = if cg.exists() { cg.procs_files() } else { Vec::new() };
+        let cfg = ExecConfig { pid: c.state.pid, cmd: spec.cmd.clone(), env, tty: spec.tty, stdin: spec.attach_stdin, cgroup_procs };
         let init = self.cfg.init_path.clone();
         let exec = blocking(move || match weft_runtime::spawn_exec(&init, &cfg) {
             Err(weft_runtime::RuntimeError::Init(msg)) => Err(EngineError::Exec(msg)),

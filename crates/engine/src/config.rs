@@ -51,7 +51,16 @@ pub struct Config {
     /// `--reset-state`: an empty store beside an earlier run's containers starts anyway, and
     /// stops and removes them (without it, such a start is refused).
     pub reset_state: bool,
+    /// `--cgroup-parent`: each container's cgroup is `<parent>/<id>` in every hierarchy;
+    /// absolute with a leading `/`, else under weftd's own cgroup (dockerd's rule).
+    pub cgroup_parent: String,
+    /// `--default-pids-limit`: the pids limit of a container run without `--pids-limit`
+    /// (`None`: no limit, Docker's default).
+    pub default_pids_limit: Option<u64>,
 }
+
+/// weft's pids limit for a container run without `--pids-limit` (see `docs/security.md`).
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 impl Config {
     pub fn new(data_root: PathBuf, exec_root: PathBuf, init_path: PathBuf) -> Self {
@@ -78,6 +87,8 @@ impl Config {
             dns_limits: weft_dns::Limits::default(),
             dns_checks: weft_dns::Checks::Strict,
             reset_state: false,
+            cgroup_parent: "weft".into(),
+            default_pids_limit: Some(DEFAULT_PIDS_LIMIT),
         }
     }
 

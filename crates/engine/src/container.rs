@@ -143,6 +143,7 @@ impl Engine {
             return Err(EngineError::NoCommand);
         }
         let mode = spec.validate()?;
+        let limits = self.limits(&spec)?;
         let id = new_id();
         let t0 = Instant::now();
         // Held from before the name is taken until the container is registered: an `rm` of the
@@ -228,12 +229,24 @@ impl Engine {
             tty: spec.tty,
             stdin: spec.open_stdin,
         };
+        // Its cgroup with its limits, then pid 1 (waiting for the go-ahead) moved into it: all
+        // the command starts is counted and limited there.
+        let cgroup = self.make_cgroup(&id, limits).await?;
+        {
+            let cg = cgroup.clone();
+            undo.push("remove the cgroup", move || {
+                if let Err(e) = cg.destroy() {
+                    tracing::error!(error = %crate::limits::chain(&e), "removing the cgroup failed; the next start retries");
+                }
+            });
+        }
         let init_path = self.cfg.init_path.clone();
         let spawned = blocking(move || Ok(weft_runtime::spawn(&init_path, &init_cfg, log)?)).await?;
         let pid = spawned.pid;
         undo.push("kill pid 1", move || {
             let _ = weft_runtime::kill(pid, Signal::SIGKILL);
         });
+        blocking(move || Ok(cgroup.add(pid).map_err(weft_runtime::RuntimeError::from)?)).await?;
         let t_spawn = t0.elapsed();
 
         // The network: keep the namespace, wire the endpoint.
@@ -541,6 +554,8 @@ impl Engine {
             }
         }
         self.stop_dns(id);
+        // pid 1 is gone, so is its pid namespace: what `weft exec` left is killed with the cgroup.
+        self.remove_cgroup(id).await;
         self.drop_p2p_of(id, rec.sandbox.netns.clone()).await;
         // Only the container's own namespace: a `container:` joiner must not take its target's.
         let own_ns = self.netns_path(id);
@@ -695,6 +710,8 @@ impl Engine {
             st.names.remove(&c.name);
         }
         self.remove_files(&c.id);
+        // Gone with the exit already, unless that removal failed.
+        self.remove_cgroup(&c.id).await;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod connect;
 mod container;
 pub mod files;
 mod keys;
+mod limits;
 mod network;
 mod networks;
 mod p2p;
@@ -356,6 +357,8 @@ pub struct Engine {
     pub(crate) host_resolv: files::Resolv,
     /// Wakes the followers of container logs.
     pub(crate) logs: stdio::LogWatch,
+    /// Where containers' cgroups are (`--cgroup-parent` in this machine's hierarchies).
+    pub(crate) cgroups: weft_runtime::cgroup::Hierarchy,
 }
 
 impl Engine {
@@ -365,6 +368,7 @@ impl Engine {
         for dir in [cfg.exec_root.join("netns"), cfg.exec_root.join("containers"), cfg.data_root.join("containers")] {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
         }
+        let cgroups = weft_runtime::cgroup::Hierarchy::detect(&cfg.cgroup_parent).map_err(|e| EngineError::Config(limits::chain(&e)))?;
         let fw = Arc::new(Firewall::new(cfg.iptables)?);
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
@@ -381,6 +385,7 @@ impl Engine {
             ctr_locks: Mutex::default(),
             host_resolv: weft_dns::host_resolv(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
+            cgroups,
         });
         engine.migrate_keys().await?;
         engine.check_empty_store().await?;

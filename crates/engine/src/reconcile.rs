@@ -4,7 +4,8 @@
 //!   its address is reserved again and its exit is watched. One whose pid 1 is gone is processed as
 //!   exited (endpoint, namespace and address released).
 //! - Kernel objects no live record owns are removed: `vethXXXXXXX` links on weft's bridges, bind
-//!   mounts under `<exec-root>/netns`, and container directories. A `kill -9` of the daemon at any
+//!   mounts under `<exec-root>/netns`, container directories, and cgroups under the
+//!   `--cgroup-parent` (their processes killed first). A `kill -9` of the daemon at any
 //!   point leaves only such objects (a pid 1 that never got the go-ahead exits by itself when the
 //!   daemon's end of its pipe closes; one recorded as running without its `started` mark is killed
 //!   at once), so nothing leaks and no address is handed out twice.
@@ -234,6 +235,9 @@ impl Engine {
             Ok(swept)
         })
         .await?;
+        let keep_cgroups: HashSet<String> = self.containers().into_iter().filter(|c| c.state.status == Status::Running).map(|c| c.id).collect();
+        let eng = self.clone();
+        let swept = swept + blocking(move || Ok(eng.sweep_cgroups(&keep_cgroups))).await?;
         if swept > 0 {
             tracing::info!(objects = swept, "removed leftovers of an earlier run");
         }

@@ -8,6 +8,8 @@
 //! - mounts under the test's directory (exec-root and data-root are inside it);
 //! - processes of the test: in one of its namespaces, naming its directory in their command
 //!   line, pivoted into a root under it, or a container pid the harness saw while the test ran.
+//! - cgroups under the test daemon's `--cgroup-parent`, in every mounted hierarchy (v1 and v2):
+//!   a container's must go with it.
 //!
 //! Then [`sweep`] removes what was found (and the namespaces and directory in any case). Each
 //! finding names the object, so the failure message says what leaked.
@@ -45,6 +47,7 @@ pub enum Leak {
     Element { set: String, element: String },
     Mount(String),
     Process { pid: u32, cmd: String },
+    Cgroup(String),
     /// The teardown itself went wrong (a failed `rm -f`, a daemon that would not stop).
     Teardown(String),
 }
@@ -56,6 +59,7 @@ impl std::fmt::Display for Leak {
             Leak::Element { set, element } => write!(f, "element {element} in inet weft {set}"),
             Leak::Mount(m) => write!(f, "mount {m}"),
             Leak::Process { pid, cmd } => write!(f, "process {pid} ({cmd})"),
+            Leak::Cgroup(path) => write!(f, "cgroup {path}"),
             Leak::Teardown(what) => write!(f, "teardown: {what}"),
         }
     }
@@ -68,6 +72,8 @@ pub struct Scope<'a> {
     pub dir: &'a Path,
     /// Container processes seen while the test ran.
     pub containers: &'a [Proc],
+    /// The daemon's `--cgroup-parent` (relative: under the test process's own cgroups).
+    pub cgroup_parent: &'a str,
 }
 
 /// Everything left behind in `scope`, without changing anything.
@@ -79,7 +85,45 @@ pub fn look(scope: &Scope) -> Vec<Leak> {
     found.extend(stale_elements(host, &links));
     found.extend(mounts_under(scope.dir).into_iter().map(Leak::Mount));
     found.extend(processes(scope).into_iter().map(|(p, cmd)| Leak::Process { pid: p.pid, cmd }));
+    for parent in cgroup_parents(scope.cgroup_parent) {
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                found.push(Leak::Cgroup(e.path().display().to_string()));
+            }
+        }
+    }
     found
+}
+
+/// The directory of the (relative) cgroup parent `parent` in every mounted cgroup hierarchy:
+/// the mount point, plus this process's cgroup there (weftd inherits it), plus `parent`. Found
+/// independently of weft's code, from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+pub fn cgroup_parents(parent: &str) -> Vec<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let (l, r): (Vec<&str>, Vec<&str>) = (left.split(' ').collect(), right.split(' ').collect());
+        let (Some(point), Some(fstype)) = (l.get(4), r.first()) else { continue };
+        let mine = match *fstype {
+            // The v1 line whose controllers (or name=) are among this mount's options.
+            "cgroup" => {
+                let opts: Vec<&str> = r.get(2).map(|o| o.split(',').collect()).unwrap_or_default();
+                own.lines().find_map(|o| {
+                    let mut p = o.splitn(3, ':');
+                    let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+                    (!ctrls.is_empty() && ctrls.split(',').all(|c| opts.contains(&c))).then(|| path.to_string())
+                })
+            }
+            "cgroup2" => own.lines().find_map(|o| o.strip_prefix("0::").map(String::from)),
+            _ => None,
+        };
+        if let Some(path) = mine {
+            out.push(Path::new(point).join(path.trim_start_matches('/')).join(parent));
+        }
+    }
+    out
 }
 
 /// Removes what [`look`] found, then the namespaces and the directory.
@@ -95,6 +139,28 @@ pub fn sweep(scope: &Scope, found: &[Leak]) {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {
         let _ = Command::new("umount").args(["-l", m]).status();
+    }
+    // Left cgroups: what is still in them is the test's (killed by pid), then the cgroups and
+    // the test's parent go.
+    for l in found {
+        if let Leak::Cgroup(dir) = l {
+            let procs = std::fs::read_to_string(Path::new(dir).join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
+    }
+    for parent in cgroup_parents(scope.cgroup_parent) {
+        let mut left: Vec<std::path::PathBuf> = std::fs::read_dir(&parent).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        left.push(parent);
+        for dir in left {
+            for _ in 0..200 {
+                match std::fs::remove_dir(&dir) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    _ => break,
+                }
+            }
+        }
     }
     for ns in scope.namespaces {
         let _ = Command::new("ip").args(["netns", "del", ns]).status();

@@ -162,6 +162,8 @@ impl Host {
             .arg(self.dir.join("data"))
             .arg("--exec-root")
             .arg(self.dir.join("exec"))
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent())
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
@@ -173,6 +175,17 @@ impl Host {
         if let Some(v) = value {
             self.env.push((key.into(), v.into()));
         }
+    }
+
+    /// The test daemon's `--cgroup-parent`: relative (under the test process's cgroups, which
+    /// weftd inherits) and unique to this host, so parallel tests never see each other's.
+    pub fn cgroup_parent(&self) -> String {
+        format!("weft-itest-{}", self.ns)
+    }
+
+    /// The parent's directory in each mounted cgroup hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        leaks::cgroup_parents(&self.cgroup_parent())
     }
 
     /// Starts weftd with `args` and waits until it answers.
@@ -563,7 +576,8 @@ impl Host {
         self.stop_ovs();
         let namespaces: Vec<String> = [self.ns.clone()].into_iter().chain(self.extra_ns.drain(..)).collect();
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let scope = leaks::Scope { namespaces: &namespaces, dir: &self.dir, containers: &containers };
+        let parent = self.cgroup_parent();
+        let scope = leaks::Scope { namespaces: &namespaces, dir: &self.dir, containers: &containers, cgroup_parent: &parent };
         found.extend(leaks::look(&scope));
         leaks::sweep(&scope, &found);
         found

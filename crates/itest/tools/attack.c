@@ -9,6 +9,10 @@
  *   keyctl                the kernel keyring (not namespaced)
  *   mount-proc DIR        mount a fresh procfs on DIR
  *   ptrace-init           PTRACE_ATTACH to pid 1 (stopping the container's init), then detach
+ *   open-dev PATH         open a device node and read a byte (the devices cgroup says EPERM)
+ *   forks N               fork up to N children that wait; print how many forks worked and why
+ *                         the next failed, then end them all (exit 0 if all N forked)
+ *   hog MB                allocate and touch MB MiB, 1 MiB at a time (exit 0 if all of it)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +20,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -50,8 +56,57 @@ static int open_by_handle(const char *path) {
     return 0;
 }
 
+static int open_dev(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return refused("open");
+    char c;
+    ssize_t n = read(fd, &c, 1);
+    printf("opened %s, read %zd byte\n", path, n);
+    return 0;
+}
+
+static int forks(int n) {
+    static pid_t kids[100000];
+    int made = 0, err = 0;
+    if (n > 100000) return 2;
+    for (; made < n; made++) {
+        pid_t p = fork();
+        if (p < 0) {
+            err = errno;
+            break;
+        }
+        if (p == 0) {
+            pause();
+            _exit(0);
+        }
+        kids[made] = p;
+    }
+    printf("forked %d of %d%s%s\n", made, n, err ? ": " : "", err ? strerror(err) : "");
+    fflush(stdout);
+    for (int i = 0; i < made; i++) kill(kids[i], SIGKILL);
+    for (int i = 0; i < made; i++) waitpid(kids[i], NULL, 0);
+    return made == n ? 0 : 1;
+}
+
+static int hog(int mb) {
+    for (int i = 1; i <= mb; i++) {
+        char *p = malloc(1 << 20);
+        if (!p) return refused("malloc");
+        memset(p, i, 1 << 20);
+        if (i % 16 == 0) {
+            printf("allocated %d MiB\n", i);
+            fflush(stdout);
+        }
+    }
+    printf("allocated all %d MiB\n", mb);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    if (!strcmp(argv[1], "open-dev") && argc == 3) return open_dev(argv[2]);
+    if (!strcmp(argv[1], "forks") && argc == 3) return forks(atoi(argv[2]));
+    if (!strcmp(argv[1], "hog") && argc == 3) return hog(atoi(argv[2]));
     if (!strcmp(argv[1], "open-by-handle") && argc == 3) return open_by_handle(argv[2]);
     if (!strcmp(argv[1], "unshare-user")) {
         if (unshare(CLONE_NEWUSER) < 0) return refused("unshare(CLONE_NEWUSER)");

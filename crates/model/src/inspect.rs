@@ -93,6 +93,10 @@ pub fn container_inspect(c: &ContainerRecord) -> Value {
             "Privileged": c.spec.privileged,
             "CapAdd": c.spec.cap_add,
             "CapDrop": c.spec.cap_drop,
+            "Memory": c.spec.memory,
+            "NanoCpus": c.spec.nano_cpus,
+            "PidsLimit": c.spec.pids_limit,
+            "DeviceCgroupRules": c.spec.device_cgroup_rules,
         },
         "NetworkSettings": {
             "SandboxKey": c.sandbox.netns.clone().unwrap_or_default(),

@@ -6,6 +6,7 @@
 mod api;
 mod caps;
 mod inspect;
+mod limits;
 mod names;
 mod p2p;
 mod ports;
@@ -16,6 +17,10 @@ mod template;
 pub use api::{ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect, sandbox_inspect};
+pub use limits::{
+    check_pids_limit, default_device_rules, parse_cpus, parse_memory, ContainerStats, CpuStats, CpuUsage, DeviceRule, MemoryStats, PidsStats, Throttling,
+    DEFAULT_DEVICE_RULES, MIN_MEMORY, MIN_NANO_CPUS,
+};
 pub use names::{
     new_id, short_id, validate_alias, validate_container_name, validate_dns_option, validate_hostname,
     validate_ifname, validate_network_name,
@@ -70,6 +75,18 @@ pub enum ModelError {
     Link(String),
     #[error("invalid capability {0:?}: expected a name such as NET_ADMIN, CAP_NET_ADMIN or ALL")]
     Capability(String),
+    #[error("invalid memory size {0:?}: expected bytes or a number with b, k, m or g, such as 512m")]
+    Memory(String),
+    #[error("minimum memory limit allowed is 6MB (--memory {0})")]
+    MemoryTooSmall(u64),
+    #[error("invalid --cpus {0:?}: expected a number of CPUs such as 1.5")]
+    Cpus(String),
+    #[error("invalid --cpus: the smallest limit is 0.01 CPU ({0} nano-CPUs given)")]
+    CpusTooSmall(u64),
+    #[error("invalid --pids-limit {0}: expected a number of processes, or 0 or -1 for no limit")]
+    PidsLimit(i64),
+    #[error("invalid --device-cgroup-rule {0:?}: expected TYPE MAJOR:MINOR ACCESS such as 'c 42:* rmw' (TYPE a, b or c; * for any number; ACCESS of r, w, m)")]
+    DeviceRule(String),
     #[error("invalid template {template:?}: {reason}")]
     Template { template: String, reason: String },
 }

@@ -158,6 +158,14 @@ pub struct RunSpec {
     /// Close the command's stdin when the first attached client ends its input (`run -i` in the
     /// foreground, as `echo hi | docker run -i … cat`).
     pub stdin_once: bool,
+    /// `--memory`, bytes (0: no limit).
+    pub memory: u64,
+    /// `--cpus`, in billionths of a CPU (0: no limit).
+    pub nano_cpus: u64,
+    /// `--pids-limit`: not given (the daemon's default), 0 or -1 (none), or the limit.
+    pub pids_limit: Option<i64>,
+    /// `--device-cgroup-rule`s, added to Docker's default allowed devices.
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// What `weft exec` asks for (the body of `POST /containers/{id}/exec`).
@@ -270,7 +278,20 @@ impl RunSpec {
             parse_mac(m)?;
         }
         crate::effective_caps(self.privileged, &self.cap_add, &self.cap_drop)?;
+        if self.memory != 0 && self.memory < crate::MIN_MEMORY {
+            return Err(ModelError::MemoryTooSmall(self.memory));
+        }
+        if self.nano_cpus != 0 && self.nano_cpus < crate::MIN_NANO_CPUS {
+            return Err(ModelError::CpusTooSmall(self.nano_cpus));
+        }
+        crate::check_pids_limit(self.pids_limit)?;
+        self.device_rules()?;
         Ok(mode)
+    }
+
+    /// The `--device-cgroup-rule`s, parsed.
+    pub fn device_rules(&self) -> Result<Vec<crate::DeviceRule>, ModelError> {
+        self.device_cgroup_rules.iter().map(|r| r.parse()).collect()
     }
 
     /// The ports to publish: every `-p`, and with `-P` every `--expose`d port on an ephemeral port.

@@ -102,6 +102,10 @@ fn exec_main(cfg: &ExecConfig) -> ! {
 
 fn exec_start(cfg: &ExecConfig) -> Result<(std::process::Child, Vec<OwnedFd>), String> {
     let pid = cfg.pid;
+    // Into the container's cgroups first: the command is forked from here.
+    for f in &cfg.cgroup_procs {
+        std::fs::write(f, std::process::id().to_string()).map_err(|e| format!("join cgroup {f}: {e}"))?;
+    }
     let open = |ns: &str| File::open(format!("/proc/{pid}/ns/{ns}")).map_err(|e| format!("open namespace {ns} of pid {pid}: {e}"));
     let order = [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("mnt", CloneFlags::CLONE_NEWNS)];
     let files = order.iter().map(|(n, _)| open(n)).collect::<Result<Vec<_>, _>>()?;

@@ -8,7 +8,9 @@
 //! closes and the pid 1 exits without running anything, so a crash cannot leave a half-made
 //! container running.
 
+pub mod cgroup;
 pub mod confine;
+pub mod devfilter;
 pub mod init;
 mod report;
 pub mod rootfs;
@@ -68,6 +70,10 @@ pub struct ExecConfig {
     pub env: Vec<String>,
     pub tty: bool,
     pub stdin: bool,
+    /// The `cgroup.procs` files of the container's cgroups: the helper joins them before it
+    /// starts the command, so the command is counted and limited with the container.
+    #[serde(default)]
+    pub cgroup_procs: Vec<String>,
 }
 
 /// What `weft-init` is asked to do.
@@ -91,6 +97,8 @@ pub enum RuntimeError {
     Confine(#[from] confine::ConfineError),
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

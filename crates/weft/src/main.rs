@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
 use weft_model::stream::Frame;
-use weft_model::{render_template, short_id, ConnectSpec, ContainerSummary, DisconnectSpec, ExecSpec, IdReply, NetworkSpec, P2pSpec, PruneReply, RunSpec, WaitReply};
+use weft_model::{render_template, short_id, ConnectSpec, ContainerStats, ContainerSummary, DisconnectSpec, ExecSpec, IdReply, NetworkSpec, P2pSpec, PruneReply, RunSpec, WaitReply};
 
 use client::{enc, Client};
 
@@ -102,6 +102,18 @@ struct RunArgs {
     /// Drop a capability from the default set (or ALL).
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
+    /// Memory limit: bytes, or a number with b, k, m or g (512m, 1g); at least 6m.
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// CPUs the container may use, in CPU time (1.5: one and a half CPUs).
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// Processes (and threads) at most; 0 or -1: no limit (default: the daemon's, 4096).
+    #[arg(long, allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+    /// Also allow devices: 'TYPE MAJOR:MINOR ACCESS', e.g. 'c 42:* rmw'.
+    #[arg(long = "device-cgroup-rule")]
+    device_cgroup_rule: Vec<String>,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     cmd: Vec<String>,
 }
@@ -184,6 +196,14 @@ enum Cmd {
         name: String,
         /// CONTAINERPORT[/proto]
         port: Option<String>,
+    },
+    /// Resource usage of containers (CPU %, memory, processes), every second as docker stats.
+    Stats {
+        /// Print one table and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Containers (default: every running one).
+        names: Vec<String>,
     },
     /// Wait for containers to exit and print their exit codes.
     Wait {
@@ -452,6 +472,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
+        Cmd::Stats { no_stream, names } => stats(&c, names, no_stream).await,
         Cmd::Wait { names } => {
             for n in &names {
                 let r: WaitReply = c.typed(Method::POST, &format!("/containers/{}/wait", enc(n)), None::<&()>).await?;
@@ -732,6 +753,10 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         privileged: a.privileged,
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
+        memory: a.memory.as_deref().map(weft_model::parse_memory).transpose()?.unwrap_or(0),
+        nano_cpus: a.cpus.as_deref().map(weft_model::parse_cpus).transpose()?.unwrap_or(0),
+        pids_limit: a.pids_limit,
+        device_cgroup_rules: a.device_cgroup_rule,
         tty: a.tty,
         open_stdin: a.interactive,
         // In the foreground, stdin ends with the user's (`echo hi | weft run -i … cat`).
@@ -747,4 +772,79 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
     let path = format!("/containers/run?attach=1&stdin={}{detach_keys}", u8::from(a.interactive));
     let code = attached(c, &path, Some(serde_json::to_value(&spec)?), a.interactive, a.tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
     Ok(Outcome::Exit(code))
+}
+
+/// `1.5MiB`, as Docker's CLI prints sizes.
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.2}{}", units[i])
+    }
+}
+
+/// Docker's CPU %: the container's CPU time over the host's, times the CPUs, between two readings.
+fn cpu_percent(before: &ContainerStats, now: &ContainerStats) -> f64 {
+    let cpu = now.cpu_stats.cpu_usage.total_usage.saturating_sub(before.cpu_stats.cpu_usage.total_usage) as f64;
+    let system = now.cpu_stats.system_cpu_usage.saturating_sub(before.cpu_stats.system_cpu_usage) as f64;
+    if system <= 0.0 {
+        return 0.0;
+    }
+    cpu / system * f64::from(now.cpu_stats.online_cpus.max(1)) * 100.0
+}
+
+async fn read_stats(c: &Client, names: &[String]) -> anyhow::Result<Vec<ContainerStats>> {
+    let mut out = Vec::new();
+    for n in names {
+        out.push(c.typed(Method::GET, &format!("/containers/{}/stats?stream=false", enc(n)), None::<&()>).await?);
+    }
+    Ok(out)
+}
+
+/// `weft stats`: two readings a second apart make the first table; then one a second.
+async fn stats(c: &Client, names: Vec<String>, no_stream: bool) -> anyhow::Result<Outcome> {
+    let names = if names.is_empty() {
+        let rows: Vec<ContainerSummary> = serde_json::from_value(c.json(Method::GET, "/containers/json", None).await?)?;
+        rows.into_iter().map(|r| r.id).collect()
+    } else {
+        names
+    };
+    let clear = !no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut before = read_stats(c, &names).await?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = read_stats(c, &names).await?;
+        let mut table = format!("{:<12}   {:<20}   {:>7}   {:>22}   {:>7}   {:>5}\n", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS");
+        for (b, n) in before.iter().zip(&now) {
+            let m = &n.memory_stats;
+            let used = m.usage.saturating_sub(m.inactive_file);
+            let mem_pct = if m.limit > 0 { used as f64 / m.limit as f64 * 100.0 } else { 0.0 };
+            table.push_str(&format!(
+                "{:<12}   {:<20}   {:>6.2}%   {:>22}   {:>6.2}%   {:>5}\n",
+                short_id(&n.id),
+                n.name,
+                cpu_percent(b, n),
+                format!("{} / {}", human(used), human(m.limit)),
+                mem_pct,
+                n.pids_stats.current
+            ));
+        }
+        let mut out = std::io::stdout();
+        if clear {
+            out.write_all(b"\x1b[2J\x1b[H")?;
+        }
+        out.write_all(table.as_bytes())?;
+        out.flush()?;
+        if no_stream {
+            return Ok(Outcome::Exit(0));
+        }
+        before = now;
+    }
 }

@@ -14,7 +14,7 @@ use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
 use weft_engine::actions::{
     Attach, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListP2p, ListSandboxes,
-    Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stop, Wait,
+    Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stats, Stop, Wait,
 };
 use weft_engine::{Engine, EngineError};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
@@ -100,6 +100,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
         .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/stats", get(stats))
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/exec", post(exec))
@@ -273,6 +274,15 @@ async fn logs(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping
     // A follower ends cleanly (end of stream) when weftd shuts down.
     let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
     Ok(Response::new(axum::body::Body::from_stream(stream)))
+}
+
+/// `GET /containers/{id}/stats`: one reading of the container's usage (Docker's `stream=false`
+/// shape without `precpu_stats`: a client takes two readings for CPU %).
+async fn stats(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<Json<weft_model::ContainerStats>> {
+    if q.get("stream").is_some_and(|v| v == "1" || v == "true") {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "stats streams are not served: ask again for each reading (stream=false)"));
+    }
+    Ok(Json(e.execute(Stats { id }).await?))
 }
 
 async fn networks(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {

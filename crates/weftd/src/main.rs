@@ -97,6 +97,13 @@ struct Args {
     /// is refused, so a lost store never silently orphans running containers).
     #[arg(long)]
     reset_state: bool,
+    /// Parent cgroup of containers' cgroups (`<parent>/<container id>` in every hierarchy):
+    /// absolute with a leading `/`, else under weftd's own cgroup, as dockerd's.
+    #[arg(long, default_value = "weft")]
+    cgroup_parent: String,
+    /// Pids limit of containers run without --pids-limit (0 or -1: none, as Docker's default).
+    #[arg(long, default_value_t = weft_engine::config::DEFAULT_PIDS_LIMIT as i64, allow_negative_numbers = true)]
+    default_pids_limit: i64,
     /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -190,6 +197,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::warn!("the embedded DNS takes any answer from anyone (WEFT_TEST_UNCHECKED_DNS_FORWARD)");
         cfg.dns_checks = weft_dns::Checks::Off;
     }
+    cfg.cgroup_parent = args.cgroup_parent;
+    cfg.default_pids_limit = match args.default_pids_limit {
+        n if n < -1 => bail!("invalid --default-pids-limit {n}: expected a number of processes, or 0 or -1 for no limit"),
+        n if n <= 0 => None,
+        n => Some(n as u64),
+    };
     if !args.default_address_pool.is_empty() {
         cfg.default_pools = args.default_address_pool;
     }
