@@ -11,6 +11,18 @@ use crate::EngineError;
 /// The default bridge device, as `docker0` is Docker's.
 pub const DEFAULT_BRIDGE: &str = "weft0";
 
+/// What an empty store beside an earlier run's containers does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyStore {
+    /// The start is refused (the default).
+    Refuse,
+    /// `--adopt-state`: the records of what still runs are rebuilt from their copies; the rest
+    /// is stopped and removed.
+    Adopt,
+    /// `--reset-state`: all of it is stopped and removed.
+    Reset,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_root: PathBuf,
@@ -48,9 +60,9 @@ pub struct Config {
     pub dns_limits: weft_dns::Limits,
     /// How the embedded DNS checks upstream answers (only tests turn the checks off).
     pub dns_checks: weft_dns::Checks,
-    /// `--reset-state`: an empty store beside an earlier run's containers starts anyway, and
-    /// stops and removes them (without it, such a start is refused).
-    pub reset_state: bool,
+    /// What an empty store beside an earlier run's containers does (`--adopt-state`,
+    /// `--reset-state`; without either, such a start is refused).
+    pub empty_store: EmptyStore,
     /// `--cgroup-parent`: each container's cgroup is `<parent>/<id>` in every hierarchy;
     /// absolute with a leading `/`, else under weftd's own cgroup (dockerd's rule).
     pub cgroup_parent: String,
@@ -86,7 +98,7 @@ impl Config {
             host_id: "local".into(),
             dns_limits: weft_dns::Limits::default(),
             dns_checks: weft_dns::Checks::Strict,
-            reset_state: false,
+            empty_store: EmptyStore::Refuse,
             cgroup_parent: "weft".into(),
             default_pids_limit: Some(DEFAULT_PIDS_LIMIT),
         }

@@ -17,10 +17,12 @@ impl Engine {
     /// Writes `rec` with `more` (the deletion of a dropped endpoint's claims) and `claims` (the
     /// new endpoint's) in one transaction.
     async fn save(&self, rec: &ContainerRecord, more: Vec<Op>, claims: &Claims) -> Result<()> {
-        let txn = claims.txn([vec![Op::Put(self.keys.container(&rec.id), serde_json::to_vec(rec)?)], more].concat());
+        let bytes = serde_json::to_vec(rec)?;
+        let txn = claims.txn([vec![Op::Put(self.keys.container(&rec.id), bytes.clone())], more].concat());
         if !self.store.txn(txn).await?.succeeded {
             return Err(claims.lost());
         }
+        crate::mirror::container(&self.data_dir(&rec.id), &bytes);
         Ok(())
     }
 

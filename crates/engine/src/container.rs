@@ -276,9 +276,11 @@ impl Engine {
             env,
         };
         let stdin_once = rec.spec.stdin_once;
-        if !self.store.txn(claims.txn(vec![Op::Put(self.keys.container(&id), serde_json::to_vec(&rec)?)])).await?.succeeded {
+        let bytes = serde_json::to_vec(&rec)?;
+        if !self.store.txn(claims.txn(vec![Op::Put(self.keys.container(&id), bytes.clone())])).await?.succeeded {
             return Err(claims.lost());
         }
+        crate::mirror::container(&data_dir, &bytes);
         undo.commit();
         // The exit is processed after this run has registered the console (`serial` is still
         // held): so it waits for the terminal's output to be in the log.

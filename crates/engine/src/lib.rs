@@ -18,6 +18,7 @@ mod container;
 pub mod files;
 mod keys;
 mod limits;
+mod mirror;
 mod network;
 mod networks;
 mod p2p;

@@ -237,6 +237,7 @@ impl Engine {
             let value = serde_json::to_vec(&rec)?;
             self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
         }
+        crate::mirror::network(&self.cfg.data_root, &rec);
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
         self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, made));

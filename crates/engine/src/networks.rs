@@ -194,6 +194,7 @@ impl Engine {
             self.fw.add_network(&fw)?;
         }
         undo.commit();
+        crate::mirror::network(&self.cfg.data_root, &rec);
         let mut st = self.lock();
         st.creating.remove(&rec.name);
         st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
@@ -263,6 +264,7 @@ impl Engine {
                 ops.push(Op::Delete(self.keys.network_name(&rec.name)));
             }
             self.store.txn(Txn::ops(ops)).await?;
+            crate::mirror::forget_network(&self.cfg.data_root, &rec.id);
         }
         self.lock().networks.remove(&rec.id);
         self.resolver.update(|idx| idx.remove_network(&rec.id));

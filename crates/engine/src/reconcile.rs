@@ -12,8 +12,9 @@
 //! - The firewall table is rewritten whole from the networks.
 //! - An empty store is not taken for a fresh start while the exec-root and data-root hold an
 //!   earlier run's containers (a deleted or emptied store file would otherwise forget them and
-//!   leave their processes unmanaged): the start is refused, or with `--reset-state` their
-//!   processes are stopped and the sweep removes the rest.
+//!   leave their processes unmanaged): the start is refused; with `--adopt-state` the records of
+//!   what still runs are rebuilt from their copies (`mirror`), and with it or `--reset-state` the
+//!   processes of the rest are stopped and the sweep removes what they leave.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -24,6 +25,7 @@ use weft_model::{ContainerRecord, SandboxRecord, Status};
 use weft_store::{Op, Txn};
 
 use crate::network::with_host;
+use crate::config::EmptyStore;
 use crate::{blocking, Engine, EngineError, Result};
 
 /// The containers an earlier run left in the exec-root and data-root (their namespace files and
@@ -52,43 +54,84 @@ fn processes_in(netns: &Path) -> Vec<u32> {
 }
 
 impl Engine {
-    /// Refuses to take an empty store for a fresh start beside an earlier run's containers; with
-    /// `--reset-state`, stops their processes (the sweep then removes what they leave).
+    /// Refuses to take an empty store for a fresh start beside an earlier run's containers. With
+    /// `--adopt-state`, rebuilds the records of the networks and of the containers still running
+    /// from their copies (`mirror`); with it or `--reset-state`, stops the processes of the
+    /// containers it does not adopt (the sweep then removes what they leave).
     pub(crate) async fn check_empty_store(&self) -> Result<()> {
         let (containers, _) = self.store.range(&self.keys.containers()).await?;
         let (networks, _) = self.store.range(&self.keys.networks(weft_model::Scope::Local)).await?;
         if !containers.is_empty() || !networks.is_empty() {
             return Ok(());
         }
-        let (exec_root, data_root, reset) = (self.cfg.exec_root.clone(), self.cfg.data_root.clone(), self.cfg.reset_state);
-        blocking(move || {
-            let earlier = earlier_containers(&exec_root, &data_root);
-            if earlier.is_empty() {
-                return Ok(());
-            }
-            let running: Vec<(String, Vec<u32>)> =
-                earlier.iter().map(|id| (id.clone(), processes_in(&exec_root.join("netns").join(id)))).filter(|(_, p)| !p.is_empty()).collect();
-            if !reset {
+        let (exec_root, data_root) = (self.cfg.exec_root.clone(), self.cfg.data_root.clone());
+        let earlier = earlier_containers(&exec_root, &data_root);
+        if earlier.is_empty() {
+            return Ok(());
+        }
+        let adopted = match self.cfg.empty_store {
+            EmptyStore::Refuse => {
+                let running = earlier.iter().filter(|id| !processes_in(&exec_root.join("netns").join(id)).is_empty()).count();
                 return Err(EngineError::Config(format!(
-                    "the store is empty but {} and {} hold {} containers of an earlier run ({} running): restore the store, or start with --reset-state to stop and remove them",
+                    "the store is empty but {} and {} hold {} containers of an earlier run ({running} running): restore the store, or start with --adopt-state to rebuild their records or --reset-state to stop and remove them",
                     exec_root.display(),
                     data_root.display(),
                     earlier.len(),
-                    running.len()
                 )));
             }
-            let pids: Vec<u32> = running.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-            tracing::warn!(containers = earlier.len(), processes = pids.len(), "--reset-state: the store is empty; stopping and removing an earlier run's containers");
-            for pid in &pids {
+            EmptyStore::Adopt => self.adopt_copies().await?,
+            EmptyStore::Reset => HashSet::new(),
+        };
+        let reset = self.cfg.empty_store == EmptyStore::Reset;
+        let o = self.host_options();
+        blocking(move || {
+            // Reset: the earlier run's user networks go too (their links, by their copies).
+            for n in crate::mirror::read(&data_root).0.into_iter().filter(|_| reset) {
+                if n.name != weft_model::DEFAULT_NETWORK {
+                    if let Err(e) = with_host(|nl| weft_drivers::driver(n.driver).remove_network(nl, &n, &o)) {
+                        tracing::warn!(network = %n.name, error = %e, "removing an earlier run's network");
+                    }
+                }
+                crate::mirror::forget_network(&data_root, &n.id);
+            }
+            let rest: Vec<u32> = earlier.iter().filter(|id| !adopted.contains(*id)).flat_map(|id| processes_in(&exec_root.join("netns").join(id))).collect();
+            tracing::warn!(containers = earlier.len() - adopted.len(), processes = rest.len(), "the store was empty: stopping and removing an earlier run's containers");
+            for pid in &rest {
                 weft_runtime::kill(*pid, nix::sys::signal::Signal::SIGKILL)?;
             }
             let t0 = std::time::Instant::now();
-            while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) && t0.elapsed() < std::time::Duration::from_secs(5) {
+            while rest.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) && t0.elapsed() < std::time::Duration::from_secs(5) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Ok(())
         })
         .await
+    }
+
+    /// `--adopt-state`: puts back the records of the local networks and of the containers whose
+    /// pid 1 still runs (same pid, same start time) and whose networks all came back, from their
+    /// copies; returns the containers' ids. The reconcile that follows adopts them as after any
+    /// restart (addresses, claims, ports, firewall, DNS). Not rebuilt: attached namespaces and
+    /// point-to-point links (their namespaces live on, unattached).
+    async fn adopt_copies(&self) -> Result<HashSet<String>> {
+        let data_root = self.cfg.data_root.clone();
+        let (networks, containers) = blocking(move || Ok(crate::mirror::read(&data_root))).await?;
+        let nets: HashSet<&str> = networks.iter().map(|n| n.id.as_str()).collect();
+        let live: Vec<&ContainerRecord> = containers
+            .iter()
+            .filter(|c| c.state.status == Status::Running && c.state.pid != 0 && weft_runtime::pid_running(c.state.pid, c.state.pid_start))
+            .filter(|c| c.sandbox.endpoints.iter().all(|e| nets.contains(e.network_id.as_str())))
+            .collect();
+        let mut ops = Vec::new();
+        for n in &networks {
+            ops.push(Op::Put(self.keys.network(n), serde_json::to_vec(n)?));
+        }
+        for c in &live {
+            ops.push(Op::Put(self.keys.container(&c.id), serde_json::to_vec(c)?));
+        }
+        self.store.txn(Txn::ops(ops)).await?;
+        tracing::warn!(networks = networks.len(), containers = live.len(), "--adopt-state: records rebuilt from their copies");
+        Ok(live.into_iter().map(|c| c.id.clone()).collect())
     }
 
     /// Returns the revision the shared address claims were read at (see `watch_shared`).

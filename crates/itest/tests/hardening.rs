@@ -238,9 +238,12 @@ fn an_emptied_or_lost_store_is_not_a_fresh_start() {
     let mut h = Host::new("nostore");
     h.start(&[]);
     h.ok(&["network", "create", "front"]);
-    h.run_d("web", &["--network", "front"], &["sleep", "300"]);
+    let web = h.run_d("web", &["--network", "front", "-p", "8080:80"], &["sleep", "300"]);
     h.run_d("db", &[], &["sleep", "300"]);
-    let pids: Vec<u32> = ["web", "db"].iter().map(|c| h.ok(&["inspect", "-f", "{{.State.Pid}}", c]).parse().expect("pid")).collect();
+    h.ok(&["network", "connect", "front", "db"]);
+    h.ok(&["run", "-d", "--name", "done", "--", "true"]);
+    let pid = |h: &Host, c: &str| -> u32 { h.ok(&["inspect", "-f", "{{.State.Pid}}", c]).parse().expect("pid") };
+    let pids: Vec<u32> = ["web", "db"].iter().map(|c| pid(&h, c)).collect();
     h.stop_daemon();
     let links = h.link_names();
     let store = h.dir.join("data/weft.redb");
@@ -252,15 +255,25 @@ fn an_emptied_or_lost_store_is_not_a_fresh_start() {
             _ => std::fs::remove_file(&store).expect("delete the store"),
         }
         let err = h.start_fails(&[]);
-        assert!(err.contains("store is empty") && err.contains("2 containers") && err.contains("--reset-state"), "{damage}: {err}");
+        assert!(err.contains("store is empty") && err.contains("3 containers") && err.contains("--adopt-state"), "{damage}: {err}");
         assert!(pids.iter().all(alive), "{damage}: the containers keep running");
         assert_eq!(h.link_names(), links, "{damage}: the kernel objects stay");
     }
-    // Told to: their processes are stopped and everything of theirs goes.
+    // Adopted: the records of what runs come back from their copies, and all of it works.
+    h.start(&["--adopt-state"]);
+    assert_eq!((pid(&h, "web"), pid(&h, "db")), (pids[0], pids[1]), "the same processes, adopted");
+    assert!(h.fails(&["inspect", "done"]).contains("no such container"), "an exited container is not adopted");
+    assert!(h.ping("db", "web"), "by name on the adopted network (db joined it after its run)");
+    h.ok(&["network", "connect", "bridge", "web"]);
+    assert_eq!(h.ok(&["port", "web", "80/tcp"]), "0.0.0.0:8080");
+    assert!(h.fails(&["run", "-d", "--name", "web2", "--network", "front", "--ip", &web, "--", "sleep", "1"]).contains("already in use"), "its address is held again");
+    h.stop_daemon();
+    // Told to clean: the processes are stopped and everything of theirs goes.
+    std::fs::remove_file(&store).expect("delete the store");
     h.start(&["--reset-state"]);
     assert!(!pids.iter().any(alive), "the earlier run's containers are stopped");
     assert_eq!(h.ok(&["ps", "-a", "-q"]), "");
-    assert!(h.link_names().iter().all(|l| !l.starts_with("veth")), "their veths are gone: {:?}", h.link_names());
+    weft_itest::eventually("their veths and their network's bridge gone", || h.link_names().iter().all(|l| !l.starts_with("veth") && !l.starts_with("br-")));
     h.finish();
 }
 

@@ -16,7 +16,7 @@ mod report;
 pub mod rootfs;
 mod spawn;
 
-pub use spawn::{kill, pid_start_time, read_exit_code, set_winsize, spawn, spawn_exec, wait_exit, Exec, Spawned};
+pub use spawn::{kill, pid_running, pid_start_time, read_exit_code, set_winsize, spawn, spawn_exec, wait_exit, Exec, Spawned};
 
 use serde::{Deserialize, Serialize};
 

@@ -128,6 +128,16 @@ pub fn pid_start_time(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `pid` is the process that started at `start` (see [`pid_start_time`]) and has not
+/// exited: a zombie waiting to be reaped has the same pid and start time but runs nothing.
+pub fn pid_running(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next();
+    !matches!(state, None | Some("Z") | Some("X")) && fields.nth(18).and_then(|f| f.parse().ok()) == Some(start)
+}
+
 /// The exit code pid 1 recorded, if it got that far.
 pub fn read_exit_code(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

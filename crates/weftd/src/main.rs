@@ -93,10 +93,15 @@ struct Args {
     #[arg(long, default_value_t = weft_dns::Limits::default().forwards_per_container)]
     dns_forward_max_per_container: usize,
     /// Start with an empty store even though the exec-root and data-root hold an earlier run's
-    /// containers: their processes are stopped and they are removed (without it, such a start
-    /// is refused, so a lost store never silently orphans running containers).
-    #[arg(long)]
+    /// containers: their processes are stopped and they are removed (without this or
+    /// --adopt-state, such a start is refused: a lost store never silently orphans containers).
+    #[arg(long, conflicts_with = "adopt_state")]
     reset_state: bool,
+    /// Start with an empty store beside an earlier run's containers by rebuilding the records of
+    /// its networks and of the containers still running from the copies in the data-root; the
+    /// rest are stopped and removed.
+    #[arg(long)]
+    adopt_state: bool,
     /// Parent cgroup of containers' cgroups (`<parent>/<container id>` in every hierarchy):
     /// absolute with a leading `/`, else under weftd's own cgroup, as dockerd's.
     #[arg(long, default_value = "weft")]
@@ -190,7 +195,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     cfg.link_pool = args.link_pool;
     cfg.keep_uplink = args.keep_uplink;
     cfg.ovsdb = args.ovsdb;
-    cfg.reset_state = args.reset_state;
+    cfg.empty_store = match (args.adopt_state, args.reset_state) {
+        (true, _) => weft_engine::config::EmptyStore::Adopt,
+        (false, true) => weft_engine::config::EmptyStore::Reset,
+        (false, false) => weft_engine::config::EmptyStore::Refuse,
+    };
     cfg.dns_limits = weft_dns::Limits { forwards: args.dns_forward_max, forwards_per_container: args.dns_forward_max_per_container, ..weft_dns::Limits::default() };
     // Only a debug build (the tests') can turn the answer checks off, to show the attack they stop.
     if cfg!(debug_assertions) && std::env::var_os("WEFT_TEST_UNCHECKED_DNS_FORWARD").is_some() {
