@@ -66,6 +66,22 @@ pub fn full(guards: &[PortGuard]) -> String {
     s
 }
 
+/// The elements of `guards`, per set, as the kernel keys them (what [`elements`] says in text).
+pub fn set_elems(guards: &[PortGuard]) -> Vec<weft_kernel::nfset::SetElems> {
+    use weft_kernel::nfset::{ifname, key, SetElems};
+    let mut sets: Vec<SetElems> = ["guarded", "macs", "v4", "v6"].iter().map(|s| SetElems { set: s.to_string(), keys: Vec::new() }).collect();
+    for g in guards {
+        let port = ifname(&g.port);
+        sets[0].keys.push(key(&[&port]));
+        sets[1].keys.push(key(&[&port, &g.mac]));
+        sets[2].keys.push(key(&[&port, &g.mac, &g.ip.octets()]));
+        for a in std::iter::once(g.link_local()).chain(g.ip6) {
+            sets[3].keys.push(key(&[&port, &g.mac, &a.octets()]));
+        }
+    }
+    sets
+}
+
 /// `add`/`delete` of the elements of `guards`, in one statement per set.
 pub fn elements(verb: &str, guards: &[PortGuard]) -> String {
     let q = |g: &PortGuard| format!("\"{}\"", g.port);
@@ -108,6 +124,9 @@ mod tests {
              add element bridge weft v6 { \"veth1234567\" . 02:42:ac:11:00:02 . fe80::42:acff:fe11:2, \"veth1234567\" . 02:42:ac:11:00:02 . fd00::2 }\n"
         );
         assert!(elements("delete", &[]).is_empty());
+        let sets = set_elems(&[guard()]);
+        let lens: Vec<(String, usize, usize)> = sets.iter().map(|s| (s.set.clone(), s.keys.len(), s.keys[0].len())).collect();
+        assert_eq!(lens, [("guarded".into(), 1, 16), ("macs".into(), 1, 24), ("v4".into(), 1, 28), ("v6".into(), 2, 40)]);
         assert!(full(&[]).starts_with(&remove()) && !full(&[]).contains("element"));
     }
 }

@@ -27,6 +27,8 @@ pub enum FirewallError {
     Apply { message: String, commands: String },
     #[error("nftables command contains a NUL byte")]
     Nul,
+    #[error(transparent)]
+    Elements(#[from] weft_kernel::KernelError),
 }
 
 pub type Result<T, E = FirewallError> = std::result::Result<T, E>;
@@ -34,41 +36,61 @@ pub type Result<T, E = FirewallError> = std::result::Result<T, E>;
 /// The firewall as the engine sees it: a no-op when `--iptables=false`.
 pub struct Firewall {
     nft: Option<Nft>,
-    /// The guarded ports, by name (to take their elements out when the port is gone).
-    guards: std::sync::Mutex<std::collections::HashMap<String, PortGuard>>,
+    /// The guarded ports, by name (to take their elements out when the port is gone), and the
+    /// socket their elements go through (`None` with the firewall disabled).
+    guards: std::sync::Mutex<Guards>,
+}
+
+struct Guards {
+    ports: std::collections::HashMap<String, PortGuard>,
+    sets: Option<weft_kernel::nfset::NfSets>,
+}
+
+impl Guards {
+    fn apply(&mut self, add: bool, ports: &[PortGuard]) -> Result<()> {
+        match &mut self.sets {
+            Some(s) if !ports.is_empty() => Ok(s.apply(add, &guard::set_elems(ports))?),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Firewall {
     /// `enabled` is the daemon's `--iptables` flag.
     pub fn new(enabled: bool) -> Result<Self> {
-        Ok(Self { nft: if enabled { Some(Nft::new()?) } else { None }, guards: Default::default() })
+        let sets = if enabled {
+            Some(weft_kernel::nfset::NfSets::open(weft_kernel::nfset::FAMILY_BRIDGE, "weft")?)
+        } else {
+            None
+        };
+        Ok(Self { nft: if enabled { Some(Nft::new()?) } else { None }, guards: std::sync::Mutex::new(Guards { ports: Default::default(), sets }) })
     }
 
-    fn guards(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PortGuard>> {
+    fn guards(&self) -> std::sync::MutexGuard<'_, Guards> {
         self.guards.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Guards ports (one transaction): from now on each sends only from its own MAC and addresses.
+    /// Guards ports (one transaction, over netlink: this is the attach path): from now on each
+    /// sends only from its own MAC and addresses.
     pub fn guard(&self, ports: &[PortGuard]) -> Result<()> {
-        self.run(|| guard::elements("add", ports))?;
-        if self.nft.is_some() {
-            self.guards().extend(ports.iter().map(|g| (g.port.clone(), g.clone())));
+        let mut g = self.guards();
+        g.apply(true, ports)?;
+        if g.sets.is_some() {
+            g.ports.extend(ports.iter().map(|p| (p.port.clone(), p.clone())));
         }
         Ok(())
     }
 
     /// The names of the guarded ports.
     pub fn guarded_ports(&self) -> Vec<String> {
-        self.guards().keys().cloned().collect()
+        self.guards().ports.keys().cloned().collect()
     }
 
     /// Forgets the guards of ports that are gone (names of deleted links; others are ignored).
     pub fn unguard(&self, gone: &[String]) -> Result<()> {
-        let removed: Vec<PortGuard> = {
-            let mut g = self.guards();
-            gone.iter().filter_map(|n| g.remove(n)).collect()
-        };
-        self.run(|| guard::elements("delete", &removed))
+        let mut g = self.guards();
+        let removed: Vec<PortGuard> = gone.iter().filter_map(|n| g.ports.remove(n)).collect();
+        g.apply(false, &removed)
     }
 
     pub fn enabled(&self) -> bool {
@@ -83,7 +105,7 @@ impl Firewall {
             Some(nft) => {
                 nft.run(&rules::user_chain())?;
                 nft.run(&(rules::full(networks, ports, links, opts) + &guard::full(guards)))?;
-                *self.guards() = guards.iter().map(|g| (g.port.clone(), g.clone())).collect();
+                self.guards().ports = guards.iter().map(|g| (g.port.clone(), g.clone())).collect();
                 Ok(())
             }
             None => Nft::new()?.run(&(rules::remove() + &guard::remove())),

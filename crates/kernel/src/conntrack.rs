@@ -29,7 +29,7 @@ const F_IP_DST: u32 = 1 << 1;
 const F_PROTO_NUM: u32 = 1 << 3;
 const F_PROTO_DST_PORT: u32 = 1 << 5;
 
-fn nla(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(crate) fn nla(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -37,7 +37,7 @@ fn nla(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
 }
 
-fn nested(buf: &mut Vec<u8>, kind: u16, f: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn nested(buf: &mut Vec<u8>, kind: u16, f: impl FnOnce(&mut Vec<u8>)) {
     let mut inner = Vec::new();
     f(&mut inner);
     nla(buf, kind | NLA_F_NESTED, &inner);

@@ -11,6 +11,7 @@ pub mod links;
 pub mod uplink;
 pub mod netlink;
 pub mod netns;
+pub mod nfset;
 pub mod ops;
 pub mod sysctl;
 
