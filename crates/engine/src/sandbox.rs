@@ -170,7 +170,10 @@ impl Engine {
                 // The namespace's previous interface of that name may still be in the reaper's
                 // queue (a detach just before): retired now if it is (~1 ms), else waited for.
                 Err(EngineError::Kernel(k)) if k.is_exists() => {
-                    let detached = eng.lock().detached.get(&(p.display().to_string(), plan.endpoint.ifname.clone())).cloned();
+                    // Taken out of the map as it is retired: the name may be taken again, by an
+                    // interface of another kind (a macvlan, deleted by the reaper inside), before
+                    // the reaper is done with this one.
+                    let detached = eng.lock().detached.remove(&(p.display().to_string(), plan.endpoint.ifname.clone()));
                     match detached {
                         Some(old) => crate::retire_inside(&p, &[old])?,
                         None => eng.reaper.flush(),
