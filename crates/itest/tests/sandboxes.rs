@@ -189,3 +189,24 @@ fn a_namespace_joins_two_networks_under_one_name() {
     drop((ns, other));
     h.finish();
 }
+
+#[test]
+fn a_namespace_hops_between_networks_of_two_kinds_at_once() {
+    let mut h = Host::new("hop");
+    h.outside("198.51.100.1", "198.51.100.2");
+    h.start(&[]);
+    h.ok(&["network", "create", "-d", "macvlan", "-o", "parent=up0", "--subnet", "198.51.100.0/24", "--gateway", "198.51.100.2", "--ip-range", "198.51.100.128/25", "mv"]);
+    let ns = Netns::new(&h);
+    // Each attach takes the name eth0 while the last interface of that name (a veth being
+    // retired, a macvlan being deleted) may still be there.
+    for round in 0..5 {
+        for net in ["bridge", "mv"] {
+            h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "hop", "--ifname", "eth0", net]);
+            let addr = weft_itest::text(&ns.sh("ip -4 -o addr show eth0"));
+            assert!(addr.contains("inet "), "round {round}, {net}: {addr}");
+            h.ok(&["network", "disconnect", net, "hop"]);
+        }
+    }
+    drop(ns);
+    h.finish();
+}
