@@ -196,6 +196,11 @@ impl Engine {
         let dns_client = self.write_files(&run_dir, &spec, &plan, &hostname, &links, extra_hosts)?;
         let log_path = data_dir.join("container.log");
         let log = std::fs::File::create(&log_path).map_err(io("create log", &log_path))?;
+        if let Some(cap) = weft_model::parse_log_opts(&spec.log_opts)? {
+            self.logs.cap(&log_path, cap).map_err(io("watch log", &log_path))?;
+            let (eng, p) = (self.clone(), log_path.clone());
+            undo.push("stop watching the log", move || eng.logs.forget(&p));
+        }
         let reader = if attach { Some(std::fs::File::open(&log_path).map_err(io("open log", &log_path))?) } else { None };
         // With a terminal, weftd copies its output into the log.
         let tty_log = if spec.tty { Some(log.try_clone().map_err(io("open log", &log_path))?) } else { None };
@@ -676,10 +681,14 @@ impl Engine {
             drop(self.lock_container(&id).await);
         }
         let mut c = self.container(key)?;
+        if c.state.status == Status::Running && !force {
+            return Err(EngineError::Running(key.to_string()));
+        }
+        // Its log goes first: on a disk the log filled, what the removal commits needs the room.
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&c.log_path) {
+            let _ = f.set_len(0);
+        }
         if c.state.status == Status::Running {
-            if !force {
-                return Err(EngineError::Running(key.to_string()));
-            }
             if !c.spec.auto_remove {
                 // The removal is recorded before the kill (the container becomes one that is
                 // removed at its exit), so a daemon killed before the record is gone still

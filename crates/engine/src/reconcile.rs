@@ -329,6 +329,13 @@ impl Engine {
             }
         }
         for (id, pid) in live {
+            if let Ok(c) = self.container(&id) {
+                if let Ok(Some(cap)) = weft_model::parse_log_opts(&c.spec.log_opts) {
+                    if let Err(e) = self.logs.cap(std::path::Path::new(&c.log_path), cap) {
+                        tracing::warn!(container = %c.name, error = %e, "its log is not capped");
+                    }
+                }
+            }
             self.watch_exit(id, pid);
         }
         Ok(shared_revision)

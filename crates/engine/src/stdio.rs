@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -142,7 +142,8 @@ impl Console {
     }
 }
 
-/// One inotify instance for the daemon: a counter per followed log file, bumped on every write.
+/// One inotify instance for the daemon: a counter per followed log file, bumped on every write,
+/// and the cap of each running container's log, checked on every write.
 pub struct LogWatch {
     inner: Arc<Mutex<Watched>>,
 }
@@ -150,7 +151,69 @@ pub struct LogWatch {
 struct Watched {
     watches: Watches,
     by_path: HashMap<PathBuf, WatchDescriptor>,
-    by_wd: HashMap<WatchDescriptor, watch::Sender<u64>>,
+    by_wd: HashMap<WatchDescriptor, Watched1>,
+}
+
+/// One watched log.
+struct Watched1 {
+    changes: watch::Sender<u64>,
+    cap: Option<Capped>,
+}
+
+/// Trims are whole blocks: the filesystem frees only those.
+const BLOCK: u64 = 4096;
+
+/// A log kept under its cap in place: when it passes `LogCap::limit`, its head is punched out
+/// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`) down to `LogCap::keep` bytes. Offsets never change, so
+/// the writer (the container's stdout, or weftd's terminal relay) and every follower keep their
+/// place; nothing is renamed or copied; the blocks are free at once. Readers skip the hole
+/// ([`data_start`]). On a filesystem without hole punching the file is cut to nothing instead.
+struct Capped {
+    file: File,
+    cap: weft_model::LogCap,
+    /// The first byte kept.
+    start: u64,
+}
+
+impl Capped {
+    fn trim(&mut self) {
+        let Ok(len) = self.file.metadata().map(|m| m.len()) else { return };
+        if len.saturating_sub(self.start) <= self.cap.limit() {
+            return;
+        }
+        let new_start = len.saturating_sub(self.cap.keep()) / BLOCK * BLOCK;
+        if new_start <= self.start {
+            return;
+        }
+        // SAFETY: fallocate on a descriptor this struct owns, with integer arguments only.
+        let rc = unsafe {
+            libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&self.file), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, self.start as libc::off_t, (new_start - self.start) as libc::off_t)
+        };
+        if rc == 0 {
+            self.start = new_start;
+            return;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            if self.file.set_len(0).is_ok() {
+                self.start = 0;
+            }
+        } else {
+            tracing::warn!(error = %e, "trimming a container log failed");
+        }
+    }
+}
+
+/// The offset of the first byte of data at or after `from` in `file` (past a trimmed head);
+/// the file's length if there is none.
+pub(crate) fn data_start(file: &File, from: u64) -> u64 {
+    // SAFETY: lseek on a descriptor the caller owns; no memory is passed.
+    let off = unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(file), from as libc::off_t, libc::SEEK_DATA) };
+    if off >= 0 {
+        off as u64
+    } else {
+        file.metadata().map(|m| m.len()).unwrap_or(from)
+    }
 }
 
 impl LogWatch {
@@ -175,8 +238,11 @@ impl LogWatch {
                 };
                 let mut w = watched.lock().unwrap_or_else(|p| p.into_inner());
                 for (wd, dropped) in woken {
-                    if let Some(tx) = w.by_wd.get(&wd) {
-                        tx.send_modify(|n| *n += 1);
+                    if let Some(e) = w.by_wd.get_mut(&wd) {
+                        if let Some(c) = &mut e.cap {
+                            c.trim();
+                        }
+                        e.changes.send_modify(|n| *n += 1);
                     }
                     if dropped {
                         w.by_wd.remove(&wd);
@@ -188,24 +254,48 @@ impl LogWatch {
         Ok(Self { inner })
     }
 
+    /// The watch of `path`, made if needed.
+    fn entry<'a>(w: &'a mut Watched, path: &Path) -> std::io::Result<&'a mut Watched1> {
+        let wd = match w.by_path.get(path) {
+            Some(wd) => wd.clone(),
+            None => {
+                let wd = w.watches.add(path, WatchMask::MODIFY)?;
+                w.by_wd.insert(wd.clone(), Watched1 { changes: watch::channel(0).0, cap: None });
+                w.by_path.insert(path.to_path_buf(), wd.clone());
+                wd
+            }
+        };
+        w.by_wd.get_mut(&wd).ok_or_else(|| std::io::Error::other("watch without its entry"))
+    }
+
     /// A counter that changes whenever `path` is written to.
     fn subscribe(&self, path: &Path) -> std::io::Result<watch::Receiver<u64>> {
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = w.by_path.get(path).and_then(|wd| w.by_wd.get(wd)) {
-            return Ok(tx.subscribe());
-        }
-        let wd = w.watches.add(path, WatchMask::MODIFY)?;
-        let (tx, rx) = watch::channel(0);
-        w.by_wd.insert(wd.clone(), tx);
-        w.by_path.insert(path.to_path_buf(), wd);
-        Ok(rx)
+        Ok(Self::entry(&mut w, path)?.changes.subscribe())
     }
 
-    /// Stops watching `path` (its container exited: nothing writes to it any more).
+    /// Keeps the log at `path` under `cap` while its container runs (trimmed now if it is over).
+    pub(crate) fn cap(&self, path: &Path, cap: weft_model::LogCap) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        let start = data_start(&file, 0);
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = Self::entry(&mut w, path)?;
+        let mut c = Capped { file, cap, start };
+        c.trim();
+        e.cap = Some(c);
+        Ok(())
+    }
+
+    /// Stops watching `path` (its container exited: nothing writes to it any more), trimming it
+    /// a last time.
     pub(crate) fn forget(&self, path: &Path) {
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(wd) = w.by_path.remove(path) {
-            w.by_wd.remove(&wd);
+            if let Some(mut e) = w.by_wd.remove(&wd) {
+                if let Some(c) = &mut e.cap {
+                    c.trim();
+                }
+            }
             let _ = w.watches.remove(wd);
         }
     }
@@ -218,6 +308,8 @@ pub struct Follower {
     changes: Option<watch::Receiver<u64>>,
     exit: Option<watch::Receiver<Option<i32>>>,
     buf: Vec<u8>,
+    /// Past a trimmed head: the line cut by the trim is skipped.
+    mid_line: bool,
 }
 
 impl Follower {
@@ -225,18 +317,35 @@ impl Follower {
     /// while it runs.
     pub(crate) fn new(watch: &LogWatch, path: &Path, file: File, exit: Option<watch::Receiver<Option<i32>>>) -> std::io::Result<Self> {
         let changes = exit.as_ref().map(|_| watch.subscribe(path)).transpose()?;
-        Ok(Self { file, changes, exit, buf: vec![0u8; 64 * 1024] })
+        Ok(Self { file, changes, exit, buf: vec![0u8; 64 * 1024], mid_line: false })
     }
 
-    /// The next piece of output, or `None` at the end.
+    /// The next piece of output, or `None` at the end. A follower that fell behind the log's
+    /// cap goes on from the first byte kept (never through the trimmed hole's zeros).
     pub async fn next(&mut self) -> Option<Vec<u8>> {
         loop {
             // Marked seen before reading: a write after this read wakes the wait below.
             if let Some(c) = &mut self.changes {
                 c.borrow_and_update();
             }
+            if let Ok(pos) = self.file.stream_position() {
+                let len = self.file.metadata().map(|m| m.len()).unwrap_or(pos);
+                let to = if pos > len { 0 } else { data_start(&self.file, pos) };
+                if to != pos && pos < len || pos > len {
+                    let _ = self.file.seek(SeekFrom::Start(to));
+                    self.mid_line = to > 0;
+                }
+            }
             let exited = self.exit.as_ref().is_none_or(|e| e.borrow().is_some() || e.has_changed().is_err());
             match self.file.read(&mut self.buf) {
+                Ok(n) if n > 0 && self.mid_line => {
+                    if let Some(i) = self.buf[..n].iter().position(|b| *b == b'\n') {
+                        self.mid_line = false;
+                        if i + 1 < n {
+                            return Some(self.buf[i + 1..n].to_vec());
+                        }
+                    }
+                }
                 Ok(n) if n > 0 => return Some(self.buf[..n].to_vec()),
                 Ok(_) if exited => return None,
                 Ok(_) => {}

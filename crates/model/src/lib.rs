@@ -7,6 +7,7 @@ mod api;
 mod caps;
 mod inspect;
 mod limits;
+mod logopts;
 mod names;
 mod p2p;
 mod ports;
@@ -17,6 +18,7 @@ mod template;
 pub use api::{ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect, sandbox_inspect};
+pub use logopts::{parse_log_opts, LogCap, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE};
 pub use limits::{
     check_pids_limit, default_device_rules, parse_cpus, parse_memory, ContainerStats, CpuStats, CpuUsage, DeviceRule, MemoryStats, PidsStats, Throttling,
     DEFAULT_DEVICE_RULES, MIN_MEMORY, MIN_NANO_CPUS,
@@ -75,6 +77,8 @@ pub enum ModelError {
     Link(String),
     #[error("invalid capability {0:?}: expected a name such as NET_ADMIN, CAP_NET_ADMIN or ALL")]
     Capability(String),
+    #[error("invalid --log-opt {opt:?}: {reason}")]
+    LogOpt { opt: String, reason: String },
     #[error("invalid memory size {0:?}: expected bytes or a number with b, k, m or g, such as 512m")]
     Memory(String),
     #[error("minimum memory limit allowed is 6MB (--memory {0})")]

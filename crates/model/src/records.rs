@@ -166,6 +166,8 @@ pub struct RunSpec {
     pub pids_limit: Option<i64>,
     /// `--device-cgroup-rule`s, added to Docker's default allowed devices.
     pub device_cgroup_rules: Vec<String>,
+    /// `--log-opt KEY=VALUE`s (`max-size`, `max-file`; see [`crate::parse_log_opts`]).
+    pub log_opts: Vec<String>,
 }
 
 /// What `weft exec` asks for (the body of `POST /containers/{id}/exec`).
@@ -254,6 +256,7 @@ impl RunSpec {
             crate::validate_alias(a)?;
         }
         crate::check_port_count(&self.port_specs()?)?;
+        crate::parse_log_opts(&self.log_opts)?;
         let mode: NetworkMode = self.network_mode.parse()?;
         if let NetworkMode::None | NetworkMode::Host | NetworkMode::Container(_) = &mode {
             for (flag, given) in [("--ip", self.ip.is_some()), ("--mac-address", self.mac_address.is_some()), ("--network-alias", !self.aliases.is_empty())] {

@@ -117,17 +117,81 @@ impl Embedded {
         let history = Arc::new(Mutex::new(History { batches: VecDeque::new(), oldest }));
         let (tx, rx) = mpsc::channel::<Request>();
         let (events, _) = broadcast::channel(4096);
-        let (db2, ev2, h2) = (db.clone(), events.clone(), history.clone());
+        let (db2, ev2, h2, reserve) = (db.clone(), events.clone(), history.clone(), Reserve::new(path));
         let committer = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || committer(&db2, &rx, &ev2, &h2))
+            .spawn(move || committer(&db2, &rx, &ev2, &h2, reserve))
             .map_err(|e| open_err(redb::Error::Io(e)))?;
         Ok(Self { db, tx: Some(tx), committer: Some(committer), events, history })
     }
 }
 
-fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>, history: &Mutex<History>) {
+/// Room kept for the store on a full disk: `<store>.reserve`, [`Reserve::SIZE`] bytes of
+/// allocated blocks beside the database. Before each commit, if its filesystem has less than
+/// that free, the reserve is given back, so that the commit (a removal above all: `rm -f` of what
+/// filled the disk) finds room instead of failing; it is made again once there is room for it
+/// twice over. (redb cannot be trusted to go on after a write it could not finish.)
+struct Reserve {
+    path: std::path::PathBuf,
+    made: bool,
+}
+
+impl Reserve {
+    const SIZE: u64 = 16 << 20;
+
+    fn new(store: &Path) -> Self {
+        let mut name = store.as_os_str().to_owned();
+        name.push(".reserve");
+        let path = std::path::PathBuf::from(name);
+        let made = std::fs::metadata(&path).is_ok_and(|m| m.len() == Self::SIZE);
+        let mut r = Self { path, made };
+        r.check();
+        r
+    }
+
+    /// Free bytes of the filesystem the store is on.
+    fn free(&self) -> Option<u64> {
+        let dir = std::ffi::CString::new(self.path.parent()?.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: statvfs writes one struct statvfs into the zeroed local it is given; the path
+        // is a NUL-terminated string that outlives the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::statvfs(dir.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+
+    fn check(&mut self) {
+        let Some(free) = self.free() else { return };
+        if self.made && free < Self::SIZE {
+            if std::fs::remove_file(&self.path).is_ok() {
+                tracing::warn!(path = %self.path.display(), free, "the disk is nearly full: the store's reserve is given back so that commits (removals) go on");
+            }
+            self.made = false;
+        } else if !self.made && free > 2 * Self::SIZE {
+            let made = std::fs::File::create(&self.path).and_then(|f| {
+                use std::os::fd::AsRawFd;
+                // SAFETY: fallocate on the descriptor of the file just made, integer arguments.
+                match unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, Self::SIZE as libc::off_t) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+            match made {
+                Ok(()) => self.made = true,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&self.path);
+                    tracing::warn!(path = %self.path.display(), error = %e, "no reserve for the store");
+                }
+            }
+        }
+    }
+}
+
+fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>, history: &Mutex<History>, mut reserve: Reserve) {
     while let Ok(first) = rx.recv() {
+        reserve.check();
         let mut batch = VecDeque::from([first]);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

@@ -114,6 +114,9 @@ struct RunArgs {
     /// Also allow devices: 'TYPE MAJOR:MINOR ACCESS', e.g. 'c 42:* rmw'.
     #[arg(long = "device-cgroup-rule")]
     device_cgroup_rule: Vec<String>,
+    /// Log cap as Docker's json-file driver: max-size=SIZE (-1: none), max-file=N (default 20m, 5).
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     cmd: Vec<String>,
 }
@@ -757,6 +760,7 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         nano_cpus: a.cpus.as_deref().map(weft_model::parse_cpus).transpose()?.unwrap_or(0),
         pids_limit: a.pids_limit,
         device_cgroup_rules: a.device_cgroup_rule,
+        log_opts: a.log_opt,
         tty: a.tty,
         open_stdin: a.interactive,
         // In the foreground, stdin ends with the user's (`echo hi | weft run -i … cat`).
