@@ -703,8 +703,13 @@ impl Engine {
                 c = rec;
             }
             if c.state.status == Status::Running {
+                // Subscribed before the kill: the exit (which may remove the container at once)
+                // cannot be missed.
+                let exit = self.lock().exits.get(&c.id).map(|tx| tx.subscribe());
                 send_signal(&c, Signal::SIGKILL)?;
-                self.wait(&c.id).await?;
+                if let Some(mut rx) = exit {
+                    let _ = rx.wait_for(|code| code.is_some()).await;
+                }
             }
         }
         if c.spec.auto_remove {
