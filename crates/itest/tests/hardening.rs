@@ -355,8 +355,16 @@ fn rm_during_a_run_of_the_name_and_rm_before_a_crash_both_remove() {
     // `rm -f NAME` sent while `run --name NAME` is in flight waits for it, then removes it.
     let names: Vec<String> = (0..10).map(|i| format!("race{i}")).collect();
     let runs: Vec<_> = names.iter().map(|n| in_background(&h, &["run", "-d", "--name", n, "--rootfs", &rootfs, "--", "sleep", "300"])).collect();
-    std::thread::sleep(Duration::from_millis(50));
-    let rms: Vec<_> = names.iter().map(|n| in_background(&h, &["rm", "-f", n])).collect();
+    // Each rm goes once its run has taken the name (so the daemon has the run first): a probe
+    // says "in use" then, and before that fails harmlessly (`--rootfs /` is refused after the
+    // name is taken, and the name given back).
+    let rms: Vec<_> = names
+        .iter()
+        .map(|n| {
+            weft_itest::eventually("the run took its name", || h.fails(&["run", "-d", "--name", n, "--rootfs", "/", "--", "true"]).contains("already in use"));
+            in_background(&h, &["rm", "-f", n])
+        })
+        .collect();
     let runs: Vec<bool> = runs.into_iter().map(|t| t.join().expect("run thread").status.success()).collect();
     let rms: Vec<String> = rms.into_iter().map(|t| text(&t.join().expect("rm thread"))).collect();
     let left = h.ok(&["ps", "-a"]);
