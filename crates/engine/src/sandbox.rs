@@ -76,7 +76,12 @@ impl Engine {
             None => {
                 let p = path.clone();
                 let names: Vec<String> = blocking(move || Ok(weft_kernel::netns::open_in(&p, &[])?.links()?.into_iter().map(|l| l.name).collect())).await?;
-                (0..).map(|i| format!("eth{i}")).find(|n| !names.contains(n)).unwrap_or_default()
+                // An interface of an attachment just detached, still queued for deletion, does not
+                // hold its name: it is retired when the new one needs it.
+                let ns = path.display().to_string();
+                let st = self.lock();
+                let taken = |n: &String| names.contains(n) && !st.detached.contains_key(&(ns.clone(), n.clone()));
+                (0..).map(|i| format!("eth{i}")).find(|n| !taken(n)).unwrap_or_default()
             }
         };
         let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
