@@ -121,7 +121,7 @@ fn dns_flood_is_bounded_and_the_daemon_keeps_answering() {
     assert!(probe.starts_with("RCODE 0"), "a local name during the flood: {probe}");
     h.ok(&["ps"]);
     let servfail: u64 = out.split_whitespace().find_map(|w| w.strip_prefix("rcode2=")).and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(servfail > 1_000, "past the bound, queries are answered SERVFAIL at once (the rest overflow the socket): {out}");
+    assert!(servfail > 500, "past the bound, queries are answered SERVFAIL at once (the rest overflow the socket): {out}");
     // 128 forwards of one container in flight, each one socket; some slack for the daemon's own (the execs' pipes).
     assert!(peak <= before + 128 + 48, "descriptors grew from {before} to {peak} under the flood ({out})");
 
@@ -129,7 +129,8 @@ fn dns_flood_is_bounded_and_the_daemon_keeps_answering() {
     h.stop_daemon();
     h.start(&["--dns", UPSTREAM, "--dns-forward-max", "100000", "--dns-forward-max-per-container", "100000"]);
     let (before_off, peak_off, out_off) = flood(&h);
-    assert!(peak_off > before_off + 1000, "unbounded, the flood should hold many sockets: {before_off} -> {peak_off} ({out_off})");
+    // (Well past the bound: how far depends on how fast a loaded machine lets weftd read.)
+    assert!(peak_off > before_off + 4 * 128, "unbounded, the flood should hold many sockets: {before_off} -> {peak_off} ({out_off})");
     eprintln!("descriptors under the flood: bounded {before} -> {peak}, unbounded {before_off} -> {peak_off}");
     drop(up);
     h.finish();
