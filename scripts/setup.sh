@@ -3,11 +3,13 @@
 # (weft links libnftables in-process), iproute2 and util-linux for the tests' throwaway hosts, a
 # static busybox for container root filesystems, procps for the leak checks, gcc and libc6-dev
 # for the security tests' static attack tool, and Open vSwitch (ovsdb-server and ovs-vswitchd, which
-# the OVS tests start in their own namespaces: the packages' services are not started).
+# the OVS tests start in their own namespaces: the packages' services are not started), protoc
+# and the well-known protobuf types (the etcd client's build compiles etcd's API), and etcd (the
+# multi-host tests start their own cluster in namespaces; the package's service is not started).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -134,7 +134,7 @@ impl EngineError {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) | Self::NoSuchExec(_) | Self::NoSuchLink(_) => 404,
             Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
-            Self::PoolsExhausted | Self::Contention(_) => 503,
+            Self::PoolsExhausted | Self::Contention(_) | Self::Store(weft_store::StoreError::Unavailable(_)) => 503,
             Self::Refused(_) | Self::Overlap(_) | Self::Namespace(_) | Self::Terminal(_) => 400,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
             Self::Ipam(weft_ipam::IpamError::Exhausted(_) | weft_ipam::IpamError::Exhausted6(_)) => 503,

@@ -11,6 +11,7 @@
 //! Tests need root and the binaries built (`cargo build --workspace` first; `WEFT_BIN_DIR`
 //! overrides where they are looked for). A test that cannot run fails; nothing is skipped.
 
+pub mod cluster;
 pub mod leaks;
 
 use std::path::{Path, PathBuf};

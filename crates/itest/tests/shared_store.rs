@@ -1,10 +1,11 @@
-//! Two daemons sharing one store (the second uses the first's through `--store`), as two hosts
-//! share etcd: a global network is seen by both, and its addresses are claimed in the store, so
-//! no address is handed out twice however the creations interleave.
+//! Two hosts sharing one etcd (`weftd --store etcd://…`), each a namespace on an underlay with its
+//! own daemon, etcd in namespaces of its own: a global network is seen by both, and its addresses
+//! are claimed in etcd, so no address is handed out twice however the creations interleave.
 
 use std::collections::HashMap;
 use std::thread;
 
+use weft_itest::cluster::{EtcdCluster, Underlay};
 use weft_itest::{text, Host};
 
 /// `n` containers named `{prefix}{i}` on network `net`, started from `threads` threads at
@@ -55,18 +56,34 @@ fn addresses(h: &Host, net: &str) -> HashMap<String, String> {
     out
 }
 
-fn shared_pair(tag: &str) -> (Host, Host) {
+/// Two hosts (192.168.200.1 and .2) on an underlay with a one-member etcd; the daemons are
+/// started on it as `host-a` and `host-b`. The cluster outlives the hosts (they are finished
+/// first: their teardown needs etcd).
+struct Pair {
+    a: Host,
+    b: Host,
+    url: String,
+    etcd: EtcdCluster,
+    _ul: Underlay,
+}
+
+fn shared_pair(tag: &str) -> Pair {
+    let ul = Underlay::new(tag);
+    let etcd = EtcdCluster::start(&ul, tag, 1);
     let mut a = Host::new(&format!("{tag}a"));
     let mut b = Host::new(&format!("{tag}b"));
-    let store = a.dir.join("store.sock").display().to_string();
-    a.start(&["--host-id", "host-a", "--store-listen", &store]);
-    b.start(&["--host-id", "host-b", "--store", &format!("unix:{store}")]);
-    (a, b)
+    ul.join(&a, "192.168.200.1");
+    ul.join(&b, "192.168.200.2");
+    let url = etcd.url();
+    a.start(&["--host-id", "host-a", "--store", &url]);
+    b.start(&["--host-id", "host-b", "--store", &url]);
+    Pair { a, b, url, etcd, _ul: ul }
 }
 
 #[test]
 fn two_daemons_never_hand_out_one_address() {
-    let (mut a, b) = shared_pair("sh");
+    // (Bound first, dropped last: a failing test's hosts are torn down while etcd still runs.)
+    let Pair { _ul, etcd, url, mut a, b } = shared_pair("sh");
     // A /24 (253 addresses for 200): the daemons' search starts (133 and 204 for these host ids)
     // are close enough that they offer the same addresses and race for them.
     a.ok(&["network", "create", "--scope", "global", "--subnet", "10.77.0.0/24", "shared"]);
@@ -98,7 +115,7 @@ fn two_daemons_never_hand_out_one_address() {
     // A daemon's restart reconciles only its own host's keys: host b's containers keep their
     // claims (a killed host a, restarted, hands out none of their addresses).
     a.kill9_daemon();
-    a.start(&["--host-id", "host-a", "--store-listen", &a.dir.join("store.sock").display().to_string()]);
+    a.start(&["--host-id", "host-a", "--store", &url]);
     assert_eq!(addresses(&a, "shared"), on_a, "host a's containers adopted as they were");
     let (more, refused) = run_many(&a, "late", "shared", 20, 4);
     assert!(refused.is_empty(), "{refused:?}");
@@ -131,11 +148,12 @@ fn two_daemons_never_hand_out_one_address() {
     assert!(!b.ip(&["-4", "addr"]).contains("10.77.0.1/24"), "host b's bridge is gone");
     b.finish();
     a.finish();
+    drop(etcd);
 }
 
 #[test]
 fn a_small_shared_subnet_is_shared_exactly() {
-    let (a, b) = shared_pair("sx");
+    let Pair { _ul, etcd, a, b, .. } = shared_pair("sx");
     // 10.78.0.0/27: 30 host addresses, one the gateway: 29 for containers.
     a.ok(&["network", "create", "--scope", "global", "--subnet", "10.78.0.0/27", "small"]);
     weft_itest::eventually("host b sees the network", || b.weft(&["network", "inspect", "small"]).status.success());
@@ -178,6 +196,51 @@ fn a_small_shared_subnet_is_shared_exactly() {
     assert_eq!(more.len(), freed, "host b takes the addresses host a released: {refused:?}");
     let o = b.weft(&["run", "-d", "--net", "small", "--rootfs", &b.rootfs(), "--", "sleep", "600"]);
     assert!(!o.status.success(), "the subnet is full again: {}", text(&o));
+    b.finish();
+    a.finish();
+    drop(etcd);
+}
+
+/// With etcd gone, containers already running keep their traffic, reads of the daemon's own
+/// state still answer, and every change is refused at once with one clear line (not a hang, not
+/// a half-made container); when etcd is back, the daemons go on where they were.
+#[test]
+fn losing_etcd_refuses_changes_and_keeps_traffic() {
+    let Pair { _ul, mut etcd, a, b, .. } = shared_pair("sd");
+    a.ok(&["network", "create", "--scope", "global", "--subnet", "10.81.0.0/24", "g"]);
+    weft_itest::eventually("host b sees the network", || b.weft(&["network", "inspect", "g"]).status.success());
+    a.run_d("c1", &["--net", "g"], &["sleep", "600"]);
+    a.run_d("c2", &["--net", "g"], &["sleep", "600"]);
+    let c2 = weft_itest::inspect(&a, "c2")["NetworkSettings"]["Networks"]["g"]["IPAddress"].as_str().expect("c2's address").to_string();
+    let links_before = a.link_names();
+
+    etcd.kill(0);
+    assert!(a.ping("c1", &c2), "traffic between running containers goes on without etcd");
+    assert!(a.ok(&["ps"]).contains("c1"), "the daemon still answers reads");
+    let t0 = std::time::Instant::now();
+    let err = a.fails(&["run", "-d", "--name", "c3", "--net", "g", "--rootfs", &a.rootfs(), "--", "sleep", "600"]);
+    let took = t0.elapsed();
+    assert!(err.contains("unreachable") && err.lines().count() == 1, "one clear line: {err}");
+    assert!(took < std::time::Duration::from_secs(10), "refused within the store's deadline, not hung: {took:?}");
+    assert!(b.fails(&["network", "create", "--scope", "global", "--subnet", "10.82.0.0/24", "h"]).contains("unreachable"));
+    assert_eq!(a.link_names(), links_before, "the refused run left nothing behind");
+    assert!(a.weft(&["inspect", "c3"]).status.code() != Some(0), "no half-made container");
+
+    etcd.restart(0);
+    let mut started = None;
+    let t0 = std::time::Instant::now();
+    while started.is_none() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        let o = b.weft(&["run", "-d", "--name", "c4", "--net", "g", "--rootfs", &b.rootfs(), "--", "sleep", "600"]);
+        if o.status.success() {
+            started = Some(());
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    assert!(started.is_some(), "host b runs on the global network again once etcd is back");
+    let c4 = weft_itest::inspect(&b, "c4")["NetworkSettings"]["Networks"]["g"]["IPAddress"].as_str().expect("c4's address").to_string();
+    let c1 = weft_itest::inspect(&a, "c1")["NetworkSettings"]["Networks"]["g"]["IPAddress"].as_str().expect("c1's address").to_string();
+    assert!(c4 != c1 && c4 != c2, "host b's new container got a free address ({c4}), not one of host a's ({c1}, {c2})");
     b.finish();
     a.finish();
 }

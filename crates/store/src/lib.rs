@@ -8,18 +8,18 @@
 //! so one committer thread gathers the transactions that arrive while the previous fsync runs and
 //! commits them together (group commit): concurrent operations share one fsync.
 //!
-//! The remote backend (`Remote`) is another daemon's store reached over a Unix socket (`serve`
-//! answers there): several daemons then share one store, as several hosts share one etcd. It is
-//! the same model over the wire, so the engine cannot tell the backends apart.
+//! The etcd backend (`Etcd`) is an etcd v3 cluster: several daemons on several hosts share it.
+//! It is the same model, so the engine cannot tell the backends apart; the conformance suite
+//! (`crates/itest/tests/store.rs`) runs the same tests against both.
 
 mod embedded;
-mod remote;
+mod etcd;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use embedded::Embedded;
-pub use remote::{serve, Remote};
+pub use etcd::{Etcd, Timeouts, Tls};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,12 +64,19 @@ pub struct Txn {
 impl Txn {
     /// An unconditional transaction.
     pub fn ops(success: Vec<Op>) -> Self {
-        Self { success, ..Self::default() }
+        Self {
+            success,
+            ..Self::default()
+        }
     }
 
     /// An unconditional transaction that may wait for the next durable commit (see `relaxed`).
     pub fn relaxed(success: Vec<Op>) -> Self {
-        Self { success, relaxed: true, ..Self::default() }
+        Self {
+            success,
+            relaxed: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -110,6 +117,9 @@ pub enum StoreError {
     Commit(#[source] BoxError),
     #[error("store is closed")]
     Closed,
+    /// The store did not answer (etcd: no member reachable, no leader, a lost connection).
+    #[error("the store is unreachable")]
+    Unavailable(#[source] BoxError),
     #[error("corrupt record under {0}")]
     Corrupt(String),
     /// A watch from a revision the store no longer keeps: read by prefix, watch from that
@@ -131,8 +141,8 @@ pub struct Watcher {
     pending: std::collections::VecDeque<Result<Event>>,
 }
 
-/// Where a watch's events come from: the embedded store's committed batches, or a remote
-/// store's connection.
+/// Where a watch's events come from: the embedded store's committed batches, or an etcd watch
+/// stream's task.
 enum Source {
     Batches(tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>),
     Stream(tokio::sync::mpsc::UnboundedReceiver<Result<Event>>),
@@ -140,14 +150,32 @@ enum Source {
 
 impl Watcher {
     /// `backlog`: what happened since the revision asked for (or the compaction error), then live.
-    pub(crate) fn batches(prefix: &str, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>, backlog: Vec<Result<Event>>) -> Self {
-        let pending = backlog.into_iter().filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix))).collect();
-        Self { prefix: prefix.to_string(), source: Source::Batches(rx), pending }
+    pub(crate) fn batches(
+        prefix: &str,
+        rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>,
+        backlog: Vec<Result<Event>>,
+    ) -> Self {
+        let pending = backlog
+            .into_iter()
+            .filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix)))
+            .collect();
+        Self {
+            prefix: prefix.to_string(),
+            source: Source::Batches(rx),
+            pending,
+        }
     }
 
     /// Events (already under the prefix) as they arrive from elsewhere.
-    pub(crate) fn stream(prefix: &str, rx: tokio::sync::mpsc::UnboundedReceiver<Result<Event>>) -> Self {
-        Self { prefix: prefix.to_string(), source: Source::Stream(rx), pending: Default::default() }
+    pub(crate) fn stream(
+        prefix: &str,
+        rx: tokio::sync::mpsc::UnboundedReceiver<Result<Event>>,
+    ) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            source: Source::Stream(rx),
+            pending: Default::default(),
+        }
     }
 
     /// The next event under the prefix; `None` when the store is closed. `Compacted` or
@@ -160,8 +188,16 @@ impl Watcher {
             match &mut self.source {
                 Source::Stream(rx) => return rx.recv().await,
                 Source::Batches(rx) => match rx.recv().await {
-                    Ok(batch) => self.pending.extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().map(Ok)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
+                    Ok(batch) => self.pending.extend(
+                        batch
+                            .iter()
+                            .filter(|e| e.key().starts_with(&self.prefix))
+                            .cloned()
+                            .map(Ok),
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        return Some(Err(StoreError::Lagged(n)))
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
             }
@@ -193,4 +229,6 @@ pub trait Store: Send + Sync {
     /// The events under `prefix` after revision `after` (`None`: from now on), in order. Events
     /// older than the backend keeps come as `Err(Compacted)` first.
     fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher;
+    /// Forgets the history before `revision`: a watch from an older one gets `Compacted`.
+    fn compact(&self, revision: u64) -> BoxFuture<Result<()>>;
 }

@@ -79,13 +79,19 @@ struct Args {
     /// This daemon's name among daemons sharing a store (default: made once, kept in the data-root).
     #[arg(long)]
     host_id: Option<String>,
-    /// Use another weftd's store (unix:PATH of its --store-listen) instead of the embedded one:
-    /// global networks are then shared, and no address is handed out twice among the daemons.
+    /// Keep state in etcd (`etcd://HOST:PORT[,HOST:PORT…]`) instead of the embedded store: global
+    /// networks are then shared by every daemon on that etcd, and no address is handed out twice.
     #[arg(long)]
     store: Option<String>,
-    /// Serve this daemon's embedded store to other weftd on this Unix socket (mode 0600).
+    /// etcd over TLS: the PEM of the CA that signed the members' certificates.
     #[arg(long)]
-    store_listen: Option<PathBuf>,
+    store_ca: Option<PathBuf>,
+    /// etcd over TLS: this daemon's client certificate (PEM; with --store-key).
+    #[arg(long)]
+    store_cert: Option<PathBuf>,
+    /// etcd over TLS: the key of --store-cert (PEM).
+    #[arg(long)]
+    store_key: Option<PathBuf>,
     /// Forwards of the embedded DNS in flight, all containers together (past it: SERVFAIL).
     #[arg(long, default_value_t = weft_dns::Limits::default().forwards)]
     dns_forward_max: usize,
@@ -132,6 +138,36 @@ fn parse_pool(s: &str) -> Result<AddressPool, String> {
 }
 
 /// `--host-id`, or the id kept in the data-root (made on the first start).
+/// `etcd://HOST:PORT[,HOST:PORT…]` -> the members' `HOST:PORT`s.
+fn etcd_endpoints(s: &str) -> anyhow::Result<Vec<String>> {
+    let Some(list) = s.strip_prefix("etcd://") else {
+        bail!("invalid --store {s:?}: expected etcd://HOST:PORT[,HOST:PORT…]");
+    };
+    let endpoints: Vec<String> = list.split(',').map(|e| e.trim().trim_end_matches('/').to_string()).collect();
+    for e in &endpoints {
+        let valid = e.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && !host.contains(['/', ' ']) && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid {
+            bail!("invalid --store endpoint {e:?}: expected HOST:PORT");
+        }
+    }
+    Ok(endpoints)
+}
+
+/// The TLS material of `--store-ca/--store-cert/--store-key`, read now.
+fn store_tls(ca: &Option<PathBuf>, cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<weft_store::Tls>> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        (None, None) => None,
+        _ => bail!("--store-cert and --store-key go together"),
+    };
+    match ca {
+        Some(ca) => Ok(Some(weft_store::Tls { ca: read(ca)?, identity })),
+        None if identity.is_some() => bail!("--store-cert needs --store-ca (the CA of the etcd members)"),
+        None => Ok(None),
+    }
+}
+
 fn host_id(given: Option<String>, data_root: &std::path::Path) -> anyhow::Result<String> {
     if let Some(id) = given {
         return Ok(id);
@@ -221,24 +257,20 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     cfg.host_id = host_id(args.host_id, &args.data_root)?;
     let store: Arc<dyn weft_store::Store> = match args.store.as_deref() {
-        None => Arc::new(weft_store::Embedded::open(&args.data_root.join("weft.redb")).context("open the store (is another weftd using this --data-root?)")?),
-        Some(s) => {
-            let Some(path) = s.strip_prefix("unix:").map(|p| p.trim_start_matches("//")) else {
-                bail!("invalid --store {s:?}: only unix:PATH (another weftd's --store-listen) is supported");
-            };
-            if args.store_listen.is_some() {
-                bail!("--store-listen serves the embedded store: it cannot be used with --store");
+        None => {
+            if args.store_ca.is_some() || args.store_cert.is_some() || args.store_key.is_some() {
+                bail!("--store-ca, --store-cert and --store-key are for --store etcd://…");
             }
-            Arc::new(weft_store::Remote::connect(std::path::Path::new(path)).await.with_context(|| format!("connect to the shared store {path}"))?)
+            Arc::new(weft_store::Embedded::open(&args.data_root.join("weft.redb")).context("open the store (is another weftd using this --data-root?)")?)
+        }
+        Some(s) => {
+            let endpoints = etcd_endpoints(s)?;
+            let tls = store_tls(&args.store_ca, &args.store_cert, &args.store_key)?;
+            let store = weft_store::Etcd::connect(&endpoints, tls, weft_store::Timeouts::default()).await.with_context(|| format!("connect to etcd at {}", endpoints.join(",")))?;
+            tracing::info!(endpoints = %endpoints.join(","), "state in etcd");
+            Arc::new(store)
         }
     };
-    if let Some(path) = &args.store_listen {
-        let _ = std::fs::remove_file(path);
-        let l = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        tokio::spawn(weft_store::serve(store.clone(), l));
-        tracing::info!(socket = %path.display(), "serving the store to other daemons");
-    }
     let engine = Engine::open(cfg, store).await?;
 
     if let Some(dir) = sock.parent() {
