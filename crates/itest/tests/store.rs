@@ -166,6 +166,27 @@ async fn large_prefixes_are_read_whole(s: Arc<dyn Store>) {
     assert_eq!(at, during);
 }
 
+async fn leases_take_their_keys_with_them(s: Arc<dyn Store>) {
+    let lease = s.grant(Duration::from_secs(10)).await.expect("grant");
+    let r = commit(&*s, vec![Op::PutLeased("/t/n/host".into(), b"up".to_vec(), lease), put("/t/n/plain", "stays")]).await;
+    assert!(s.keep_alive(lease).await.expect("keep alive"), "a live lease renews");
+    s.revoke(lease).await.expect("revoke");
+    assert!(s.get("/t/n/host").await.expect("get").is_none(), "the leased key went with its lease");
+    assert!(s.get("/t/n/plain").await.expect("get").is_some(), "a key without the lease stays");
+    let mut w = s.watch("/t/n/", Some(r));
+    match next(&mut w).await {
+        Event::Delete { key, .. } => assert_eq!(key, "/t/n/host", "the end of a lease is a delete event"),
+        e => panic!("expected the lease's delete, got {e:?}"),
+    }
+    assert!(!s.keep_alive(lease).await.expect("keep alive"), "an ended lease does not renew");
+    // A key put again without the lease is no longer the lease's.
+    let l2 = s.grant(Duration::from_secs(10)).await.expect("grant");
+    commit(&*s, vec![Op::PutLeased("/t/n/re".into(), b"1".to_vec(), l2)]).await;
+    commit(&*s, vec![put("/t/n/re", "2")]).await;
+    s.revoke(l2).await.expect("revoke");
+    assert_eq!(s.get("/t/n/re").await.expect("get").expect("re").value, b"2");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -177,7 +198,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(revisions_and_prefixes, compares_decide_the_branch, concurrent_creates_have_one_winner, watches_replay_from_a_revision_then_follow, compaction_is_reported_to_old_watches, large_prefixes_are_read_whole);
+conformance!(revisions_and_prefixes, compares_decide_the_branch, concurrent_creates_have_one_winner, watches_replay_from_a_revision_then_follow, compaction_is_reported_to_old_watches, large_prefixes_are_read_whole, leases_take_their_keys_with_them);
 
 /// How long `f` takes to fail with `Unavailable` (panics on anything else).
 async fn unavailable_within<T: std::fmt::Debug>(what: &str, f: impl std::future::Future<Output = Option<Result<T, StoreError>>>) -> Duration {
@@ -271,4 +292,50 @@ fn etcd_one_member_down_changes_nothing() {
         etcd.restart(down);
     }
     let _ = std::process::Command::new("ip").args(["netns", "del", &client_ns]).status();
+}
+
+/// etcd: a lease that is not renewed expires and takes its key (a dead host's registration goes);
+/// one that is renewed stays.
+#[test]
+fn etcd_an_unrenewed_lease_expires() {
+    on_etcd(|s| {
+        Box::pin(async move {
+            let dead = s.grant(Duration::from_secs(2)).await.expect("grant");
+            let live = s.grant(Duration::from_secs(2)).await.expect("grant");
+            let r = commit(&*s, vec![Op::PutLeased("/t/dead".into(), b"x".to_vec(), dead), Op::PutLeased("/t/live".into(), b"x".to_vec(), live)]).await;
+            let mut w = s.watch("/t/", Some(r));
+            let t0 = Instant::now();
+            let gone = loop {
+                assert!(s.keep_alive(live).await.expect("renew"), "the renewed lease lives");
+                match tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+                    Ok(Some(Ok(Event::Delete { key, .. }))) => break (key, t0.elapsed()),
+                    Ok(other) => panic!("expected the expiry, got {other:?}"),
+                    Err(_) => assert!(t0.elapsed() < Duration::from_secs(10), "the lease did not expire within 10 s"),
+                }
+            };
+            assert_eq!(gone.0, "/t/dead");
+            assert!(gone.1 >= Duration::from_millis(1500), "not before its time to live: {:?}", gone.1);
+            assert!(s.get("/t/live").await.expect("get").is_some());
+        })
+    });
+}
+
+/// The embedded store: leases end with the process that granted them (at the next open, their
+/// keys are gone), as a host's registration goes with its daemon.
+#[test]
+fn embedded_leases_end_with_the_process() {
+    let dir = std::env::temp_dir().join(format!("weft-itest-store-lease-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("s.redb");
+    runtime().block_on(async {
+        let s = Embedded::open(&path).expect("open");
+        let lease = s.grant(Duration::from_secs(5)).await.expect("grant");
+        commit(&s, vec![Op::PutLeased("/t/node".into(), b"x".to_vec(), lease), put("/t/rec", "y")]).await;
+    });
+    runtime().block_on(async {
+        let s = Embedded::open(&path).expect("open again");
+        assert!(s.get("/t/node").await.expect("get").is_none(), "the earlier process's leased key is gone");
+        assert!(s.get("/t/rec").await.expect("get").is_some());
+    });
+    std::fs::remove_dir_all(&dir).expect("remove");
 }

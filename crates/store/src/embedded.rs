@@ -14,6 +14,8 @@ use crate::{
 /// key -> create_revision (8 bytes LE) ++ mod_revision (8 bytes LE) ++ value
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// key -> the lease it was put with (see `Store::grant`).
+const LEASED: TableDefinition<&str, i64> = TableDefinition::new("leased");
 const REVISION: &str = "revision";
 /// How many transactions one fsync may cover.
 const MAX_BATCH: usize = 256;
@@ -29,6 +31,8 @@ pub struct Embedded {
     committer: Option<std::thread::JoinHandle<()>>,
     events: broadcast::Sender<Arc<Vec<Event>>>,
     history: Arc<Mutex<History>>,
+    /// The leases granted by this process (they end with it).
+    leases: Mutex<std::collections::HashSet<i64>>,
 }
 
 /// The last committed batches of events, for watches that start at a revision.
@@ -46,12 +50,7 @@ impl History {
         self.batches.push_back(batch.clone());
         while self.batches.len() > HISTORY {
             if let Some(old) = self.batches.pop_front() {
-                self.oldest = old
-                    .iter()
-                    .map(|e| e.revision() + 1)
-                    .max()
-                    .unwrap_or(self.oldest)
-                    .max(self.oldest);
+                self.oldest = old.iter().map(|e| e.revision() + 1).max().unwrap_or(self.oldest).max(self.oldest);
             }
         }
         let _ = events.send(batch);
@@ -78,10 +77,7 @@ fn encode(create: u64, modr: u64, value: &[u8]) -> Vec<u8> {
 
 fn decode(key: &str, raw: &[u8]) -> Result<KeyValue> {
     let rev = |r: &[u8]| -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            r.try_into()
-                .map_err(|_| StoreError::Corrupt(key.to_string()))?,
-        ))
+        Ok(u64::from_le_bytes(r.try_into().map_err(|_| StoreError::Corrupt(key.to_string()))?))
     };
     if raw.len() < 16 {
         return Err(StoreError::Corrupt(key.to_string()));
@@ -103,12 +99,7 @@ fn cm<E: Into<redb::Error>>(e: E) -> StoreError {
 
 fn current_revision(db: &Database) -> Result<u64> {
     let r = db.begin_read().map_err(rd)?;
-    Ok(r.open_table(META)
-        .map_err(rd)?
-        .get(REVISION)
-        .map_err(rd)?
-        .map(|v| v.value())
-        .unwrap_or(0))
+    Ok(r.open_table(META).map_err(rd)?.get(REVISION).map_err(rd)?.map(|v| v.value()).unwrap_or(0))
 }
 
 impl Embedded {
@@ -123,36 +114,26 @@ impl Embedded {
             let w = db.begin_write().map_err(|e| open_err(e.into()))?;
             w.open_table(KV).map_err(|e| open_err(e.into()))?;
             w.open_table(META).map_err(|e| open_err(e.into()))?;
+            w.open_table(LEASED).map_err(|e| open_err(e.into()))?;
             w.commit().map_err(|e| open_err(e.into()))?;
         }
+        // An earlier process's leases ended with it: their keys go (before any watcher exists).
+        let leased = leased_keys(&db, None).map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })?;
+        if !leased.is_empty() {
+            let expire = Txn::ops(leased.into_iter().map(Op::Delete).collect());
+            apply_batch(&db, true, std::iter::once(&expire)).map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })?;
+        }
         let db = Arc::new(db);
-        let oldest = current_revision(&db).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            source: Box::new(e),
-        })? + 1;
-        let history = Arc::new(Mutex::new(History {
-            batches: VecDeque::new(),
-            oldest,
-        }));
+        let oldest = current_revision(&db).map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })? + 1;
+        let history = Arc::new(Mutex::new(History { batches: VecDeque::new(), oldest }));
         let (tx, rx) = mpsc::channel::<Request>();
         let (events, _) = broadcast::channel(4096);
-        let (db2, ev2, h2, reserve) = (
-            db.clone(),
-            events.clone(),
-            history.clone(),
-            Reserve::new(path),
-        );
+        let (db2, ev2, h2, reserve) = (db.clone(), events.clone(), history.clone(), Reserve::new(path));
         let committer = std::thread::Builder::new()
             .name("store-commit".into())
             .spawn(move || committer(&db2, &rx, &ev2, &h2, reserve))
             .map_err(|e| open_err(redb::Error::Io(e)))?;
-        Ok(Self {
-            db,
-            tx: Some(tx),
-            committer: Some(committer),
-            events,
-            history,
-        })
+        Ok(Self { db, tx: Some(tx), committer: Some(committer), events, history, leases: Mutex::default() })
     }
 }
 
@@ -181,8 +162,7 @@ impl Reserve {
 
     /// Free bytes of the filesystem the store is on.
     fn free(&self) -> Option<u64> {
-        let dir =
-            std::ffi::CString::new(self.path.parent()?.as_os_str().as_encoded_bytes()).ok()?;
+        let dir = std::ffi::CString::new(self.path.parent()?.as_os_str().as_encoded_bytes()).ok()?;
         // SAFETY: statvfs writes one struct statvfs into the zeroed local it is given; the path
         // is a NUL-terminated string that outlives the call.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -220,13 +200,7 @@ impl Reserve {
     }
 }
 
-fn committer(
-    db: &Database,
-    rx: &mpsc::Receiver<Request>,
-    events: &broadcast::Sender<Arc<Vec<Event>>>,
-    history: &Mutex<History>,
-    mut reserve: Reserve,
-) {
+fn committer(db: &Database, rx: &mpsc::Receiver<Request>, events: &broadcast::Sender<Arc<Vec<Event>>>, history: &Mutex<History>, mut reserve: Reserve) {
     while let Ok(first) = rx.recv() {
         reserve.check();
         let mut batch = VecDeque::from([first]);
@@ -241,10 +215,7 @@ fn committer(
         match apply_batch(db, durable, batch.iter().map(|(t, _)| t)) {
             Ok((responses, evs)) => {
                 if !evs.is_empty() {
-                    history
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .publish(events, evs);
+                    history.lock().unwrap_or_else(|p| p.into_inner()).publish(events, evs);
                 }
                 for ((_, reply), resp) in batch.into_iter().zip(responses) {
                     let _ = reply.send(Ok(resp));
@@ -254,9 +225,7 @@ fn committer(
                 tracing::error!(error = %e, "store commit failed");
                 let msg = e.to_string();
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Commit(Box::new(std::io::Error::other(
-                        msg.clone(),
-                    )))));
+                    let _ = reply.send(Err(StoreError::Commit(Box::new(std::io::Error::other(msg.clone())))));
                 }
             }
         }
@@ -270,22 +239,14 @@ fn apply_batch<'a>(
     txns: impl Iterator<Item = &'a Txn>,
 ) -> Result<(Vec<TxnResponse>, Vec<Event>)> {
     let mut w = db.begin_write().map_err(cm)?;
-    w.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })
-    .map_err(cm)?;
+    w.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(cm)?;
     let mut responses = Vec::new();
     let mut evs = Vec::new();
     {
         let mut kv = w.open_table(KV).map_err(cm)?;
         let mut meta = w.open_table(META).map_err(cm)?;
-        let mut rev = meta
-            .get(REVISION)
-            .map_err(cm)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let mut leased = w.open_table(LEASED).map_err(cm)?;
+        let mut rev = meta.get(REVISION).map_err(cm)?.map(|v| v.value()).unwrap_or(0);
         for t in txns {
             let mut ok = true;
             for c in &t.compare {
@@ -303,13 +264,16 @@ fn apply_batch<'a>(
             }
             for op in ops {
                 match op {
-                    Op::Put(k, v) => {
+                    Op::Put(k, v) | Op::PutLeased(k, v, _) => {
+                        match op {
+                            Op::PutLeased(_, _, lease) => leased.insert(k.as_str(), *lease).map(drop).map_err(cm)?,
+                            _ => leased.remove(k.as_str()).map(drop).map_err(cm)?,
+                        }
                         let create = match kv.get(k.as_str()).map_err(cm)? {
                             Some(old) => decode(k, old.value())?.create_revision,
                             None => rev,
                         };
-                        kv.insert(k.as_str(), encode(create, rev, v).as_slice())
-                            .map_err(cm)?;
+                        kv.insert(k.as_str(), encode(create, rev, v).as_slice()).map_err(cm)?;
                         evs.push(Event::Put(KeyValue {
                             key: k.clone(),
                             value: v.clone(),
@@ -318,24 +282,33 @@ fn apply_batch<'a>(
                         }));
                     }
                     Op::Delete(k) => {
+                        leased.remove(k.as_str()).map_err(cm)?;
                         if kv.remove(k.as_str()).map_err(cm)?.is_some() {
-                            evs.push(Event::Delete {
-                                key: k.clone(),
-                                mod_revision: rev,
-                            });
+                            evs.push(Event::Delete { key: k.clone(), mod_revision: rev });
                         }
                     }
                 }
             }
-            responses.push(TxnResponse {
-                succeeded: ok,
-                revision: rev,
-            });
+            responses.push(TxnResponse { succeeded: ok, revision: rev });
         }
         meta.insert(REVISION, rev).map_err(cm)?;
     }
     w.commit().map_err(cm)?;
     Ok((responses, evs))
+}
+
+/// The keys put with lease `lease` (`None`: with any lease).
+fn leased_keys(db: &Database, lease: Option<i64>) -> Result<Vec<String>> {
+    let r = db.begin_read().map_err(rd)?;
+    let t = r.open_table(LEASED).map_err(rd)?;
+    let mut keys = Vec::new();
+    for item in t.iter().map_err(rd)? {
+        let (k, l) = item.map_err(rd)?;
+        if lease.map_or(true, |id| id == l.value()) {
+            keys.push(k.value().to_string());
+        }
+    }
+    Ok(keys)
 }
 
 impl Embedded {
@@ -349,13 +322,7 @@ impl Embedded {
     fn range_now(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64)> {
         let r = self.db.begin_read().map_err(rd)?;
         let t = r.open_table(KV).map_err(rd)?;
-        let rev = r
-            .open_table(META)
-            .map_err(rd)?
-            .get(REVISION)
-            .map_err(rd)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let rev = r.open_table(META).map_err(rd)?.get(REVISION).map_err(rd)?.map(|v| v.value()).unwrap_or(0);
         let mut out = Vec::new();
         for item in t.range(prefix..).map_err(rd)? {
             let (k, v) = item.map_err(rd)?;
@@ -382,8 +349,7 @@ impl Store for Embedded {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.as_ref().map(|tx| tx.send((txn, reply)));
         Box::pin(async move {
-            sent.ok_or(StoreError::Closed)?
-                .map_err(|_| StoreError::Closed)?;
+            sent.ok_or(StoreError::Closed)?.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
     }
@@ -393,29 +359,36 @@ impl Store for Embedded {
         let rx = self.events.subscribe();
         let backlog = match after {
             None => Vec::new(),
-            Some(a) if a + 1 < h.oldest => vec![Err(StoreError::Compacted {
-                requested: a + 1,
-                oldest: h.oldest,
-            })],
-            Some(a) => h
-                .batches
-                .iter()
-                .flat_map(|b| b.iter())
-                .filter(|e| e.revision() > a)
-                .cloned()
-                .map(Ok)
-                .collect(),
+            Some(a) if a + 1 < h.oldest => vec![Err(StoreError::Compacted { requested: a + 1, oldest: h.oldest })],
+            Some(a) => h.batches.iter().flat_map(|b| b.iter()).filter(|e| e.revision() > a).cloned().map(Ok).collect(),
         };
         Watcher::batches(prefix, rx, backlog)
     }
 
+    fn grant(&self, _ttl: std::time::Duration) -> BoxFuture<Result<i64>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let id = leases.iter().max().map_or(1, |m| m + 1);
+        leases.insert(id);
+        Box::pin(std::future::ready(Ok(id)))
+    }
+
+    fn keep_alive(&self, lease: i64) -> BoxFuture<Result<bool>> {
+        Box::pin(std::future::ready(Ok(self.leases.lock().unwrap_or_else(|p| p.into_inner()).contains(&lease))))
+    }
+
+    fn revoke(&self, lease: i64) -> BoxFuture<Result<()>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner()).remove(&lease);
+        let keys = match leased_keys(&self.db, Some(lease)) {
+            Ok(k) => k,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let done = self.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()));
+        Box::pin(async move { done.await.map(drop) })
+    }
+
     fn compact(&self, revision: u64) -> BoxFuture<Result<()>> {
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        while h
-            .batches
-            .front()
-            .is_some_and(|b| b.iter().all(|e| e.revision() < revision))
-        {
+        while h.batches.front().is_some_and(|b| b.iter().all(|e| e.revision() < revision)) {
             h.batches.pop_front();
         }
         h.oldest = h.oldest.max(revision);
@@ -434,20 +407,15 @@ mod tests {
         (dir, s)
     }
     fn crate_id() -> String {
-        format!("{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "")
+        format!("{}-{:?}", std::process::id(), std::thread::current().id())
+            .replace(['(', ')'], "")
     }
 
     #[tokio::test]
     async fn revisions_compare_and_prefix() {
         let (dir, s) = tmp();
         let put = |k: &str, v: &str| Op::Put(k.into(), v.as_bytes().to_vec());
-        let r1 = s
-            .txn(Txn::ops(vec![
-                put("/a/1", "x"),
-                put("/a/2", "y"),
-                put("/b/1", "z"),
-            ]))
-            .await;
+        let r1 = s.txn(Txn::ops(vec![put("/a/1", "x"), put("/a/2", "y"), put("/b/1", "z")])).await;
         assert_eq!(r1.expect("txn").revision, 1);
         let kv = s.get("/a/1").await.expect("get").expect("present");
         assert_eq!((kv.create_revision, kv.mod_revision), (1, 1));
@@ -462,10 +430,7 @@ mod tests {
             .await
             .expect("txn");
         assert!(!r2.succeeded);
-        assert_eq!(
-            s.get("/a/1").await.expect("get").expect("present").value,
-            b"x"
-        );
+        assert_eq!(s.get("/a/1").await.expect("get").expect("present").value, b"x");
         assert!(s.get("/c").await.expect("get").is_some());
         // mod-revision CAS
         let ok = s
@@ -481,19 +446,13 @@ mod tests {
         let kv = s.get("/a/1").await.expect("get").expect("present");
         assert_eq!((kv.create_revision, kv.mod_revision), (1, 3));
         let (items, rev) = s.range("/a/").await.expect("range");
-        assert_eq!(
-            items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
-            ["/a/1", "/a/2"]
-        );
+        assert_eq!(items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/a/1", "/a/2"]);
         assert_eq!(rev, 3);
         drop(s);
         // reopen: everything durable
         let s = Embedded::open(&dir.join("db")).expect("reopen");
         assert_eq!(s.range("/").await.expect("range").1, 3);
-        assert_eq!(
-            s.get("/a/1").await.expect("get").expect("present").value,
-            b"v2"
-        );
+        assert_eq!(s.get("/a/1").await.expect("get").expect("present").value, b"v2");
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -524,9 +483,7 @@ mod tests {
         assert_eq!(wins, 1, "exactly one create-if-missing wins");
         let ev = w.next().await.expect("open").expect("not lagged");
         assert!(matches!(ev, Event::Put(ref kv) if kv.key == "/ip/10.0.0.2"));
-        s.txn(Txn::ops(vec![Op::Delete("/ip/10.0.0.2".into())]))
-            .await
-            .expect("txn");
+        s.txn(Txn::ops(vec![Op::Delete("/ip/10.0.0.2".into())])).await.expect("txn");
         assert!(matches!(w.next().await, Some(Ok(Event::Delete { .. }))));
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -536,27 +493,15 @@ mod tests {
         let (dir, s) = tmp();
         let put = |k: &str| Op::Put(k.into(), b"v".to_vec());
         // Submitted, not yet awaited: what is submitted after it commits after it.
-        let relaxed = s.txn(Txn::relaxed(vec![
-            put("/exit/1"),
-            Op::Delete("/gone".into()),
-        ]));
+        let relaxed = s.txn(Txn::relaxed(vec![put("/exit/1"), Op::Delete("/gone".into())]));
         let durable = s.txn(Txn::ops(vec![put("/run/2")]));
-        let (r, d) = (
-            relaxed.await.expect("relaxed"),
-            durable.await.expect("durable"),
-        );
+        let (r, d) = (relaxed.await.expect("relaxed"), durable.await.expect("durable"));
         assert!(r.revision < d.revision, "{r:?} then {d:?}");
-        assert!(
-            s.get("/exit/1").await.expect("get").is_some(),
-            "visible before any fsync"
-        );
+        assert!(s.get("/exit/1").await.expect("get").is_some(), "visible before any fsync");
         drop(s);
         // The durable commit carried the relaxed one to disk.
         let s = Embedded::open(&dir.join("db")).expect("reopen");
-        assert!(
-            s.get("/exit/1").await.expect("get").is_some()
-                && s.get("/run/2").await.expect("get").is_some()
-        );
+        assert!(s.get("/exit/1").await.expect("get").is_some() && s.get("/run/2").await.expect("get").is_some());
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -576,16 +521,10 @@ mod tests {
         // Reopened: what came before is not kept; a watch from before says so.
         let s = Embedded::open(&dir.join("db")).expect("reopen");
         let mut w = s.watch("/w/", Some(r1));
-        assert!(
-            matches!(w.next().await, Some(Err(StoreError::Compacted { oldest, .. })) if oldest == r4 + 1)
-        );
+        assert!(matches!(w.next().await, Some(Err(StoreError::Compacted { oldest, .. })) if oldest == r4 + 1));
         let mut w = s.watch("/w/", Some(r4));
         let r5 = s.txn(put("/w/5")).await.expect("txn").revision;
-        assert_eq!(
-            w.next().await.expect("open").expect("event").revision(),
-            r5,
-            "from the current revision: nothing lost"
-        );
+        assert_eq!(w.next().await.expect("open").expect("event").revision(), r5, "from the current revision: nothing lost");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -15,16 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, CompactionOptions, Compare as ECompare, CompareOp, ConnectOptions, EventType,
-    GetOptions, Txn as ETxn, TxnOp, WatchOptions,
-};
+use etcd_client::{Client, CompactionOptions, Compare as ECompare, CompareOp, ConnectOptions, EventType, GetOptions, Txn as ETxn, TxnOp, WatchOptions};
 use tokio::sync::mpsc;
 
-use crate::{
-    BoxError, BoxFuture, Compare, Event, KeyValue, Op, Result, Store, StoreError, Txn, TxnResponse,
-    Watcher,
-};
+use crate::{BoxError, BoxFuture, Compare, Event, KeyValue, Op, Result, Store, StoreError, Txn, TxnResponse, Watcher};
 
 /// How many keys one page of a prefix read carries (etcd's answers are bounded in bytes).
 const PAGE: i64 = 500;
@@ -43,11 +37,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(2),
-            request: Duration::from_secs(5),
-            keepalive: Duration::from_secs(2),
-        }
+        Self { connect: Duration::from_secs(2), request: Duration::from_secs(5), keepalive: Duration::from_secs(2) }
     }
 }
 
@@ -91,9 +81,7 @@ impl Members {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(StoreError::Unavailable(e)) if read || never_sent(&e) => {
-                    last = Some(StoreError::Unavailable(e))
-                }
+                Err(StoreError::Unavailable(e)) if read || never_sent(&e) => last = Some(StoreError::Unavailable(e)),
                 Err(e) => return Err(e),
             }
         }
@@ -108,10 +96,7 @@ fn never_sent(e: &BoxError) -> bool {
         Some(etcd_client::Error::GRpcStatus(s)) => {
             let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
             while let Some(e) = src {
-                if e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-                    || e.to_string().contains("connect")
-                {
+                if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) || e.to_string().contains("connect") {
                     return true;
                 }
                 src = e.source();
@@ -129,14 +114,7 @@ fn classify(e: etcd_client::Error, failed: fn(BoxError) -> StoreError) -> StoreE
     use tonic::Code;
     let unreachable = match &e {
         E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::EndpointError(_) => true,
-        E::GRpcStatus(s) => matches!(
-            s.code(),
-            Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Unknown
-                | Code::Aborted
-        ),
+        E::GRpcStatus(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted),
         _ => false,
     };
     if unreachable {
@@ -156,15 +134,8 @@ fn rev(r: i64) -> u64 {
 }
 
 fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
-    let key = kv
-        .key_str()
-        .map_err(|_| StoreError::Corrupt(String::from_utf8_lossy(kv.key()).into_owned()))?;
-    Ok(KeyValue {
-        key: key.to_string(),
-        value: kv.value().to_vec(),
-        create_revision: rev(kv.create_revision()),
-        mod_revision: rev(kv.mod_revision()),
-    })
+    let key = kv.key_str().map_err(|_| StoreError::Corrupt(String::from_utf8_lossy(kv.key()).into_owned()))?;
+    Ok(KeyValue { key: key.to_string(), value: kv.value().to_vec(), create_revision: rev(kv.create_revision()), mod_revision: rev(kv.mod_revision()) })
 }
 
 /// The first key after every key starting with `prefix` (etcd's range end for a prefix).
@@ -182,22 +153,9 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 impl Etcd {
     /// Connects to the cluster at `endpoints` (`host:port` or `http(s)://host:port`). Fails if
     /// no member answers within the connect timeout.
-    pub async fn connect(
-        endpoints: &[String],
-        tls: Option<Tls>,
-        timeouts: Timeouts,
-    ) -> Result<Self> {
+    pub async fn connect(endpoints: &[String], tls: Option<Tls>, timeouts: Timeouts) -> Result<Self> {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .map(|e| {
-                if e.contains("://") {
-                    e.clone()
-                } else {
-                    format!("{scheme}://{e}")
-                }
-            })
-            .collect();
+        let endpoints: Vec<String> = endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("{scheme}://{e}") }).collect();
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeouts.connect)
             .with_timeout(timeouts.request)
@@ -205,47 +163,26 @@ impl Etcd {
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         if let Some(t) = tls {
-            let mut cfg = etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(t.ca));
+            let mut cfg = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(t.ca));
             if let Some((cert, key)) = t.identity {
                 cfg = cfg.identity(etcd_client::Identity::from_pem(cert, key));
             }
             opts = opts.with_tls(cfg);
         }
-        let open = |e: etcd_client::Error| StoreError::Open {
-            path: endpoints.join(","),
-            source: Box::new(e) as BoxError,
-        };
+        let open = |e: etcd_client::Error| StoreError::Open { path: endpoints.join(","), source: Box::new(e) as BoxError };
         let mut clients = Vec::new();
         for e in &endpoints {
-            clients.push(
-                Client::connect([e], Some(opts.clone()))
-                    .await
-                    .map_err(open)?,
-            );
+            clients.push(Client::connect([e], Some(opts.clone())).await.map_err(open)?);
         }
-        let store = Self {
-            members: Arc::new(Members {
-                clients,
-                preferred: AtomicUsize::new(0),
-            }),
-            endpoints,
-        };
+        let store = Self { members: Arc::new(Members { clients, preferred: AtomicUsize::new(0) }), endpoints };
         // The connection is lazy: one read shows that a member answers. During an election
         // ("leader changed") it is asked again, until the request deadline.
         let t0 = std::time::Instant::now();
         loop {
             match store.get("/weft/").await {
                 Ok(_) => return Ok(store),
-                Err(StoreError::Unavailable(_)) if t0.elapsed() < timeouts.request => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => {
-                    return Err(StoreError::Open {
-                        path: store.endpoints.join(","),
-                        source: Box::new(e),
-                    })
-                }
+                Err(StoreError::Unavailable(_)) if t0.elapsed() < timeouts.request => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(StoreError::Open { path: store.endpoints.join(","), source: Box::new(e) }),
             }
         }
     }
@@ -279,10 +216,7 @@ async fn range_all(client: Client, prefix: String) -> Result<(Vec<KeyValue>, u64
         if let Some(r) = at {
             opts = opts.with_revision(r);
         }
-        let resp = kv
-            .get(from.clone(), Some(opts))
-            .await
-            .map_err(unavailable)?;
+        let resp = kv.get(from.clone(), Some(opts)).await.map_err(unavailable)?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         let at_rev = *at.get_or_insert(revision);
         for k in resp.kvs() {
@@ -301,6 +235,7 @@ async fn range_all(client: Client, prefix: String) -> Result<(Vec<KeyValue>, u64
 fn txn_op(op: Op) -> TxnOp {
     match op {
         Op::Put(k, v) => TxnOp::put(k, v, None),
+        Op::PutLeased(k, v, lease) => TxnOp::put(k, v, Some(etcd_client::PutOptions::new().with_lease(lease))),
         Op::Delete(k) => TxnOp::delete(k, None),
     }
 }
@@ -331,22 +266,12 @@ impl Store for Etcd {
                 Compare::ModRevision(k, r) => ECompare::mod_revision(k, CompareOp::Equal, r as i64),
             })
             .collect();
-        let t = ETxn::new()
-            .when(compare)
-            .and_then(txn.success.into_iter().map(txn_op).collect::<Vec<_>>())
-            .or_else(txn.failure.into_iter().map(txn_op).collect::<Vec<_>>());
+        let t = ETxn::new().when(compare).and_then(txn.success.into_iter().map(txn_op).collect::<Vec<_>>()).or_else(txn.failure.into_iter().map(txn_op).collect::<Vec<_>>());
         self.spawn(false, move |c| {
             let t = t.clone();
             async move {
-                let resp = c
-                    .kv_client()
-                    .txn(t)
-                    .await
-                    .map_err(|e| classify(e, StoreError::Commit))?;
-                Ok(TxnResponse {
-                    succeeded: resp.succeeded(),
-                    revision: rev(resp.header().map(|h| h.revision()).unwrap_or_default()),
-                })
+                let resp = c.kv_client().txn(t).await.map_err(|e| classify(e, StoreError::Commit))?;
+                Ok(TxnResponse { succeeded: resp.succeeded(), revision: rev(resp.header().map(|h| h.revision()).unwrap_or_default()) })
             }
         })
     }
@@ -363,12 +288,7 @@ impl Store for Etcd {
             // Opening a watch changes nothing: it may be tried on every member.
             let opened = members.call(true, |c| {
                 let (key, opts) = (key.clone(), opts.clone());
-                async move {
-                    c.watch_client()
-                        .watch(key, Some(opts))
-                        .await
-                        .map_err(unavailable)
-                }
+                async move { c.watch_client().watch(key, Some(opts)).await.map_err(unavailable) }
             });
             let mut stream = match opened.await {
                 Ok(s) => s,
@@ -385,9 +305,7 @@ impl Store for Etcd {
                 let resp = match resp {
                     Ok(Some(r)) => r,
                     Ok(None) => {
-                        let _ = tx.send(Err(StoreError::Unavailable(
-                            "the watch stream ended".into(),
-                        )));
+                        let _ = tx.send(Err(StoreError::Unavailable("the watch stream ended".into())));
                         return;
                     }
                     Err(e) => {
@@ -396,26 +314,18 @@ impl Store for Etcd {
                     }
                 };
                 if resp.compact_revision() > 0 {
-                    let _ = tx.send(Err(StoreError::Compacted {
-                        requested: start.map_or(0, rev),
-                        oldest: rev(resp.compact_revision()),
-                    }));
+                    let _ = tx.send(Err(StoreError::Compacted { requested: start.map_or(0, rev), oldest: rev(resp.compact_revision()) }));
                     return;
                 }
                 if resp.canceled() {
-                    let _ = tx.send(Err(StoreError::Unavailable(
-                        format!("the watch was cancelled: {}", resp.cancel_reason()).into(),
-                    )));
+                    let _ = tx.send(Err(StoreError::Unavailable(format!("the watch was cancelled: {}", resp.cancel_reason()).into())));
                     return;
                 }
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let ev = match ev.event_type() {
                         EventType::Put => key_value(kv).map(Event::Put),
-                        EventType::Delete => key_value(kv).map(|kv| Event::Delete {
-                            key: kv.key,
-                            mod_revision: kv.mod_revision,
-                        }),
+                        EventType::Delete => key_value(kv).map(|kv| Event::Delete { key: kv.key, mod_revision: kv.mod_revision }),
                     };
                     if tx.send(ev).is_err() {
                         return;
@@ -428,14 +338,41 @@ impl Store for Etcd {
 
     fn compact(&self, revision: u64) -> BoxFuture<Result<()>> {
         self.spawn(false, move |c| async move {
-            c.kv_client()
-                .compact(
-                    revision as i64,
-                    Some(CompactionOptions::new().with_physical()),
-                )
-                .await
-                .map_err(|e| classify(e, StoreError::Commit))?;
+            c.kv_client().compact(revision as i64, Some(CompactionOptions::new().with_physical())).await.map_err(|e| classify(e, StoreError::Commit))?;
             Ok(())
+        })
+    }
+
+    fn grant(&self, ttl: Duration) -> BoxFuture<Result<i64>> {
+        let secs = ttl.as_secs().max(1) as i64;
+        self.spawn(false, move |c| async move { Ok(c.lease_client().grant(secs, None).await.map_err(|e| classify(e, StoreError::Commit))?.id()) })
+    }
+
+    fn keep_alive(&self, lease: i64) -> BoxFuture<Result<bool>> {
+        self.spawn(true, move |c| async move {
+            let renewed = async {
+                let (mut keeper, mut answers) = c.lease_client().keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                answers.message().await
+            };
+            match renewed.await {
+                Ok(Some(a)) => Ok(a.ttl() > 0),
+                Ok(None) => Err(StoreError::Unavailable("the lease's keep-alive stream ended".into())),
+                // An ended lease: etcd says so as an error.
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("lease not found") => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn revoke(&self, lease: i64) -> BoxFuture<Result<()>> {
+        self.spawn(false, move |c| async move {
+            match c.lease_client().revoke(lease).await {
+                Ok(_) => Ok(()),
+                // Already gone (expired): what was asked is done.
+                Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("lease not found") => Ok(()),
+                Err(e) => Err(classify(e, StoreError::Commit)),
+            }
         })
     }
 }

@@ -45,6 +45,8 @@ pub enum Compare {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Put(String, Vec<u8>),
+    /// A put whose key goes when lease `.2` ends (expires unrenewed, or is revoked).
+    PutLeased(String, Vec<u8>, i64),
     Delete(String),
 }
 
@@ -64,19 +66,12 @@ pub struct Txn {
 impl Txn {
     /// An unconditional transaction.
     pub fn ops(success: Vec<Op>) -> Self {
-        Self {
-            success,
-            ..Self::default()
-        }
+        Self { success, ..Self::default() }
     }
 
     /// An unconditional transaction that may wait for the next durable commit (see `relaxed`).
     pub fn relaxed(success: Vec<Op>) -> Self {
-        Self {
-            success,
-            relaxed: true,
-            ..Self::default()
-        }
+        Self { success, relaxed: true, ..Self::default() }
     }
 }
 
@@ -150,32 +145,14 @@ enum Source {
 
 impl Watcher {
     /// `backlog`: what happened since the revision asked for (or the compaction error), then live.
-    pub(crate) fn batches(
-        prefix: &str,
-        rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>,
-        backlog: Vec<Result<Event>>,
-    ) -> Self {
-        let pending = backlog
-            .into_iter()
-            .filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix)))
-            .collect();
-        Self {
-            prefix: prefix.to_string(),
-            source: Source::Batches(rx),
-            pending,
-        }
+    pub(crate) fn batches(prefix: &str, rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Event>>>, backlog: Vec<Result<Event>>) -> Self {
+        let pending = backlog.into_iter().filter(|e| e.as_ref().map_or(true, |e| e.key().starts_with(prefix))).collect();
+        Self { prefix: prefix.to_string(), source: Source::Batches(rx), pending }
     }
 
     /// Events (already under the prefix) as they arrive from elsewhere.
-    pub(crate) fn stream(
-        prefix: &str,
-        rx: tokio::sync::mpsc::UnboundedReceiver<Result<Event>>,
-    ) -> Self {
-        Self {
-            prefix: prefix.to_string(),
-            source: Source::Stream(rx),
-            pending: Default::default(),
-        }
+    pub(crate) fn stream(prefix: &str, rx: tokio::sync::mpsc::UnboundedReceiver<Result<Event>>) -> Self {
+        Self { prefix: prefix.to_string(), source: Source::Stream(rx), pending: Default::default() }
     }
 
     /// The next event under the prefix; `None` when the store is closed. `Compacted` or
@@ -188,16 +165,8 @@ impl Watcher {
             match &mut self.source {
                 Source::Stream(rx) => return rx.recv().await,
                 Source::Batches(rx) => match rx.recv().await {
-                    Ok(batch) => self.pending.extend(
-                        batch
-                            .iter()
-                            .filter(|e| e.key().starts_with(&self.prefix))
-                            .cloned()
-                            .map(Ok),
-                    ),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        return Some(Err(StoreError::Lagged(n)))
-                    }
+                    Ok(batch) => self.pending.extend(batch.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().map(Ok)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
             }
@@ -231,4 +200,12 @@ pub trait Store: Send + Sync {
     fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher;
     /// Forgets the history before `revision`: a watch from an older one gets `Compacted`.
     fn compact(&self, revision: u64) -> BoxFuture<Result<()>>;
+    /// A lease of `ttl` (whole seconds, at least 1): keys put with it ([`Op::PutLeased`]) are
+    /// deleted when it is not renewed within that time. The embedded store's leases last as long
+    /// as its process: the keys of an earlier process's leases are gone at open.
+    fn grant(&self, ttl: std::time::Duration) -> BoxFuture<Result<i64>>;
+    /// Renews `lease`; `Ok(false)`: it has already ended, and its keys are gone.
+    fn keep_alive(&self, lease: i64) -> BoxFuture<Result<bool>>;
+    /// Ends `lease` now: its keys are deleted.
+    fn revoke(&self, lease: i64) -> BoxFuture<Result<()>>;
 }
