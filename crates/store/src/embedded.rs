@@ -304,7 +304,7 @@ fn leased_keys(db: &Database, lease: Option<i64>) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for item in t.iter().map_err(rd)? {
         let (k, l) = item.map_err(rd)?;
-        if lease.map_or(true, |id| id == l.value()) {
+        if lease.is_none_or(|id| id == l.value()) {
             keys.push(k.value().to_string());
         }
     }
