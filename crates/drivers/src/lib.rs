@@ -16,6 +16,7 @@
 
 pub mod bridge;
 pub mod macvlan;
+pub mod overlay;
 pub mod ovs;
 pub mod ovsdb;
 
@@ -36,6 +37,8 @@ pub struct HostOptions {
     pub ip_forward: bool,
     /// `--ovsdb`: ovsdb-server's socket, for Open vSwitch networks.
     pub ovsdb: std::path::PathBuf,
+    /// `--advertise-addr`: the source of overlay tunnels.
+    pub advertise_addr: Option<Ipv4Addr>,
 }
 
 /// The network's own link on a host, as `network create` names it.
@@ -119,6 +122,7 @@ pub fn driver(kind: DriverKind) -> &'static dyn Driver {
         DriverKind::Bridge => &bridge::Bridge,
         DriverKind::Macvlan => &macvlan::Macvlan,
         DriverKind::Ovs => &ovs::Ovs,
+        DriverKind::Overlay => &overlay::Overlay,
     }
 }
 

@@ -228,6 +228,13 @@ action!(
 );
 
 action!(
+    /// `weft node ls`: the daemons registered in the store.
+    ListNodes {} -> Vec<weft_model::NodeRecord>,
+    span(_s) tracing::debug_span!("node ls"),
+    act(_a, e) Ok(e.nodes())
+);
+
+action!(
     /// `weft sandbox ls`: the attached namespaces, by name.
     ListSandboxes {} -> Vec<SandboxRecord>,
     span(_s) tracing::debug_span!("sandbox ls"),

@@ -69,7 +69,15 @@ pub struct Config {
     /// `--default-pids-limit`: the pids limit of a container run without `--pids-limit`
     /// (`None`: no limit, Docker's default).
     pub default_pids_limit: Option<u64>,
+    /// `--advertise-addr`: where other hosts reach this one (an address of one of its links).
+    pub advertise_addr: Option<std::net::Ipv4Addr>,
+    /// `--node-ttl`: the lease of this daemon's registration; once it expires unrenewed (the
+    /// daemon is dead or cut off), the other hosts forget this one's endpoints.
+    pub node_ttl: std::time::Duration,
 }
+
+/// The default of `--node-ttl`.
+pub const DEFAULT_NODE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// weft's pids limit for a container run without `--pids-limit` (see `docs/security.md`).
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
@@ -101,6 +109,8 @@ impl Config {
             empty_store: EmptyStore::Refuse,
             cgroup_parent: "weft".into(),
             default_pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            advertise_addr: None,
+            node_ttl: DEFAULT_NODE_TTL,
         }
     }
 

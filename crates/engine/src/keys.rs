@@ -10,6 +10,8 @@
 //! /weft/networks/<id>                              NetworkRecord, scope global
 //! /weft/network-names/<name>                       its id (a global name is taken once)
 //! /weft/addresses/<net-id>/<ip>                    Claim of a global network's address
+//! /weft/nodes/<host-id>                            NodeRecord, under the daemon's lease
+//! /weft/vnis/<vni>                                 the overlay network holding that VXLAN id
 //! ```
 //!
 //! Reconcile reads and repairs only its own host's keys and its own claims; an address is taken
@@ -75,6 +77,20 @@ impl Keys {
     /// A global network's name, claimed with its record (local names are checked in memory).
     pub fn network_name(&self, name: &str) -> String {
         format!("{SHARED}network-names/{name}")
+    }
+    /// The overlays' VXLAN ids (each holds its network's id).
+    pub fn vnis(&self) -> String {
+        format!("{SHARED}vnis/")
+    }
+    pub fn vni(&self, vni: u32) -> String {
+        format!("{SHARED}vnis/{vni}")
+    }
+    /// The registered daemons.
+    pub fn nodes(&self) -> String {
+        format!("{SHARED}nodes/")
+    }
+    pub fn node(&self, id: &str) -> String {
+        format!("{SHARED}nodes/{id}")
     }
     /// The claims of one network (`network_id` empty: of every network of that scope).
     pub fn addresses(&self, scope: Scope, network_id: &str) -> String {

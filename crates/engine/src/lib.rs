@@ -21,6 +21,7 @@ mod limits;
 mod mirror;
 mod network;
 mod networks;
+mod nodes;
 mod p2p;
 mod ports;
 mod proxy;
@@ -318,6 +319,8 @@ pub(crate) struct State {
     /// Point-to-point links, by id, and the link pool's addresses (made at first use).
     pub p2p: HashMap<String, weft_model::P2pRecord>,
     pub p2p_pool: Option<Pool>,
+    /// The daemons registered in the store, by host id (fed only by its watch: `nodes`).
+    pub nodes: HashMap<String, weft_model::NodeRecord>,
 }
 
 /// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder
@@ -394,6 +397,7 @@ impl Engine {
         engine.load_user_networks().await?;
         let shared_revision = engine.reconcile().await?;
         engine.watch_shared(shared_revision);
+        engine.register_node().await?;
         engine.watch_sandbox_links()?;
         Ok(engine)
     }
@@ -573,7 +577,7 @@ impl Engine {
     }
 
     pub(crate) fn host_options(&self) -> weft_drivers::HostOptions {
-        weft_drivers::HostOptions { firewall: self.cfg.iptables, ip_forward: self.cfg.ip_forward, ovsdb: self.cfg.ovsdb.clone() }
+        weft_drivers::HostOptions { firewall: self.cfg.iptables, ip_forward: self.cfg.ip_forward, ovsdb: self.cfg.ovsdb.clone(), advertise_addr: self.cfg.advertise_addr }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -26,6 +26,12 @@ pub(crate) fn fw_of(n: &NetworkRecord) -> Option<NetworkFw> {
     })
 }
 
+/// The bytes a VXLAN tunnel adds to a frame: outer Ethernet (14), IPv4 (20), UDP (8), VXLAN (8).
+const VXLAN_OVERHEAD: u32 = 50;
+
+/// Where automatic VXLAN ids start (below: left to the user's `-o vxlan.id`).
+const FIRST_VNI: u32 = 4096;
+
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -50,9 +56,34 @@ pub(crate) fn make_network(rec: &NetworkRecord, o: &weft_drivers::HostOptions) -
 impl Engine {
     #[tracing::instrument(name = "network create", skip_all, fields(network = %spec.name))]
     pub(crate) async fn create_network(self: &Arc<Self>, spec: NetworkSpec) -> Result<NetworkRecord> {
-        let opts = spec.validate()?;
-        let scope = Scope::parse(&spec.scope)?;
+        let mut opts = spec.validate()?;
         let driver = weft_model::DriverKind::parse(&spec.driver)?;
+        let overlay = driver == weft_model::DriverKind::Overlay;
+        // An overlay spans hosts: global, and its tunnels need this host's address.
+        let scope = if overlay { Scope::Global } else { Scope::parse(&spec.scope)? };
+        let mut options = spec.options.clone();
+        if overlay {
+            let Some(local) = self.cfg.advertise_addr else {
+                return Err(EngineError::Refused("an overlay network needs weftd --advertise-addr (where the other hosts reach this one)".into()));
+            };
+            let vni = match opts.vni {
+                Some(v) => v,
+                None => self.free_vni().await?,
+            };
+            options.insert(weft_model::OPT_VXLAN_ID.into(), vni.to_string());
+            opts.vni = Some(vni);
+            // The tunnel's 50 bytes (outer Ethernet, IPv4, UDP, VXLAN) come off the underlay's MTU.
+            if opts.mtu.is_none() {
+                let underlay = blocking(move || {
+                    with_host(|nl| {
+                        let Some(index) = nl.addrs()?.into_iter().find(|a| a.addr == IpAddr::V4(local)).map(|a| a.index) else { return Ok(None) };
+                        Ok(nl.links()?.into_iter().find(|l| l.index == index).map(|l| l.mtu))
+                    })
+                })
+                .await?;
+                opts.mtu = Some(underlay.unwrap_or(self.cfg.mtu).saturating_sub(VXLAN_OVERHEAD).max(68));
+            }
+        }
         let id = new_id();
         let link = weft_drivers::driver(driver).network_link(&id, &opts, spec.internal);
         let bridge = link.name.clone();
@@ -150,7 +181,7 @@ impl Engine {
                 masquerade: !spec.internal && opts.masquerade.unwrap_or(true) && weft_drivers::driver(driver).forwards_through_host(),
                 internal: spec.internal,
                 created: now(),
-                options: spec.options.clone(),
+                options,
                 aux_addresses: spec.aux_addresses.clone(),
                 labels: spec.labels.clone(),
                 host_binding_ipv4: opts.host_binding_ipv4,
@@ -180,7 +211,21 @@ impl Engine {
             txn.success.push(Op::Put(name_key.clone(), rec.id.clone().into_bytes()));
             keys.push(name_key);
         }
+        // An overlay's VXLAN id is one network's in the whole cluster: claimed with the record.
+        if let Some(vni) = rec.vni() {
+            let vni_key = self.keys.vni(vni);
+            txn.compare.push(weft_store::Compare::Missing(vni_key.clone()));
+            txn.success.push(Op::Put(vni_key.clone(), rec.id.clone().into_bytes()));
+            keys.push(vni_key);
+        }
         if !self.store.txn(txn).await?.succeeded {
+            if let Some(vni) = rec.vni() {
+                if let Some(kv) = self.store.get(&self.keys.vni(vni)).await? {
+                    let holder = String::from_utf8_lossy(&kv.value).to_string();
+                    let name = self.network(&holder).map(|n| n.name).unwrap_or(holder);
+                    return Err(EngineError::Overlap(format!("VXLAN id {vni} is already used by network {name}")));
+                }
+            }
             return Err(EngineError::NetworkExists(rec.name.clone()));
         }
         let store = self.store.clone();
@@ -263,6 +308,9 @@ impl Engine {
             if rec.scope == Scope::Global {
                 ops.push(Op::Delete(self.keys.network_name(&rec.name)));
             }
+            if let Some(vni) = rec.vni() {
+                ops.push(Op::Delete(self.keys.vni(vni)));
+            }
             self.store.txn(Txn::ops(ops)).await?;
             crate::mirror::forget_network(&self.cfg.data_root, &rec.id);
         }
@@ -270,6 +318,14 @@ impl Engine {
         self.resolver.update(|idx| idx.remove_network(&rec.id));
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
+    }
+
+    /// The lowest VXLAN id from [`FIRST_VNI`] that no overlay holds (the claim with the record
+    /// decides a race).
+    async fn free_vni(&self) -> Result<u32> {
+        let prefix = self.keys.vnis();
+        let taken: std::collections::HashSet<u32> = self.store.range(&prefix).await?.0.iter().filter_map(|kv| kv.key.strip_prefix(&prefix)?.parse().ok()).collect();
+        (FIRST_VNI..=16_777_215).find(|v| !taken.contains(v)).ok_or_else(|| EngineError::Refused("every VXLAN id is taken".into()))
     }
 
     /// `weft network prune`: removes every user network without endpoints; returns their names.

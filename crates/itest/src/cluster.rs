@@ -18,6 +18,22 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// The underlay's prefix length.
 pub const UNDERLAY_PREFIX: u8 = 24;
 
+/// A namespace of the test's own (with `lo` up), deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        add_ns(name);
+        Self(name.to_string())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        del_ns(&self.0);
+    }
+}
+
 /// A shared L2 segment: bridge `ul0` in a namespace of its own.
 pub struct Underlay {
     pub ns: String,
@@ -212,4 +228,55 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Test hosts on one underlay and one etcd: host `i` is `h{i}` at 192.168.200.(i+1) (its
+/// `--advertise-addr`), its daemon on the cluster's etcd. Fields drop in order: the hosts (their
+/// teardown needs etcd), then etcd, then the underlay.
+pub struct Cluster {
+    pub hosts: Vec<Host>,
+    pub etcd: EtcdCluster,
+    pub ul: Underlay,
+}
+
+impl Cluster {
+    /// `hosts` hosts and `members` etcd members; each daemon started with `extra` flags too.
+    pub fn new(tag: &str, hosts: usize, members: usize, extra: &[&str]) -> Self {
+        let ul = Underlay::new(tag);
+        let etcd = EtcdCluster::start(&ul, tag, members);
+        let mut c = Self { hosts: Vec::new(), etcd, ul };
+        for i in 0..hosts {
+            let h = Host::new(&format!("{tag}{i}"));
+            c.ul.join(&h, &Self::addr(i));
+            c.hosts.push(h);
+            c.start(i, extra);
+        }
+        c
+    }
+
+    /// Host `i`'s underlay address.
+    pub fn addr(i: usize) -> String {
+        format!("192.168.200.{}", i + 1)
+    }
+
+    /// Host `i`'s daemon flags on this cluster, then `extra`.
+    pub fn args(&self, i: usize, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = ["--host-id", &format!("h{i}"), "--store", &self.etcd.url(), "--advertise-addr", &Self::addr(i)].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// Starts (or restarts) host `i`'s daemon.
+    pub fn start(&mut self, i: usize, extra: &[&str]) {
+        let args = self.args(i, extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.hosts[i].start(&refs);
+    }
+
+    /// Finishes every host (leak checks), then removes etcd and the underlay.
+    pub fn finish(mut self) {
+        for h in self.hosts.drain(..) {
+            h.finish();
+        }
+    }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_itest::cluster::{in_netns, EtcdCluster, Underlay, ETCD_PORT};
+use weft_itest::cluster::{in_netns, EtcdCluster, Netns, Underlay, ETCD_PORT};
 use weft_store::{BoxFuture, Compare, Embedded, Etcd, Event, Op, Store, StoreError, Timeouts, Txn};
 
 type Case = fn(Arc<dyn Store>) -> BoxFuture<()>;
@@ -266,8 +266,8 @@ fn etcd_lost_connection_fails_fast_and_recovers() {
 fn etcd_one_member_down_changes_nothing() {
     let ul = Underlay::new("sm");
     let mut etcd = EtcdCluster::start(&ul, "sm", 3);
-    let client_ns = format!("wt-sm-client-{}", std::process::id());
-    assert!(std::process::Command::new("ip").args(["netns", "add", &client_ns]).status().expect("ip").success());
+    let client = Netns::new(&format!("wt-sm-client-{}", std::process::id()));
+    let client_ns = client.0.clone();
     ul.join_ns(&client_ns, "eth0", "192.168.200.10");
     let endpoints = etcd.endpoints();
     for down in 0..3 {
@@ -291,7 +291,6 @@ fn etcd_one_member_down_changes_nothing() {
         });
         etcd.restart(down);
     }
-    let _ = std::process::Command::new("ip").args(["netns", "del", &client_ns]).status();
 }
 
 /// etcd: a lease that is not renewed expires and takes its key (a dead host's registration goes);

@@ -47,8 +47,9 @@ pub enum LinkKind {
     Bridge,
     /// `link PARENT type macvlan mode MODE` (PARENT by index, shown by name).
     Macvlan { parent: u32, parent_name: String, mode: MacvlanMode },
-    /// `type vxlan id VNI dstport PORT [local IP] [dev DEV] [nolearning]`.
-    Vxlan { vni: u32, port: u16, local: Option<Ipv4Addr>, dev: Option<(u32, String)>, learning: bool },
+    /// `type vxlan id VNI dstport PORT [local IP] [dev DEV] [nolearning] [proxy]` (`proxy`: the
+    /// device answers ARP requests from its own neighbour table).
+    Vxlan { vni: u32, port: u16, local: Option<Ipv4Addr>, dev: Option<(u32, String)>, learning: bool, proxy: bool },
 }
 
 /// A link to create.
@@ -63,11 +64,13 @@ pub struct LinkSpec {
     pub netns: Option<std::os::fd::RawFd>,
     /// A chosen interface index (0: the kernel picks): `index N`.
     pub index: u32,
+    /// Born a port of this bridge: `master BR` (by index).
+    pub master: Option<u32>,
 }
 
 impl LinkSpec {
     pub fn new(name: &str, kind: LinkKind) -> Self {
-        Self { name: name.to_string(), kind, mtu: None, mac: None, up: false, netns: None, index: 0 }
+        Self { name: name.to_string(), kind, mtu: None, mac: None, up: false, netns: None, index: 0, master: None }
     }
 
     pub fn netns(mut self, fd: std::os::fd::RawFd) -> Self {
@@ -95,6 +98,11 @@ impl LinkSpec {
         self
     }
 
+    pub fn master(mut self, bridge: u32) -> Self {
+        self.master = Some(bridge);
+        self
+    }
+
     /// The `ip` command this spec does.
     pub fn ip_command(&self) -> String {
         let mut c = format!("ip link add {}", self.name);
@@ -117,7 +125,7 @@ impl LinkSpec {
         match &self.kind {
             LinkKind::Bridge => c.push_str(" type bridge mcast_snooping 0"),
             LinkKind::Macvlan { mode, .. } => c.push_str(&format!(" type macvlan mode {}", mode.name())),
-            LinkKind::Vxlan { vni, port, local, dev, learning } => {
+            LinkKind::Vxlan { vni, port, local, dev, learning, proxy } => {
                 c.push_str(&format!(" type vxlan id {vni} dstport {port}"));
                 if let Some(ip) = local {
                     c.push_str(&format!(" local {ip}"));
@@ -128,7 +136,13 @@ impl LinkSpec {
                 if !learning {
                     c.push_str(" nolearning");
                 }
+                if *proxy {
+                    c.push_str(" proxy");
+                }
             }
+        }
+        if let Some(m) = self.master {
+            c.push_str(&format!(" master {m}"));
         }
         if self.up {
             c.push_str(&format!("; ip link set {} up", self.name));
@@ -153,6 +167,9 @@ impl LinkSpec {
         if let Some(fd) = self.netns {
             msg.attributes.push(LinkAttribute::NetNsFd(fd));
         }
+        if let Some(m) = self.master {
+            msg.attributes.push(LinkAttribute::Controller(m));
+        }
         let info = match &self.kind {
             // No multicast snooping: a bridge that snoops re-arms every port's multicast timers
             // whenever any port comes or goes (`br_port_state_selection`), O(ports) with a lock
@@ -169,8 +186,8 @@ impl LinkSpec {
                 };
                 vec![NlLinkInfo::Kind(InfoKind::MacVlan), NlLinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)]))]
             }
-            LinkKind::Vxlan { vni, port, local, dev, learning } => {
-                let mut data = vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning)];
+            LinkKind::Vxlan { vni, port, local, dev, learning, proxy } => {
+                let mut data = vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*port), InfoVxlan::Learning(*learning), InfoVxlan::Proxy(*proxy)];
                 if let Some(ip) = local {
                     data.push(InfoVxlan::Local(*ip));
                 }
@@ -209,7 +226,7 @@ mod tests {
         assert_eq!(mv.ip_command(), "ip link add mv0 link eth0 type macvlan mode bridge");
         let mv = LinkSpec::new("eth1", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Private }).netns(5).index(77).up();
         assert_eq!(mv.ip_command(), "ip link add eth1 link eth0 netns NS index 77 type macvlan mode private; ip link set eth1 up");
-        let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 42, port: 4789, local: Some("10.0.0.1".parse().expect("ip")), dev: Some((2, "eth0".into())), learning: false });
+        let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 42, port: 4789, local: Some("10.0.0.1".parse().expect("ip")), dev: Some((2, "eth0".into())), learning: false, proxy: false });
         assert_eq!(vx.ip_command(), "ip link add vx0 type vxlan id 42 dstport 4789 local 10.0.0.1 dev eth0 nolearning");
         assert_eq!(MacvlanMode::parse("vepa"), Some(MacvlanMode::Vepa));
         assert_eq!(MacvlanMode::parse("source"), None);
@@ -220,7 +237,7 @@ mod tests {
         let mv = LinkSpec::new("mv0", LinkKind::Macvlan { parent: 3, parent_name: "eth0".into(), mode: MacvlanMode::Private }).message();
         assert!(mv.attributes.contains(&LinkAttribute::Link(3)));
         assert!(mv.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&NlLinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Private)]))))));
-        let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 7, port: 8472, local: None, dev: None, learning: true }).message();
+        let vx = LinkSpec::new("vx0", LinkKind::Vxlan { vni: 7, port: 8472, local: None, dev: None, learning: true, proxy: false }).message();
         assert!(vx.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&NlLinkInfo::Kind(InfoKind::Vxlan)))));
     }
 }

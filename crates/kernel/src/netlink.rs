@@ -343,6 +343,27 @@ impl Netlink {
         self.batch("restore the bridge's own entry on", &bridge.to_string(), vec![(RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)])
     }
 
+    /// A remote endpoint on a VXLAN device `vx` that is a port of a bridge: `ip neigh replace IP
+    /// lladdr MAC dev VX nud permanent` (the device answers ARP for it: `proxy`), `bridge fdb
+    /// replace MAC dev VX dst VTEP self permanent` (the device sends its frames to that host) and
+    /// `bridge fdb replace MAC dev VX master static` (the bridge sends them to the device), in one
+    /// round trip. Nothing is learnt or flooded.
+    pub fn add_remote_endpoint(&mut self, vx: u32, ip: Ipv4Addr, mac: [u8; 6], vtep: Ipv4Addr) -> Result<()> {
+        let msgs = remote_endpoint_messages(vx, ip, mac, Some(vtep)).into_iter().map(|m| (RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE)).collect();
+        self.batch("add remote endpoint", &ip.to_string(), msgs)
+    }
+
+    /// Undoes [`Netlink::add_remote_endpoint`]; entries already gone are fine.
+    pub fn remove_remote_endpoint(&mut self, vx: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        for m in remote_endpoint_messages(vx, ip, mac, None) {
+            match self.batch("remove remote endpoint", &ip.to_string(), vec![(RouteNetlinkMessage::DelNeighbour(m), 0)]) {
+                Err(e) if e.is_not_found() => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
     /// `ip neigh del IP dev BRIDGE`; an entry that is already gone is fine.
     pub fn unpin_neighbour(&mut self, bridge: u32, ip: Ipv4Addr) -> Result<()> {
         let mut neigh = NeighbourMessage::default();
@@ -605,6 +626,33 @@ fn pin_messages(bridge: u32, port_index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> [(R
     fdb.header.flags = NeighbourFlags::Controller;
     fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
     [(RouteNetlinkMessage::NewNeighbour(neigh), NLM_F_CREATE | NLM_F_REPLACE), (RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)]
+}
+
+/// The neighbour and forwarding entries of a remote endpoint (see `add_remote_endpoint`; for a
+/// deletion the VTEP is not needed).
+fn remote_endpoint_messages(vx: u32, ip: Ipv4Addr, mac: [u8; 6], vtep: Option<Ipv4Addr>) -> Vec<NeighbourMessage> {
+    let mut neigh = NeighbourMessage::default();
+    neigh.header.family = AddressFamily::Inet;
+    neigh.header.ifindex = vx;
+    neigh.header.state = NeighbourState::Permanent;
+    neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    let mut tunnel = NeighbourMessage::default();
+    tunnel.header.family = AddressFamily::Bridge;
+    tunnel.header.ifindex = vx;
+    tunnel.header.state = NeighbourState::Permanent;
+    tunnel.header.flags = NeighbourFlags::Own;
+    tunnel.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    if let Some(vtep) = vtep {
+        tunnel.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(vtep)));
+    }
+    let mut port = NeighbourMessage::default();
+    port.header.family = AddressFamily::Bridge;
+    port.header.ifindex = vx;
+    port.header.state = NeighbourState::Noarp;
+    port.header.flags = NeighbourFlags::Controller;
+    port.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    vec![neigh, tunnel, port]
 }
 
 fn bridge_port_up(name: &str, proxy_arp: bool) -> RouteNetlinkMessage {

@@ -48,7 +48,7 @@ fn macvlans_on_one_parent_talk_and_vxlan_carries_its_id() {
             cmds.push(spec.ip_command());
             nl.create_link(&spec)?;
         }
-        let vx = LinkSpec::new("vx42", LinkKind::Vxlan { vni: 42, port: 4789, local: None, dev: Some((parent, "up0".into())), learning: false }).up();
+        let vx = LinkSpec::new("vx42", LinkKind::Vxlan { vni: 42, port: 4789, local: None, dev: Some((parent, "up0".into())), learning: false, proxy: false }).up();
         cmds.push(vx.ip_command());
         nl.create_link(&vx)?;
         Ok(cmds)

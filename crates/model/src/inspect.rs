@@ -180,6 +180,10 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         crate::DriverKind::Ovs => {
             options.insert(crate::OPT_OVS_BRIDGE.into(), n.bridge.clone().into());
         }
+        crate::DriverKind::Overlay => {
+            options.insert("com.docker.network.driver.mtu".into(), n.mtu.to_string().into());
+            options.insert("com.docker.network.driver.overlay.vxlanid_list".into(), n.vni().map(|v| v.to_string()).unwrap_or_default().into());
+        }
     }
     json!({
         "Name": n.name,

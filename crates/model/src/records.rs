@@ -522,6 +522,11 @@ pub const OPT_OVS_TUNNEL: &str = "ovs.tunnel";
 /// ovs: the other hosts' underlay addresses, `IP[,IP…]`.
 pub const OPT_OVS_REMOTE: &str = "ovs.remote";
 pub const OVS_TUNNELS: [&str; 3] = ["vxlan", "gre", "geneve"];
+/// overlay: the VXLAN network identifier (1 to 16777215; default: the lowest free from 4096),
+/// claimed in the shared store with the network.
+pub const OPT_VXLAN_ID: &str = "vxlan.id";
+/// The UDP port of every overlay's VXLAN traffic (IANA's).
+pub const VXLAN_PORT: u16 = 4789;
 
 /// The most ports a Linux bridge holds (`BR_MAX_PORTS` less port 0).
 pub const BRIDGE_MAX_PORTS: usize = 1023;
@@ -532,6 +537,16 @@ impl NetworkRecord {
         let kind = self.options.get(OPT_OVS_TUNNEL)?;
         let remotes = self.options.get(OPT_OVS_REMOTE)?.split(',').filter_map(|ip| ip.trim().parse().ok()).collect();
         Some((kind.as_str(), remotes))
+    }
+
+    /// An overlay network's VXLAN id (recorded in its options at creation).
+    pub fn vni(&self) -> Option<u32> {
+        self.options.get(OPT_VXLAN_ID)?.parse().ok()
+    }
+
+    /// An overlay network's VXLAN device on each host: `vx-` + 12 hex of the id.
+    pub fn vxlan_name(&self) -> String {
+        format!("vx-{}", crate::short_id(&self.id))
     }
 
     /// The host interface enslaved into the bridge (`com.weft.bridge.uplink`), if any.
@@ -551,7 +566,7 @@ impl NetworkRecord {
     /// Whether each container's bridge port may send only from its own MAC and addresses
     /// (IPv4, ARP, IPv6): on every bridge network unless it says `com.weft.bridge.anti_spoof=false`.
     pub fn anti_spoof(&self) -> bool {
-        self.driver == DriverKind::Bridge && self.options.get(OPT_ANTI_SPOOF).is_none_or(|v| v != "false")
+        matches!(self.driver, DriverKind::Bridge | DriverKind::Overlay) && self.options.get(OPT_ANTI_SPOOF).is_none_or(|v| v != "false")
     }
 }
 
@@ -565,6 +580,9 @@ pub enum DriverKind {
     Macvlan,
     /// Endpoints are veths whose host ends are ports of an Open vSwitch bridge.
     Ovs,
+    /// A bridge on every host joined by a VXLAN device whose forwarding and neighbour entries
+    /// come from the shared store (scope global; see `docs/multihost.md`).
+    Overlay,
 }
 
 impl DriverKind {
@@ -574,7 +592,8 @@ impl DriverKind {
             "" | "bridge" => Ok(Self::Bridge),
             "macvlan" => Ok(Self::Macvlan),
             "ovs" | "openvswitch" => Ok(Self::Ovs),
-            other => Err(ModelError::Network(format!("driver {other:?} is not supported (bridge, macvlan, ovs)"))),
+            "overlay" => Ok(Self::Overlay),
+            other => Err(ModelError::Network(format!("driver {other:?} is not supported (bridge, macvlan, ovs, overlay)"))),
         }
     }
 
@@ -583,6 +602,7 @@ impl DriverKind {
             Self::Bridge => "bridge",
             Self::Macvlan => "macvlan",
             Self::Ovs => "ovs",
+            Self::Overlay => "overlay",
         }
     }
 }
@@ -632,6 +652,8 @@ pub struct NetworkOptions {
     pub masquerade: Option<bool>,
     pub host_binding_ipv4: Option<Ipv4Addr>,
     pub proxy_arp: Option<bool>,
+    /// overlay: `-o vxlan.id=N`.
+    pub vni: Option<u32>,
 }
 
 /// IPv4 ranges no network may use.
@@ -661,7 +683,12 @@ impl NetworkSpec {
             return bad(format!("{} is a pre-defined network name", self.name));
         }
         let driver = DriverKind::parse(&self.driver)?;
-        Scope::parse(&self.scope)?;
+        if Scope::parse(&self.scope)? == Scope::Local && driver == DriverKind::Overlay && !self.scope.is_empty() {
+            return bad("an overlay network spans hosts: its scope is global".into());
+        }
+        if driver == DriverKind::Overlay && self.enable_ipv6 {
+            return bad("overlay networks are IPv4 only".into());
+        }
         if !self.enable_ipv6 && (self.subnet6.is_some() || self.gateway6.is_some()) {
             return bad("an IPv6 --subnet or --gateway needs --ipv6".into());
         }
@@ -725,10 +752,18 @@ impl NetworkSpec {
             v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
         };
         for (k, v) in &self.options {
-            let bridge_only = [OPT_BRIDGE_NAME, OPT_ICC, OPT_PROXY_ARP, OPT_ANTI_SPOOF, OPT_MASQ, OPT_HOST_BINDING, OPT_UPLINK].contains(&k.as_str());
+            let bridge_only = [OPT_BRIDGE_NAME, OPT_PROXY_ARP, OPT_UPLINK].contains(&k.as_str());
+            // Options of a bridge that an overlay (a bridge on each host) has too.
+            let bridged = [OPT_ICC, OPT_ANTI_SPOOF, OPT_MASQ, OPT_HOST_BINDING].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
             let ovs_only = [OPT_OVS_BRIDGE, OPT_OVS_DATAPATH, OPT_OVS_TUNNEL, OPT_OVS_REMOTE].contains(&k.as_str());
-            if (bridge_only && driver != DriverKind::Bridge) || (macvlan_only && driver != DriverKind::Macvlan) || (ovs_only && driver != DriverKind::Ovs) {
+            let overlay_only = k == OPT_VXLAN_ID;
+            if (bridge_only && driver != DriverKind::Bridge)
+                || (bridged && !matches!(driver, DriverKind::Bridge | DriverKind::Overlay))
+                || (macvlan_only && driver != DriverKind::Macvlan)
+                || (ovs_only && driver != DriverKind::Ovs)
+                || (overlay_only && driver != DriverKind::Overlay)
+            {
                 return bad(format!("option {k} is not an option of the {driver} driver"));
             }
             match k.as_str() {
@@ -778,6 +813,10 @@ impl NetworkSpec {
                 OPT_MTU => match v.parse::<u32>() {
                     Ok(m) if (68..=65535).contains(&m) => o.mtu = Some(m),
                     _ => return bad(format!("option {k}={v}: MTU between 68 and 65535")),
+                },
+                OPT_VXLAN_ID => match v.parse::<u32>() {
+                    Ok(n) if (1..=16_777_215).contains(&n) => o.vni = Some(n),
+                    _ => return bad(format!("option {k}={v}: a VXLAN id between 1 and 16777215")),
                 },
                 OPT_ICC => o.icc = Some(flag(k, v)?),
                 OPT_PROXY_ARP => o.proxy_arp = Some(flag(k, v)?),
@@ -967,5 +1006,35 @@ mod tests {
         s.env = vec!["A=1".into()];
         s.name = Some("x".into());
         assert!(s.validate().is_err());
+    }
+}
+
+/// A daemon registered in the shared store (`/weft/nodes/<id>`), under a lease it renews: when
+/// the daemon dies, the lease expires and the record goes (`weft node ls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The daemon's `--host-id`.
+    pub id: String,
+    /// `--advertise-addr`: where other hosts reach this one (overlay tunnels, routes).
+    #[serde(default)]
+    pub addr: Option<std::net::Ipv4Addr>,
+    /// The lease the record lives under, and its time to live in seconds.
+    pub lease: i64,
+    pub ttl: u64,
+    /// When the daemon registered (seconds since the epoch).
+    pub started: u64,
+}
+
+impl NodeRecord {
+    /// The API's view (Docker-style field names); `this`: the answering daemon's own record.
+    pub fn to_json(&self, this: bool) -> serde_json::Value {
+        serde_json::json!({
+            "ID": self.id,
+            "Addr": self.addr.map(|a| a.to_string()).unwrap_or_default(),
+            "Lease": format!("{:x}", self.lease),
+            "TTL": self.ttl,
+            "Started": self.started,
+            "Self": this,
+        })
     }
 }

@@ -219,6 +219,9 @@ enum Cmd {
     /// Network namespaces weft did not start, attached with `network connect --netns/--pid`.
     #[command(subcommand)]
     Sandbox(SandboxCmd),
+    /// The daemons sharing the store (hosts).
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// Point-to-point links between two containers or attached namespaces.
     #[command(subcommand)]
     Link(LinkCmd),
@@ -256,6 +259,12 @@ enum LinkCmd {
         #[arg(required = true)]
         links: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// List the registered daemons: host id, advertised address, lease.
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -532,6 +541,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Cmd::Network(NetCmd::Disconnect { force, network, container }) => {
             let spec = DisconnectSpec { container, force };
             c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Node(NodeCmd::Ls) => {
+            let v = c.json(Method::GET, "/nodes", None).await?;
+            println!("{:<24}  {:<15}  {:<16}  {:<5}  SELF", "HOST ID", "ADDRESS", "LEASE", "TTL");
+            for n in v.as_array().into_iter().flatten() {
+                let me = if n["Self"].as_bool() == Some(true) { "*" } else { "" };
+                println!("{:<24}  {:<15}  {:<16}  {:<5}  {me}", n["ID"].as_str().unwrap_or_default(), n["Addr"].as_str().unwrap_or_default(), n["Lease"].as_str().unwrap_or_default(), n["TTL"].as_u64().unwrap_or_default());
+            }
             Ok(Outcome::Exit(0))
         }
         Cmd::Sandbox(SandboxCmd::Ls) => {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
 use weft_engine::actions::{
-    Attach, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListP2p, ListSandboxes,
+    Attach, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListNodes, ListP2p, ListSandboxes,
     Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stats, Stop, Wait,
 };
 use weft_engine::{Engine, EngineError};
@@ -112,6 +112,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}", get(network).delete(network_remove))
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
+        .route("/nodes", get(nodes))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
         .route("/links", get(p2p_links))
@@ -311,6 +312,11 @@ async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<Stat
 async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
     let networks_deleted = e.execute(PruneNetworks {}).await?;
     Ok(Json(PruneReply { networks_deleted }))
+}
+
+async fn nodes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let me = e.host_id().to_string();
+    Ok(Json(e.execute(ListNodes {}).await?.iter().map(|n| n.to_json(n.id == me)).collect()))
 }
 
 async fn sandboxes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {

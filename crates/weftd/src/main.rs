@@ -83,6 +83,14 @@ struct Args {
     /// networks are then shared by every daemon on that etcd, and no address is handed out twice.
     #[arg(long)]
     store: Option<String>,
+    /// Where other hosts reach this one (an IPv4 address of one of its links): overlay tunnels
+    /// and routed mode use it.
+    #[arg(long)]
+    advertise_addr: Option<std::net::Ipv4Addr>,
+    /// Seconds this daemon's registration outlives it: once it expires unrenewed (the daemon is
+    /// dead or cut off from the store), other hosts forget this one's endpoints.
+    #[arg(long, default_value_t = weft_engine::config::DEFAULT_NODE_TTL.as_secs())]
+    node_ttl: u64,
     /// etcd over TLS: the PEM of the CA that signed the members' certificates.
     #[arg(long)]
     store_ca: Option<PathBuf>,
@@ -256,6 +264,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
     }
     cfg.host_id = host_id(args.host_id, &args.data_root)?;
+    if !(1..=3600).contains(&args.node_ttl) {
+        bail!("invalid --node-ttl {}: expected 1 to 3600 seconds", args.node_ttl);
+    }
+    cfg.node_ttl = std::time::Duration::from_secs(args.node_ttl);
+    if let Some(a) = args.advertise_addr {
+        // Only an address of this host's can be bound.
+        if std::net::UdpSocket::bind((a, 0)).is_err() {
+            bail!("--advertise-addr {a} is not an address of this host");
+        }
+    }
+    cfg.advertise_addr = args.advertise_addr;
     let store: Arc<dyn weft_store::Store> = match args.store.as_deref() {
         None => {
             if args.store_ca.is_some() || args.store_cert.is_some() || args.store_key.is_some() {

@@ -1,0 +1,137 @@
+//! This daemon among the others sharing the store: its registration (`/weft/nodes/<host-id>`)
+//! under a lease that it renews while it lives, and every registered daemon as the store's watch
+//! shows them, this one's own record included (nothing is put in the cache by hand). When a
+//! daemon dies or is cut off from etcd, its lease expires and its record goes from every cache.
+//!
+//! [`follow`] is the one way a cache follows keys of the store: a read of the prefix, then its
+//! watch from that read's revision, and after lost events (compaction, a lost connection) the
+//! read again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_model::NodeRecord;
+use weft_store::{Event, KeyValue, Op, Store, StoreError, Txn};
+
+use crate::{Engine, Result};
+
+/// What a follower of a prefix is told.
+pub(crate) enum Followed {
+    /// Every key under the prefix as read at one revision: the cache is rebuilt from it.
+    Reset(Vec<KeyValue>),
+    /// One change after that revision.
+    Change(Event),
+}
+
+/// Follows the keys under `prefix` into `sink`: returns once the first [`Followed::Reset`] is
+/// applied, then a task goes on with the changes until the store closes.
+pub(crate) async fn follow(store: Arc<dyn Store>, prefix: String, mut sink: impl FnMut(Followed) + Send + 'static) -> Result<()> {
+    let (kvs, mut from) = store.range(&prefix).await?;
+    sink(Followed::Reset(kvs));
+    tokio::spawn(async move {
+        loop {
+            let mut w = store.watch(&prefix, Some(from));
+            // Events lost for good (compacted, or a watcher left behind): read again. A lost
+            // connection: watch again from the last revision seen, once the store answers.
+            let reread = loop {
+                match w.next().await {
+                    None => return, // the store is closed
+                    Some(Ok(ev)) => {
+                        from = ev.revision();
+                        sink(Followed::Change(ev));
+                    }
+                    Some(Err(e @ (StoreError::Compacted { .. } | StoreError::Lagged(_)))) => {
+                        tracing::warn!(error = %e, prefix, "watch lost events; reading again");
+                        break true;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, prefix, "watch ended; watching again");
+                        break false;
+                    }
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if reread {
+                loop {
+                    match store.range(&prefix).await {
+                        Ok((kvs, rev)) => {
+                            from = rev;
+                            sink(Followed::Reset(kvs));
+                            break;
+                        }
+                        Err(e) => tracing::debug!(error = %e, prefix, "reading again"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Engine {
+    /// This daemon's `--host-id`.
+    pub fn host_id(&self) -> &str {
+        self.keys.host()
+    }
+
+    /// The registered daemons, by id, as last seen through the watch.
+    pub fn nodes(&self) -> Vec<NodeRecord> {
+        let mut v: Vec<NodeRecord> = self.lock().nodes.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Registers this daemon under a new lease and follows every daemon's registration; a task
+    /// renews the lease every third of `--node-ttl`, and registers again under a new lease if it
+    /// ended (etcd was out of reach for longer than that).
+    pub(crate) async fn register_node(self: &Arc<Self>) -> Result<()> {
+        let mut lease = self.put_node().await?;
+        let eng = self.clone();
+        follow(self.store.clone(), self.keys.nodes(), move |f| {
+            let mut st = eng.lock();
+            match f {
+                Followed::Reset(kvs) => st.nodes = kvs.iter().filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok()).map(|n| (n.id.clone(), n)).collect(),
+                Followed::Change(Event::Put(kv)) => {
+                    if let Ok(n) = serde_json::from_slice::<NodeRecord>(&kv.value) {
+                        st.nodes.insert(n.id.clone(), n);
+                    }
+                }
+                Followed::Change(Event::Delete { key, .. }) => {
+                    st.nodes.remove(key.rsplit('/').next().unwrap_or_default());
+                }
+            }
+        })
+        .await?;
+        let eng = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(eng.cfg.node_ttl / 3).await;
+                match eng.store.keep_alive(lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(lease, "this daemon's registration had expired: registering again");
+                        match eng.put_node().await {
+                            Ok(l) => lease = l,
+                            Err(e) => tracing::warn!(error = %e, "registering again"),
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "renewing this daemon's registration"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Puts this daemon's record under a new lease; returns the lease.
+    async fn put_node(&self) -> Result<i64> {
+        let lease = self.store.grant(self.cfg.node_ttl).await?;
+        let rec = NodeRecord { id: self.keys.host().to_string(), addr: self.cfg.advertise_addr, lease, ttl: self.cfg.node_ttl.as_secs().max(1), started: now() };
+        self.store.txn(Txn::ops(vec![Op::PutLeased(self.keys.node(&rec.id), serde_json::to_vec(&rec)?, lease)])).await?;
+        Ok(lease)
+    }
+}
