@@ -35,6 +35,29 @@ pub(crate) struct Claim {
     /// A container id, or `sandbox/<name>`.
     pub owner: String,
     pub endpoint: String,
+    /// A global network's endpoint: what the other hosts need of it (their overlay entries,
+    /// their DNS answers): its MAC and its names there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl Claim {
+    /// The remote endpoint an other host's claim describes (`None`: no usable MAC).
+    fn remote(&self) -> Option<crate::peers::RemoteEndpoint> {
+        Some(crate::peers::RemoteEndpoint { host: self.host.clone(), endpoint: self.endpoint.clone(), mac: weft_model::parse_mac(&self.mac).ok()?, names: self.names.clone() })
+    }
+}
+
+/// The DNS names of the owner of an endpoint: a sandbox's name, or a container's name and short
+/// id (a container being created is found by its reserved name).
+fn owner_names(st: &State, owner: &str) -> Vec<String> {
+    if let Some(key) = owner.strip_prefix("sandbox/") {
+        return vec![key.to_string()];
+    }
+    let name = st.containers.get(owner).map(|c| c.name.clone()).or_else(|| st.names.iter().find(|(_, id)| id.as_str() == owner).map(|(n, _)| n.clone()));
+    name.into_iter().chain(std::iter::once(weft_model::short_id(owner).to_string())).collect()
 }
 
 impl State {
@@ -95,6 +118,16 @@ fn addresses(e: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
 }
 
 impl Engine {
+    /// The claim of endpoint `e` of `owner`: a global network's carries its MAC and names.
+    fn claim_of(&self, st: &State, owner: &str, e: &EndpointRecord) -> Claim {
+        let global = st.networks.get(&e.network_id).is_some_and(|n| n.rec.scope == Scope::Global);
+        let (mac, names) = match global {
+            true => (e.mac.clone(), owner_names(st, owner).into_iter().chain(e.aliases.iter().cloned()).collect()),
+            false => (String::new(), Vec::new()),
+        };
+        Claim { host: self.keys.host().to_string(), owner: owner.to_string(), endpoint: e.endpoint_id.clone(), mac, names }
+    }
+
     /// The claim keys of endpoint `e` (its IPv4 and, dual-stack, IPv6 address).
     fn claim_keys(&self, st: &State, e: &EndpointRecord) -> Vec<String> {
         let scope = st.networks.get(&e.network_id).map(|n| n.rec.scope).unwrap_or_default();
@@ -117,7 +150,7 @@ impl Engine {
             let st = self.lock();
             for e in endpoints {
                 let global = st.networks.get(&e.network_id).is_some_and(|n| n.rec.scope == weft_model::Scope::Global);
-                let value = serde_json::to_vec(&Claim { host: self.keys.host().to_string(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() })?;
+                let value = serde_json::to_vec(&self.claim_of(&st, owner, e))?;
                 for (key, ip) in self.claim_keys(&st, e).into_iter().zip(addresses(e)) {
                     if global {
                         claims.push((key, value.clone(), e.network_id.clone(), ip));
@@ -212,7 +245,7 @@ impl Engine {
         let me = self.keys.host().to_string();
         let wanted: HashMap<String, Claim> = {
             let st = self.lock();
-            let claim = |owner: &str, e: &EndpointRecord| Claim { host: me.clone(), owner: owner.to_string(), endpoint: e.endpoint_id.clone() };
+            let claim = |owner: &str, e: &EndpointRecord| self.claim_of(&st, owner, e);
             let of_containers = st.containers.values().filter(|c| c.state.status == Status::Running).flat_map(|c| c.sandbox.endpoints.iter().map(move |e| (c.id.clone(), e)));
             let of_sandboxes = st.sandboxes.values().flat_map(|s| s.sandbox.endpoints.iter().map(move |e| (crate::sandbox::owner_key(&s.key), e)));
             of_containers.chain(of_sandboxes).flat_map(|(owner, e)| self.claim_keys(&st, e).into_iter().map(move |k| (k, claim(&owner, e)))).collect()
@@ -248,53 +281,13 @@ impl Engine {
         Ok(revision)
     }
 
-    /// Follows the shared keys from `after`: other hosts' claims on global networks (their
-    /// addresses leave and rejoin this host's pools) and global networks (adopted when they
-    /// appear, their local objects removed when they go).
-    pub(crate) fn watch_shared(self: &Arc<Self>, after: u64) {
-        let eng = self.clone();
-        tokio::spawn(async move {
-            let prefix = eng.keys.addresses(Scope::Global, "");
-            let mut from = after;
-            loop {
-                let mut w = eng.store.watch(&prefix, Some(from));
-                let mut lost = false;
-                while let Some(ev) = w.next().await {
-                    match ev {
-                        Ok(Event::Put(kv)) => {
-                            from = kv.mod_revision;
-                            let claim: Option<Claim> = serde_json::from_slice(&kv.value).ok();
-                            if let (Some(c), Some((net, ip))) = (claim, parse_address(&prefix, &kv.key)) {
-                                if c.host != eng.keys.host() {
-                                    eng.lock().mark_foreign(&net, ip);
-                                }
-                            }
-                        }
-                        Ok(Event::Delete { key, mod_revision }) => {
-                            from = mod_revision;
-                            if let Some((net, ip)) = parse_address(&prefix, &key) {
-                                eng.lock().unmark_foreign(&net, ip);
-                            }
-                        }
-                        Err(e) => {
-                            // Events were lost (or the shared store went away): read the claims
-                            // again and go on from there, once it answers.
-                            tracing::warn!(error = %e, "shared claims watch lost events; reading them again");
-                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                            match eng.resync_foreign(&prefix).await {
-                                Ok(rev) => from = rev,
-                                Err(e) => tracing::error!(error = %e, "reading the shared claims"),
-                            }
-                            lost = true;
-                            break;
-                        }
-                    }
-                }
-                if !lost {
-                    return; // the store is closed
-                }
-            }
-        });
+    /// Follows the shared keys: other hosts' claims on global networks (their addresses leave
+    /// and rejoin this host's pools; their endpoints become this host's overlay entries and DNS
+    /// names: `peers`), from a read of them now; and global networks from `after` (adopted when
+    /// they appear, their local objects removed when they go).
+    pub(crate) async fn watch_shared(self: &Arc<Self>, after: u64) -> Result<()> {
+        let (eng, prefix) = (self.clone(), self.keys.addresses(Scope::Global, ""));
+        crate::nodes::follow(self.store.clone(), prefix.clone(), move |f| eng.follow_claims(&prefix, f)).await?;
         let eng = self.clone();
         tokio::spawn(async move {
             let prefix = eng.keys.networks(Scope::Global);
@@ -336,6 +329,53 @@ impl Engine {
                 }
             }
         });
+        Ok(())
+    }
+
+    /// One change of the other hosts' claims (see `watch_shared`).
+    fn follow_claims(&self, prefix: &str, f: crate::nodes::Followed) {
+        use crate::nodes::Followed;
+        let me = self.keys.host();
+        let theirs = |kv: &weft_store::KeyValue| -> Option<(String, IpAddr, Claim)> {
+            let c: Claim = serde_json::from_slice(&kv.value).ok().filter(|c: &Claim| c.host != me)?;
+            let (net, ip) = parse_address(prefix, &kv.key)?;
+            Some((net, ip, c))
+        };
+        {
+            let mut st = self.lock();
+            let mark = |st: &mut State, net: String, ip: IpAddr, c: Claim| {
+                st.mark_foreign(&net, ip);
+                if let (IpAddr::V4(v4), Some(r)) = (ip, c.remote()) {
+                    st.peers.remote.insert((net, v4), r);
+                }
+            };
+            match f {
+                Followed::Reset(kvs) => {
+                    let marked: Vec<(String, IpAddr)> = st.networks.values().flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
+                    for (net, ip) in marked {
+                        st.unmark_foreign(&net, ip);
+                    }
+                    st.peers.remote.clear();
+                    for (net, ip, c) in kvs.iter().filter_map(theirs) {
+                        mark(&mut st, net, ip, c);
+                    }
+                }
+                Followed::Change(Event::Put(kv)) => {
+                    if let Some((net, ip, c)) = theirs(&kv) {
+                        mark(&mut st, net, ip, c);
+                    }
+                }
+                Followed::Change(Event::Delete { key, .. }) => {
+                    if let Some((net, ip)) = parse_address(prefix, &key) {
+                        st.unmark_foreign(&net, ip);
+                        if let IpAddr::V4(v4) = ip {
+                            st.peers.remote.remove(&(net, v4));
+                        }
+                    }
+                }
+            }
+        }
+        self.sync_peers();
     }
 
     /// Adopts the global network whose record is `value` (another host made it).
@@ -345,24 +385,5 @@ impl Engine {
                 tracing::error!(error = %e, "adopting a global network");
             }
         }
-    }
-
-    /// Rebuilds the foreign addresses of every global network from the store.
-    async fn resync_foreign(&self, prefix: &str) -> Result<u64> {
-        let (kvs, rev) = self.store.range(prefix).await?;
-        let mut st = self.lock();
-        let marked: Vec<(String, IpAddr)> = st.networks.values().flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
-        for (net, ip) in marked {
-            st.unmark_foreign(&net, ip);
-        }
-        for kv in kvs {
-            let claim: Option<Claim> = serde_json::from_slice(&kv.value).ok();
-            if let (Some(c), Some((net, ip))) = (claim, parse_address(prefix, &kv.key)) {
-                if c.host != self.keys.host() {
-                    st.mark_foreign(&net, ip);
-                }
-            }
-        }
-        Ok(rev)
     }
 }

@@ -23,6 +23,7 @@ mod network;
 mod networks;
 mod nodes;
 mod p2p;
+mod peers;
 mod ports;
 mod proxy;
 mod publish;
@@ -321,6 +322,8 @@ pub(crate) struct State {
     pub p2p_pool: Option<Pool>,
     /// The daemons registered in the store, by host id (fed only by its watch: `nodes`).
     pub nodes: HashMap<String, weft_model::NodeRecord>,
+    /// Other hosts' endpoints and what this host made of them (`peers`).
+    pub peers: peers::Peers,
 }
 
 /// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder
@@ -396,7 +399,7 @@ impl Engine {
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
         let shared_revision = engine.reconcile().await?;
-        engine.watch_shared(shared_revision);
+        engine.watch_shared(shared_revision).await?;
         engine.register_node().await?;
         engine.watch_sandbox_links()?;
         Ok(engine)

@@ -243,6 +243,8 @@ impl Engine {
         let mut st = self.lock();
         st.creating.remove(&rec.name);
         st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
+        drop(st);
+        self.sync_peers();
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
         Ok(rec)
     }
@@ -316,6 +318,7 @@ impl Engine {
         }
         self.lock().networks.remove(&rec.id);
         self.resolver.update(|idx| idx.remove_network(&rec.id));
+        self.sync_peers();
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
     }
@@ -410,6 +413,7 @@ impl Engine {
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
         }
         self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, made));
+        self.sync_peers();
         Ok(())
     }
 

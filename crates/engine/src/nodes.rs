@@ -94,6 +94,7 @@ impl Engine {
         let eng = self.clone();
         follow(self.store.clone(), self.keys.nodes(), move |f| {
             let mut st = eng.lock();
+            // (The hosts' endpoints come and go with them: `peers`.)
             match f {
                 Followed::Reset(kvs) => st.nodes = kvs.iter().filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok()).map(|n| (n.id.clone(), n)).collect(),
                 Followed::Change(Event::Put(kv)) => {
@@ -105,6 +106,8 @@ impl Engine {
                     st.nodes.remove(key.rsplit('/').next().unwrap_or_default());
                 }
             }
+            drop(st);
+            eng.sync_peers();
         })
         .await?;
         let eng = self.clone();

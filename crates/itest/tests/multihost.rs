@@ -50,3 +50,78 @@ fn hosts_register_and_a_dead_one_goes_when_its_lease_expires() {
     assert!(bad.contains("are for --store etcd://"), "{bad}");
     c.finish();
 }
+
+/// The address of container `name` on network `net`.
+fn addr_on(h: &weft_itest::Host, name: &str, net: &str) -> String {
+    weft_itest::inspect(h, name)["NetworkSettings"]["Networks"][net]["IPAddress"].as_str().unwrap_or_else(|| panic!("{name} has no address on {net}")).to_string()
+}
+
+/// Whether host `h`'s VXLAN device `vx` forwards `mac` to some host (`bridge fdb show`).
+fn fdb_has(h: &weft_itest::Host, vx: &str, mac: &str) -> bool {
+    h.sh_ok(&format!("bridge fdb show dev {vx}")).lines().any(|l| l.starts_with(mac) && l.contains(" dst "))
+}
+
+/// Three hosts on one overlay: one network for the cluster, a bridge and a VXLAN device on each
+/// host, containers reaching each other across hosts by address and by name, nothing learnt or
+/// flooded; a published port and egress NAT on each host; a killed host's endpoints leave the
+/// others' kernels and DNS once its lease expires, and come back with it.
+#[test]
+fn overlay_joins_containers_across_hosts() {
+    let ttl = ["--node-ttl", "2"];
+    let mut c = Cluster::new("ov", 3, 1, &ttl);
+    let (h0, h1, h2) = (&c.hosts[0], &c.hosts[1], &c.hosts[2]);
+    h0.ok(&["network", "create", "-d", "overlay", "--subnet", "10.90.0.0/24", "ov"]);
+    let id = h0.ok(&["network", "inspect", "-f", "{{.Id}}", "ov"]);
+    let vx = format!("vx-{}", &id[..12]);
+    for h in [h0, h1, h2] {
+        weft_itest::eventually("every host has the overlay", || h.weft(&["network", "inspect", "ov"]).status.success());
+        assert_eq!(h.ok(&["network", "inspect", "-f", "{{.Scope}}", "ov"]), "global");
+        let dev = h.ip(&["-d", "link", "show", &vx]);
+        assert!(dev.contains("vxlan id 4096") && dev.contains("dstport 4789") && dev.contains("nolearning") && dev.contains("proxy"), "{}: {dev}", h.ns);
+        assert!(dev.contains("mtu 1450"), "the underlay's 1500 less the tunnel's 50: {dev}");
+    }
+    let c0 = h0.run_d("c0", &["--net", "ov"], &["sleep", "600"]);
+    let c0 = if c0.is_empty() { addr_on(h0, "c0", "ov") } else { c0 };
+    h1.run_d("c1", &["--net", "ov", "-p", "8081:80"], &["sh", "-c", "mkdir -p /tmp/w && echo from-c1 > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]);
+    h2.run_d("c2", &["--net", "ov"], &["sleep", "600"]);
+    let (c1, c2) = (addr_on(h1, "c1", "ov"), addr_on(h2, "c2", "ov"));
+    let all: std::collections::HashSet<&String> = [&c0, &c1, &c2].into_iter().collect();
+    assert_eq!(all.len(), 3, "three addresses: {c0} {c1} {c2}");
+
+    // By address and by name, both ways, across hosts.
+    weft_itest::eventually("c0 reaches c1 across the overlay", || h0.ping("c0", &c1));
+    assert!(h0.ping("c0", &c2), "c0 reaches c2");
+    assert!(h2.ping("c2", &c0), "c2 reaches c0");
+    assert!(h0.ping("c0", "c2"), "c0 reaches c2 by name (host 0's DNS answers for host 2's container)");
+    h1.listening("c1", 80);
+    assert_eq!(h0.get("c0", "c1"), "from-c1", "TCP across hosts by name");
+    assert_eq!(h2.get("c2", &format!("c1.ov")), "from-c1", "and by name.network");
+    // Nothing learnt, nothing flooded: only static entries with a destination, no default one.
+    let fdb = h0.sh_ok(&format!("bridge fdb show dev {vx}"));
+    assert!(!fdb.contains("00:00:00:00:00:00"), "no flooding entry: {fdb}");
+    let c1_mac = weft_itest::inspect(h1, "c1")["NetworkSettings"]["Networks"]["ov"]["MacAddress"].as_str().expect("mac").to_string();
+    assert!(fdb.contains(&format!("{c1_mac} dst 192.168.200.2")), "c1's MAC behind host 1: {fdb}");
+
+    // A published port on host 1, reached from host 0's own namespace over the underlay.
+    assert_eq!(h0.host_fetch("192.168.200.2:8081"), "from-c1");
+
+    // kill -9 of host 2's daemon: traffic between the others goes on; once host 2's lease
+    // expires, its container leaves host 0's overlay entries and DNS.
+    let c2_mac = weft_itest::inspect(h2, "c2")["NetworkSettings"]["Networks"]["ov"]["MacAddress"].as_str().expect("mac").to_string();
+    c.hosts[2].kill9_daemon();
+    let (h0, h1) = (&c.hosts[0], &c.hosts[1]);
+    assert!(h0.ping("c0", &c1), "traffic between the live hosts is untouched");
+    let t0 = Instant::now();
+    while fdb_has(h0, &vx, &c2_mac) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "host 2's endpoint still in host 0's FDB after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h0.probe("c0", "busybox nslookup c2 127.0.0.11") != 0, "c2 no longer resolves on host 0");
+    assert!(h1.ping("c1", &c0), "still untouched");
+    // Host 2 returns: its container (which kept running) is reachable again.
+    c.start(2, &ttl);
+    let h0 = &c.hosts[0];
+    weft_itest::eventually("host 2's container is back in host 0's overlay", || fdb_has(h0, &vx, &c2_mac));
+    assert!(h0.ping("c0", "c2"), "c0 reaches c2 by name again");
+    c.finish();
+}

@@ -683,9 +683,8 @@ impl NetworkSpec {
             return bad(format!("{} is a pre-defined network name", self.name));
         }
         let driver = DriverKind::parse(&self.driver)?;
-        if Scope::parse(&self.scope)? == Scope::Local && driver == DriverKind::Overlay && !self.scope.is_empty() {
-            return bad("an overlay network spans hosts: its scope is global".into());
-        }
+        // (An overlay's scope is global whatever was asked: it spans hosts by definition.)
+        Scope::parse(&self.scope)?;
         if driver == DriverKind::Overlay && self.enable_ipv6 {
             return bad("overlay networks are IPv4 only".into());
         }

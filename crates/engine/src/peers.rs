@@ -1,0 +1,167 @@
+//! Other hosts' endpoints, as the shared store shows them, made real on this host: on an
+//! overlay network, each remote endpoint gets its entries on the network's VXLAN device (its MAC
+//! behind its host's advertised address, its address answered by the device) and its names in
+//! the embedded DNS. What is wanted follows from three caches, each fed only by the store's
+//! watch: the claims of global addresses (which carry the endpoint's MAC and names), the
+//! registered daemons, and the networks this host has. An endpoint whose host is not registered
+//! (dead, or cut off for longer than its lease) is not programmed; its claim stays, so its
+//! address is not handed out again while that host may still use it.
+//!
+//! [`Engine::sync_peers`] compares what is wanted with what was programmed and sends the
+//! difference to one thread of its own, which applies the changes in order over its own netlink
+//! socket (so an add and the removal after it never swap).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::mpsc;
+
+use weft_model::DriverKind;
+
+use crate::{Engine, State};
+
+/// A remote endpoint as its claim shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteEndpoint {
+    pub host: String,
+    pub endpoint: String,
+    pub mac: [u8; 6],
+    pub names: Vec<String>,
+}
+
+/// What one remote endpoint needs on this host: its network's VXLAN device, its MAC, its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    vx: String,
+    mac: [u8; 6],
+    vtep: Ipv4Addr,
+}
+
+/// The kernel and DNS state of the remote endpoints, as last sent.
+#[derive(Default)]
+pub(crate) struct Peers {
+    /// (network id, address) -> the endpoint there, from the claims of other hosts.
+    pub remote: HashMap<(String, Ipv4Addr), RemoteEndpoint>,
+    programmed: HashMap<(String, Ipv4Addr), Entry>,
+    /// DNS entries made, by their key in the resolver (`remote/<endpoint id>`).
+    named: HashMap<String, (String, Ipv4Addr)>,
+    programmer: Option<mpsc::Sender<Vec<Change>>>,
+}
+
+enum Change {
+    Add(Ipv4Addr, Entry),
+    Remove(Ipv4Addr, Entry),
+}
+
+/// Applies changes in order on a netlink socket of its own, in the daemon's namespace.
+fn programmer() -> mpsc::Sender<Vec<Change>> {
+    let (tx, rx) = mpsc::channel::<Vec<Change>>();
+    std::thread::Builder::new()
+        .name("overlay-entries".into())
+        .spawn(move || {
+            let mut nl = None;
+            let mut index: HashMap<String, u32> = HashMap::new();
+            while let Ok(batch) = rx.recv() {
+                if nl.is_none() {
+                    match weft_kernel::Netlink::open() {
+                        Ok(n) => nl = Some(n),
+                        Err(e) => {
+                            tracing::error!(error = %e, "netlink for overlay entries");
+                            continue;
+                        }
+                    }
+                }
+                let Some(nl) = nl.as_mut() else { continue };
+                for change in batch {
+                    let (ip, entry) = match &change {
+                        Change::Add(ip, e) | Change::Remove(ip, e) => (*ip, e),
+                    };
+                    let vx = match index.get(&entry.vx) {
+                        Some(i) => *i,
+                        None => match nl.link(&entry.vx) {
+                            Ok(Some(l)) => *index.entry(entry.vx.clone()).or_insert(l.index),
+                            // The device is gone (the network with it): nothing to do.
+                            _ => continue,
+                        },
+                    };
+                    let done = match change {
+                        Change::Add(..) => nl.add_remote_endpoint(vx, ip, entry.mac, entry.vtep),
+                        Change::Remove(..) => nl.remove_remote_endpoint(vx, ip, entry.mac),
+                    };
+                    if let Err(e) = done {
+                        // A device made again has a new index: look it up next time.
+                        index.remove(&entry.vx);
+                        tracing::warn!(error = %e, %ip, vx = %entry.vx, "overlay entry");
+                    }
+                }
+            }
+        })
+        .expect("spawn the overlay entries thread");
+    tx
+}
+
+impl State {
+    /// The entries wanted now: remote endpoints of registered hosts on overlays this host has.
+    fn wanted_entries(&self) -> HashMap<(String, Ipv4Addr), Entry> {
+        self.peers
+            .remote
+            .iter()
+            .filter_map(|((net, ip), r)| {
+                let n = self.networks.get(net).filter(|n| n.rec.driver == DriverKind::Overlay)?;
+                let vtep = self.nodes.get(&r.host)?.addr?;
+                Some(((net.clone(), *ip), Entry { vx: n.rec.vxlan_name(), mac: r.mac, vtep }))
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Brings the overlay entries and the remote names in line with the caches (see the module
+    /// docs); called after any change to them.
+    pub(crate) fn sync_peers(&self) {
+        let mut st = self.lock();
+        let wanted = st.wanted_entries();
+        let mut changes = Vec::new();
+        for (k, e) in &st.peers.programmed {
+            if wanted.get(k) != Some(e) {
+                changes.push(Change::Remove(k.1, e.clone()));
+            }
+        }
+        for (k, e) in &wanted {
+            if st.peers.programmed.get(k) != Some(e) {
+                changes.push(Change::Add(k.1, e.clone()));
+            }
+        }
+        // Names: every wanted endpoint's, on its network.
+        let named: HashMap<String, (String, Ipv4Addr)> = wanted.keys().filter_map(|k| Some((format!("remote/{}", st.peers.remote.get(k)?.endpoint), k.clone()))).collect();
+        let gone: Vec<String> = st.peers.named.keys().filter(|k| named.get(*k) != st.peers.named.get(*k)).cloned().collect();
+        let added: Vec<(String, weft_dns::Endpoint)> = named
+            .iter()
+            .filter(|(k, v)| st.peers.named.get(*k) != Some(v))
+            .filter_map(|(k, (net, ip))| {
+                let r = st.peers.remote.get(&(net.clone(), *ip))?;
+                let network_name = st.networks.get(net)?.rec.name.clone();
+                let first = r.names.first().cloned().unwrap_or_default();
+                Some((k.clone(), weft_dns::Endpoint { network_id: net.clone(), ptr: format!("{first}.{network_name}."), network_name, names: r.names.clone(), ips: vec![std::net::IpAddr::V4(*ip)] }))
+            })
+            .collect();
+        st.peers.programmed = wanted;
+        st.peers.named = named;
+        if !changes.is_empty() {
+            let tx = st.peers.programmer.get_or_insert_with(programmer);
+            if tx.send(changes).is_err() {
+                tracing::error!("the overlay entries thread is gone");
+            }
+        }
+        drop(st);
+        if !gone.is_empty() || !added.is_empty() {
+            self.resolver.update(|idx| {
+                for k in &gone {
+                    idx.remove_container(k);
+                }
+                for (k, e) in added {
+                    idx.set_container(&k, vec![e], None);
+                }
+            });
+        }
+    }
+}
