@@ -6,6 +6,7 @@
 //! Addresses: the underlay is 192.168.200.0/24 inside its own namespaces (tests run in parallel,
 //! each with its own underlay); etcd members are .201 upwards, hosts take what the test gives.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -279,4 +280,52 @@ impl Cluster {
             h.finish();
         }
     }
+}
+
+/// `n` containers named `{prefix}{i}` on network `net`, started from `threads` threads at
+/// once; returns the names that started and the one-line errors of those that did not.
+pub fn run_many(h: &Host, prefix: &str, net: &str, n: usize, threads: usize) -> (Vec<String>, Vec<String>) {
+    let rootfs = h.rootfs();
+    let mut started = Vec::new();
+    let mut refused = Vec::new();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let rootfs = rootfs.clone();
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    let mut err = Vec::new();
+                    for i in (t..n).step_by(threads) {
+                        let name = format!("{prefix}{i}");
+                        let o = h.weft(&["run", "-d", "--name", &name, "--net", net, "--rootfs", &rootfs, "--", "sleep", "600"]);
+                        if o.status.success() {
+                            ok.push(name);
+                        } else {
+                            err.push(String::from_utf8_lossy(&o.stderr).trim().to_string());
+                        }
+                    }
+                    (ok, err)
+                })
+            })
+            .collect();
+        for w in workers {
+            let (ok, err) = w.join().expect("worker");
+            started.extend(ok);
+            refused.extend(err);
+        }
+    });
+    (started, refused)
+}
+
+/// name -> address on `net`, for every container of `h` on it.
+pub fn addresses(h: &Host, net: &str) -> HashMap<String, String> {
+    let ids = h.ok(&["ps", "-q"]);
+    let mut out = HashMap::new();
+    for id in ids.lines() {
+        let v = crate::inspect(h, id);
+        if let Some(ip) = v["NetworkSettings"]["Networks"][net]["IPAddress"].as_str() {
+            out.insert(v["Name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(), ip.to_string());
+        }
+    }
+    out
 }

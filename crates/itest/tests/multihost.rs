@@ -1,9 +1,10 @@
 //! Hosts that come and go: daemons on one etcd register under leases (`weft node ls`); a killed
 //! daemon's registration goes from every host once its lease expires, and comes back with it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use weft_itest::cluster::Cluster;
+use weft_itest::cluster::{addresses, run_many, Cluster};
 
 /// `weft node ls` of host `h` as (host id, address, self) rows.
 fn nodes(h: &weft_itest::Host) -> Vec<(String, String, bool)> {
@@ -69,6 +70,8 @@ fn fdb_has(h: &weft_itest::Host, vx: &str, mac: &str) -> bool {
 fn overlay_joins_containers_across_hosts() {
     let ttl = ["--node-ttl", "2"];
     let mut c = Cluster::new("ov", 3, 1, &ttl);
+    // A network outside host 1 (no route back to the overlay: only NAT answers).
+    c.hosts[1].outside("10.201.0.1", "10.201.0.2");
     let (h0, h1, h2) = (&c.hosts[0], &c.hosts[1], &c.hosts[2]);
     h0.ok(&["network", "create", "-d", "overlay", "--subnet", "10.90.0.0/24", "ov"]);
     let id = h0.ok(&["network", "inspect", "-f", "{{.Id}}", "ov"]);
@@ -80,8 +83,10 @@ fn overlay_joins_containers_across_hosts() {
         assert!(dev.contains("vxlan id 4096") && dev.contains("dstport 4789") && dev.contains("nolearning") && dev.contains("proxy"), "{}: {dev}", h.ns);
         assert!(dev.contains("mtu 1450"), "the underlay's 1500 less the tunnel's 50: {dev}");
     }
-    let c0 = h0.run_d("c0", &["--net", "ov"], &["sleep", "600"]);
-    let c0 = if c0.is_empty() { addr_on(h0, "c0", "ov") } else { c0 };
+    // A fixed address, as `weave run 10.90.0.200/24` gives one.
+    h0.run_d("c0", &["--net", "ov", "--ip", "10.90.0.200"], &["sleep", "600"]);
+    let c0 = addr_on(h0, "c0", "ov");
+    assert_eq!(c0, "10.90.0.200");
     h1.run_d("c1", &["--net", "ov", "-p", "8081:80"], &["sh", "-c", "mkdir -p /tmp/w && echo from-c1 > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w"]);
     h2.run_d("c2", &["--net", "ov"], &["sleep", "600"]);
     let (c1, c2) = (addr_on(h1, "c1", "ov"), addr_on(h2, "c2", "ov"));
@@ -95,7 +100,7 @@ fn overlay_joins_containers_across_hosts() {
     assert!(h0.ping("c0", "c2"), "c0 reaches c2 by name (host 0's DNS answers for host 2's container)");
     h1.listening("c1", 80);
     assert_eq!(h0.get("c0", "c1"), "from-c1", "TCP across hosts by name");
-    assert_eq!(h2.get("c2", &format!("c1.ov")), "from-c1", "and by name.network");
+    assert_eq!(h2.get("c2", "c1.ov"), "from-c1", "and by name.network");
     // Nothing learnt, nothing flooded: only static entries with a destination, no default one.
     let fdb = h0.sh_ok(&format!("bridge fdb show dev {vx}"));
     assert!(!fdb.contains("00:00:00:00:00:00"), "no flooding entry: {fdb}");
@@ -104,6 +109,19 @@ fn overlay_joins_containers_across_hosts() {
 
     // A published port on host 1, reached from host 0's own namespace over the underlay.
     assert_eq!(h0.host_fetch("192.168.200.2:8081"), "from-c1");
+    // Egress: a container on host 1 reaches the outside from host 1's own address (NAT).
+    h1.ok(&["run", "-d", "--name", "egress", "--net", "ov", "--", "sleep", "600"]);
+    assert_eq!(h1.udp_to_outside("egress", "10.201.0.2", 9911).as_deref(), Some("10.201.0.1"), "masqueraded behind host 1");
+    // An address another host holds cannot be taken, fixed or not.
+    let taken = h2.fails(&["run", "-d", "--net", "ov", "--ip", "10.90.0.200", "--rootfs", &h2.rootfs(), "--", "sleep", "600"]);
+    assert!(taken.contains("10.90.0.200"), "{taken}");
+    // A process weft did not start joins the overlay (as `weave attach`): reachable from host 0.
+    let pid = h1.sh_ok("unshare -n sleep 600 >/dev/null 2>&1 & echo $!").trim().to_string();
+    h1.ok(&["network", "connect", "--pid", &pid, "--ip", "10.90.0.201", "ov"]);
+    weft_itest::eventually("the attached process is reachable across hosts", || h0.ping("c0", "10.90.0.201"));
+    assert!(h0.ping("c0", &format!("pid{pid}")), "and by its name");
+    h1.ok(&["network", "disconnect", "ov", &format!("pid{pid}")]);
+    h1.sh_ok(&format!("kill {pid}"));
 
     // kill -9 of host 2's daemon: traffic between the others goes on; once host 2's lease
     // expires, its container leaves host 0's overlay entries and DNS.
@@ -123,5 +141,59 @@ fn overlay_joins_containers_across_hosts() {
     let h0 = &c.hosts[0];
     weft_itest::eventually("host 2's container is back in host 0's overlay", || fdb_has(h0, &vx, &c2_mac));
     assert!(h0.ping("c0", "c2"), "c0 reaches c2 by name again");
+    c.finish();
+}
+
+/// 201 containers started at once over three hosts on one overlay get 201 different addresses;
+/// a host cut off from etcd can take no address at all (not even a free one), and once back, not
+/// one another host holds.
+#[test]
+fn overlay_addresses_are_never_handed_out_twice() {
+    let c = Cluster::new("oa", 3, 1, &[]);
+    c.hosts[0].ok(&["network", "create", "-d", "overlay", "--subnet", "10.91.0.0/24", "ova"]);
+    for h in &c.hosts {
+        weft_itest::eventually("every host has the overlay", || h.weft(&["network", "inspect", "ova"]).status.success());
+    }
+    let started: Vec<(Vec<String>, Vec<String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = c.hosts.iter().enumerate().map(|(i, h)| s.spawn(move || run_many(h, &format!("h{i}-"), "ova", 67, 6))).collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).collect()
+    });
+    for (i, (ok, refused)) in started.iter().enumerate() {
+        assert!(refused.is_empty() && ok.len() == 67, "host {i}: {} started, refused: {refused:?}", ok.len());
+    }
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for (i, h) in c.hosts.iter().enumerate() {
+        for (name, ip) in addresses(h, "ova") {
+            if let Some(other) = owner.insert(ip.clone(), format!("{name} on host {i}")) {
+                panic!("{ip} handed out twice: to {other} and {name} on host {i}");
+            }
+        }
+    }
+    assert_eq!(owner.len(), 201);
+
+    // Host 2 cut off from the underlay (and so from etcd): it refuses, clearly and quickly.
+    let held = addresses(&c.hosts[0], "ova").into_values().next().expect("an address of host 0's");
+    let h2 = &c.hosts[2];
+    c.ul.cut(&h2.ns, "eth0", true);
+    let t0 = Instant::now();
+    // (Host 2 knows the address is another's from its cache: refused at once, without etcd.)
+    let cut_off = h2.fails(&["run", "-d", "--net", "ova", "--ip", &held, "--rootfs", &h2.rootfs(), "--", "sleep", "600"]);
+    assert!(cut_off.contains(&held) && cut_off.contains("in use"), "{cut_off}");
+    let free = h2.fails(&["run", "-d", "--net", "ova", "--rootfs", &h2.rootfs(), "--", "sleep", "600"]);
+    assert!(free.contains("unreachable"), "not even a free address: {free}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "refused within the deadlines: {:?}", t0.elapsed());
+    c.ul.cut(&h2.ns, "eth0", false);
+    // Back: the address is host 0's, and stays so.
+    let t0 = Instant::now();
+    let back = loop {
+        let o = h2.weft(&["run", "-d", "--net", "ova", "--ip", &held, "--rootfs", &h2.rootfs(), "--", "sleep", "600"]);
+        let err = weft_itest::text(&o);
+        assert!(!o.status.success(), "host 2 took {held}, host 0's");
+        if !err.contains("unreachable") || t0.elapsed() > Duration::from_secs(20) {
+            break err;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(back.contains(&held) && back.contains("in use"), "refused as another's: {back}");
     c.finish();
 }

@@ -5,56 +5,8 @@
 use std::collections::HashMap;
 use std::thread;
 
-use weft_itest::cluster::{EtcdCluster, Underlay};
+use weft_itest::cluster::{addresses, run_many, EtcdCluster, Underlay};
 use weft_itest::{text, Host};
-
-/// `n` containers named `{prefix}{i}` on network `net`, started from `threads` threads at
-/// once; returns the names that started and the one-line errors of those that did not.
-fn run_many(h: &Host, prefix: &str, net: &str, n: usize, threads: usize) -> (Vec<String>, Vec<String>) {
-    let rootfs = h.rootfs();
-    let mut started = Vec::new();
-    let mut refused = Vec::new();
-    thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let rootfs = rootfs.clone();
-                s.spawn(move || {
-                    let mut ok = Vec::new();
-                    let mut err = Vec::new();
-                    for i in (t..n).step_by(threads) {
-                        let name = format!("{prefix}{i}");
-                        let o = h.weft(&["run", "-d", "--name", &name, "--net", net, "--rootfs", &rootfs, "--", "sleep", "600"]);
-                        if o.status.success() {
-                            ok.push(name);
-                        } else {
-                            err.push(String::from_utf8_lossy(&o.stderr).trim().to_string());
-                        }
-                    }
-                    (ok, err)
-                })
-            })
-            .collect();
-        for w in workers {
-            let (ok, err) = w.join().expect("worker");
-            started.extend(ok);
-            refused.extend(err);
-        }
-    });
-    (started, refused)
-}
-
-/// name -> address on `net`, for every container of `h` on it.
-fn addresses(h: &Host, net: &str) -> HashMap<String, String> {
-    let ids = h.ok(&["ps", "-q"]);
-    let mut out = HashMap::new();
-    for id in ids.lines() {
-        let v = weft_itest::inspect(h, id);
-        if let Some(ip) = v["NetworkSettings"]["Networks"][net]["IPAddress"].as_str() {
-            out.insert(v["Name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(), ip.to_string());
-        }
-    }
-    out
-}
 
 /// Two hosts (192.168.200.1 and .2) on an underlay with a one-member etcd; the daemons are
 /// started on it as `host-a` and `host-b`. The cluster outlives the hosts (they are finished

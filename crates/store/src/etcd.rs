@@ -89,22 +89,41 @@ impl Members {
     }
 }
 
-/// Whether a failed request never reached a member (its connection could not be opened).
-fn never_sent(e: &BoxError) -> bool {
-    match e.downcast_ref::<etcd_client::Error>() {
-        Some(etcd_client::Error::TransportError(_)) => true,
-        Some(etcd_client::Error::GRpcStatus(s)) => {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
-            while let Some(e) = src {
-                if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) || e.to_string().contains("connect") {
-                    return true;
-                }
-                src = e.source();
-            }
-            false
-        }
-        _ => false,
+/// Why etcd did not answer, in a few words (the innermost cause: "Connection refused (os
+/// error 111)", "etcdserver: no leader"), and whether the request never reached a member (its
+/// connection could not be opened), so that it can be sent to another.
+#[derive(Debug)]
+struct Unreachable {
+    why: String,
+    never_sent: bool,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
     }
+}
+
+impl std::error::Error for Unreachable {}
+
+impl Unreachable {
+    fn of(e: &etcd_client::Error) -> Self {
+        let mut innermost: &(dyn std::error::Error + 'static) = e;
+        let mut connect = matches!(e, etcd_client::Error::TransportError(_));
+        while let Some(next) = innermost.source() {
+            connect |= next.to_string().contains("connect");
+            innermost = next;
+        }
+        let why = match e {
+            etcd_client::Error::GRpcStatus(s) if std::error::Error::source(s).is_none() => s.message().to_string(),
+            _ => innermost.to_string(),
+        };
+        Self { why, never_sent: connect }
+    }
+}
+
+fn never_sent(e: &BoxError) -> bool {
+    e.downcast_ref::<Unreachable>().is_some_and(|u| u.never_sent)
 }
 
 /// A failed request: `Unavailable` if etcd could not be reached or could not decide (no
@@ -118,7 +137,7 @@ fn classify(e: etcd_client::Error, failed: fn(BoxError) -> StoreError) -> StoreE
         _ => false,
     };
     if unreachable {
-        StoreError::Unavailable(Box::new(e))
+        StoreError::Unavailable(Box::new(Unreachable::of(&e)))
     } else {
         failed(Box::new(e))
     }
