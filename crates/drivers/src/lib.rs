@@ -189,6 +189,7 @@ pub(crate) fn test_record(driver: DriverKind, id: &str, link: &str, made: bool, 
         gateway6: None,
         scope: Default::default(),
         proxy_arp_option: None,
+        routed_range: None,
     }
 }
 

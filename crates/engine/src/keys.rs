@@ -12,6 +12,7 @@
 //! /weft/addresses/<net-id>/<ip>                    Claim of a global network's address
 //! /weft/nodes/<host-id>                            NodeRecord, under the daemon's lease
 //! /weft/vnis/<vni>                                 the overlay network holding that VXLAN id
+//! /weft/subnets/<net-id>/<a.b.c.d_len>             the host holding that block of a routed network
 //! ```
 //!
 //! Reconcile reads and repairs only its own host's keys and its own claims; an address is taken
@@ -84,6 +85,13 @@ impl Keys {
     }
     pub fn vni(&self, vni: u32) -> String {
         format!("{SHARED}vnis/{vni}")
+    }
+    /// The hosts' blocks of routed networks (`net_id` empty: of every network).
+    pub fn subnets(&self, net_id: &str) -> String {
+        match net_id {
+            "" => format!("{SHARED}subnets/"),
+            id => format!("{SHARED}subnets/{id}/"),
+        }
     }
     /// The registered daemons.
     pub fn nodes(&self) -> String {

@@ -29,6 +29,7 @@ mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
+mod routed;
 mod registry;
 mod sandbox;
 pub mod stdio;
@@ -324,6 +325,8 @@ pub(crate) struct State {
     pub nodes: HashMap<String, weft_model::NodeRecord>,
     /// Other hosts' endpoints and what this host made of them (`peers`).
     pub peers: peers::Peers,
+    /// Routed networks' blocks: (network id, block) -> the host holding it (`routed`).
+    pub blocks: HashMap<(String, ipnet::Ipv4Net), String>,
 }
 
 /// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder
@@ -401,6 +404,7 @@ impl Engine {
         let shared_revision = engine.reconcile().await?;
         engine.watch_shared(shared_revision).await?;
         engine.register_node().await?;
+        engine.follow_blocks().await?;
         engine.watch_sandbox_links()?;
         Ok(engine)
     }

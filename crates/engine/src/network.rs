@@ -226,6 +226,7 @@ impl Engine {
             gateway6: None,
             scope: weft_model::Scope::Local,
             proxy_arp_option: Some(true),
+            routed_range: None,
         };
         // The bridge (made, or adopted as it is with -b), through the bridge driver; with the
         // firewall, `route_localnet` on it: published ports answer on 127.0.0.1, and DNATed

@@ -23,6 +23,7 @@ pub(crate) fn fw_of(n: &NetworkRecord) -> Option<NetworkFw> {
         masquerade: n.masquerade,
         icc: n.icc,
         internal: n.internal,
+        routed_range: n.routed_range,
     })
 }
 
@@ -186,6 +187,7 @@ impl Engine {
                 labels: spec.labels.clone(),
                 host_binding_ipv4: opts.host_binding_ipv4,
                 proxy_arp_option: Some(opts.proxy_arp.unwrap_or(true)),
+                routed_range: None,
                 subnet6,
                 gateway6,
                 scope,
@@ -230,6 +232,20 @@ impl Engine {
         }
         let store = self.store.clone();
         undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
+        // What this host makes of the shared record (a routed network: its block).
+        let shared = rec;
+        let rec = self.local_view(shared.clone()).await?;
+        if rec.routed_range.is_some() {
+            let (eng, id) = (self.clone(), rec.id.clone());
+            undo.push("release this host's block", move || {
+                let store = eng.store.clone();
+                tokio::spawn(async move {
+                    if let Ok(ops) = eng.unclaim_blocks(&id).await {
+                        let _ = store.txn(Txn::ops(ops)).await;
+                    }
+                });
+            });
+        }
         let (made, pool, pool6) = self.bring_up(&rec).await?;
         let (r, o) = (rec.clone(), self.host_options());
         undo.push("delete the network's objects", move || {
@@ -239,14 +255,14 @@ impl Engine {
             self.fw.add_network(&fw)?;
         }
         undo.commit();
-        crate::mirror::network(&self.cfg.data_root, &rec);
+        crate::mirror::network(&self.cfg.data_root, &shared);
         let mut st = self.lock();
         st.creating.remove(&rec.name);
         st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
         drop(st);
         self.sync_peers();
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
-        Ok(rec)
+        Ok(shared)
     }
 
     /// `weft network rm`: refused while endpoints exist; the default network stays.
@@ -309,6 +325,9 @@ impl Engine {
             let mut ops = vec![Op::Delete(self.keys.network(rec))];
             if rec.scope == Scope::Global {
                 ops.push(Op::Delete(self.keys.network_name(&rec.name)));
+            }
+            if rec.routed_range.is_some() {
+                ops.extend(self.unclaim_blocks(&rec.id).await?);
             }
             if let Some(vni) = rec.vni() {
                 ops.push(Op::Delete(self.keys.vni(vni)));
@@ -397,6 +416,7 @@ impl Engine {
         if self.lock().networks.contains_key(&rec.id) || self.lock().creating.contains_key(&rec.name) {
             return Ok(());
         }
+        let rec = self.local_view(rec).await?;
         // A network whose link cannot be made here now (a macvlan parent gone, ovsdb-server
         // down) stays known, listed and removable; its new endpoints are refused with the reason.
         let (pool, pool6) = self.pools(&rec)?;

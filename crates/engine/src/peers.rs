@@ -1,5 +1,5 @@
-//! Other hosts' endpoints, as the shared store shows them, made real on this host: on an
-//! overlay network, each remote endpoint gets its entries on the network's VXLAN device (its MAC
+//! Other hosts' endpoints, as the shared store shows them, made real on this host (and, for
+//! routed networks, the routes to other hosts' blocks: `routed`): on an overlay network, each remote endpoint gets its entries on the network's VXLAN device (its MAC
 //! behind its host's advertised address, its address answered by the device) and its names in
 //! the embedded DNS. What is wanted follows from three caches, each fed only by the store's
 //! watch: the claims of global addresses (which carry the endpoint's MAC and names), the
@@ -44,12 +44,16 @@ pub(crate) struct Peers {
     programmed: HashMap<(String, Ipv4Addr), Entry>,
     /// DNS entries made, by their key in the resolver (`remote/<endpoint id>`).
     named: HashMap<String, (String, Ipv4Addr)>,
+    /// Routes to other hosts' blocks of routed networks (`routed`): block -> via.
+    routes: HashMap<ipnet::Ipv4Net, Ipv4Addr>,
     programmer: Option<mpsc::Sender<Vec<Change>>>,
 }
 
 enum Change {
     Add(Ipv4Addr, Entry),
     Remove(Ipv4Addr, Entry),
+    Route(ipnet::Ipv4Net, Ipv4Addr),
+    Unroute(ipnet::Ipv4Net, Ipv4Addr),
 }
 
 /// Applies changes in order on a netlink socket of its own, in the daemon's namespace.
@@ -74,6 +78,16 @@ fn programmer() -> mpsc::Sender<Vec<Change>> {
                 for change in batch {
                     let (ip, entry) = match &change {
                         Change::Add(ip, e) | Change::Remove(ip, e) => (*ip, e),
+                        Change::Route(dst, via) | Change::Unroute(dst, via) => {
+                            let done = match change {
+                                Change::Route(..) => nl.replace_route(*dst, *via),
+                                _ => nl.delete_route(*dst, *via),
+                            };
+                            if let Err(e) = done {
+                                tracing::warn!(error = %e, %dst, %via, "route to another host's block");
+                            }
+                            continue;
+                        }
                     };
                     let vx = match index.get(&entry.vx) {
                         Some(i) => *i,
@@ -85,7 +99,7 @@ fn programmer() -> mpsc::Sender<Vec<Change>> {
                     };
                     let done = match change {
                         Change::Add(..) => nl.add_remote_endpoint(vx, ip, entry.mac, entry.vtep),
-                        Change::Remove(..) => nl.remove_remote_endpoint(vx, ip, entry.mac),
+                        _ => nl.remove_remote_endpoint(vx, ip, entry.mac),
                     };
                     if let Err(e) = done {
                         // A device made again has a new index: look it up next time.
@@ -131,8 +145,12 @@ impl Engine {
                 changes.push(Change::Add(k.1, e.clone()));
             }
         }
-        // Names: every wanted endpoint's, on its network.
-        let named: HashMap<String, (String, Ipv4Addr)> = wanted.keys().filter_map(|k| Some((format!("remote/{}", st.peers.remote.get(k)?.endpoint), k.clone()))).collect();
+        // Names: every reachable remote endpoint's (of a registered host, on an overlay or a
+        // routed network this host has), on its network.
+        let reachable = |(net, _): &(String, Ipv4Addr), r: &RemoteEndpoint| {
+            st.nodes.contains_key(&r.host) && st.networks.get(net).is_some_and(|n| n.rec.driver == DriverKind::Overlay || n.rec.routed_range.is_some())
+        };
+        let named: HashMap<String, (String, Ipv4Addr)> = st.peers.remote.iter().filter(|(k, r)| reachable(k, r)).map(|(k, r)| (format!("remote/{}", r.endpoint), k.clone())).collect();
         let gone: Vec<String> = st.peers.named.keys().filter(|k| named.get(*k) != st.peers.named.get(*k)).cloned().collect();
         let added: Vec<(String, weft_dns::Endpoint)> = named
             .iter()
@@ -144,8 +162,20 @@ impl Engine {
                 Some((k.clone(), weft_dns::Endpoint { network_id: net.clone(), ptr: format!("{first}.{network_name}."), network_name, names: r.names.clone(), ips: vec![std::net::IpAddr::V4(*ip)] }))
             })
             .collect();
+        let routes = st.wanted_routes(self.keys.host());
+        for (dst, via) in &st.peers.routes {
+            if routes.get(dst) != Some(via) {
+                changes.push(Change::Unroute(*dst, *via));
+            }
+        }
+        for (dst, via) in &routes {
+            if st.peers.routes.get(dst) != Some(via) {
+                changes.push(Change::Route(*dst, *via));
+            }
+        }
         st.peers.programmed = wanted;
         st.peers.named = named;
+        st.peers.routes = routes;
         if !changes.is_empty() {
             let tx = st.peers.programmer.get_or_insert_with(programmer);
             if tx.send(changes).is_err() {

@@ -24,6 +24,8 @@ pub struct NetworkFw {
     pub icc: bool,
     /// `--internal`: nothing is forwarded out of or into the bridge.
     pub internal: bool,
+    /// A routed network's whole range: traffic to the other hosts' blocks keeps its source.
+    pub routed_range: Option<Ipv4Net>,
 }
 
 /// One published port in the kernel: `host_ip` `None` is every local address.
@@ -75,7 +77,8 @@ pub fn user_chain() -> String {
 /// A network's chains, as (name, rules).
 fn chains(n: &NetworkFw) -> [(String, String); 2] {
     let br = &n.bridge;
-    let masq = if n.masquerade { format!("oifname != \"{br}\" masquerade; ") } else { String::new() };
+    let keep = n.routed_range.map(|r| format!("ip daddr {} return; ", r.trunc())).unwrap_or_default();
+    let masq = if n.masquerade { format!("{keep}oifname != \"{br}\" masquerade; ") } else { String::new() };
     // Hairpin: a container reaching a published port of its own bridge comes back out of it; the
     // source is rewritten so that the answer returns through the host's NAT.
     let nat = format!("{masq}ct status dnat oifname \"{br}\" masquerade;");
@@ -182,7 +185,7 @@ mod tests {
     use super::*;
 
     fn net(masq: bool, icc: bool) -> NetworkFw {
-        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), subnet6: None, masquerade: masq, icc, internal: false }
+        NetworkFw { bridge: "weft0".into(), subnet: "172.17.0.1/16".parse().expect("cidr"), subnet6: None, masquerade: masq, icc, internal: false, routed_range: None }
     }
     fn port(ip: Option<&str>) -> PortFw {
         PortFw {
@@ -192,6 +195,13 @@ mod tests {
             container_ip: "172.17.0.2".parse().expect("ip"),
             container_port: 53,
         }
+    }
+
+    #[test]
+    fn a_routed_network_keeps_its_source_towards_its_range() {
+        let n = NetworkFw { subnet: "10.93.1.0/24".parse().expect("cidr"), routed_range: Some("10.93.0.0/16".parse().expect("cidr")), ..net(true, true) };
+        let add = add_network(&n);
+        assert!(add.contains("{ ip daddr 10.93.0.0/16 return; oifname != \"weft0\" masquerade;"), "{add}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ fn ruleset_applies_in_a_namespace() {
     let ns = format!("weftfw-{}", std::process::id());
     assert!(Command::new("ip").args(["netns", "add", &ns]).status().expect("ip").success());
     let path = format!("/run/netns/{ns}");
-    let n = |b: &str, s: &str| NetworkFw { bridge: b.into(), subnet: s.parse().expect("cidr"), subnet6: None, masquerade: true, icc: false, internal: false };
+    let n = |b: &str, s: &str| NetworkFw { bridge: b.into(), subnet: s.parse().expect("cidr"), subnet6: None, masquerade: true, icc: false, internal: false, routed_range: None };
     let p = PortFw { host_ip: None, proto: weft_model::Proto::Tcp, host_port: 8080, container_ip: "172.17.0.2".parse().expect("ip"), container_port: 80 };
     let res = weft_kernel::netns::run_in(Path::new(&path), move || {
         let fw = Firewall::new(true).expect("ctx");

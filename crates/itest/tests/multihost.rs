@@ -197,3 +197,55 @@ fn overlay_addresses_are_never_handed_out_twice() {
     assert!(back.contains(&held) && back.contains("in use"), "refused as another's: {back}");
     c.finish();
 }
+
+/// Routed mode over three hosts: each host takes a block of the range, routes to the others'
+/// blocks through their advertised addresses, and containers talk across hosts without
+/// encapsulation or NAT (the receiving host sees the sender's own address); a killed host's
+/// route goes with its lease.
+#[test]
+fn routed_networks_route_between_hosts_blocks() {
+    let ttl = ["--node-ttl", "2"];
+    let mut c = Cluster::new("rt", 3, 1, &ttl);
+    c.hosts[0].ok(&["network", "create", "--scope", "global", "-o", "com.weft.routed=true", "--subnet", "10.93.0.0/16", "rt"]);
+    let mut blocks = Vec::new();
+    for h in &c.hosts {
+        weft_itest::eventually("every host has the routed network", || h.weft(&["network", "inspect", "rt"]).status.success());
+        let v: serde_json::Value = serde_json::from_str(&h.ok(&["network", "inspect", "rt"])).expect("inspect JSON");
+        let block = v[0]["IPAM"]["Config"][0]["Subnet"].as_str().expect("a subnet").to_string();
+        assert!(block.starts_with("10.93.") && block.ends_with("/24"), "a /24 block of the range: {block}");
+        blocks.push(block);
+    }
+    blocks.sort();
+    blocks.dedup();
+    assert_eq!(blocks.len(), 3, "a block each: {blocks:?}");
+    for (i, h) in c.hosts.iter().enumerate() {
+        h.run_d(&format!("r{i}"), &["--net", "rt"], &["sleep", "600"]);
+    }
+    let ips: Vec<String> = c.hosts.iter().enumerate().map(|(i, h)| addr_on(h, &format!("r{i}"), "rt")).collect();
+    let (h0, h1) = (&c.hosts[0], &c.hosts[1]);
+    // Routes to the other blocks through the other hosts.
+    let routes = h0.ip(&["-4", "route"]);
+    assert!(routes.contains("via 192.168.200.2") && routes.contains("via 192.168.200.3"), "{routes}");
+    weft_itest::eventually("r0 reaches r1 on host 1", || h0.ping("r0", &ips[1]));
+    assert!(h0.ping("r0", &ips[2]), "r0 reaches r2 on host 2");
+    assert!(c.hosts[2].ping("r2", &ips[0]), "and back");
+    assert!(h0.ping("r0", "r1"), "by name too");
+    // No NAT between blocks: host 1's conntrack shows r0's own address as the source.
+    let ct = h1.sh_ok("conntrack -L -p icmp 2>/dev/null");
+    assert!(ct.contains(&format!("src={} ", ips[0])), "host 1 saw r0's address, not host 0's: {ct}");
+    // A dead host's block loses its route once its lease expires.
+    c.hosts[2].kill9_daemon();
+    let h0 = &c.hosts[0];
+    let t0 = Instant::now();
+    while h0.ip(&["-4", "route"]).contains("via 192.168.200.3") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "host 2's route still on host 0 after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h0.ping("r0", &ips[1]), "the others are untouched");
+    c.start(2, &ttl);
+    let h0 = &c.hosts[0];
+    weft_itest::eventually("host 2's block is routed again", || h0.ip(&["-4", "route"]).contains("via 192.168.200.3"));
+    assert_eq!(addr_on(&c.hosts[2], "r2", "rt"), ips[2], "host 2 kept its block and its container its address");
+    assert!(h0.ping("r0", &ips[2]));
+    c.finish();
+}

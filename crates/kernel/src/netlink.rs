@@ -353,6 +353,19 @@ impl Netlink {
         self.batch("add remote endpoint", &ip.to_string(), msgs)
     }
 
+    /// `ip route replace DST via GATEWAY` (another host's subnet behind its address).
+    pub fn replace_route(&mut self, dst: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
+        self.batch("replace route", &dst.to_string(), vec![(RouteNetlinkMessage::NewRoute(via_route(dst, gateway)), NLM_F_CREATE | NLM_F_REPLACE)])
+    }
+
+    /// `ip route del DST via GATEWAY`; a route already gone is fine.
+    pub fn delete_route(&mut self, dst: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
+        match self.batch("delete route", &dst.to_string(), vec![(RouteNetlinkMessage::DelRoute(via_route(dst, gateway)), 0)]) {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
     /// Undoes [`Netlink::add_remote_endpoint`]; entries already gone are fine.
     pub fn remove_remote_endpoint(&mut self, vx: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         for m in remote_endpoint_messages(vx, ip, mac, None) {
@@ -693,6 +706,23 @@ fn host_route(oif: u32, dst: Ipv4Addr) -> RouteNetlinkMessage {
     r.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
     r.attributes.push(RouteAttribute::Oif(oif));
     RouteNetlinkMessage::NewRoute(r)
+}
+
+/// `DST via GATEWAY` in the main table.
+fn via_route(dst: Ipv4Net, gateway: Ipv4Addr) -> RouteMessage {
+    let mut r = RouteMessage::default();
+    r.header = RouteHeader {
+        address_family: AddressFamily::Inet,
+        destination_prefix_length: dst.prefix_len(),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Static,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    r.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst.network())));
+    r.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    r
 }
 
 fn default_route(oif: u32, gateway: RouteAddress, family: AddressFamily) -> RouteNetlinkMessage {

@@ -455,6 +455,10 @@ pub struct NetworkRecord {
     /// from `options` then).
     #[serde(default)]
     pub proxy_arp_option: Option<bool>,
+    /// A routed network as one host has it: the whole range (`subnet` is then this host's block
+    /// of it). Never in the shared record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_range: Option<Ipv4Net>,
 }
 
 /// A network's scope, as Docker's `--scope`: `local` networks are one host's (their records and
@@ -525,6 +529,12 @@ pub const OVS_TUNNELS: [&str; 3] = ["vxlan", "gre", "geneve"];
 /// overlay: the VXLAN network identifier (1 to 16777215; default: the lowest free from 4096),
 /// claimed in the shared store with the network.
 pub const OPT_VXLAN_ID: &str = "vxlan.id";
+/// bridge, global: each host takes a block of the subnet for its containers and routes to the
+/// other hosts' blocks through their advertised addresses; no encapsulation.
+pub const OPT_ROUTED: &str = "com.weft.routed";
+/// routed: the prefix length of each host's block (default: 24, or 4 bits longer than the
+/// subnet's if that is longer, at most 28).
+pub const OPT_ROUTED_BLOCK: &str = "com.weft.routed.block";
 /// The UDP port of every overlay's VXLAN traffic (IANA's).
 pub const VXLAN_PORT: u16 = 4789;
 
@@ -537,6 +547,17 @@ impl NetworkRecord {
         let kind = self.options.get(OPT_OVS_TUNNEL)?;
         let remotes = self.options.get(OPT_OVS_REMOTE)?.split(',').filter_map(|ip| ip.trim().parse().ok()).collect();
         Some((kind.as_str(), remotes))
+    }
+
+    /// Whether each host routes its own block of the subnet (`com.weft.routed=true`).
+    pub fn routed(&self) -> bool {
+        self.options.get(OPT_ROUTED).is_some_and(|v| v == "true")
+    }
+
+    /// A routed network's block size (see [`OPT_ROUTED_BLOCK`]).
+    pub fn routed_block(&self) -> u8 {
+        let range = self.routed_range.unwrap_or(self.subnet);
+        self.options.get(OPT_ROUTED_BLOCK).and_then(|v| v.parse().ok()).unwrap_or_else(|| (range.prefix_len() + 4).clamp(24, 28))
     }
 
     /// An overlay network's VXLAN id (recorded in its options at creation).
@@ -751,7 +772,7 @@ impl NetworkSpec {
             v.parse::<bool>().map_err(|_| ModelError::Network(format!("option {k}={v}: expected true or false")))
         };
         for (k, v) in &self.options {
-            let bridge_only = [OPT_BRIDGE_NAME, OPT_PROXY_ARP, OPT_UPLINK].contains(&k.as_str());
+            let bridge_only = [OPT_BRIDGE_NAME, OPT_PROXY_ARP, OPT_UPLINK, OPT_ROUTED, OPT_ROUTED_BLOCK].contains(&k.as_str());
             // Options of a bridge that an overlay (a bridge on each host) has too.
             let bridged = [OPT_ICC, OPT_ANTI_SPOOF, OPT_MASQ, OPT_HOST_BINDING].contains(&k.as_str());
             let macvlan_only = [OPT_PARENT, OPT_MACVLAN_MODE].contains(&k.as_str());
@@ -813,6 +834,24 @@ impl NetworkSpec {
                     Ok(m) if (68..=65535).contains(&m) => o.mtu = Some(m),
                     _ => return bad(format!("option {k}={v}: MTU between 68 and 65535")),
                 },
+                OPT_ROUTED if v == "true" || v == "false" => {
+                    if v == "true" {
+                        if Scope::parse(&self.scope)? != Scope::Global {
+                            return bad(format!("option {k}: a routed network spans hosts: give --scope global"));
+                        }
+                        if self.subnet.is_none() || self.gateway.is_some() || self.ip_range.is_some() || self.enable_ipv6 || self.options.contains_key(OPT_UPLINK) {
+                            return bad(format!("option {k}: give the whole range with --subnet (each host takes a block of it, its gateway the block's first address); no --gateway, --ip-range, --ipv6 or uplink"));
+                        }
+                    }
+                }
+                OPT_ROUTED => return bad(format!("option {k}={v}: expected true or false")),
+                OPT_ROUTED_BLOCK => {
+                    let range = self.subnet.map_or(0, |s| s.prefix_len());
+                    match v.parse::<u8>() {
+                        Ok(b) if b > range && b <= 29 && self.options.get(OPT_ROUTED).is_some_and(|r| r == "true") => {}
+                        _ => return bad(format!("option {k}={v}: a prefix length longer than the subnet's /{range}, at most 29, with {OPT_ROUTED}=true")),
+                    }
+                }
                 OPT_VXLAN_ID => match v.parse::<u32>() {
                     Ok(n) if (1..=16_777_215).contains(&n) => o.vni = Some(n),
                     _ => return bad(format!("option {k}={v}: a VXLAN id between 1 and 16777215")),
