@@ -249,3 +249,23 @@ fn routed_networks_route_between_hosts_blocks() {
     assert!(h0.ping("r0", &ips[2]));
     c.finish();
 }
+
+/// Two hosts on a three-member etcd: with any one member killed (the leader included), daemons
+/// go on creating containers on the overlay, and the containers reach each other across hosts.
+#[test]
+fn one_etcd_member_down_changes_nothing_for_the_daemons() {
+    let mut c = Cluster::new("om", 2, 3, &[]);
+    c.hosts[0].ok(&["network", "create", "-d", "overlay", "--subnet", "10.97.0.0/24", "om"]);
+    weft_itest::eventually("host 1 has the overlay", || c.hosts[1].weft(&["network", "inspect", "om"]).status.success());
+    for down in 0..3 {
+        c.etcd.kill(down);
+        let (a, b) = (format!("a{down}"), format!("b{down}"));
+        c.hosts[0].run_d(&a, &["--net", "om"], &["sleep", "600"]);
+        c.hosts[1].run_d(&b, &["--net", "om"], &["sleep", "600"]);
+        let ip = addr_on(&c.hosts[1], &b, "om");
+        weft_itest::eventually(&format!("{a} reaches {b} with member {down} down"), || c.hosts[0].ping(&a, &ip));
+        assert!(c.hosts[0].ping(&a, &b), "by name too");
+        c.etcd.restart(down);
+    }
+    c.finish();
+}

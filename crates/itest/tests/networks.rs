@@ -48,7 +48,8 @@ fn create_inspect_options_and_remove() {
     assert!(h.fails(&["network", "create", "--subnet", "10.60.0.0/24", "--gateway", "10.61.0.1", "x2"]).contains("is not a host address"));
     assert!(h.fails(&["network", "create", "-o", "com.docker.network.driver.mtu=9", "x3"]).contains("MTU"));
     assert!(h.fails(&["network", "create", "-o", "no.such.option=1", "x4"]).contains("unknown option"));
-    assert!(h.fails(&["network", "create", "-d", "overlay", "x5"]).contains("not supported"));
+    assert!(h.fails(&["network", "create", "-d", "nosuch", "x5"]).contains("not supported"));
+    assert!(h.fails(&["network", "create", "-d", "overlay", "x5"]).contains("an overlay network needs weftd --advertise-addr"));
     assert!(h.fails(&["network", "create", "bridge"]).contains("pre-defined"));
     assert!(h.fails(&["run", "-d", "--network", "back", "--ip", "10.50.0.200", "--", "true"]).contains("10.50.0.200 is already in use"));
     assert!(h.fails(&["network", "rm", "back"]).contains("has active endpoints (c"), "refused while in use");

@@ -104,3 +104,32 @@ fn subnets_that_cannot_be_networks_are_refused() {
     assert!(parse_publish("[::]::80").is_ok());
     assert!(parse_publish("127.0.0.1::80").is_ok());
 }
+
+#[test]
+fn overlay_and_routed_options_are_checked() {
+    let spec = |driver: &str, scope: &str, subnet: Option<&str>, opts: &[(&str, &str)]| NetworkSpec {
+        name: "n".into(),
+        driver: driver.into(),
+        scope: scope.into(),
+        subnet: subnet.map(|s| s.parse().expect("cidr")),
+        options: opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..NetworkSpec::default()
+    };
+    let refused = |s: NetworkSpec, want: &str| {
+        let err = s.validate().expect_err(want).to_string();
+        assert!(err.contains(want), "{err}");
+    };
+    assert_eq!(spec("overlay", "", None, &[("vxlan.id", "42")]).validate().expect("overlay").vni, Some(42));
+    refused(spec("overlay", "", None, &[("vxlan.id", "0")]), "a VXLAN id between 1 and 16777215");
+    refused(spec("overlay", "", None, &[("vxlan.id", "16777216")]), "a VXLAN id between 1 and 16777215");
+    refused(spec("bridge", "", None, &[("vxlan.id", "42")]), "not an option of the bridge driver");
+    refused(spec("overlay", "", None, &[("com.weft.bridge.uplink", "eth0")]), "not an option of the overlay driver");
+    refused(NetworkSpec { enable_ipv6: true, ..spec("overlay", "", None, &[]) }, "IPv4 only");
+    assert!(spec("overlay", "", None, &[("com.docker.network.bridge.enable_icc", "false")]).validate().is_ok(), "a bridge option an overlay has too");
+    assert!(spec("bridge", "global", Some("10.93.0.0/16"), &[("com.weft.routed", "true")]).validate().is_ok());
+    refused(spec("bridge", "", Some("10.93.0.0/16"), &[("com.weft.routed", "true")]), "give --scope global");
+    refused(spec("bridge", "global", None, &[("com.weft.routed", "true")]), "give the whole range with --subnet");
+    refused(spec("bridge", "global", Some("10.93.0.0/16"), &[("com.weft.routed", "maybe")]), "expected true or false");
+    refused(spec("bridge", "global", Some("10.93.0.0/16"), &[("com.weft.routed", "true"), ("com.weft.routed.block", "16")]), "longer than the subnet's /16");
+    assert!(spec("bridge", "global", Some("10.93.0.0/16"), &[("com.weft.routed", "true"), ("com.weft.routed.block", "26")]).validate().is_ok());
+}

@@ -60,32 +60,76 @@ pub struct Etcd {
 struct Members {
     clients: Vec<Client>,
     preferred: AtomicUsize,
+    /// How long one member may take before the next is asked (the last one asked gets the
+    /// whole request deadline).
+    attempt: Duration,
+}
+
+/// What one attempt on one member came to.
+enum Attempt<T> {
+    Done(T),
+    /// The member could not be reached or did not answer in time; `sent`: the request may
+    /// have reached it (and been applied).
+    Unreachable { error: StoreError, sent: bool },
+    Failed(StoreError),
 }
 
 impl Members {
-    /// Runs `f` on the preferred member's client; when that member cannot be reached, on the
-    /// next. A request is only sent again if it cannot have been applied (`retry`: a read, or a
-    /// connection that never opened), so a transaction never commits twice.
-    async fn call<T, F, Fut>(&self, read: bool, f: F) -> Result<T>
+    /// Asks the members in turn, the one that answered last first, for as long as they cannot
+    /// be reached; a member that does not answer within `attempt` is passed over.
+    async fn each<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
-        F: Fn(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
+        F: FnMut(Client, Attempt<()>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
     {
         let first = self.preferred.load(Ordering::Relaxed);
         let n = self.clients.len();
         let mut last = None;
+        let mut sent = false;
         for k in 0..n {
             let i = (first + k) % n;
-            match f(self.clients[i].clone()).await {
-                Ok(v) => {
+            let before = if sent { Attempt::Unreachable { error: StoreError::Closed, sent } } else { Attempt::Done(()) };
+            let attempt = f(self.clients[i].clone(), before);
+            let outcome = match k + 1 < n {
+                true => tokio::time::timeout(self.attempt, attempt).await.unwrap_or_else(|_| Attempt::Unreachable { error: StoreError::Unavailable("no answer in time".into()), sent: true }),
+                false => attempt.await,
+            };
+            match outcome {
+                Attempt::Done(v) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(StoreError::Unavailable(e)) if read || never_sent(&e) => last = Some(StoreError::Unavailable(e)),
-                Err(e) => return Err(e),
+                Attempt::Unreachable { error, sent: s } => {
+                    sent |= s;
+                    last = Some(error);
+                }
+                Attempt::Failed(e) => return Err(e),
             }
         }
         Err(last.unwrap_or(StoreError::Closed))
+    }
+
+    /// Runs `f` (a request that changes nothing, or whose repetition is harmless) on the
+    /// members in turn (see `each`).
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.each(|c, _| {
+            let fut = f(c);
+            async move {
+                match fut.await {
+                    Ok(v) => Attempt::Done(v),
+                    Err(StoreError::Unavailable(e)) => {
+                        let sent = !never_sent(&e);
+                        Attempt::Unreachable { error: StoreError::Unavailable(e), sent }
+                    }
+                    Err(e) => Attempt::Failed(e),
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -108,7 +152,13 @@ impl std::error::Error for Unreachable {}
 
 impl Unreachable {
     fn of(e: &etcd_client::Error) -> Self {
-        let mut innermost: &(dyn std::error::Error + 'static) = e;
+        // (etcd_client's error names no source: the chain starts at what it wraps.)
+        let mut innermost: &(dyn std::error::Error + 'static) = match e {
+            etcd_client::Error::GRpcStatus(s) => s,
+            etcd_client::Error::TransportError(t) => t,
+            etcd_client::Error::IoError(io) => io,
+            _ => e,
+        };
         let mut connect = matches!(e, etcd_client::Error::TransportError(_));
         while let Some(next) = innermost.source() {
             connect |= next.to_string().contains("connect");
@@ -193,7 +243,8 @@ impl Etcd {
         for e in &endpoints {
             clients.push(Client::connect([e], Some(opts.clone())).await.map_err(open)?);
         }
-        let store = Self { members: Arc::new(Members { clients, preferred: AtomicUsize::new(0) }), endpoints };
+        let attempt = timeouts.request.min(Duration::from_secs(1));
+        let store = Self { members: Arc::new(Members { clients, preferred: AtomicUsize::new(0), attempt }), endpoints };
         // The connection is lazy: one read shows that a member answers. During an election
         // ("leader changed") it is asked again, until the request deadline.
         let t0 = std::time::Instant::now();
@@ -211,16 +262,34 @@ impl Etcd {
         &self.endpoints
     }
 
-    /// Runs `f` (see [`Members::call`]) in a task of its own: sent even if the future is dropped.
-    fn spawn<T: Send + 'static, F, Fut>(&self, read: bool, f: F) -> BoxFuture<Result<T>>
+    /// Runs `f` (see [`Members::call`]: a request that may be repeated) in a task of its own:
+    /// sent even if the future is dropped.
+    fn spawn<T: Send + 'static, F, Fut>(&self, f: F) -> BoxFuture<Result<T>>
     where
         F: Fn(Client) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<T>> + Send + 'static,
     {
         let members = self.members.clone();
-        let task = tokio::spawn(async move { members.call(read, f).await });
+        let task = tokio::spawn(async move { members.call(f).await });
         Box::pin(async move { task.await.map_err(|e| StoreError::Commit(Box::new(e)))? })
     }
+}
+
+/// Whether every write of `writes` is what the store holds (puts there with exactly that value,
+/// deletes gone).
+async fn already_written(c: &Client, writes: &[Op]) -> Result<bool> {
+    let mut kv = c.kv_client();
+    for w in writes {
+        let (key, want) = match w {
+            Op::Put(k, v) | Op::PutLeased(k, v, _) => (k, Some(v)),
+            Op::Delete(k) => (k, None),
+        };
+        let resp = kv.get(key.clone(), None).await.map_err(unavailable)?;
+        if resp.kvs().first().map(|kv| kv.value()) != want.map(Vec::as_slice) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Every key under `prefix` at one revision, page by page.
@@ -262,7 +331,7 @@ fn txn_op(op: Op) -> TxnOp {
 impl Store for Etcd {
     fn get(&self, key: &str) -> BoxFuture<Result<Option<KeyValue>>> {
         let key = key.to_string();
-        self.spawn(true, move |c| {
+        self.spawn(move |c| {
             let key = key.clone();
             async move {
                 let resp = c.kv_client().get(key, None).await.map_err(unavailable)?;
@@ -273,26 +342,52 @@ impl Store for Etcd {
 
     fn range(&self, prefix: &str) -> BoxFuture<Result<(Vec<KeyValue>, u64)>> {
         let prefix = prefix.to_string();
-        self.spawn(true, move |c| range_all(c, prefix.clone()))
+        self.spawn(move |c| range_all(c, prefix.clone()))
     }
 
+    /// A transaction that may have reached a member that then went silent is sent to the next;
+    /// if that one's compares fail, and what the transaction writes is exactly there, the first
+    /// one committed it (every write of weft's carries ids of its own): it counts as done.
     fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResponse>> {
         let compare: Vec<ECompare> = txn
             .compare
-            .into_iter()
+            .iter()
             .map(|c| match c {
-                Compare::Missing(k) => ECompare::create_revision(k, CompareOp::Equal, 0),
-                Compare::ModRevision(k, r) => ECompare::mod_revision(k, CompareOp::Equal, r as i64),
+                Compare::Missing(k) => ECompare::create_revision(k.clone(), CompareOp::Equal, 0),
+                Compare::ModRevision(k, r) => ECompare::mod_revision(k.clone(), CompareOp::Equal, *r as i64),
             })
             .collect();
-        let t = ETxn::new().when(compare).and_then(txn.success.into_iter().map(txn_op).collect::<Vec<_>>()).or_else(txn.failure.into_iter().map(txn_op).collect::<Vec<_>>());
-        self.spawn(false, move |c| {
-            let t = t.clone();
-            async move {
-                let resp = c.kv_client().txn(t).await.map_err(|e| classify(e, StoreError::Commit))?;
-                Ok(TxnResponse { succeeded: resp.succeeded(), revision: rev(resp.header().map(|h| h.revision()).unwrap_or_default()) })
-            }
-        })
+        let t = ETxn::new().when(compare).and_then(txn.success.iter().cloned().map(txn_op).collect::<Vec<_>>()).or_else(txn.failure.iter().cloned().map(txn_op).collect::<Vec<_>>());
+        let members = self.members.clone();
+        let task = tokio::spawn(async move {
+            let writes = txn.success;
+            members
+                .each(|c, before| {
+                    let (t, writes) = (t.clone(), writes.clone());
+                    let maybe_applied = matches!(before, Attempt::Unreachable { sent: true, .. });
+                    async move {
+                        let resp = match c.kv_client().txn(t).await {
+                            Ok(r) => TxnResponse { succeeded: r.succeeded(), revision: rev(r.header().map(|h| h.revision()).unwrap_or_default()) },
+                            Err(e) => {
+                                return match classify(e, StoreError::Commit) {
+                                    StoreError::Unavailable(e) => Attempt::Unreachable { sent: !never_sent(&e), error: StoreError::Unavailable(e) },
+                                    e => Attempt::Failed(e),
+                                }
+                            }
+                        };
+                        if resp.succeeded || !maybe_applied {
+                            return Attempt::Done(resp);
+                        }
+                        match already_written(&c, &writes).await {
+                            Ok(true) => Attempt::Done(TxnResponse { succeeded: true, ..resp }),
+                            Ok(false) => Attempt::Done(resp),
+                            Err(e) => Attempt::Failed(e),
+                        }
+                    }
+                })
+                .await
+        });
+        Box::pin(async move { task.await.map_err(|e| StoreError::Commit(Box::new(e)))? })
     }
 
     fn watch(&self, prefix: &str, after: Option<u64>) -> Watcher {
@@ -305,7 +400,7 @@ impl Store for Etcd {
                 opts = opts.with_start_revision(s);
             }
             // Opening a watch changes nothing: it may be tried on every member.
-            let opened = members.call(true, |c| {
+            let opened = members.call(|c| {
                 let (key, opts) = (key.clone(), opts.clone());
                 async move { c.watch_client().watch(key, Some(opts)).await.map_err(unavailable) }
             });
@@ -356,7 +451,7 @@ impl Store for Etcd {
     }
 
     fn compact(&self, revision: u64) -> BoxFuture<Result<()>> {
-        self.spawn(false, move |c| async move {
+        self.spawn(move |c| async move {
             c.kv_client().compact(revision as i64, Some(CompactionOptions::new().with_physical())).await.map_err(|e| classify(e, StoreError::Commit))?;
             Ok(())
         })
@@ -364,11 +459,11 @@ impl Store for Etcd {
 
     fn grant(&self, ttl: Duration) -> BoxFuture<Result<i64>> {
         let secs = ttl.as_secs().max(1) as i64;
-        self.spawn(false, move |c| async move { Ok(c.lease_client().grant(secs, None).await.map_err(|e| classify(e, StoreError::Commit))?.id()) })
+        self.spawn(move |c| async move { Ok(c.lease_client().grant(secs, None).await.map_err(|e| classify(e, StoreError::Commit))?.id()) })
     }
 
     fn keep_alive(&self, lease: i64) -> BoxFuture<Result<bool>> {
-        self.spawn(true, move |c| async move {
+        self.spawn(move |c| async move {
             let renewed = async {
                 let (mut keeper, mut answers) = c.lease_client().keep_alive(lease).await?;
                 keeper.keep_alive().await?;
@@ -385,7 +480,7 @@ impl Store for Etcd {
     }
 
     fn revoke(&self, lease: i64) -> BoxFuture<Result<()>> {
-        self.spawn(false, move |c| async move {
+        self.spawn(move |c| async move {
             match c.lease_client().revoke(lease).await {
                 Ok(_) => Ok(()),
                 // Already gone (expired): what was asked is done.
