@@ -44,6 +44,11 @@ impl Keys {
         &self.host
     }
 
+    /// `/weft/hosts/<host-id>/`: every key of this host's.
+    pub fn own(&self) -> &str {
+        &self.own
+    }
+
     fn root(&self, scope: Scope) -> &str {
         match scope {
             Scope::Local => &self.own,

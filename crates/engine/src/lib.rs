@@ -15,6 +15,7 @@ mod attach;
 mod claims;
 mod connect;
 mod container;
+pub mod events;
 pub mod files;
 mod keys;
 mod limits;
@@ -369,6 +370,8 @@ pub struct Engine {
     pub(crate) logs: stdio::LogWatch,
     /// Where containers' cgroups are (`--cgroup-parent` in this machine's hierarchies).
     pub(crate) cgroups: weft_runtime::cgroup::Hierarchy,
+    /// The event stream, read from the store's watch (`events`).
+    pub(crate) events: events::Events,
 }
 
 impl Engine {
@@ -396,8 +399,11 @@ impl Engine {
             host_resolv: weft_dns::host_resolv(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
             cgroups,
+            events: events::Events::default(),
         });
         engine.migrate_keys().await?;
+        // First: what start-up repairs is part of the stream too.
+        engine.follow_events().await?;
         engine.check_empty_store().await?;
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{ContainerRecord, NetworkRecord, Status};
 
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     // Civil-from-days (Howard Hinnant's algorithm), enough for timestamps after 1970.
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;

@@ -17,7 +17,7 @@ mod template;
 
 pub use api::{ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
-pub use inspect::{container_inspect, network_inspect, sandbox_inspect};
+pub use inspect::{container_inspect, network_inspect, rfc3339, sandbox_inspect};
 pub use logopts::{parse_log_opts, LogCap, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE};
 pub use limits::{
     check_pids_limit, default_device_rules, parse_cpus, parse_memory, ContainerStats, CpuStats, CpuUsage, DeviceRule, MemoryStats, PidsStats, Throttling,

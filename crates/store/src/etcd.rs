@@ -56,14 +56,21 @@ pub struct Etcd {
     endpoints: Vec<String>,
 }
 
-/// One client per member, and the one that answered last (asked first).
+/// One client per member, the one that answered last (asked first), and until when each member
+/// that refused a connection is asked last.
 struct Members {
     clients: Vec<Client>,
     preferred: AtomicUsize,
-    /// How long one member may take before the next is asked (the last one asked gets the
-    /// whole request deadline).
+    /// Per member: milliseconds since `epoch` until which it counts as down.
+    down_until: Vec<std::sync::atomic::AtomicU64>,
+    epoch: std::time::Instant,
+    /// How long one member may take before the next is asked (the last live one asked gets
+    /// the whole request deadline).
     attempt: Duration,
 }
+
+/// How long a member that refused a connection is asked last.
+const DOWN_FOR: Duration = Duration::from_secs(2);
 
 /// What one attempt on one member came to.
 enum Attempt<T> {
@@ -82,24 +89,34 @@ impl Members {
         F: FnMut(Client, Attempt<()>) -> Fut,
         Fut: std::future::Future<Output = Attempt<T>>,
     {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let down = |i: usize| self.down_until[i].load(Ordering::Relaxed) > now;
         let first = self.preferred.load(Ordering::Relaxed);
         let n = self.clients.len();
+        // The preferred member first, the others after it, those known to be down last.
+        let mut order: Vec<usize> = (0..n).map(|k| (first + k) % n).collect();
+        order.sort_by_key(|i| down(*i));
+        let live = order.iter().filter(|i| !down(**i)).count();
         let mut last = None;
         let mut sent = false;
-        for k in 0..n {
-            let i = (first + k) % n;
+        for (k, &i) in order.iter().enumerate() {
             let before = if sent { Attempt::Unreachable { error: StoreError::Closed, sent } } else { Attempt::Done(()) };
             let attempt = f(self.clients[i].clone(), before);
-            let outcome = match k + 1 < n {
+            // The last live member (or any member once none is live) gets the whole deadline.
+            let outcome = match k + 1 < live {
                 true => tokio::time::timeout(self.attempt, attempt).await.unwrap_or_else(|_| Attempt::Unreachable { error: StoreError::Unavailable("no answer in time".into()), sent: true }),
                 false => attempt.await,
             };
             match outcome {
                 Attempt::Done(v) => {
                     self.preferred.store(i, Ordering::Relaxed);
+                    self.down_until[i].store(0, Ordering::Relaxed);
                     return Ok(v);
                 }
                 Attempt::Unreachable { error, sent: s } => {
+                    if !s {
+                        self.down_until[i].store(self.epoch.elapsed().as_millis() as u64 + DOWN_FOR.as_millis() as u64, Ordering::Relaxed);
+                    }
                     sent |= s;
                     last = Some(error);
                 }
@@ -243,8 +260,9 @@ impl Etcd {
         for e in &endpoints {
             clients.push(Client::connect([e], Some(opts.clone())).await.map_err(open)?);
         }
-        let attempt = timeouts.request.min(Duration::from_secs(1));
-        let store = Self { members: Arc::new(Members { clients, preferred: AtomicUsize::new(0), attempt }), endpoints };
+        let attempt = timeouts.request.min(Duration::from_secs(2));
+        let down_until = clients.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+        let store = Self { members: Arc::new(Members { clients, preferred: AtomicUsize::new(0), down_until, epoch: std::time::Instant::now(), attempt }), endpoints };
         // The connection is lazy: one read shows that a member answers. During an election
         // ("leader changed") it is asked again, until the request deadline.
         let t0 = std::time::Instant::now();

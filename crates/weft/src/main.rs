@@ -222,6 +222,12 @@ enum Cmd {
     /// The daemons sharing the store (hosts).
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Follow what changes (containers, networks, links) as it commits, one line each.
+    Events {
+        /// One JSON object per line (Docker's shape, with the store revision).
+        #[arg(long)]
+        json: bool,
+    },
     /// Point-to-point links between two containers or attached namespaces.
     #[command(subcommand)]
     Link(LinkCmd),
@@ -543,6 +549,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
         }
+        Cmd::Events { json } => {
+            let resp = c.request(Method::GET, "/events", None).await?;
+            let mut body = resp.into_body();
+            let mut out = std::io::stdout();
+            let mut pending = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else { continue };
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let v: serde_json::Value = serde_json::from_slice(&line)?;
+                    if json {
+                        out.write_all(&line)?;
+                    } else {
+                        writeln!(out, "{}", event_line(&v))?;
+                    }
+                    out.flush()?;
+                }
+            }
+            Ok(Outcome::Exit(0))
+        }
         Cmd::Node(NodeCmd::Ls) => {
             let v = c.json(Method::GET, "/nodes", None).await?;
             println!("{:<24}  {:<15}  {:<16}  {:<5}  SELF", "HOST ID", "ADDRESS", "LEASE", "TTL");
@@ -726,6 +753,21 @@ async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty:
             }
         }
     }
+}
+
+/// An event as `docker events` prints it: `TIME TYPE ACTION ID (k=v, …)`, with the revision.
+fn event_line(v: &serde_json::Value) -> String {
+    let attrs: Vec<String> = v["Actor"]["Attributes"].as_object().into_iter().flatten().map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default())).collect();
+    let nanos = v["timeNano"].as_u64().unwrap_or_default();
+    let time = weft_model::rfc3339(nanos / 1_000_000_000).replace('Z', &format!(".{:09}Z", nanos % 1_000_000_000));
+    format!(
+        "{time} {} {} {} ({}) rev={}",
+        v["Type"].as_str().unwrap_or_default(),
+        v["Action"].as_str().unwrap_or_default(),
+        v["Actor"]["ID"].as_str().unwrap_or_default(),
+        attrs.join(", "),
+        v["Revision"].as_u64().unwrap_or_default()
+    )
 }
 
 async fn stream_logs(c: &Client, name: &str, follow: bool) -> anyhow::Result<()> {

@@ -113,6 +113,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/nodes", get(nodes))
+        .route("/events", get(events))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
         .route("/links", get(p2p_links))
@@ -312,6 +313,28 @@ async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<Stat
 async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
     let networks_deleted = e.execute(PruneNetworks {}).await?;
     Ok(Json(PruneReply { networks_deleted }))
+}
+
+/// `GET /events`: the committed changes from now on, one JSON object per line (Docker's shape,
+/// with the store revision), until the client goes or weftd stops.
+async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
+    let rx = e.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => return Some((Ok::<_, std::io::Error>(format!("{}\n", ev.to_json())), rx)),
+                // A reader this far behind lost events: it is told, and goes on from here.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    return Some((Ok(format!("{}\n", serde_json::json!({"Type": "events", "Action": "lost", "Actor": {"Attributes": {"count": n.to_string()}}}))), rx))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    resp
 }
 
 async fn nodes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
