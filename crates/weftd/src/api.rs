@@ -320,16 +320,13 @@ async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
 async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
     let rx = e.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => return Some((Ok::<_, std::io::Error>(format!("{}\n", ev.to_json())), rx)),
-                // A reader this far behind lost events: it is told, and goes on from here.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    return Some((Ok(format!("{}\n", serde_json::json!({"Type": "events", "Action": "lost", "Actor": {"Attributes": {"count": n.to_string()}}}))), rx))
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let line = match rx.recv().await {
+            Ok(ev) => ev.to_json(),
+            // A reader this far behind lost events: it is told, and goes on from here.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => serde_json::json!({"Type": "events", "Action": "lost", "Actor": {"Attributes": {"count": n.to_string()}}}),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::io::Error>(format!("{line}\n")), rx))
     });
     let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
