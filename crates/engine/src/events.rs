@@ -167,3 +167,88 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_model::{ContainerState, RunSpec, Sandbox};
+
+    fn endpoint(id: &str, net: &str) -> EndpointRecord {
+        EndpointRecord {
+            endpoint_id: id.into(),
+            network_id: format!("{net}-id"),
+            network_name: net.into(),
+            ifname: "eth0".into(),
+            host_ifname: String::new(),
+            ip: "10.0.0.2".parse().expect("ip"),
+            prefix_len: 24,
+            gateway: None,
+            mac: "02:42:0a:00:00:02".into(),
+            aliases: Vec::new(),
+            ip6: None,
+            prefix6: 0,
+            gateway6: None,
+        }
+    }
+
+    fn container(status: Status, code: i32, endpoints: Vec<EndpointRecord>) -> Vec<u8> {
+        let rec = ContainerRecord {
+            id: "c1".into(),
+            name: "web".into(),
+            created: 0,
+            spec: RunSpec::default(),
+            state: ContainerState { status, exit_code: code, ..ContainerState::default() },
+            sandbox: Sandbox { netns: None, endpoints, ports: Vec::new() },
+            log_path: String::new(),
+            links: Vec::new(),
+            hostname: String::new(),
+            env: Vec::new(),
+        };
+        serde_json::to_vec(&rec).expect("encode")
+    }
+
+    fn events(key: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(key, old, new, &mut |kind, action, id, attrs| {
+            let attrs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push(format!("{kind} {action} {id} {}", attrs.join(",")));
+        });
+        out
+    }
+
+    #[test]
+    fn a_container_life_is_told_by_its_record_changes() {
+        let running = container(Status::Running, 0, vec![endpoint("e1", "front")]);
+        assert_eq!(
+            events("containers/c1", None, Some(&running)),
+            ["container create c1 name=web", "container start c1 name=web", "network connect front-id container=c1,ip=10.0.0.2,name=front"]
+        );
+        let two = container(Status::Running, 0, vec![endpoint("e1", "front"), endpoint("e2", "back")]);
+        assert_eq!(events("containers/c1", Some(&running), Some(&two)), ["network connect back-id container=c1,ip=10.0.0.2,name=back"]);
+        assert_eq!(events("containers/c1", Some(&two), Some(&two)), Vec::<String>::new(), "a put that changes nothing tells nothing");
+        let exited = container(Status::Exited, 137, Vec::new());
+        assert_eq!(
+            events("containers/c1", Some(&two), Some(&exited)),
+            ["network disconnect front-id container=c1,name=front", "network disconnect back-id container=c1,name=back", "container die c1 exitCode=137,name=web"]
+        );
+        assert_eq!(events("containers/c1", Some(&exited), None), ["container destroy c1 name=web"]);
+        // Removed while running (rm -f of an auto-removed container): it dies, then goes.
+        assert_eq!(events("containers/c1", Some(&running), None), ["network disconnect front-id container=c1,name=front", "container die c1 name=web", "container destroy c1 name=web"]);
+    }
+
+    #[test]
+    fn networks_and_links_come_and_go() {
+        let net = serde_json::json!({
+            "id": "n1", "name": "front", "driver": "overlay", "bridge": "br-n1", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1",
+            "ip_range": null, "mtu": 1450, "managed_bridge": true, "icc": true, "masquerade": true, "internal": false, "created": 0,
+            "options": {}, "scope": "global"
+        })
+        .to_string();
+        assert_eq!(events("networks/n1", None, Some(net.as_bytes())), ["network create n1 name=front,scope=global,type=overlay"]);
+        assert_eq!(events("networks/n1", Some(net.as_bytes()), Some(net.as_bytes())), Vec::<String>::new());
+        assert_eq!(events("networks/n1", Some(net.as_bytes()), None), ["network destroy n1 name=front,scope=global,type=overlay"]);
+        assert_eq!(events("p2p/l1", None, Some(b"{}")), ["link create l1 "]);
+        assert_eq!(events("p2p/l1", Some(b"{}"), None), ["link destroy l1 "]);
+        assert_eq!(events("addresses/n1/10.0.0.2", None, Some(b"{}")), Vec::<String>::new(), "claims are no events");
+    }
+}

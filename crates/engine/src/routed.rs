@@ -114,3 +114,38 @@ impl Engine {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_through_their_keys() {
+        let b: Ipv4Net = "10.93.4.0/24".parse().expect("cidr");
+        assert_eq!(block_key(&b), "10.93.4.0_24");
+        assert_eq!(parse_block_key(&block_key(&b)), Some(b));
+        assert_eq!(parse_block_key("10.93.4.0/24"), None);
+        assert_eq!(parse_block_key("10.93.4.0_33"), None);
+    }
+
+    #[test]
+    fn a_routed_network_cuts_its_range_into_blocks() {
+        let rec = |subnet: &str, block: Option<&str>| {
+            let mut options = std::collections::BTreeMap::from([(weft_model::OPT_ROUTED.to_string(), "true".to_string())]);
+            if let Some(b) = block {
+                options.insert(weft_model::OPT_ROUTED_BLOCK.to_string(), b.to_string());
+            }
+            let v = serde_json::json!({
+                "id": "n1", "name": "rt", "driver": "bridge", "bridge": "br-n1", "subnet": subnet, "gateway": "10.93.0.1",
+                "ip_range": null, "mtu": 1500, "managed_bridge": true, "icc": true, "masquerade": true, "internal": false, "created": 0,
+                "options": options, "scope": "global"
+            });
+            serde_json::from_value::<NetworkRecord>(v).expect("record")
+        };
+        assert!(rec("10.93.0.0/16", None).routed());
+        assert_eq!(rec("10.93.0.0/16", None).routed_block(), 24, "a /16: 256 blocks of /24");
+        assert_eq!(rec("10.93.0.0/22", None).routed_block(), 26, "a /22: 16 blocks");
+        assert_eq!(rec("10.93.0.0/24", None).routed_block(), 28, "a /24: 16 blocks of 14 addresses");
+        assert_eq!(rec("10.93.0.0/16", Some("20")).routed_block(), 20);
+    }
+}
