@@ -269,3 +269,39 @@ fn one_etcd_member_down_changes_nothing_for_the_daemons() {
     }
     c.finish();
 }
+
+/// A host cut off from the others (and from etcd) for longer than its lease: the others forget
+/// its endpoints; when the link is back, the daemon, which never stopped, registers again under
+/// a new lease and its containers are reachable again, without a restart.
+#[test]
+fn a_partitioned_host_comes_back_by_itself() {
+    let c = Cluster::new("pt", 2, 1, &["--node-ttl", "2"]);
+    let (h0, h1) = (&c.hosts[0], &c.hosts[1]);
+    h0.ok(&["network", "create", "-d", "overlay", "--subnet", "10.98.0.0/24", "pt"]);
+    weft_itest::eventually("host 1 has the overlay", || h1.weft(&["network", "inspect", "pt"]).status.success());
+    h0.run_d("p0", &["--net", "pt"], &["sleep", "600"]);
+    h1.run_d("p1", &["--net", "pt"], &["sleep", "600"]);
+    let p1 = addr_on(h1, "p1", "pt");
+    let mac = weft_itest::inspect(h1, "p1")["NetworkSettings"]["Networks"]["pt"]["MacAddress"].as_str().expect("mac").to_string();
+    let vx = format!("vx-{}", &h0.ok(&["network", "inspect", "-f", "{{.Id}}", "pt"])[..12]);
+    weft_itest::eventually("p0 reaches p1", || h0.ping("p0", &p1));
+    let lease_before = nodes(h0).len();
+    assert_eq!(lease_before, 2);
+
+    c.ul.cut(&h1.ns, "eth0", true);
+    let t0 = Instant::now();
+    while fdb_has(h0, &vx, &mac) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "host 1's endpoint still on host 0 after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(nodes(h0).len(), 1, "host 1's registration expired");
+    c.ul.cut(&h1.ns, "eth0", false);
+    let t0 = Instant::now();
+    while !fdb_has(h0, &vx, &mac) {
+        assert!(t0.elapsed() < Duration::from_secs(15), "host 1 did not register again within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h0.ping("p0", &p1), "p1 reachable again, its daemon never restarted");
+    assert!(h0.ping("p0", "p1"), "and by name");
+    c.finish();
+}
