@@ -141,6 +141,12 @@ fn overlay_joins_containers_across_hosts() {
     let h0 = &c.hosts[0];
     weft_itest::eventually("host 2's container is back in host 0's overlay", || fdb_has(h0, &vx, &c2_mac));
     assert!(h0.ping("c0", "c2"), "c0 reaches c2 by name again");
+    // A removed endpoint leaves the other hosts' entries and names.
+    c.hosts[2].ok(&["rm", "-f", "c2"]);
+    let h0 = &c.hosts[0];
+    weft_itest::eventually("c2 leaves host 0's FDB", || !fdb_has(h0, &vx, &c2_mac));
+    assert!(!h0.sh_ok(&format!("ip neigh show dev {vx}")).lines().any(|l| l.starts_with(&format!("{c2} "))), "and its neighbour entry");
+    assert!(h0.probe("c0", "busybox nslookup c2 127.0.0.11") != 0, "and its name");
     c.finish();
 }
 
