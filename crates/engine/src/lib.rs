@@ -13,6 +13,7 @@ pub mod actions;
 pub mod config;
 mod attach;
 mod claims;
+mod commit;
 mod connect;
 mod container;
 pub mod events;
@@ -82,6 +83,9 @@ pub enum EngineError {
     /// A broken invariant of weft's own (a worker panicked, …).
     #[error("{0}")]
     Internal(String),
+    /// A record changed in the store behind the cache's back (`commit`): read again; try again.
+    #[error("{0}")]
+    Stale(String),
     #[error("container name \"/{0}\" is already in use")]
     NameInUse(String),
     #[error("container {0} is not running")]
@@ -137,7 +141,7 @@ impl EngineError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NoSuchContainer(_) | Self::NoSuchNetwork(_) | Self::NoSuchSandbox(_) | Self::NoSuchExec(_) | Self::NoSuchLink(_) => 404,
-            Self::NameInUse(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
+            Self::NameInUse(_) | Self::Stale(_) | Self::NotRunning(_) | Self::Running(_) | Self::PortInUse(_) | Self::BridgeFull(_) | Self::BridgeBusy(_) | Self::MacInUse { .. } | Self::NetworkExists(_) | Self::NetworkInUse(..) => 409,
             Self::PoolsExhausted | Self::Contention(_) | Self::Store(weft_store::StoreError::Unavailable(_)) => 503,
             Self::Refused(_) | Self::Overlap(_) | Self::Namespace(_) | Self::Terminal(_) => 400,
             Self::MissingRootfs(_) | Self::Signal(_) | Self::NoCommand | Self::Exec(_) | Self::Input(_) | Self::Config(_) => 400,
@@ -328,6 +332,9 @@ pub(crate) struct State {
     pub peers: peers::Peers,
     /// Routed networks' blocks: (network id, block) -> the host holding it (`routed`).
     pub blocks: HashMap<(String, ipnet::Ipv4Net), String>,
+    /// The store revision of each container record as this daemon last committed or read it
+    /// (`commit`).
+    pub revisions: HashMap<String, u64>,
 }
 
 /// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder

@@ -169,6 +169,7 @@ impl Engine {
                     }
                 }
                 st.names.insert(rec.name.clone(), rec.id.clone());
+                st.revisions.insert(kv.key.clone(), kv.mod_revision);
                 st.containers.insert(rec.id.clone(), rec);
             }
         }

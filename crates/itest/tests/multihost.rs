@@ -311,3 +311,36 @@ fn a_partitioned_host_comes_back_by_itself() {
     assert!(h0.ping("p0", "p1"), "and by name");
     c.finish();
 }
+
+/// A container's record changed in etcd behind the daemon's back (here: put again by hand, as
+/// another writer would) is not overwritten: the daemon's next write of it is refused by its
+/// revision check with one line (409), the daemon reads the record again, and the next attempt
+/// goes through.
+#[test]
+fn a_record_changed_behind_the_daemon_is_not_overwritten() {
+    let c = Cluster::new("rv", 1, 1, &[]);
+    let h = &c.hosts[0];
+    h.ok(&["network", "create", "side"]);
+    h.run_d("r1", &[], &["sleep", "600"]);
+    let id = h.ok(&["inspect", "-f", "{{.Id}}", "r1"]);
+    let key = format!("/weft/hosts/h0/containers/{id}");
+    let etcdctl = |args: &str| {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", c.etcd.member_ns(0), "sh", "-c", &format!("etcdctl --endpoints http://127.0.0.1:2379 {args}")])
+            .output()
+            .expect("etcdctl");
+        assert!(o.status.success(), "etcdctl {args}: {}", weft_itest::text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // Another writer puts the record again (same value, new revision).
+    etcdctl(&format!("get --print-value-only {key} > /tmp/rv-{id} && etcdctl --endpoints http://127.0.0.1:2379 put {key} < /tmp/rv-{id} && rm /tmp/rv-{id}"));
+    let o = h.weft(&["network", "connect", "side", "r1"]);
+    let err = weft_itest::text(&o);
+    assert!(!o.status.success() && err.contains("changed in the store meanwhile") && err.trim().lines().count() == 1, "refused in one line: {err}");
+    assert!(!h.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "r1"]).contains("side"), "nothing of the refused connect stays");
+    // The daemon read the record again: the next attempt goes through.
+    h.ok(&["network", "connect", "side", "r1"]);
+    assert!(h.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "r1"]).contains("side"));
+    assert!(etcdctl(&format!("get --print-value-only {key}")).contains("side"), "and the store has it");
+    c.finish();
+}
