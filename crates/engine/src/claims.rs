@@ -287,7 +287,7 @@ impl Engine {
     /// they appear, their local objects removed when they go).
     pub(crate) async fn watch_shared(self: &Arc<Self>, after: u64) -> Result<()> {
         let (eng, prefix) = (self.clone(), self.keys.addresses(Scope::Global, ""));
-        crate::nodes::follow(self.store.clone(), prefix.clone(), move |f| eng.follow_claims(&prefix, f)).await?;
+        crate::follow::follow(self.store.clone(), prefix.clone(), move |f| eng.follow_claims(&prefix, f)).await?;
         let eng = self.clone();
         tokio::spawn(async move {
             let prefix = eng.keys.networks(Scope::Global);
@@ -333,8 +333,8 @@ impl Engine {
     }
 
     /// One change of the other hosts' claims (see `watch_shared`).
-    fn follow_claims(&self, prefix: &str, f: crate::nodes::Followed) {
-        use crate::nodes::Followed;
+    fn follow_claims(&self, prefix: &str, f: crate::follow::Followed) {
+        use crate::follow::Followed;
         let me = self.keys.host();
         let theirs = |kv: &weft_store::KeyValue| -> Option<(String, IpAddr, Claim)> {
             let c: Claim = serde_json::from_slice(&kv.value).ok().filter(|c: &Claim| c.host != me)?;

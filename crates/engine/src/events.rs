@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use weft_model::{ContainerRecord, EndpointRecord, NetworkRecord, SandboxRecord, Status};
 use weft_store::Event;
 
-use crate::nodes::{follow, Followed};
+use crate::follow::{follow, Followed};
 use crate::{Engine, Result};
 
 /// How many events a slow subscriber may fall behind before it misses some.

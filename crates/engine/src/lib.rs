@@ -18,6 +18,7 @@ mod connect;
 mod container;
 pub mod events;
 pub mod files;
+mod follow;
 mod keys;
 mod limits;
 mod mirror;

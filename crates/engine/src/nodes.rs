@@ -2,72 +2,15 @@
 //! under a lease that it renews while it lives, and every registered daemon as the store's watch
 //! shows them, this one's own record included (nothing is put in the cache by hand). When a
 //! daemon dies or is cut off from etcd, its lease expires and its record goes from every cache.
-//!
-//! [`follow`] is the one way a cache follows keys of the store: a read of the prefix, then its
-//! watch from that read's revision, and after lost events (compaction, a lost connection) the
-//! read again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use weft_model::NodeRecord;
-use weft_store::{Event, KeyValue, Op, Store, StoreError, Txn};
+use weft_store::{Event, Op, Txn};
+
+use crate::follow::{follow, Followed};
 
 use crate::{Engine, Result};
-
-/// What a follower of a prefix is told.
-pub(crate) enum Followed {
-    /// Every key under the prefix as read at one revision: the cache is rebuilt from it.
-    Reset(Vec<KeyValue>),
-    /// One change after that revision.
-    Change(Event),
-}
-
-/// Follows the keys under `prefix` into `sink`: returns once the first [`Followed::Reset`] is
-/// applied, then a task goes on with the changes until the store closes.
-pub(crate) async fn follow(store: Arc<dyn Store>, prefix: String, mut sink: impl FnMut(Followed) + Send + 'static) -> Result<()> {
-    let (kvs, mut from) = store.range(&prefix).await?;
-    sink(Followed::Reset(kvs));
-    tokio::spawn(async move {
-        loop {
-            let mut w = store.watch(&prefix, Some(from));
-            // Events lost for good (compacted, or a watcher left behind): read again. A lost
-            // connection: watch again from the last revision seen, once the store answers.
-            let reread = loop {
-                match w.next().await {
-                    None => return, // the store is closed
-                    Some(Ok(ev)) => {
-                        from = ev.revision();
-                        sink(Followed::Change(ev));
-                    }
-                    Some(Err(e @ (StoreError::Compacted { .. } | StoreError::Lagged(_)))) => {
-                        tracing::warn!(error = %e, prefix, "watch lost events; reading again");
-                        break true;
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, prefix, "watch ended; watching again");
-                        break false;
-                    }
-                }
-            };
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if reread {
-                loop {
-                    match store.range(&prefix).await {
-                        Ok((kvs, rev)) => {
-                            from = rev;
-                            sink(Followed::Reset(kvs));
-                            break;
-                        }
-                        Err(e) => tracing::debug!(error = %e, prefix, "reading again"),
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    });
-    Ok(())
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -14,7 +14,7 @@ use ipnet::Ipv4Net;
 use weft_model::NetworkRecord;
 use weft_store::{Compare, Event, Op, Txn};
 
-use crate::nodes::{follow, Followed};
+use crate::follow::{follow, Followed};
 use crate::{Engine, EngineError, Result, State};
 
 /// `a.b.c.d_len`: a block as the last part of a key.
