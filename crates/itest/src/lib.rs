@@ -638,15 +638,21 @@ pub fn attack_tool() -> PathBuf {
 
 /// Polls `cond` every 10 ms for up to 5 s (kernel work the daemon finishes in the background,
 /// such as deleting a removed container's veth).
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(5), cond);
+}
+
+/// [`eventually`] with a deadline of the caller's: for work whose pace is the machine's (processes
+/// forking under a loaded CI run), not the daemon's.
+pub fn eventually_within(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
+    while t0.elapsed() < limit {
         if cond() {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("not within 5 s: {what}");
+    panic!("not within {limit:?}: {what}");
 }
 
 /// Parses `ip -o -4 addr show` style output for the first IPv4 address with its prefix.
