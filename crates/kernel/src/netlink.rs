@@ -334,13 +334,7 @@ impl Netlink {
 
     /// `bridge fdb replace MAC dev BRIDGE self local`.
     pub fn own_fdb_entry(&mut self, bridge: u32, mac: [u8; 6]) -> Result<()> {
-        let mut fdb = NeighbourMessage::default();
-        fdb.header.family = AddressFamily::Bridge;
-        fdb.header.ifindex = bridge;
-        fdb.header.state = NeighbourState::Permanent;
-        fdb.header.flags = NeighbourFlags::Own;
-        fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        self.batch("restore the bridge's own entry on", &bridge.to_string(), vec![(RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)])
+        self.batch("restore the bridge's own entry on", &bridge.to_string(), vec![(RouteNetlinkMessage::NewNeighbour(self_fdb_entry(bridge, mac, None)), NLM_F_CREATE | NLM_F_REPLACE)])
     }
 
     /// A remote endpoint on a VXLAN device `vx` that is a port of a bridge: `ip neigh replace IP
@@ -622,52 +616,56 @@ pub(crate) fn addr_message(index: u32, net: Ipv4Net) -> AddressMessage {
     a
 }
 
-/// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).
-/// `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent` and `bridge fdb replace MAC dev
-/// PORT master static`.
-fn pin_messages(bridge: u32, port_index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> [(RouteNetlinkMessage, u16); 2] {
+/// `ip neigh … IP lladdr MAC dev IFINDEX nud permanent`.
+fn neigh_entry(ifindex: u32, ip: Ipv4Addr, mac: [u8; 6]) -> NeighbourMessage {
     let mut neigh = NeighbourMessage::default();
     neigh.header.family = AddressFamily::Inet;
-    neigh.header.ifindex = bridge;
+    neigh.header.ifindex = ifindex;
     neigh.header.state = NeighbourState::Permanent;
     neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
     neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    neigh
+}
+
+/// `bridge fdb … MAC dev PORT master static`: the bridge sends MAC's frames to that port.
+fn master_fdb_entry(port: u32, mac: [u8; 6]) -> NeighbourMessage {
     let mut fdb = NeighbourMessage::default();
     fdb.header.family = AddressFamily::Bridge;
-    fdb.header.ifindex = port_index;
+    fdb.header.ifindex = port;
     fdb.header.state = NeighbourState::Noarp;
     fdb.header.flags = NeighbourFlags::Controller;
     fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-    [(RouteNetlinkMessage::NewNeighbour(neigh), NLM_F_CREATE | NLM_F_REPLACE), (RouteNetlinkMessage::NewNeighbour(fdb), NLM_F_CREATE | NLM_F_REPLACE)]
+    fdb
+}
+
+/// `bridge fdb … MAC dev IFINDEX [dst IP] self permanent`: the device's own entry (a bridge's
+/// address; a VXLAN device's tunnel to `dst`).
+fn self_fdb_entry(ifindex: u32, mac: [u8; 6], dst: Option<Ipv4Addr>) -> NeighbourMessage {
+    let mut fdb = NeighbourMessage::default();
+    fdb.header.family = AddressFamily::Bridge;
+    fdb.header.ifindex = ifindex;
+    fdb.header.state = NeighbourState::Permanent;
+    fdb.header.flags = NeighbourFlags::Own;
+    fdb.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    if let Some(dst) = dst {
+        fdb.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+    }
+    fdb
+}
+
+/// `ip neigh replace IP lladdr MAC dev BRIDGE nud permanent` and `bridge fdb replace MAC dev
+/// PORT master static`.
+fn pin_messages(bridge: u32, port_index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> [(RouteNetlinkMessage, u16); 2] {
+    [neigh_entry(bridge, ip, mac), master_fdb_entry(port_index, mac)].map(|m| (RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE))
 }
 
 /// The neighbour and forwarding entries of a remote endpoint (see `add_remote_endpoint`; for a
 /// deletion the VTEP is not needed).
 fn remote_endpoint_messages(vx: u32, ip: Ipv4Addr, mac: [u8; 6], vtep: Option<Ipv4Addr>) -> Vec<NeighbourMessage> {
-    let mut neigh = NeighbourMessage::default();
-    neigh.header.family = AddressFamily::Inet;
-    neigh.header.ifindex = vx;
-    neigh.header.state = NeighbourState::Permanent;
-    neigh.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-    neigh.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-    let mut tunnel = NeighbourMessage::default();
-    tunnel.header.family = AddressFamily::Bridge;
-    tunnel.header.ifindex = vx;
-    tunnel.header.state = NeighbourState::Permanent;
-    tunnel.header.flags = NeighbourFlags::Own;
-    tunnel.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-    if let Some(vtep) = vtep {
-        tunnel.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(vtep)));
-    }
-    let mut port = NeighbourMessage::default();
-    port.header.family = AddressFamily::Bridge;
-    port.header.ifindex = vx;
-    port.header.state = NeighbourState::Noarp;
-    port.header.flags = NeighbourFlags::Controller;
-    port.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-    vec![neigh, tunnel, port]
+    vec![neigh_entry(vx, ip, mac), self_fdb_entry(vx, mac, vtep), master_fdb_entry(vx, mac)]
 }
 
+/// `ip link set dev NAME up addrgenmode none type bridge_slave hairpin on` (see `VethSpec`).
 fn bridge_port_up(name: &str, proxy_arp: bool) -> RouteNetlinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.flags = LinkFlags::Up;
