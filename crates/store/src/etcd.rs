@@ -275,11 +275,6 @@ impl Etcd {
         }
     }
 
-    /// The endpoints this client balances over.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     /// Runs `f` (see [`Members::call`]: a request that may be repeated) in a task of its own:
     /// sent even if the future is dropped.
     fn spawn<T: Send + 'static, F, Fut>(&self, f: F) -> BoxFuture<Result<T>>
