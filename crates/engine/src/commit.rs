@@ -1,74 +1,151 @@
-//! The one way a container's record is written (step 1 of `docs/state.md`). Each write of a
-//! record is compared, in the same transaction, with the revision this daemon last committed or
-//! read of it: a record that changed in the store behind the cache's back refuses the write
-//! instead of being overwritten. The refusal reads the record again (its revision, and its
-//! value into the cache) and answers `Stale` (409: "try again"), so the next attempt starts from
-//! what the store holds. A record the cache knows no revision of is written as before.
+//! The one way a record is written (step 1 of `docs/state.md`). A record is any of this host's
+//! containers, sandboxes, point-to-point links and networks, or a global network. Each write of
+//! a record is compared, in the same transaction, with the revision this daemon last committed
+//! or read of it: a record that changed in the store behind the cache's back refuses the write
+//! instead of being overwritten. The refusal reads the record again (its revision, and its value
+//! into the cache) and answers `Stale` (409: "try again"), so the next attempt starts from what
+//! the store holds. A record the cache knows no revision of is written without a compare.
+//!
+//! An undo's write ([`Engine::commit_undo`]) puts back what this daemon wrote a moment ago; it
+//! carries no compare and nobody awaits it, so the revisions of its keys are forgotten (the next
+//! write of them is not compared) rather than left wrong.
 
 use std::future::Future;
 
-use weft_model::ContainerRecord;
+use weft_model::{ContainerRecord, P2pRecord, SandboxRecord};
 use weft_store::{Compare, Op, Txn, TxnResponse};
 
-use crate::{Engine, EngineError, Result};
+use crate::{Engine, EngineError, Result, State};
+
+/// The kinds of record under revision control.
+#[derive(Clone, Copy)]
+enum Kind {
+    Container,
+    Sandbox,
+    Link,
+    Network,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Sandbox => "sandbox",
+            Kind::Link => "link",
+            Kind::Network => "network",
+        }
+    }
+}
+
+/// A record written by a transaction: its key, kind, and whether it is put (or deleted).
+struct Write {
+    key: String,
+    kind: Kind,
+    put: bool,
+}
 
 impl Engine {
-    /// Submits `txn` now (in submission order, as `Store::txn`), with a revision compare for each
-    /// container record it writes; the future answers once it is decided (see the module docs).
-    /// A refusal by `txn`'s own compares (a claim) comes back as `succeeded: false`, as before.
-    pub(crate) fn commit_records(&self, mut txn: Txn) -> impl Future<Output = Result<TxnResponse>> + Send + '_ {
-        let prefix = self.keys.containers();
-        let writes: Vec<(String, bool)> = txn
-            .success
+    /// The kind of record `key` is, if it is one.
+    fn kind(&self, key: &str) -> Option<Kind> {
+        let k = &self.keys;
+        [(k.containers(), Kind::Container), (k.sandboxes(), Kind::Sandbox), (k.p2p(), Kind::Link), (k.networks(weft_model::Scope::Local), Kind::Network), (k.networks(weft_model::Scope::Global), Kind::Network)]
+            .into_iter()
+            .find(|(prefix, _)| key.starts_with(prefix.as_str()))
+            .map(|(_, kind)| kind)
+    }
+
+    fn writes(&self, txn: &Txn) -> Vec<Write> {
+        txn.success
             .iter()
             .filter_map(|op| match op {
-                Op::Put(k, _) | Op::PutLeased(k, _, _) if k.starts_with(&prefix) => Some((k.clone(), true)),
-                Op::Delete(k) if k.starts_with(&prefix) => Some((k.clone(), false)),
-                _ => None,
+                Op::Put(k, _) | Op::PutLeased(k, _, _) => Some((k, true)),
+                Op::Delete(k) => Some((k, false)),
             })
-            .collect();
-        let expected: Vec<(String, u64)> = {
+            .filter_map(|(key, put)| Some(Write { key: key.clone(), kind: self.kind(key)?, put }))
+            .collect()
+    }
+
+    /// Submits `txn` now (in submission order, as `Store::txn`), with a revision compare for each
+    /// record it writes; the future answers once it is decided (see the module docs). A refusal
+    /// by `txn`'s own compares (a claim) comes back as `succeeded: false`, as before.
+    pub(crate) fn commit(&self, mut txn: Txn) -> impl Future<Output = Result<TxnResponse>> + Send + '_ {
+        let writes = self.writes(&txn);
+        let expected: Vec<(String, Kind, u64)> = {
             let st = self.lock();
-            writes.iter().filter_map(|(k, _)| Some((k.clone(), *st.revisions.get(k)?))).collect()
+            writes.iter().filter_map(|w| Some((w.key.clone(), w.kind, *st.revisions.get(&w.key)?))).collect()
         };
-        txn.compare.extend(expected.iter().map(|(k, r)| Compare::ModRevision(k.clone(), *r)));
+        txn.compare.extend(expected.iter().map(|(k, _, r)| Compare::ModRevision(k.clone(), *r)));
         let submitted = self.store.txn(txn);
         async move {
             let resp = submitted.await?;
             if resp.succeeded {
                 let mut st = self.lock();
-                for (k, put) in &writes {
-                    match put {
-                        true => st.revisions.insert(k.clone(), resp.revision),
-                        false => st.revisions.remove(k),
+                for w in writes {
+                    match w.put {
+                        true => st.revisions.insert(w.key, resp.revision),
+                        false => st.revisions.remove(&w.key),
                     };
                 }
                 return Ok(resp);
             }
-            for (k, r) in &expected {
-                let now = self.store.get(k).await?;
+            for (key, kind, r) in &expected {
+                let now = self.store.get(key).await?;
                 if now.as_ref().map(|kv| kv.mod_revision) == Some(*r) {
                     continue;
                 }
                 // Changed behind the cache's back: the cache takes the store's version.
-                let mut st = self.lock();
                 let found = match &now {
                     Some(kv) => {
-                        st.revisions.insert(k.clone(), kv.mod_revision);
-                        if let Ok(rec) = serde_json::from_slice::<ContainerRecord>(&kv.value) {
-                            st.containers.insert(rec.id.clone(), rec);
-                        }
+                        self.lock().reread(key, *kind, kv);
                         format!("now at revision {}", kv.mod_revision)
                     }
                     None => {
-                        st.revisions.remove(k);
+                        self.lock().revisions.remove(key);
                         "now gone".to_string()
                     }
                 };
-                let id = k.rsplit('/').next().unwrap_or_default();
-                return Err(EngineError::Stale(format!("container {} changed in the store meanwhile (revision {r}, {found}): read again; try again", weft_model::short_id(id))));
+                let id = key.rsplit('/').next().unwrap_or_default();
+                return Err(EngineError::Stale(format!("{} {} changed in the store meanwhile (revision {r}, {found}): read again; try again", kind.name(), weft_model::short_id(id))));
             }
             Ok(resp)
+        }
+    }
+
+    /// An undo's write (see the module docs): submitted now, in order, and not awaited.
+    pub(crate) fn commit_undo(&self, ops: Vec<Op>) {
+        let txn = Txn::ops(ops);
+        let writes = self.writes(&txn);
+        let mut st = self.lock();
+        drop(self.store.txn(txn));
+        for w in writes {
+            st.revisions.remove(&w.key);
+        }
+    }
+}
+
+impl State {
+    /// Takes the store's version `kv` of record `key` into the cache.
+    fn reread(&mut self, key: &str, kind: Kind, kv: &weft_store::KeyValue) {
+        self.revisions.insert(key.to_string(), kv.mod_revision);
+        match kind {
+            Kind::Container => {
+                if let Ok(rec) = serde_json::from_slice::<ContainerRecord>(&kv.value) {
+                    self.containers.insert(rec.id.clone(), rec);
+                }
+            }
+            Kind::Sandbox => {
+                if let Ok(rec) = serde_json::from_slice::<SandboxRecord>(&kv.value) {
+                    self.sandboxes.insert(rec.key.clone(), rec);
+                }
+            }
+            Kind::Link => {
+                if let Ok(rec) = serde_json::from_slice::<P2pRecord>(&kv.value) {
+                    self.p2p.insert(rec.id.clone(), rec);
+                }
+            }
+            // A network's record never changes after its creation (only its revision is taken):
+            // its objects are remade only by adoption.
+            Kind::Network => {}
         }
     }
 }

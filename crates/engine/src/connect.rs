@@ -19,7 +19,7 @@ impl Engine {
     async fn save(&self, rec: &ContainerRecord, more: Vec<Op>, claims: &Claims) -> Result<()> {
         let bytes = serde_json::to_vec(rec)?;
         let txn = claims.txn([vec![Op::Put(self.keys.container(&rec.id), bytes.clone())], more].concat());
-        if !self.commit_records(txn).await?.succeeded {
+        if !self.commit(txn).await?.succeeded {
             return Err(claims.lost());
         }
         crate::mirror::container(&self.data_dir(&rec.id), &bytes);

@@ -282,7 +282,7 @@ impl Engine {
         };
         let stdin_once = rec.spec.stdin_once;
         let bytes = serde_json::to_vec(&rec)?;
-        if !self.commit_records(claims.txn(vec![Op::Put(self.keys.container(&id), bytes.clone())])).await?.succeeded {
+        if !self.commit(claims.txn(vec![Op::Put(self.keys.container(&id), bytes.clone())])).await?.succeeded {
             return Err(claims.lost());
         }
         crate::mirror::container(&data_dir, &bytes);
@@ -582,9 +582,9 @@ impl Engine {
         // exit is not held up by the store.
         let unclaim = self.unclaim(&endpoints);
         let saving = if rec.spec.auto_remove {
-            Ok(self.commit_records(Txn::relaxed([vec![Op::Delete(self.keys.container(id))], unclaim].concat())))
+            Ok(self.commit(Txn::relaxed([vec![Op::Delete(self.keys.container(id))], unclaim].concat())))
         } else {
-            serde_json::to_vec(&rec).map(|v| self.commit_records(Txn::relaxed([vec![Op::Put(self.keys.container(id), v)], unclaim].concat())))
+            serde_json::to_vec(&rec).map(|v| self.commit(Txn::relaxed([vec![Op::Put(self.keys.container(id), v)], unclaim].concat())))
         };
         let auto_remove = rec.spec.auto_remove;
         let tx = {
@@ -697,7 +697,7 @@ impl Engine {
                 let Some(mut rec) = self.lock().containers.get(&c.id).cloned() else { return Ok(()) };
                 if rec.state.status == Status::Running {
                     rec.spec.auto_remove = true;
-                    self.commit_records(Txn::ops(vec![Op::Put(self.keys.container(&c.id), serde_json::to_vec(&rec)?)])).await?;
+                    self.commit(Txn::ops(vec![Op::Put(self.keys.container(&c.id), serde_json::to_vec(&rec)?)])).await?;
                     self.lock().containers.insert(c.id.clone(), rec.clone());
                 }
                 c = rec;
@@ -719,7 +719,7 @@ impl Engine {
         if self.lock().containers.get(&c.id).is_none_or(|r| r.state.status == Status::Running) {
             return Ok(()); // removed meanwhile, or started again
         }
-        self.commit_records(Txn::ops(vec![Op::Delete(self.keys.container(&c.id))])).await?;
+        self.commit(Txn::ops(vec![Op::Delete(self.keys.container(&c.id))])).await?;
         {
             let mut st = self.lock();
             st.containers.remove(&c.id);

@@ -236,7 +236,7 @@ impl Engine {
         let made = blocking(move || crate::networks::make_network(&r, &o)).await?;
         if stored.as_ref() != Some(&rec) {
             let value = serde_json::to_vec(&rec)?;
-            self.store.txn(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
+            self.commit(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
         }
         crate::mirror::network(&self.cfg.data_root, &rec);
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");

@@ -220,7 +220,7 @@ impl Engine {
             txn.success.push(Op::Put(vni_key.clone(), rec.id.clone().into_bytes()));
             keys.push(vni_key);
         }
-        if !self.store.txn(txn).await?.succeeded {
+        if !self.commit(txn).await?.succeeded {
             if let Some(vni) = rec.vni() {
                 if let Some(kv) = self.store.get(&self.keys.vni(vni)).await? {
                     let holder = String::from_utf8_lossy(&kv.value).to_string();
@@ -230,8 +230,8 @@ impl Engine {
             }
             return Err(EngineError::NetworkExists(rec.name.clone()));
         }
-        let store = self.store.clone();
-        undo.push("delete the record", move || drop(store.txn(Txn::ops(keys.into_iter().map(Op::Delete).collect()))));
+        let eng = self.clone();
+        undo.push("delete the record", move || eng.commit_undo(keys.into_iter().map(Op::Delete).collect()));
         // What this host makes of the shared record (a routed network: its block).
         let shared = rec;
         let rec = self.local_view(shared.clone()).await?;
@@ -332,7 +332,7 @@ impl Engine {
             if let Some(vni) = rec.vni() {
                 ops.push(Op::Delete(self.keys.vni(vni)));
             }
-            self.store.txn(Txn::ops(ops)).await?;
+            self.commit(Txn::ops(ops)).await?;
             crate::mirror::forget_network(&self.cfg.data_root, &rec.id);
         }
         self.lock().networks.remove(&rec.id);
@@ -402,6 +402,7 @@ impl Engine {
             let (items, _) = self.store.range(&self.keys.networks(scope)).await?;
             for kv in items {
                 let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
+                self.lock().revisions.insert(kv.key, kv.mod_revision);
                 if rec.name != DEFAULT_NETWORK {
                     self.adopt_network(rec, false).await?;
                 }

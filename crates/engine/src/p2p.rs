@@ -128,7 +128,7 @@ impl Engine {
         blocking(move || make_pair(&r, &na, &nb)).await?;
         let (na, ifa) = (ns_a.clone(), rec.a.ifname.clone());
         undo.push("delete the pair", move || drop(delete_end(&na, &ifa)));
-        self.store.txn(Txn::ops(vec![Op::Put(self.keys.p2p_link(&rec.id), serde_json::to_vec(&rec)?)])).await?;
+        self.commit(Txn::ops(vec![Op::Put(self.keys.p2p_link(&rec.id), serde_json::to_vec(&rec)?)])).await?;
         undo.commit();
         self.lock().p2p.insert(rec.id.clone(), rec.clone());
         tracing::info!(id = %weft_model::short_id(&rec.id), a = %rec.a.addr, b = %rec.b.addr, "link created");
@@ -200,7 +200,7 @@ impl Engine {
         if taken.is_empty() {
             return Ok(());
         }
-        self.store.txn(Txn::ops(taken.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
+        self.commit(Txn::ops(taken.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
         Ok(())
     }
 
@@ -222,6 +222,7 @@ impl Engine {
             let Ok(rec) = serde_json::from_slice::<P2pRecord>(&kv.value) else { continue };
             let alive = rec.ends().iter().all(|e| self.sandbox_netns(&e.owner).is_some());
             let mut st = self.lock();
+            st.revisions.insert(kv.key, kv.mod_revision);
             if alive {
                 for e in rec.ends() {
                     let _ = st.p2p_address(self.cfg.link_pool, Some(e.addr)).map_err(|err| tracing::error!(error = %err, "address of a live link"));
@@ -241,7 +242,7 @@ impl Engine {
         }
         if !dead.is_empty() {
             tracing::info!(links = dead.len(), "links with an end gone while the daemon was away: removed");
-            self.store.txn(Txn::ops(dead.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
+            self.commit(Txn::ops(dead.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
         }
         Ok(())
     }

@@ -191,9 +191,10 @@ impl Engine {
             if alive {
                 let mut st = self.lock();
                 st.hold_addresses(&rec.key, &rec.sandbox);
+                st.revisions.insert(kv.key, kv.mod_revision);
                 st.sandboxes.insert(rec.key.clone(), rec);
             } else {
-                self.store.txn(Txn::ops(vec![Op::Delete(kv.key)])).await?;
+                self.commit(Txn::ops(vec![Op::Delete(kv.key)])).await?;
             }
         }
         for id in &dead {

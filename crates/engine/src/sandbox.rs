@@ -159,13 +159,13 @@ impl Engine {
         // awaited after. A crash in between leaves a record without its veth, which the start-up
         // reconcile drops (see `reconcile`); a rollback deletes it (ordered after the put).
         let key = self.keys.sandbox(a.key);
-        let committing = self.store.txn(claims.txn(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
+        let committing = self.commit(claims.txn(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]));
         if first {
-            let store = self.store.clone();
-            undo.push("delete the record", move || drop(store.txn(Txn::ops(vec![Op::Delete(key)]))));
+            let eng = self.clone();
+            undo.push("delete the record", move || eng.commit_undo(vec![Op::Delete(key)]));
         } else if let Some(before) = self.lock().sandboxes.get(a.key).cloned() {
-            let (store, value) = (self.store.clone(), serde_json::to_vec(&before)?);
-            undo.push("restore the record", move || drop(store.txn(Txn::ops(vec![Op::Put(key, value)]))));
+            let (eng, value) = (self.clone(), serde_json::to_vec(&before)?);
+            undo.push("restore the record", move || eng.commit_undo(vec![Op::Put(key, value)]));
         }
         let (p, eng, busy, made, fw) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone(), self.fw.clone());
         let netns = p.clone();
@@ -307,7 +307,7 @@ impl Engine {
         let mut updated = rec;
         let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         let unclaim = self.unclaim(std::slice::from_ref(&endpoint));
-        self.store.txn(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
+        self.commit(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
         let netns = updated.netns().to_string();
         self.lock().sandboxes.insert(key.to_string(), updated);
         self.dns_update_sandbox(key);
@@ -324,7 +324,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
         let unclaim = self.unclaim(&rec.sandbox.endpoints);
-        self.store.txn(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
+        self.commit(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
         self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
         let mut unpublished = Ok(());

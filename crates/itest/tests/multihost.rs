@@ -342,5 +342,24 @@ fn a_record_changed_behind_the_daemon_is_not_overwritten() {
     h.ok(&["network", "connect", "side", "r1"]);
     assert!(h.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "r1"]).contains("side"));
     assert!(etcdctl(&format!("get --print-value-only {key}")).contains("side"), "and the store has it");
+
+    // The same for a sandbox (a namespace weft did not start): its second endpoint is refused
+    // while its record changed behind the daemon, then taken.
+    let pid = h.sh_ok("unshare -n sleep 600 >/dev/null 2>&1 & echo $!").trim().to_string();
+    h.ok(&["network", "connect", "--pid", &pid, "--name", "sbx", "bridge"]);
+    let key = "/weft/hosts/h0/sandboxes/sbx";
+    etcdctl(&format!("get --print-value-only {key} > /tmp/rv-sbx && etcdctl --endpoints http://127.0.0.1:2379 put {key} < /tmp/rv-sbx && rm /tmp/rv-sbx"));
+    let o = h.weft(&["network", "connect", "--pid", &pid, "--name", "sbx", "side"]);
+    let err = weft_itest::text(&o);
+    assert!(!o.status.success() && err.contains("sandbox sbx changed in the store meanwhile") && err.trim().lines().count() == 1, "refused in one line: {err}");
+    let side = h.ok(&["network", "inspect", "-f", "{{.Id}}", "side"]);
+    assert!(!etcdctl(&format!("get --print-value-only {key}")).contains(&side), "nothing of the refused attach is in the store");
+    assert!(!h.sh_ok(&format!("nsenter -t {pid} -n ip -o link")).contains("eth1"), "nor in the namespace");
+    h.ok(&["network", "connect", "--pid", &pid, "--name", "sbx", "side"]);
+    assert!(etcdctl(&format!("get --print-value-only {key}")).contains(&side), "the store has the second endpoint");
+    assert!(h.sh_ok(&format!("nsenter -t {pid} -n ip -o link")).contains("eth1"), "and the namespace its interface");
+    h.ok(&["network", "disconnect", "side", "sbx"]);
+    h.ok(&["network", "disconnect", "bridge", "sbx"]);
+    h.sh_ok(&format!("kill {pid}"));
     c.finish();
 }
