@@ -100,6 +100,12 @@ async fn compares_decide_the_branch(s: Arc<dyn Store>) {
     let both = Txn { compare: vec![Compare::Missing("/t/new".into()), Compare::Missing("/t/k".into())], success: vec![put("/t/new", "n")], ..Txn::default() };
     assert!(!s.txn(both).await.expect("txn").succeeded);
     assert!(s.get("/t/new").await.expect("get").is_none(), "nothing of a failed transaction is applied");
+    // No key under a prefix: the prefix itself and longer keys count, a sibling does not.
+    let none_under = |p: &str| Txn { compare: vec![Compare::NoneUnder(p.into())], success: vec![put("/t/u/ok", p)], ..Txn::default() };
+    commit(&*s, vec![put("/t/u/0101", "a")]).await;
+    for (p, free) in [("/t/u/0101", false), ("/t/u/01", false), ("/t/u/01011", true), ("/t/u/0100", true), ("/t/u/1", true), ("/t/v/", true)] {
+        assert_eq!(s.txn(none_under(p)).await.expect("txn").succeeded, free, "NoneUnder({p})");
+    }
 }
 
 async fn concurrent_creates_have_one_winner(s: Arc<dyn Store>) {

@@ -256,6 +256,7 @@ fn apply_batch<'a>(
                         Some(v) => decode(k, v.value())?.mod_revision == *r,
                         None => false,
                     },
+                    Compare::NoneUnder(p) => kv.range(p.as_str()..).map_err(cm)?.next().transpose().map_err(cm)?.is_none_or(|(k, _)| !k.value().starts_with(p.as_str())),
                 };
             }
             let ops = if ok { &t.success } else { &t.failure };

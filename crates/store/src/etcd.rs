@@ -368,6 +368,7 @@ impl Store for Etcd {
             .map(|c| match c {
                 Compare::Missing(k) => ECompare::create_revision(k.clone(), CompareOp::Equal, 0),
                 Compare::ModRevision(k, r) => ECompare::mod_revision(k.clone(), CompareOp::Equal, *r as i64),
+                Compare::NoneUnder(p) => ECompare::create_revision(p.clone(), CompareOp::Equal, 0).with_range(prefix_end(p)),
             })
             .collect();
         let t = ETxn::new().when(compare).and_then(txn.success.iter().cloned().map(txn_op).collect::<Vec<_>>()).or_else(txn.failure.iter().cloned().map(txn_op).collect::<Vec<_>>());

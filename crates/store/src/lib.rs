@@ -39,6 +39,9 @@ pub enum Compare {
     Missing(String),
     /// The key was last changed at exactly this revision.
     ModRevision(String, u64),
+    /// No key starts with this prefix (etcd: `create_revision == 0` over the prefix's range,
+    /// which holds for an empty range only).
+    NoneUnder(String),
 }
 
 /// A write of a transaction.
