@@ -7,8 +7,11 @@
 //! /weft/hosts/<host-id>/networks/<id>              NetworkRecord, scope local
 //! /weft/hosts/<host-id>/addresses/<net-id>/<ip>    Claim of a local network's address
 //! /weft/hosts/<host-id>/p2p/<id>                   P2pRecord (a point-to-point link)
+//! /weft/hosts/<host-id>/network-names/<name>       a local network's id (its name, taken once)
+//! /weft/hosts/<host-id>/subnet-claims/<4|6>/<bits> the local network (or link) holding that subnet
 //! /weft/networks/<id>                              NetworkRecord, scope global
 //! /weft/network-names/<name>                       its id (a global name is taken once)
+//! /weft/subnet-claims/<4|6>/<bits>                 the global network holding that subnet
 //! /weft/addresses/<net-id>/<ip>                    Claim of a global network's address
 //! /weft/nodes/<host-id>                            NodeRecord, under the daemon's lease
 //! /weft/vnis/<vni>                                 the overlay network holding that VXLAN id
@@ -18,11 +21,17 @@
 //! Reconcile reads and repairs only its own host's keys and its own claims; an address is taken
 //! by creating its claim key (create-if-absent), so two daemons sharing a store never hand out
 //! one address of a global network.
+//!
+//! A subnet's claim key is its prefix written as bits (`10.5.0.0/16` is `4/0000101000000101`),
+//! so the claims of two subnets that overlap are one the other's prefix: a subnet is free when
+//! none of its shorter prefixes is a key and no key starts with it ([`Keys::take_subnet`]), and
+//! the store refuses an overlap in the same transaction as the record, across hosts too.
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use weft_model::{NetworkRecord, Scope};
-use weft_store::{Op, Store, Txn};
+use weft_store::{Compare, Op, Store, Txn};
 
 use crate::{Engine, Result};
 
@@ -80,9 +89,52 @@ impl Keys {
     pub fn network(&self, rec: &NetworkRecord) -> String {
         format!("{}{}", self.networks(rec.scope), rec.id)
     }
-    /// A global network's name, claimed with its record (local names are checked in memory).
-    pub fn network_name(&self, name: &str) -> String {
-        format!("{SHARED}network-names/{name}")
+    /// A network's name, claimed with its record in its scope.
+    pub fn network_name(&self, scope: Scope, name: &str) -> String {
+        format!("{}network-names/{name}", self.root(scope))
+    }
+    /// The claims of subnets of one scope and family (`4` or `6`).
+    pub fn subnet_claims(&self, scope: Scope, family: u8) -> String {
+        format!("{}subnet-claims/{family}/", self.root(scope))
+    }
+    /// The claim key of `net` (see the module docs).
+    pub fn subnet_claim(&self, scope: Scope, net: IpNet) -> String {
+        let (family, bits, len) = match net.trunc() {
+            IpNet::V4(n) => (4, u128::from(u32::from(n.network())) << 96, n.prefix_len()),
+            IpNet::V6(n) => (6, u128::from(n.network()), n.prefix_len()),
+        };
+        let mut key = self.subnet_claims(scope, family);
+        key.extend((0..len).map(|i| if bits >> (127 - i) & 1 == 1 { '1' } else { '0' }));
+        key
+    }
+    /// The compares under which `net` is free in `scope`'s claims: no shorter prefix of it is
+    /// claimed (a subnet holding it), and nothing at or under it (itself, or a subnet inside it).
+    pub fn subnet_free(&self, scope: Scope, net: IpNet) -> Vec<Compare> {
+        let key = self.subnet_claim(scope, net);
+        let root = self.subnet_claims(scope, if net.addr().is_ipv4() { 4 } else { 6 }).len();
+        let mut compares: Vec<Compare> = (root + 1..key.len()).map(|end| Compare::Missing(key[..end].to_string())).collect();
+        compares.push(Compare::NoneUnder(key));
+        compares
+    }
+    /// Takes `net` for `holder` (a network or link id) in `scope`: the compares and the write.
+    pub fn take_subnet(&self, txn: &mut Txn, scope: Scope, net: IpNet, holder: &str) {
+        txn.compare.extend(self.subnet_free(scope, net));
+        txn.success.push(Op::Put(self.subnet_claim(scope, net), holder.as_bytes().to_vec()));
+    }
+    /// The subnet a claim key of `scope` stands for.
+    pub fn claimed_subnet(&self, scope: Scope, key: &str) -> Option<IpNet> {
+        let (family, bits) = key.strip_prefix(&format!("{}subnet-claims/", self.root(scope)))?.split_once('/')?;
+        let len = bits.len() as u8;
+        let value = bits.chars().enumerate().try_fold(0u128, |v, (i, c)| match c {
+            '1' => Some(v | 1 << (127 - i)),
+            '0' => Some(v),
+            _ => None,
+        })?;
+        match family {
+            "4" => Some(IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::from((value >> 96) as u32), len).ok()?)),
+            "6" => Some(IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(value), len).ok()?)),
+            _ => None,
+        }
     }
     /// The overlays' VXLAN ids (each holds its network's id).
     pub fn vnis(&self) -> String {
@@ -188,5 +240,21 @@ mod tests {
         assert_eq!(migrate(&store, &keys).await.expect("again"), 0, "nothing left to move");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn subnet_claims_of_overlapping_subnets_are_prefixes_of_each_other() {
+        let k = Keys::new("h1");
+        let net = |s: &str| s.parse::<IpNet>().expect("cidr");
+        assert_eq!(k.subnet_claim(Scope::Global, net("10.5.0.0/16")), "/weft/subnet-claims/4/0000101000000101");
+        assert_eq!(k.subnet_claim(Scope::Local, net("10.5.1.7/24")), "/weft/hosts/h1/subnet-claims/4/000010100000010100000001");
+        assert_eq!(k.subnet_claim(Scope::Local, net("fd00::/8")), "/weft/hosts/h1/subnet-claims/6/11111101");
+        for s in ["10.5.0.0/16", "10.1.1.7/32", "0.0.0.0/1", "fd12:3456::/64", "2001:db8::1/128"] {
+            assert_eq!(k.claimed_subnet(Scope::Local, &k.subnet_claim(Scope::Local, net(s))), Some(net(s).trunc()), "{s}");
+        }
+        let free = k.subnet_free(Scope::Global, net("10.5.1.0/24"));
+        assert_eq!(free.len(), 24, "23 shorter prefixes and the subnet itself");
+        assert!(free.contains(&Compare::Missing(k.subnet_claim(Scope::Global, net("10.5.0.0/16")))), "a subnet holding it");
+        assert_eq!(free.last(), Some(&Compare::NoneUnder(k.subnet_claim(Scope::Global, net("10.5.1.0/24")))));
     }
 }

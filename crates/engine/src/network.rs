@@ -235,9 +235,16 @@ impl Engine {
         let (r, o) = (rec.clone(), self.host_options());
         let made = blocking(move || crate::networks::make_network(&r, &o)).await?;
         if stored.as_ref() != Some(&rec) {
-            let value = serde_json::to_vec(&rec)?;
-            self.commit(Txn::ops(vec![Op::Put(self.keys.network(&rec), value)])).await?;
+            // What the record held before (its subnet may have changed) is given back with it
+            // (all but the record itself, the first key, which is put again).
+            let mut ops: Vec<Op> = match &stored {
+                Some(s) => crate::networks::written(&self.network_txn(s)?).into_iter().skip(1).map(Op::Delete).collect(),
+                None => Vec::new(),
+            };
+            ops.push(Op::Put(self.keys.network(&rec), serde_json::to_vec(&rec)?));
+            self.commit(Txn::ops(ops)).await?;
         }
+        self.ensure_claims(&rec).await?;
         crate::mirror::network(&self.cfg.data_root, &rec);
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use weft_firewall::NetworkFw;
 use weft_model::{new_id, NetworkRecord, NetworkSpec, Scope, Status, DEFAULT_NETWORK};
-use weft_store::{Op, Txn};
+use weft_store::{Compare, Op, Txn};
 
 use crate::network::with_host;
 use crate::undo::Undo;
@@ -100,11 +100,6 @@ impl Engine {
             })
         })
         .await?;
-        // A global network's name is every host's: taken if any host's daemon made it.
-        let global_names: Vec<String> = match scope {
-            Scope::Global => self.store.range(&self.keys.networks(Scope::Global)).await?.0.iter().filter_map(|kv| serde_json::from_slice::<NetworkRecord>(&kv.value).ok()).map(|n| n.name).collect(),
-            Scope::Local => Vec::new(),
-        };
         let link_exists = {
             let b = bridge.clone();
             blocking(move || with_host(|nl| nl.link(&b))).await?.is_some()
@@ -112,7 +107,7 @@ impl Engine {
         let mut undo = Undo::new();
         let rec = {
             let mut st = self.lock();
-            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) || global_names.contains(&spec.name) {
+            if st.networks.values().any(|n| n.rec.name == spec.name) || st.creating.contains_key(&spec.name) {
                 return Err(EngineError::NetworkExists(spec.name));
             }
             // weft's own link must be new, anyone else's (a parent) must be there; one network each.
@@ -201,34 +196,12 @@ impl Engine {
                 eng.lock().creating.remove(&name);
             });
         }
-        // The record first: a crash before the bridge exists is repaired at start, where
-        // `load_user_networks` makes the bridges of recorded networks.
-        let key = self.keys.network(&rec);
-        let mut txn = Txn::ops(vec![Op::Put(key.clone(), serde_json::to_vec(&rec)?)]);
-        let mut keys = vec![key];
-        if rec.scope == Scope::Global {
-            // The name is every host's: taken with the record, by one daemon only.
-            let name_key = self.keys.network_name(&rec.name);
-            txn.compare.push(weft_store::Compare::Missing(name_key.clone()));
-            txn.success.push(Op::Put(name_key.clone(), rec.id.clone().into_bytes()));
-            keys.push(name_key);
-        }
-        // An overlay's VXLAN id is one network's in the whole cluster: claimed with the record.
-        if let Some(vni) = rec.vni() {
-            let vni_key = self.keys.vni(vni);
-            txn.compare.push(weft_store::Compare::Missing(vni_key.clone()));
-            txn.success.push(Op::Put(vni_key.clone(), rec.id.clone().into_bytes()));
-            keys.push(vni_key);
-        }
+        // The record first, with its claims: a crash before the bridge exists is repaired at
+        // start, where `load_user_networks` makes the bridges of recorded networks.
+        let txn = self.network_txn(&rec)?;
+        let keys = written(&txn);
         if !self.commit(txn).await?.succeeded {
-            if let Some(vni) = rec.vni() {
-                if let Some(kv) = self.store.get(&self.keys.vni(vni)).await? {
-                    let holder = String::from_utf8_lossy(&kv.value).to_string();
-                    let name = self.network(&holder).map(|n| n.name).unwrap_or(holder);
-                    return Err(EngineError::Overlap(format!("VXLAN id {vni} is already used by network {name}")));
-                }
-            }
-            return Err(EngineError::NetworkExists(rec.name.clone()));
+            return Err(self.network_refused(&rec).await?);
         }
         let eng = self.clone();
         undo.push("delete the record", move || eng.commit_undo(keys.into_iter().map(Op::Delete).collect()));
@@ -322,15 +295,9 @@ impl Engine {
         })
         .await?;
         if records {
-            let mut ops = vec![Op::Delete(self.keys.network(rec))];
-            if rec.scope == Scope::Global {
-                ops.push(Op::Delete(self.keys.network_name(&rec.name)));
-            }
+            let mut ops: Vec<Op> = written(&self.network_txn(rec)?).into_iter().map(Op::Delete).collect();
             if rec.routed_range.is_some() {
                 ops.extend(self.unclaim_blocks(&rec.id).await?);
-            }
-            if let Some(vni) = rec.vni() {
-                ops.push(Op::Delete(self.keys.vni(vni)));
             }
             self.commit(Txn::ops(ops)).await?;
             crate::mirror::forget_network(&self.cfg.data_root, &rec.id);
@@ -340,6 +307,101 @@ impl Engine {
         self.sync_peers();
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
+    }
+
+    /// The transaction that commits network `rec` (its shared record, for a routed network) with
+    /// what it holds, each created only if free: its name and its subnets in its scope (a local
+    /// network's also clear of the global ones, see `keys`), an overlay's VXLAN id. Its removal
+    /// deletes the same keys.
+    pub(crate) fn network_txn(&self, rec: &NetworkRecord) -> Result<Txn> {
+        let mut txn = Txn::ops(vec![Op::Put(self.keys.network(rec), serde_json::to_vec(rec)?)]);
+        let id = rec.id.as_bytes().to_vec();
+        let mut claim = |key: String| {
+            txn.compare.push(Compare::Missing(key.clone()));
+            txn.success.push(Op::Put(key, id.clone()));
+        };
+        claim(self.keys.network_name(rec.scope, &rec.name));
+        if let Some(vni) = rec.vni() {
+            claim(self.keys.vni(vni));
+        }
+        if rec.scope == Scope::Local {
+            txn.compare.push(Compare::Missing(self.keys.network_name(Scope::Global, &rec.name)));
+            txn.compare.extend(self.keys.subnet_free(Scope::Global, rec.subnet.into()));
+        }
+        self.keys.take_subnet(&mut txn, rec.scope, rec.subnet.into(), &rec.id);
+        if let Some(s6) = rec.subnet6 {
+            self.keys.take_subnet(&mut txn, rec.scope, s6.into(), &rec.id);
+        }
+        Ok(txn)
+    }
+
+    /// At start: takes the claims network `rec` lacks (a store from before they existed, or the
+    /// default network remade). A claim another network holds is left to it, and said.
+    pub(crate) async fn ensure_claims(&self, rec: &NetworkRecord) -> Result<()> {
+        self.ensure_taken(&rec.name, self.network_txn(rec)?).await
+    }
+
+    /// Takes the claims of `txn` (all but its first write, the record) that are missing.
+    pub(crate) async fn ensure_taken(&self, what: &str, txn: Txn) -> Result<()> {
+        let mut missing = Txn::default();
+        for op in txn.success.into_iter().skip(1) {
+            let Op::Put(key, value) = op else { continue };
+            match self.store.get(&key).await? {
+                Some(kv) if kv.value != value => tracing::warn!(of = %what, claim = %key, holder = %self.holder_name(&kv.value), "a claim is another's"),
+                Some(_) => {}
+                None => {
+                    missing.compare.push(Compare::Missing(key.clone()));
+                    missing.success.push(Op::Put(key, value));
+                }
+            }
+        }
+        if !missing.success.is_empty() && !self.store.txn(missing).await?.succeeded {
+            tracing::warn!(of = %what, "its claims were taken meanwhile");
+        }
+        Ok(())
+    }
+
+    /// Why the store refused network `rec`'s transaction: the first of its claims another holds.
+    async fn network_refused(&self, rec: &NetworkRecord) -> Result<EngineError> {
+        if let Some(vni) = rec.vni() {
+            if let Some(kv) = self.store.get(&self.keys.vni(vni)).await? {
+                return Ok(EngineError::Overlap(format!("VXLAN id {vni} is already used by network {}", self.holder_name(&kv.value))));
+            }
+        }
+        for scope in [Scope::Local, Scope::Global] {
+            if self.store.get(&self.keys.network_name(scope, &rec.name)).await?.is_some() {
+                return Ok(EngineError::NetworkExists(rec.name.clone()));
+            }
+        }
+        for net in std::iter::once(IpNet::from(rec.subnet)).chain(rec.subnet6.map(IpNet::from)) {
+            if let Some(held) = self.subnet_held(rec.scope, net).await? {
+                return Ok(EngineError::Overlap(format!("subnet {net} overlaps with {held}")));
+            }
+        }
+        Ok(EngineError::Stale(format!("network {}: what it claims changed in the store meanwhile: try again", rec.name)))
+    }
+
+    /// What holds a subnet overlapping `net` (a local one's are checked in both scopes), for a
+    /// message: `network NAME (SUBNET)`.
+    pub(crate) async fn subnet_held(&self, scope: Scope, net: IpNet) -> Result<Option<String>> {
+        let scopes: &[Scope] = if scope == Scope::Local { &[Scope::Local, Scope::Global] } else { &[Scope::Global] };
+        for scope in scopes {
+            let (kvs, _) = self.store.range(&self.keys.subnet_claims(*scope, if net.addr().is_ipv4() { 4 } else { 6 })).await?;
+            let held = kvs.iter().filter_map(|kv| Some((self.keys.claimed_subnet(*scope, &kv.key)?, &kv.value))).find(|(c, _)| c.contains(&net.network()) || net.contains(&c.network()));
+            if let Some((c, holder)) = held {
+                return Ok(Some(format!("{} ({c})", self.holder_name(holder))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What holds a claim, for a message: `network NAME`, `point-to-point link ID`, or its id.
+    fn holder_name(&self, value: &[u8]) -> String {
+        let holder = String::from_utf8_lossy(value).to_string();
+        match holder.strip_prefix("link/") {
+            Some(link) => format!("point-to-point link {}", weft_model::short_id(link)),
+            None => format!("network {}", self.network(&holder).map(|n| n.name).unwrap_or(holder)),
+        }
     }
 
     /// The lowest VXLAN id from [`FIRST_VNI`] that no overlay holds (the claim with the record
@@ -404,6 +466,7 @@ impl Engine {
                 let Ok(rec) = serde_json::from_slice::<NetworkRecord>(&kv.value) else { continue };
                 self.lock().revisions.insert(kv.key, kv.mod_revision);
                 if rec.name != DEFAULT_NETWORK {
+                    self.ensure_claims(&rec).await?;
                     self.adopt_network(rec, false).await?;
                 }
             }
@@ -445,4 +508,14 @@ impl Engine {
             tracing::error!(network = %rec.name, error = %e, "removing a global network's objects");
         }
     }
+}
+
+/// The keys a transaction writes.
+pub(crate) fn written(txn: &Txn) -> Vec<String> {
+    txn.success
+        .iter()
+        .map(|op| match op {
+            Op::Put(k, _) | Op::PutLeased(k, _, _) | Op::Delete(k) => k.clone(),
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use weft_kernel::{netns, VethSpec};
-use weft_model::{new_id, P2pEnd, P2pRecord, P2pSpec, Status};
+use weft_model::{new_id, P2pEnd, P2pRecord, P2pSpec, Scope, Status};
 use weft_store::{Op, Txn};
 
 use crate::sandbox::owner_key;
@@ -128,7 +128,14 @@ impl Engine {
         blocking(move || make_pair(&r, &na, &nb)).await?;
         let (na, ifa) = (ns_a.clone(), rec.a.ifname.clone());
         undo.push("delete the pair", move || drop(delete_end(&na, &ifa)));
-        self.commit(Txn::ops(vec![Op::Put(self.keys.p2p_link(&rec.id), serde_json::to_vec(&rec)?)])).await?;
+        if !self.commit(self.p2p_txn(&rec)?).await?.succeeded {
+            for e in rec.ends() {
+                if let Some(held) = self.subnet_held(Scope::Local, ipnet::IpNet::from(std::net::IpAddr::V4(e.addr))).await? {
+                    return Err(EngineError::Overlap(format!("{}'s address {} is held by {held}", e.name, e.addr)));
+                }
+            }
+            return Err(EngineError::Stale(format!("link {}:{}: what it claims changed in the store meanwhile: try again", rec.a.name, rec.b.name)));
+        }
         undo.commit();
         self.lock().p2p.insert(rec.id.clone(), rec.clone());
         tracing::info!(id = %weft_model::short_id(&rec.id), a = %rec.a.addr, b = %rec.b.addr, "link created");
@@ -200,8 +207,27 @@ impl Engine {
         if taken.is_empty() {
             return Ok(());
         }
-        self.commit(Txn::ops(taken.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
+        self.commit(self.p2p_deletion(&taken)?).await?;
         Ok(())
+    }
+
+    /// The transaction that commits link `rec` with its ends' addresses, each claimed as a /32
+    /// of this host's (see `keys`): no network or other link holds them.
+    fn p2p_txn(&self, rec: &P2pRecord) -> Result<Txn> {
+        let mut txn = Txn::ops(vec![Op::Put(self.keys.p2p_link(&rec.id), serde_json::to_vec(rec)?)]);
+        for e in rec.ends() {
+            self.keys.take_subnet(&mut txn, Scope::Local, ipnet::IpNet::from(std::net::IpAddr::V4(e.addr)), &format!("link/{}", rec.id));
+        }
+        Ok(txn)
+    }
+
+    /// The deletion of `links`' records and claims.
+    fn p2p_deletion(&self, links: &[P2pRecord]) -> Result<Txn> {
+        let mut ops = Vec::new();
+        for l in links {
+            ops.extend(crate::networks::written(&self.p2p_txn(l)?).into_iter().map(Op::Delete));
+        }
+        Ok(Txn::ops(ops))
     }
 
     /// The namespace of a live sandbox by its owner key.
@@ -227,7 +253,9 @@ impl Engine {
                 for e in rec.ends() {
                     let _ = st.p2p_address(self.cfg.link_pool, Some(e.addr)).map_err(|err| tracing::error!(error = %err, "address of a live link"));
                 }
-                st.p2p.insert(rec.id.clone(), rec);
+                st.p2p.insert(rec.id.clone(), rec.clone());
+                drop(st);
+                self.ensure_taken(&format!("link {}", rec.id), self.p2p_txn(&rec)?).await?;
             } else {
                 dead.push(rec);
             }
@@ -242,7 +270,7 @@ impl Engine {
         }
         if !dead.is_empty() {
             tracing::info!(links = dead.len(), "links with an end gone while the daemon was away: removed");
-            self.commit(Txn::ops(dead.iter().map(|l| Op::Delete(self.keys.p2p_link(&l.id))).collect())).await?;
+            self.commit(self.p2p_deletion(&dead)?).await?;
         }
         Ok(())
     }

@@ -363,3 +363,62 @@ fn a_record_changed_behind_the_daemon_is_not_overwritten() {
     h.sh_ok(&format!("kill {pid}"));
     c.finish();
 }
+
+/// Networks' names and subnets are claims in the store: hosts creating overlapping global
+/// networks at the same moment (before any of them has seen the others' by the watch) get one
+/// network, and the others a one-line refusal naming it; a local network is refused a subnet a
+/// global one holds; local networks of two hosts may share a subnet.
+#[test]
+fn overlapping_networks_are_refused_by_the_store_across_hosts() {
+    let c = Cluster::new("sn", 3, 1, &[]);
+    for round in 0..4 {
+        let asks = [(format!("g{round}a"), format!("10.6{round}.0.0/16")), (format!("g{round}b"), format!("10.6{round}.5.0/24")), (format!("g{round}c"), format!("10.6{round}.5.128/25"))];
+        let outcomes: Vec<std::process::Output> = std::thread::scope(|s| {
+            let runs: Vec<_> = c.hosts.iter().zip(&asks).map(|(h, (name, subnet))| s.spawn(move || h.weft(&["network", "create", "--scope", "global", "--subnet", subnet, name]))).collect();
+            runs.into_iter().map(|r| r.join().expect("create")).collect()
+        });
+        let won: Vec<&str> = asks.iter().zip(&outcomes).filter(|(_, o)| o.status.success()).map(|((n, _), _)| n.as_str()).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one of three overlapping networks is made: {won:?}");
+        for o in outcomes.iter().filter(|o| !o.status.success()) {
+            let err = weft_itest::text(o);
+            assert!(err.contains("overlaps with network") && err.trim().lines().count() == 1, "round {round}: {err}");
+        }
+        // Every host sees the one network, under its name, and none of the others.
+        for h in &c.hosts {
+            weft_itest::eventually("the winner reaches every host", || h.ok(&["network", "ls"]).contains(won[0]));
+            assert!(asks.iter().filter(|(n, _)| n != won[0]).all(|(n, _)| !h.ok(&["network", "ls"]).contains(n.as_str())));
+        }
+    }
+    // One name, asked on two hosts at once with disjoint subnets: one network.
+    let outcomes: Vec<bool> = std::thread::scope(|s| {
+        let runs: Vec<_> = c.hosts[..2].iter().enumerate().map(|(i, h)| s.spawn(move || h.weft(&["network", "create", "--scope", "global", "--subnet", &format!("10.70.{i}.0/24"), "same"]).status.success())).collect();
+        runs.into_iter().map(|r| r.join().expect("create")).collect()
+    });
+    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "one network named same: {outcomes:?}");
+    // A local network inside a global one's subnet: refused, naming it.
+    let err = c.hosts[2].fails(&["network", "create", "--subnet", "10.60.5.0/24", "local1"]);
+    assert!(err.contains("overlaps with network g0"), "{err}");
+    // Local networks of two hosts are each their host's: one subnet twice is fine.
+    for h in &c.hosts[..2] {
+        h.ok(&["network", "create", "--subnet", "10.80.0.0/24", "mine"]);
+    }
+    // A removed network gives its subnet back.
+    c.hosts[0].ok(&["network", "rm", "mine"]);
+    c.hosts[0].ok(&["network", "create", "--subnet", "10.80.0.0/25", "mine2"]);
+    // The store decides, not the caches: a claim no daemon has seen (10.90.0.0/16, written
+    // straight into etcd) refuses a network inside it, and one around it.
+    let etcdctl = |args: &str| {
+        let o = std::process::Command::new("ip").args(["netns", "exec", c.etcd.member_ns(0), "sh", "-c", &format!("etcdctl --endpoints http://127.0.0.1:2379 {args}")]).output().expect("etcdctl");
+        assert!(o.status.success(), "etcdctl {args}: {}", weft_itest::text(&o));
+    };
+    etcdctl("put /weft/subnet-claims/4/0000101001011010 unseen-network");
+    for subnet in ["10.90.3.0/24", "10.88.0.0/14"] {
+        let err = c.hosts[1].fails(&["network", "create", "--scope", "global", "--subnet", subnet, "inside"]);
+        assert!(err.contains("overlaps with network unseen-network (10.90.0.0/16)"), "{subnet}: {err}");
+        let err = c.hosts[1].fails(&["network", "create", "--subnet", subnet, "inside"]);
+        assert!(err.contains("overlaps with network unseen-network (10.90.0.0/16)"), "local {subnet}: {err}");
+    }
+    etcdctl("del /weft/subnet-claims/4/0000101001011010");
+    c.hosts[1].ok(&["network", "create", "--scope", "global", "--subnet", "10.90.3.0/24", "inside"]);
+    c.finish();
+}
