@@ -22,10 +22,14 @@
 //! by creating its claim key (create-if-absent), so two daemons sharing a store never hand out
 //! one address of a global network.
 //!
-//! A subnet's claim key is its prefix written as bits (`10.5.0.0/16` is `4/0000101000000101`),
-//! so the claims of two subnets that overlap are one the other's prefix: a subnet is free when
-//! none of its shorter prefixes is a key and no key starts with it ([`Keys::take_subnet`]), and
-//! the store refuses an overlap in the same transaction as the record, across hosts too.
+//! A subnet's claim key is its prefix written out (IPv4 in bits: `10.5.0.0/16` is
+//! `4/0000101000000101`; IPv6 in hex digits, its length rounded down to one: `fd00::/8` is
+//! `6/fd`), so the claims of two subnets that overlap are one the other's prefix: a subnet is free
+//! when none of its shorter prefixes is a key and no key starts with it ([`Keys::take_subnet`]),
+//! and the store refuses an overlap in the same transaction as the record, across hosts too. That
+//! is one compare per digit: at most 32 for a subnet, within etcd's 128 per transaction for a
+//! local dual-stack network (checked against both scopes). The price of the hex digits: two IPv6
+//! subnets inside one /4n (two /66 of one /64) count as overlapping.
 
 use std::net::IpAddr;
 
@@ -99,12 +103,14 @@ impl Keys {
     }
     /// The claim key of `net` (see the module docs).
     pub fn subnet_claim(&self, scope: Scope, net: IpNet) -> String {
-        let (family, bits, len) = match net.trunc() {
-            IpNet::V4(n) => (4, u128::from(u32::from(n.network())) << 96, n.prefix_len()),
-            IpNet::V6(n) => (6, u128::from(n.network()), n.prefix_len()),
-        };
-        let mut key = self.subnet_claims(scope, family);
-        key.extend((0..len).map(|i| if bits >> (127 - i) & 1 == 1 { '1' } else { '0' }));
+        let mut key = self.subnet_claims(scope, if net.addr().is_ipv4() { 4 } else { 6 });
+        match net {
+            IpNet::V4(n) => {
+                let bits = u32::from(n.network());
+                key.extend((0..n.prefix_len()).map(|i| if bits >> (31 - i) & 1 == 1 { '1' } else { '0' }));
+            }
+            IpNet::V6(n) => key.push_str(&format!("{:032x}", u128::from(n.addr()))[..usize::from(n.prefix_len() / 4)]),
+        }
         key
     }
     /// The compares under which `net` is free in `scope`'s claims: no shorter prefix of it is
@@ -123,17 +129,21 @@ impl Keys {
     }
     /// The subnet a claim key of `scope` stands for.
     pub fn claimed_subnet(&self, scope: Scope, key: &str) -> Option<IpNet> {
-        let (family, bits) = key.strip_prefix(&format!("{}subnet-claims/", self.root(scope)))?.split_once('/')?;
-        let len = bits.len() as u8;
-        let value = bits.chars().enumerate().try_fold(0u128, |v, (i, c)| match c {
-            '1' => Some(v | 1 << (127 - i)),
-            '0' => Some(v),
-            _ => None,
-        })?;
+        let (family, digits) = key.strip_prefix(&format!("{}subnet-claims/", self.root(scope)))?.split_once('/')?;
+        let (radix, width) = match family {
+            "4" => (2, 32),
+            "6" => (16, 128),
+            _ => return None,
+        };
+        let per_digit = if radix == 2 { 1 } else { 4 };
+        let len = digits.len() * per_digit;
+        if len > width {
+            return None;
+        }
+        let value = digits.chars().try_fold(0u128, |v, c| Some(v << per_digit | u128::from(c.to_digit(radix)?)))?.checked_shl((width - len) as u32).unwrap_or(0);
         match family {
-            "4" => Some(IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::from((value >> 96) as u32), len).ok()?)),
-            "6" => Some(IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(value), len).ok()?)),
-            _ => None,
+            "4" => Some(IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(value as u32), len as u8).ok()?)),
+            _ => Some(IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(value), len as u8).ok()?)),
         }
     }
     /// The overlays' VXLAN ids (each holds its network's id).
@@ -248,10 +258,13 @@ mod tests {
         let net = |s: &str| s.parse::<IpNet>().expect("cidr");
         assert_eq!(k.subnet_claim(Scope::Global, net("10.5.0.0/16")), "/weft/subnet-claims/4/0000101000000101");
         assert_eq!(k.subnet_claim(Scope::Local, net("10.5.1.7/24")), "/weft/hosts/h1/subnet-claims/4/000010100000010100000001");
-        assert_eq!(k.subnet_claim(Scope::Local, net("fd00::/8")), "/weft/hosts/h1/subnet-claims/6/11111101");
-        for s in ["10.5.0.0/16", "10.1.1.7/32", "0.0.0.0/1", "fd12:3456::/64", "2001:db8::1/128"] {
-            assert_eq!(k.claimed_subnet(Scope::Local, &k.subnet_claim(Scope::Local, net(s))), Some(net(s).trunc()), "{s}");
+        assert_eq!(k.subnet_claim(Scope::Local, net("fd00::/8")), "/weft/hosts/h1/subnet-claims/6/fd");
+        for s in ["10.5.0.0/16", "10.1.1.7/32", "0.0.0.0/1", "10.5.0.0/0", "fd12:3456::/64", "2001:db8::1/128"] {
+            assert_eq!(k.claimed_subnet(Scope::Local, &k.subnet_claim(Scope::Local, net(s).trunc())), Some(net(s).trunc()), "{s}");
         }
+        // An IPv6 length between hex digits: the /4n around it.
+        assert_eq!(k.claimed_subnet(Scope::Global, &k.subnet_claim(Scope::Global, net("fd00:0:0:0:4000::/66"))), Some(net("fd00::/64")));
+        assert_eq!(k.subnet_free(Scope::Global, net("2001:db8::1/128")).len(), 32, "at most 32 compares");
         let free = k.subnet_free(Scope::Global, net("10.5.1.0/24"));
         assert_eq!(free.len(), 24, "23 shorter prefixes and the subnet itself");
         assert!(free.contains(&Compare::Missing(k.subnet_claim(Scope::Global, net("10.5.0.0/16")))), "a subnet holding it");
