@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use weft_model::{EndpointRecord, NetworkRecord, Scope, Status};
+use weft_model::{EndpointRecord, Scope, Status};
 use weft_store::{Compare, Event, Op, Txn};
 
 use crate::keys::parse_address;
@@ -240,8 +240,8 @@ impl Engine {
 
     /// At start, after the records: makes this host's claims match its live endpoints (creating
     /// the missing, deleting those of endpoints that are gone), and marks the other hosts'
-    /// claims on global networks as theirs. Returns the revision the shared claims were read at.
-    pub(crate) async fn reconcile_claims(&self) -> Result<u64> {
+    /// claims on global networks as theirs.
+    pub(crate) async fn reconcile_claims(&self) -> Result<()> {
         let me = self.keys.host().to_string();
         let wanted: HashMap<String, Claim> = {
             let st = self.lock();
@@ -252,7 +252,7 @@ impl Engine {
         };
         let (local, _) = self.store.range(&self.keys.addresses(Scope::Local, "")).await?;
         let shared_prefix = self.keys.addresses(Scope::Global, "");
-        let (shared, revision) = self.store.range(&shared_prefix).await?;
+        let (shared, _) = self.store.range(&shared_prefix).await?;
         let mut ops = Vec::new();
         let mut have = std::collections::HashSet::new();
         for kv in local.into_iter().chain(shared) {
@@ -278,61 +278,18 @@ impl Engine {
             tracing::info!(changes = ops.len(), "address claims repaired");
             self.store.txn(Txn::ops(ops)).await?;
         }
-        Ok(revision)
-    }
-
-    /// Follows the shared keys: other hosts' claims on global networks (their addresses leave
-    /// and rejoin this host's pools; their endpoints become this host's overlay entries and DNS
-    /// names: `peers`), from a read of them now; and global networks from `after` (adopted when
-    /// they appear, their local objects removed when they go).
-    pub(crate) async fn watch_shared(self: &Arc<Self>, after: u64) -> Result<()> {
-        let (eng, prefix) = (self.clone(), self.keys.addresses(Scope::Global, ""));
-        crate::follow::follow(self.store.clone(), prefix.clone(), move |f| eng.follow_claims(&prefix, f)).await?;
-        let eng = self.clone();
-        tokio::spawn(async move {
-            let prefix = eng.keys.networks(Scope::Global);
-            let mut from = Some(after);
-            loop {
-                // After lost events: the global networks as they are now, then what comes.
-                if from.is_none() {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    match eng.store.range(&prefix).await {
-                        Ok((kvs, rev)) => {
-                            for kv in kvs {
-                                eng.adopt_global(&kv.value).await;
-                            }
-                            from = Some(rev);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading the global networks");
-                            continue;
-                        }
-                    }
-                }
-                let mut w = eng.store.watch(&prefix, from);
-                loop {
-                    match w.next().await {
-                        None => return, // the store is closed
-                        Some(Ok(Event::Put(kv))) => {
-                            eng.adopt_global(&kv.value).await;
-                        }
-                        Some(Ok(Event::Delete { key, .. })) => {
-                            let id = key.strip_prefix(&prefix).unwrap_or_default().to_string();
-                            eng.forget_global_network(&id).await;
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "global networks watch lost events; reading them again");
-                            from = None;
-                            break;
-                        }
-                    }
-                }
-            }
-        });
         Ok(())
     }
 
-    /// One change of the other hosts' claims (see `watch_shared`).
+    /// Follows the other hosts' claims on global networks: their addresses leave and rejoin
+    /// this host's pools; their endpoints become this host's overlay entries and DNS names
+    /// (`peers`).
+    pub(crate) async fn follow_shared_claims(self: &Arc<Self>) -> Result<()> {
+        let (eng, prefix) = (self.clone(), self.keys.addresses(Scope::Global, ""));
+        crate::follow::follow(self.store.clone(), prefix.clone(), move |f| eng.follow_claims(&prefix, f)).await
+    }
+
+    /// One change of the other hosts' claims (see `follow_shared_claims`).
     fn follow_claims(&self, prefix: &str, f: crate::follow::Followed) {
         use crate::follow::Followed;
         let me = self.keys.host();
@@ -350,7 +307,7 @@ impl Engine {
                 }
             };
             match f {
-                Followed::Reset(kvs) => {
+                Followed::Reset(kvs, _) => {
                     let marked: Vec<(String, IpAddr)> = st.networks.values().flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
                     for (net, ip) in marked {
                         st.unmark_foreign(&net, ip);
@@ -376,14 +333,5 @@ impl Engine {
             }
         }
         self.sync_peers();
-    }
-
-    /// Adopts the global network whose record is `value` (another host made it).
-    async fn adopt_global(&self, value: &[u8]) {
-        if let Ok(rec) = serde_json::from_slice::<NetworkRecord>(value) {
-            if let Err(e) = self.adopt_network(rec, true).await {
-                tracing::error!(error = %e, "adopting a global network");
-            }
-        }
     }
 }

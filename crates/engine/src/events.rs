@@ -140,7 +140,7 @@ impl Engine {
             follow(self.store.clone(), prefix, move |f| {
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
                 match f {
-                    Followed::Reset(kvs) => {
+                    Followed::Reset(kvs, _) => {
                         last.retain(|k, _| !k.starts_with(&watched));
                         last.extend(kvs.into_iter().map(|kv| (kv.key, kv.value)));
                     }

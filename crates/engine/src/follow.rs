@@ -1,8 +1,8 @@
 //! The one way a cache follows keys of the store ([`follow`]): a read of the prefix, then its
 //! watch from that read's revision; after a lost connection, the watch again from the last
 //! revision seen; after lost events (compaction, a watcher left behind), the read again. The
-//! caches of shared state (nodes, other hosts' claims, routed blocks) and the event stream are
-//! fed this way and no other.
+//! caches of shared state (global networks, nodes, other hosts' claims, routed blocks) and the
+//! event stream are fed this way and no other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,8 @@ use crate::Result;
 
 /// What a follower of a prefix is told.
 pub(crate) enum Followed {
-    /// Every key under the prefix as read at one revision: the cache is rebuilt from it.
-    Reset(Vec<KeyValue>),
+    /// Every key under the prefix as read at one revision (`.1`): the cache is rebuilt from it.
+    Reset(Vec<KeyValue>, u64),
     /// One change after that revision.
     Change(Event),
 }
@@ -23,7 +23,7 @@ pub(crate) enum Followed {
 /// applied, then a task goes on with the changes until the store closes.
 pub(crate) async fn follow(store: Arc<dyn Store>, prefix: String, mut sink: impl FnMut(Followed) + Send + 'static) -> Result<()> {
     let (kvs, mut from) = store.range(&prefix).await?;
-    sink(Followed::Reset(kvs));
+    sink(Followed::Reset(kvs, from));
     tokio::spawn(async move {
         loop {
             let mut w = store.watch(&prefix, Some(from));
@@ -52,7 +52,7 @@ pub(crate) async fn follow(store: Arc<dyn Store>, prefix: String, mut sink: impl
                     match store.range(&prefix).await {
                         Ok((kvs, rev)) => {
                             from = rev;
-                            sink(Followed::Reset(kvs));
+                            sink(Followed::Reset(kvs, rev));
                             break;
                         }
                         Err(e) => tracing::debug!(error = %e, prefix, "reading again"),

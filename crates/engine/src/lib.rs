@@ -19,6 +19,7 @@ mod container;
 pub mod events;
 pub mod files;
 mod follow;
+mod globals;
 mod keys;
 mod limits;
 mod mirror;
@@ -380,6 +381,8 @@ pub struct Engine {
     pub(crate) cgroups: weft_runtime::cgroup::Hierarchy,
     /// The event stream, read from the store's watch (`events`).
     pub(crate) events: events::Events,
+    /// The store revision up to which the global networks' watch is applied (`globals`).
+    pub(crate) globals: tokio::sync::watch::Sender<u64>,
 }
 
 impl Engine {
@@ -408,6 +411,7 @@ impl Engine {
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
             cgroups,
             events: events::Events::default(),
+            globals: tokio::sync::watch::channel(0).0,
         });
         engine.migrate_keys().await?;
         // First: what start-up repairs is part of the stream too.
@@ -415,8 +419,9 @@ impl Engine {
         engine.check_empty_store().await?;
         engine.setup_default_network().await?;
         engine.load_user_networks().await?;
-        let shared_revision = engine.reconcile().await?;
-        engine.watch_shared(shared_revision).await?;
+        engine.reconcile().await?;
+        engine.follow_shared_claims().await?;
+        engine.follow_global_networks().await?;
         engine.register_node().await?;
         engine.follow_blocks().await?;
         engine.watch_sandbox_links()?;

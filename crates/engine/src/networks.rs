@@ -200,25 +200,21 @@ impl Engine {
         // start, where `load_user_networks` makes the bridges of recorded networks.
         let txn = self.network_txn(&rec)?;
         let keys = written(&txn);
-        if !self.commit(txn).await?.succeeded {
+        let committed = self.commit(txn).await?;
+        if !committed.succeeded {
             return Err(self.network_refused(&rec).await?);
+        }
+        // A global network is made here as on every host: by the watch (`globals`).
+        if rec.scope == Scope::Global {
+            undo.commit();
+            self.lock().creating.remove(&rec.name);
+            crate::mirror::network(&self.cfg.data_root, &rec);
+            self.await_globals(committed.revision).await?;
+            tracing::info!(network = %rec.name, subnet = %rec.subnet, "global network created");
+            return Ok(rec);
         }
         let eng = self.clone();
         undo.push("delete the record", move || eng.commit_undo(keys.into_iter().map(Op::Delete).collect()));
-        // What this host makes of the shared record (a routed network: its block).
-        let shared = rec;
-        let rec = self.local_view(shared.clone()).await?;
-        if rec.routed_range.is_some() {
-            let (eng, id) = (self.clone(), rec.id.clone());
-            undo.push("release this host's block", move || {
-                let store = eng.store.clone();
-                tokio::spawn(async move {
-                    if let Ok(ops) = eng.unclaim_blocks(&id).await {
-                        let _ = store.txn(Txn::ops(ops)).await;
-                    }
-                });
-            });
-        }
         let (made, pool, pool6) = self.bring_up(&rec).await?;
         let (r, o) = (rec.clone(), self.host_options());
         undo.push("delete the network's objects", move || {
@@ -228,14 +224,14 @@ impl Engine {
             self.fw.add_network(&fw)?;
         }
         undo.commit();
-        crate::mirror::network(&self.cfg.data_root, &shared);
+        crate::mirror::network(&self.cfg.data_root, &rec);
         let mut st = self.lock();
         st.creating.remove(&rec.name);
         st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
         drop(st);
         self.sync_peers();
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
-        Ok(shared)
+        Ok(rec)
     }
 
     /// `weft network rm`: refused while endpoints exist; the default network stays.
@@ -477,7 +473,7 @@ impl Engine {
     /// Makes network `rec`'s bridge here (and its firewall chains, with `firewall`: at start
     /// the reconcile writes the whole firewall), unless it is known already.
     pub(crate) async fn adopt_network(&self, rec: NetworkRecord, firewall: bool) -> Result<()> {
-        if self.lock().networks.contains_key(&rec.id) || self.lock().creating.contains_key(&rec.name) {
+        if self.lock().networks.contains_key(&rec.id) {
             return Ok(());
         }
         let rec = self.local_view(rec).await?;

@@ -39,7 +39,7 @@ impl Engine {
             let mut st = eng.lock();
             // (The hosts' endpoints come and go with them: `peers`.)
             match f {
-                Followed::Reset(kvs) => st.nodes = kvs.iter().filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok()).map(|n| (n.id.clone(), n)).collect(),
+                Followed::Reset(kvs, _) => st.nodes = kvs.iter().filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok()).map(|n| (n.id.clone(), n)).collect(),
                 Followed::Change(Event::Put(kv)) => {
                     if let Ok(n) = serde_json::from_slice::<NodeRecord>(&kv.value) {
                         st.nodes.insert(n.id.clone(), n);

@@ -134,8 +134,7 @@ impl Engine {
         Ok(live.into_iter().map(|c| c.id.clone()).collect())
     }
 
-    /// Returns the revision the shared address claims were read at (see `watch_shared`).
-    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<u64> {
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
         let (items, _) = self.store.range(&self.keys.containers()).await?;
         let mut live = Vec::new();
         let mut dead = Vec::new();
@@ -223,7 +222,7 @@ impl Engine {
         })
         .await?;
         // The claims match the live endpoints now (dead sandboxes' went with nothing holding them).
-        let shared_revision = self.reconcile_claims().await?;
+        self.reconcile_claims().await?;
         self.load_p2p().await?;
 
         // Sweep the kernel and the exec-root of what no live container owns.
@@ -340,6 +339,6 @@ impl Engine {
             }
             self.watch_exit(id, pid);
         }
-        Ok(shared_revision)
+        Ok(())
     }
 }

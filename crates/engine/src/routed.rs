@@ -96,7 +96,7 @@ impl Engine {
             {
                 let mut st = eng.lock();
                 match f {
-                    Followed::Reset(kvs) => st.blocks = kvs.iter().filter_map(|kv| Some((parse(&kv.key)?, String::from_utf8(kv.value.clone()).ok()?))).collect(),
+                    Followed::Reset(kvs, _) => st.blocks = kvs.iter().filter_map(|kv| Some((parse(&kv.key)?, String::from_utf8(kv.value.clone()).ok()?))).collect(),
                     Followed::Change(Event::Put(kv)) => {
                         if let (Some(k), Ok(host)) = (parse(&kv.key), String::from_utf8(kv.value.clone())) {
                             st.blocks.insert(k, host);

@@ -76,6 +76,11 @@ fn overlay_joins_containers_across_hosts() {
     h0.ok(&["network", "create", "-d", "overlay", "--subnet", "10.90.0.0/24", "ov"]);
     let id = h0.ok(&["network", "inspect", "-f", "{{.Id}}", "ov"]);
     let vx = format!("vx-{}", &id[..12]);
+    // The creator made it as every host does: from the watch (and had it when create returned).
+    let log = h0.daemon_log();
+    let adopted = log.lines().position(|l| l.contains("global network adopted network=ov"));
+    let created = log.lines().position(|l| l.contains("global network created network=ov"));
+    assert!(adopted.is_some() && adopted < created, "the creator adopted ov from the watch before create returned: {log}");
     for h in [h0, h1, h2] {
         weft_itest::eventually("every host has the overlay", || h.weft(&["network", "inspect", "ov"]).status.success());
         assert_eq!(h.ok(&["network", "inspect", "-f", "{{.Scope}}", "ov"]), "global");
