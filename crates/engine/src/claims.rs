@@ -61,17 +61,17 @@ fn owner_names(st: &State, owner: &str) -> Vec<String> {
 }
 
 impl State {
-    /// Marks `ip` of network `network_id` as held by another host (in the pools, and in the
-    /// network's `foreign` set, so the release is seen when its claim goes).
+    /// Marks `ip` of network `network_id` as held by a claim none of this host's endpoints
+    /// makes (another host's, or one the cache did not know): reserved in the pools, and in the
+    /// network's `foreign` set, so that only the claim's deletion releases it (a reservation of
+    /// this host's that lost the address to the claim gives nothing back).
     pub(crate) fn mark_foreign(&mut self, network_id: &str, ip: IpAddr) {
         let Some(n) = self.networks.get_mut(network_id) else { return };
-        let taken = match ip {
-            IpAddr::V4(a) => n.pool.reserve(a).is_ok(),
-            IpAddr::V6(a) => n.pool6.as_mut().is_some_and(|p| p.reserve(a).is_ok()),
-        };
-        if taken {
-            n.foreign.insert(ip);
+        match ip {
+            IpAddr::V4(a) => drop(n.pool.reserve(a)),
+            IpAddr::V6(a) => drop(n.pool6.as_mut().map(|p| p.reserve(a))),
         }
+        n.foreign.insert(ip);
     }
 
     fn unmark_foreign(&mut self, network_id: &str, ip: IpAddr) {
@@ -106,11 +106,6 @@ impl Claims {
             relaxed: false,
         }
     }
-
-    /// What a failed [`Claims::txn`] means.
-    pub fn lost(&self) -> EngineError {
-        EngineError::Internal(format!("address claim already taken ({}): the address cache is out of step with the store", self.keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")))
-    }
 }
 
 fn addresses(e: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
@@ -132,6 +127,27 @@ impl Engine {
     fn claim_keys(&self, st: &State, e: &EndpointRecord) -> Vec<String> {
         let scope = st.networks.get(&e.network_id).map(|n| n.rec.scope).unwrap_or_default();
         addresses(e).map(|ip| self.keys.address(scope, &e.network_id, ip)).collect()
+    }
+
+    /// What a refused [`Claims::txn`] means: an address the cache thought free is claimed in the
+    /// store. The cache takes the store's word (the address is held in its pool from now on, so
+    /// it is not handed out again) and the action is refused with "try again" (409).
+    pub(crate) async fn claims_lost(&self, claims: &Claims) -> EngineError {
+        let prefix = self.keys.addresses(Scope::Local, "");
+        for (key, _) in &claims.keys {
+            let holder = match self.store.get(key).await {
+                Ok(Some(kv)) => serde_json::from_slice::<Claim>(&kv.value).map(|c| c.owner).unwrap_or_default(),
+                Ok(None) => continue,
+                Err(e) => return e.into(),
+            };
+            let Some((net, ip)) = parse_address(&prefix, key) else { continue };
+            let mut st = self.lock();
+            let name = st.networks.get(&net).map(|n| n.rec.name.clone()).unwrap_or_else(|| net.clone());
+            st.mark_foreign(&net, ip);
+            tracing::warn!(network = %name, %ip, holder = %holder, "an address claim the cache did not know: taken into the cache");
+            return EngineError::Stale(format!("address {ip} of network {name} is claimed in the store already (by {}): the cache has it now; try again", weft_model::short_id(&holder)));
+        }
+        EngineError::Stale("the address claims changed in the store meanwhile: try again".into())
     }
 
     /// The operations deleting the claims of `endpoints` (for the transaction that drops them).
@@ -308,7 +324,7 @@ impl Engine {
             };
             match f {
                 Followed::Reset(kvs, _) => {
-                    let marked: Vec<(String, IpAddr)> = st.networks.values().flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
+                    let marked: Vec<(String, IpAddr)> = st.networks.values().filter(|n| n.rec.scope == Scope::Global).flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
                     for (net, ip) in marked {
                         st.unmark_foreign(&net, ip);
                     }

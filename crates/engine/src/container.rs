@@ -283,7 +283,7 @@ impl Engine {
         let stdin_once = rec.spec.stdin_once;
         let bytes = serde_json::to_vec(&rec)?;
         if !self.commit(claims.txn(vec![Op::Put(self.keys.container(&id), bytes.clone())])).await?.succeeded {
-            return Err(claims.lost());
+            return Err(self.claims_lost(&claims).await);
         }
         crate::mirror::container(&data_dir, &bytes);
         undo.commit();

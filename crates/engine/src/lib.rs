@@ -172,7 +172,8 @@ pub(crate) struct NetState {
     pub reaping: usize,
     /// Those of them still bridge ports (a container's: its namespace goes with it).
     pub reaping_ports: usize,
-    /// Global networks: addresses other hosts have claimed (reserved in the pools meanwhile).
+    /// Addresses held by claims of the store no endpoint of this host's makes: other hosts'
+    /// (global networks), or one the cache did not know (reserved in the pools meanwhile).
     pub foreign: std::collections::HashSet<std::net::IpAddr>,
     /// The MAC of the network's own link (its bridge, its parent), as made or adopted.
     pub own_mac: Option<[u8; 6]>,
@@ -734,11 +735,14 @@ impl State {
         self.ports.get_or_insert_with(ports::PortTable::new)
     }
 
-    /// Gives an endpoint's addresses (IPv4, and IPv6 on dual-stack networks) back to the pools.
+    /// Gives an endpoint's addresses (IPv4, and IPv6 on dual-stack networks) back to the pools,
+    /// but for those a claim of the store's holds (`foreign`: given back when that claim goes).
     pub(crate) fn release_addresses(&mut self, e: &weft_model::EndpointRecord) {
         if let Some(n) = self.networks.get_mut(&e.network_id) {
-            n.pool.release(e.ip);
-            if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
+            if !n.foreign.contains(&std::net::IpAddr::V4(e.ip)) {
+                n.pool.release(e.ip);
+            }
+            if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6.filter(|a| !n.foreign.contains(&std::net::IpAddr::V6(*a)))) {
                 p6.release(ip6);
             }
         }

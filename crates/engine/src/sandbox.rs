@@ -193,7 +193,7 @@ impl Engine {
         let t_kernel = t0.elapsed();
         undo.push("remove the endpoint", move || made.detach(&netns));
         if !committing.await?.succeeded {
-            return Err(claims.lost());
+            return Err(self.claims_lost(&claims).await);
         }
         let t_committed = t0.elapsed();
         undo.commit();

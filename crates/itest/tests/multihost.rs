@@ -366,6 +366,23 @@ fn a_record_changed_behind_the_daemon_is_not_overwritten() {
     h.ok(&["network", "disconnect", "side", "sbx"]);
     h.ok(&["network", "disconnect", "bridge", "sbx"]);
     h.sh_ok(&format!("kill {pid}"));
+
+    // An address claim the cache does not know (written behind the daemon, for the address the
+    // pool hands out next): the run that meets it is refused with "try again" and leaves
+    // nothing; the cache has taken the address, so the next run gets another and asking for it
+    // says it is in use.
+    h.run_d("fill0", &["--net", "side"], &["sleep", "600"]);
+    let last: std::net::Ipv4Addr = addr_on(h, "fill0", "side").parse().expect("an address");
+    let ip = std::net::Ipv4Addr::from(u32::from(last) + 1).to_string();
+    etcdctl(&format!("put /weft/hosts/h0/addresses/{side}/{ip} '{{\"host\":\"h0\",\"owner\":\"ghost\",\"endpoint\":\"e\"}}'"));
+    let veths = h.ip(&["-o", "link", "show", "type", "veth"]).lines().count();
+    let o = h.weft(&["run", "-d", "--name", "fill1", "--net", "side", "--rootfs", &h.rootfs(), "--", "sleep", "600"]);
+    let err = weft_itest::text(&o);
+    assert!(!o.status.success() && err.contains(&format!("address {ip} of network side is claimed in the store already")) && err.contains("try again") && err.trim().lines().count() == 1, "{err}");
+    assert_eq!(h.ip(&["-o", "link", "show", "type", "veth"]).lines().count(), veths, "the refused run left no veth");
+    h.run_d("fill1", &["--net", "side"], &["sleep", "600"]);
+    assert_ne!(addr_on(h, "fill1", "side"), ip, "the next run gets another address");
+    assert!(h.fails(&["run", "-d", "--name", "fill2", "--net", "side", "--ip", &ip, "--rootfs", &h.rootfs(), "--", "sleep", "600"]).contains("in use"), "asked for: in use");
     c.finish();
 }
 
