@@ -83,7 +83,6 @@ impl Engine {
         let was_client = crate::dns_client(&rec_networks(&updated, 1));
         let netns_path = PathBuf::from(updated.sandbox.netns.clone().unwrap_or_default());
         let id = updated.id.clone();
-        self.lock().containers.insert(id.clone(), updated.clone());
         // Joining its first user-defined network switches the container to the embedded DNS.
         if !was_client && crate::dns_client(&rec_networks(&updated, 0)) {
             self.start_dns(&id, netns_path).await?;
@@ -120,7 +119,6 @@ impl Engine {
         let (endpoint, ports) = self.take_endpoint(&mut updated.sandbox, pos).await?;
         self.save(&updated, self.unclaim(std::slice::from_ref(&endpoint)), &Claims::default()).await?;
         let netns = updated.sandbox.netns.clone();
-        self.lock().containers.insert(updated.id.clone(), updated);
         self.dns_update(&id);
         self.release_taken(&id, &endpoint, &ports, netns).await
     }

@@ -281,20 +281,22 @@ impl Engine {
             env,
         };
         let stdin_once = rec.spec.stdin_once;
+        // The exit's channel is there before the commit puts the record in the cache: nobody
+        // sees the container running without one. The exit is processed after this run has
+        // registered the console (`serial` is still held): so it waits for the terminal's output
+        // to be in the log.
+        let (tx, exit) = watch::channel(None);
+        self.lock().exits.insert(id.clone(), tx);
+        {
+            let (eng, id) = (self.clone(), id.clone());
+            undo.push("drop the exit channel", move || drop(eng.lock().exits.remove(&id)));
+        }
         let bytes = serde_json::to_vec(&rec)?;
         if !self.commit(claims.txn(vec![Op::Put(self.keys.container(&id), bytes.clone())])).await?.succeeded {
             return Err(self.claims_lost(&claims).await);
         }
         crate::mirror::container(&data_dir, &bytes);
         undo.commit();
-        // The exit is processed after this run has registered the console (`serial` is still
-        // held): so it waits for the terminal's output to be in the log.
-        let (tx, exit) = watch::channel(None);
-        {
-            let mut st = self.lock();
-            st.containers.insert(id.clone(), rec);
-            st.exits.insert(id.clone(), tx);
-        }
         self.dns_update(&id);
         self.watch_exit(id.clone(), pid);
         // The record is committed: a command that cannot start leaves an exited container (with
@@ -698,7 +700,6 @@ impl Engine {
                 if rec.state.status == Status::Running {
                     rec.spec.auto_remove = true;
                     self.commit(Txn::ops(vec![Op::Put(self.keys.container(&c.id), serde_json::to_vec(&rec)?)])).await?;
-                    self.lock().containers.insert(c.id.clone(), rec.clone());
                 }
                 c = rec;
             }
@@ -720,11 +721,6 @@ impl Engine {
             return Ok(()); // removed meanwhile, or started again
         }
         self.commit(Txn::ops(vec![Op::Delete(self.keys.container(&c.id))])).await?;
-        {
-            let mut st = self.lock();
-            st.containers.remove(&c.id);
-            st.names.remove(&c.name);
-        }
         self.remove_files(&c.id);
         // Gone with the exit already, unless that removal failed.
         self.remove_cgroup(&c.id).await;

@@ -335,9 +335,11 @@ pub(crate) struct State {
     pub peers: peers::Peers,
     /// Routed networks' blocks: (network id, block) -> the host holding it (`routed`).
     pub blocks: HashMap<(String, ipnet::Ipv4Net), String>,
-    /// The store revision of each container record as this daemon last committed or read it
-    /// (`commit`).
+    /// The store revision of each record as this daemon last committed or read it, and of the
+    /// records it deleted while commits are in flight (`commit`).
     pub revisions: HashMap<String, u64>,
+    pub tombstones: HashMap<String, u64>,
+    pub in_flight: usize,
 }
 
 /// Holds a container's (or a sandbox's) lock. Its entry in `ctr_locks` goes with the last holder

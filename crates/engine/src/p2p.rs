@@ -137,7 +137,6 @@ impl Engine {
             return Err(EngineError::Stale(format!("link {}:{}: what it claims changed in the store meanwhile: try again", rec.a.name, rec.b.name)));
         }
         undo.commit();
-        self.lock().p2p.insert(rec.id.clone(), rec.clone());
         tracing::info!(id = %weft_model::short_id(&rec.id), a = %rec.a.addr, b = %rec.b.addr, "link created");
         Ok(rec)
     }

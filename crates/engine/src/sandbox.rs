@@ -197,7 +197,6 @@ impl Engine {
         }
         let t_committed = t0.elapsed();
         undo.commit();
-        self.lock().sandboxes.insert(a.key.to_string(), rec);
         self.dns_update_sandbox(a.key);
         tracing::debug!(
             settled_us = t_settled.as_micros() as u64,
@@ -309,7 +308,6 @@ impl Engine {
         let unclaim = self.unclaim(std::slice::from_ref(&endpoint));
         self.commit(Txn::ops([vec![Op::Put(self.keys.sandbox(key), serde_json::to_vec(&updated)?)], unclaim].concat())).await?;
         let netns = updated.netns().to_string();
-        self.lock().sandboxes.insert(key.to_string(), updated);
         self.dns_update_sandbox(key);
         self.release_taken(&owner_key(key), &endpoint, &ports, Some(netns)).await
     }
@@ -325,7 +323,6 @@ impl Engine {
             .ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
         let unclaim = self.unclaim(&rec.sandbox.endpoints);
         self.commit(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
-        self.lock().sandboxes.remove(key);
         self.dns_update_sandbox(key);
         let mut unpublished = Ok(());
         if let Some(e) = rec.sandbox.endpoints.first() {

@@ -281,6 +281,8 @@ fn cgroups_go_with_containers_and_a_failed_setup_leaves_nothing() {
     h.ok(&["run", "-d", "--name", "ends", "--rootfs", &rootfs, "--", "true"]);
     let ends = cgroup_dir(&h, "ends", "pids");
     eventually("a container that exits loses its cgroup", || !ends.exists());
+    // (The cgroup goes first; the exit is recorded a moment after.)
+    eventually("the exit is recorded", || h.ok(&["inspect", "-f", "{{.State.Status}}", "ends"]) == "exited");
     h.ok(&["rm", "ends"]);
 
     // The daemon dies; one container dies with no daemon to see it; a crash left a cgroup of a
