@@ -291,7 +291,9 @@ impl Engine {
         })
         .await?;
         if records {
-            let mut ops: Vec<Op> = written(&self.network_txn(rec)?).into_iter().map(Op::Delete).collect();
+            // The keys its creation wrote: of the shared record (a routed network's range).
+            let shared = NetworkRecord { subnet: rec.routed_range.unwrap_or(rec.subnet), ..rec.clone() };
+            let mut ops: Vec<Op> = written(&self.network_txn(&shared)?).into_iter().map(Op::Delete).collect();
             if rec.routed_range.is_some() {
                 ops.extend(self.unclaim_blocks(&rec.id).await?);
             }

@@ -258,6 +258,12 @@ fn routed_networks_route_between_hosts_blocks() {
     weft_itest::eventually("host 2's block is routed again", || h0.ip(&["-4", "route"]).contains("via 192.168.200.3"));
     assert_eq!(addr_on(&c.hosts[2], "r2", "rt"), ips[2], "host 2 kept its block and its container its address");
     assert!(h0.ping("r0", &ips[2]));
+    // Removed, the network gives its whole range back (its claim is of the range, not a block).
+    for (i, h) in c.hosts.iter().enumerate() {
+        h.ok(&["rm", "-f", &format!("r{i}")]);
+    }
+    c.hosts[1].ok(&["network", "rm", "rt"]);
+    c.hosts[1].ok(&["network", "create", "--scope", "global", "--subnet", "10.93.0.0/16", "rt2"]);
     c.finish();
 }
 
