@@ -60,35 +60,6 @@ fn owner_names(st: &State, owner: &str) -> Vec<String> {
     name.into_iter().chain(std::iter::once(weft_model::short_id(owner).to_string())).collect()
 }
 
-impl State {
-    /// Marks `ip` of network `network_id` as held by a claim none of this host's endpoints
-    /// makes (another host's, or one the cache did not know): reserved in the pools, and in the
-    /// network's `foreign` set, so that only the claim's deletion releases it (a reservation of
-    /// this host's that lost the address to the claim gives nothing back).
-    pub(crate) fn mark_foreign(&mut self, network_id: &str, ip: IpAddr) {
-        let Some(n) = self.networks.get_mut(network_id) else { return };
-        match ip {
-            IpAddr::V4(a) => drop(n.pool.reserve(a)),
-            IpAddr::V6(a) => drop(n.pool6.as_mut().map(|p| p.reserve(a))),
-        }
-        n.foreign.insert(ip);
-    }
-
-    fn unmark_foreign(&mut self, network_id: &str, ip: IpAddr) {
-        let Some(n) = self.networks.get_mut(network_id) else { return };
-        if n.foreign.remove(&ip) {
-            match ip {
-                IpAddr::V4(a) => n.pool.release(a),
-                IpAddr::V6(a) => {
-                    if let Some(p) = n.pool6.as_mut() {
-                        p.release(a);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The claims that commit with an endpoint's record (a local network's; see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
@@ -143,7 +114,7 @@ impl Engine {
             let Some((net, ip)) = parse_address(&prefix, key) else { continue };
             let mut st = self.lock();
             let name = st.networks.get(&net).map(|n| n.rec.name.clone()).unwrap_or_else(|| net.clone());
-            st.mark_foreign(&net, ip);
+            st.ipam.claimed(&net, ip);
             tracing::warn!(network = %name, %ip, holder = %holder, "an address claim the cache did not know: taken into the cache");
             return EngineError::Stale(format!("address {ip} of network {name} is claimed in the store already (by {}): the cache has it now; try again", weft_model::short_id(&holder)));
         }
@@ -246,7 +217,7 @@ impl Engine {
                     let mut st = self.lock();
                     for (net, ip) in &taken {
                         tracing::debug!(network = %net, %ip, "address claimed by another host");
-                        st.mark_foreign(net, *ip);
+                        st.ipam.claimed(net, *ip);
                     }
                 }
             }
@@ -276,7 +247,7 @@ impl Engine {
             match claim {
                 Some(c) if c.host != me => {
                     if let Some((net, ip)) = parse_address(&shared_prefix, &kv.key) {
-                        self.lock().mark_foreign(&net, ip);
+                        self.lock().ipam.claimed(&net, ip);
                     }
                 }
                 Some(c) if wanted.get(&kv.key) == Some(&c) => {
@@ -317,16 +288,16 @@ impl Engine {
         {
             let mut st = self.lock();
             let mark = |st: &mut State, net: String, ip: IpAddr, c: Claim| {
-                st.mark_foreign(&net, ip);
+                st.ipam.claimed(&net, ip);
                 if let (IpAddr::V4(v4), Some(r)) = (ip, c.remote()) {
                     st.peers.remote.insert((net, v4), r);
                 }
             };
             match f {
                 Followed::Reset(kvs, _) => {
-                    let marked: Vec<(String, IpAddr)> = st.networks.values().filter(|n| n.rec.scope == Scope::Global).flat_map(|n| n.foreign.iter().map(|ip| (n.rec.id.clone(), *ip))).collect();
+                    let marked: Vec<(String, IpAddr)> = st.networks.values().filter(|n| n.rec.scope == Scope::Global).flat_map(|n| st.ipam.claimed_on(&n.rec.id).into_iter().map(|ip| (n.rec.id.clone(), ip))).collect();
                     for (net, ip) in marked {
-                        st.unmark_foreign(&net, ip);
+                        st.ipam.unclaimed(&net, ip);
                     }
                     st.peers.remote.clear();
                     for (net, ip, c) in kvs.iter().filter_map(theirs) {
@@ -340,7 +311,7 @@ impl Engine {
                 }
                 Followed::Change(Event::Delete { key, .. }) => {
                     if let Some((net, ip)) = parse_address(prefix, &key) {
-                        st.unmark_foreign(&net, ip);
+                        st.ipam.unclaimed(&net, ip);
                         if let IpAddr::V4(v4) = ip {
                             st.peers.remote.remove(&(net, v4));
                         }

@@ -45,7 +45,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 use weft_firewall::Firewall;
-use weft_ipam::Pool;
 use registry::Registry;
 use weft_model::{ContainerRecord, NetworkRecord};
 use weft_store::Store;
@@ -161,9 +160,6 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// A network as the engine holds it.
 pub(crate) struct NetState {
     pub rec: NetworkRecord,
-    pub pool: Pool,
-    /// Dual-stack networks: the IPv6 addresses.
-    pub pool6: Option<weft_ipam::Pool6>,
     /// The network on this host, as its driver made or adopted it.
     pub host: Arc<dyn weft_drivers::HostNetwork>,
     /// Endpoints planned on this network and not yet committed or rolled back (see `Pending`).
@@ -172,16 +168,13 @@ pub(crate) struct NetState {
     pub reaping: usize,
     /// Those of them still bridge ports (a container's: its namespace goes with it).
     pub reaping_ports: usize,
-    /// Addresses held by claims of the store no endpoint of this host's makes: other hosts'
-    /// (global networks), or one the cache did not know (reserved in the pools meanwhile).
-    pub foreign: std::collections::HashSet<std::net::IpAddr>,
     /// The MAC of the network's own link (its bridge, its parent), as made or adopted.
     pub own_mac: Option<[u8; 6]>,
 }
 
 impl NetState {
-    pub(crate) fn new(rec: NetworkRecord, pool: Pool, pool6: Option<weft_ipam::Pool6>, made: networks::Made) -> Self {
-        Self { rec, pool, pool6, host: made.host, pending: 0, reaping: 0, reaping_ports: 0, foreign: Default::default(), own_mac: made.own_mac }
+    pub(crate) fn new(rec: NetworkRecord, made: networks::Made) -> Self {
+        Self { rec, host: made.host, pending: 0, reaping: 0, reaping_ports: 0, own_mac: made.own_mac }
     }
 }
 
@@ -326,9 +319,10 @@ pub(crate) struct State {
     /// Interfaces of detached namespaces that live on, by (namespace, name), until the reaper
     /// deletes their pair: a new attachment that needs the name retires the old one.
     pub detached: HashMap<(String, String), weft_model::EndpointRecord>,
-    /// Point-to-point links, by id, and the link pool's addresses (made at first use).
+    /// Point-to-point links, by id.
     pub p2p: HashMap<String, weft_model::P2pRecord>,
-    pub p2p_pool: Option<Pool>,
+    /// The addresses of every network, by id, and of the links: a cache over the claims.
+    pub ipam: weft_ipam::Ipam,
     /// The daemons registered in the store, by host id (fed only by its watch: `nodes`).
     pub nodes: HashMap<String, weft_model::NodeRecord>,
     /// Other hosts' endpoints and what this host made of them (`peers`).
@@ -589,7 +583,7 @@ impl Engine {
                             let live = st.ports_on(n);
                             live < weft_model::BRIDGE_MAX_PORTS && live + n.reaping_ports >= weft_model::BRIDGE_MAX_PORTS
                         };
-                        n.reaping > 0 && (n.pool.is_full() || ports_wait())
+                        n.reaping > 0 && (st.ipam.is_full(&n.rec.id) || ports_wait())
                     })
                 })
             };
@@ -672,26 +666,10 @@ impl State {
             // Not full, but ports being deleted still count for the kernel (see `settle_bridges`).
             return Err(EngineError::BridgeBusy(net.rec.bridge.clone()));
         }
-        let ip = match ip {
-            Some(ip) => {
-                net.pool.reserve(ip)?;
-                ip
-            }
-            None => net.pool.allocate()?,
-        };
-        let v6 = match (net.pool6.as_mut(), ip6) {
-            (None, Some(a)) => Err(EngineError::Refused(format!("--ip6 {a}: network {} has no IPv6 subnet", net.rec.name))),
-            (None, None) => Ok(None),
-            (Some(p6), Some(a)) => p6.reserve(a).map(|()| Some(a)).map_err(EngineError::from),
-            (Some(p6), None) => p6.allocate().map(Some).map_err(EngineError::from),
-        };
-        let ip6 = match v6 {
-            Ok(v) => v,
-            Err(e) => {
-                net.pool.release(ip);
-                return Err(e);
-            }
-        };
+        if let Some(a) = ip6.filter(|_| !self.ipam.has_v6(&net.rec.id)) {
+            return Err(EngineError::Refused(format!("--ip6 {a}: network {} has no IPv6 subnet", net.rec.name)));
+        }
+        let (ip, ip6) = self.ipam.take(&net.rec.id, ip, ip6)?;
         let endpoint = weft_model::EndpointRecord {
             endpoint_id: weft_model::new_id(),
             network_id: net.rec.id.clone(),
@@ -722,13 +700,9 @@ impl State {
     /// `owner` names it in the log if one is taken already.
     pub(crate) fn hold_addresses(&mut self, owner: &str, sb: &weft_model::Sandbox) {
         for e in &sb.endpoints {
-            if let Some(n) = self.networks.get_mut(&e.network_id) {
-                if let Err(err) = n.pool.reserve(e.ip) {
-                    tracing::error!(owner, error = %err, "address of a live sandbox");
-                }
-                if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6) {
-                    let _ = p6.reserve(ip6);
-                }
+            match self.ipam.hold(&e.network_id, e.ip, e.ip6) {
+                Ok(()) | Err(weft_ipam::IpamError::NoPool(_)) => {}
+                Err(err) => tracing::error!(owner, error = %err, "address of a live sandbox"),
             }
         }
     }
@@ -738,16 +712,9 @@ impl State {
     }
 
     /// Gives an endpoint's addresses (IPv4, and IPv6 on dual-stack networks) back to the pools,
-    /// but for those a claim of the store's holds (`foreign`: given back when that claim goes).
+    /// but for those a claim of the store's holds (given back when that claim goes).
     pub(crate) fn release_addresses(&mut self, e: &weft_model::EndpointRecord) {
-        if let Some(n) = self.networks.get_mut(&e.network_id) {
-            if !n.foreign.contains(&std::net::IpAddr::V4(e.ip)) {
-                n.pool.release(e.ip);
-            }
-            if let (Some(p6), Some(ip6)) = (n.pool6.as_mut(), e.ip6.filter(|a| !n.foreign.contains(&std::net::IpAddr::V6(*a)))) {
-                p6.release(ip6);
-            }
-        }
+        self.ipam.give_back(&e.network_id, e.ip, e.ip6);
     }
 }
 

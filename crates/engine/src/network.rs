@@ -248,7 +248,9 @@ impl Engine {
         crate::mirror::network(&self.cfg.data_root, &rec);
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, gateway = %rec.gateway, "default network ready");
         let pool = weft_ipam::Pool::new(subnet, self.cfg.fixed_cidr, &[gateway])?;
-        self.lock().networks.insert(rec.id.clone(), NetState::new(rec, pool, None, made));
+        let mut st = self.lock();
+        st.ipam.add(&rec.id, pool, None);
+        st.networks.insert(rec.id.clone(), NetState::new(rec, made));
         Ok(())
     }
 }

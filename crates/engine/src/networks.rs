@@ -227,7 +227,8 @@ impl Engine {
         crate::mirror::network(&self.cfg.data_root, &rec);
         let mut st = self.lock();
         st.creating.remove(&rec.name);
-        st.networks.insert(id, NetState::new(rec.clone(), pool, pool6, made));
+        st.ipam.add(&id, pool, pool6);
+        st.networks.insert(id, NetState::new(rec.clone(), made));
         drop(st);
         self.sync_peers();
         tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "network created");
@@ -300,7 +301,11 @@ impl Engine {
             self.commit(Txn::ops(ops)).await?;
             crate::mirror::forget_network(&self.cfg.data_root, &rec.id);
         }
-        self.lock().networks.remove(&rec.id);
+        {
+            let mut st = self.lock();
+            st.networks.remove(&rec.id);
+            st.ipam.remove(&rec.id);
+        }
         self.resolver.update(|idx| idx.remove_network(&rec.id));
         self.sync_peers();
         tracing::info!(network = %rec.name, "network removed");
@@ -494,7 +499,12 @@ impl Engine {
             self.fw.add_network(&fw)?;
             tracing::info!(network = %rec.name, bridge = %rec.bridge, subnet = %rec.subnet, "global network adopted");
         }
-        self.lock().networks.entry(rec.id.clone()).or_insert_with(|| NetState::new(rec, pool, pool6, made));
+        let mut st = self.lock();
+        if !st.networks.contains_key(&rec.id) {
+            st.ipam.add(&rec.id, pool, pool6);
+            st.networks.insert(rec.id.clone(), NetState::new(rec, made));
+        }
+        drop(st);
         self.sync_peers();
         Ok(())
     }

@@ -55,32 +55,20 @@ fn ifname_for(end: &End, asked: Option<&String>) -> Result<String> {
 }
 
 impl State {
-    fn p2p_pool(&mut self, subnet: ipnet::Ipv4Net) -> Result<&mut weft_ipam::Pool> {
-        if self.p2p_pool.is_none() {
-            self.p2p_pool = Some(weft_ipam::Pool::new(subnet, None, &[])?);
-        }
-        Ok(self.p2p_pool.as_mut().expect("made above"))
-    }
-
     /// Takes `asked` (checked against networks and other links) or a free pool address.
     fn p2p_address(&mut self, pool: ipnet::Ipv4Net, asked: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
-        let Some(ip) = asked else { return Ok(self.p2p_pool(pool)?.allocate()?) };
+        let Some(ip) = asked else { return Ok(self.ipam.take_link(pool, None)?) };
         if let Some(n) = self.networks.values().find(|n| n.rec.subnet.contains(&ip)) {
             return Err(EngineError::Refused(format!("--addr {ip} is in network {}'s subnet {}: its IPAM hands it out", n.rec.name, n.rec.subnet)));
         }
         if self.p2p.values().flat_map(|l| l.ends()).any(|e| e.addr == ip) {
             return Err(EngineError::Refused(format!("--addr {ip} is already an end of another link")));
         }
-        if pool.contains(&ip) {
-            self.p2p_pool(pool)?.reserve(ip)?;
-        }
-        Ok(ip)
+        Ok(self.ipam.take_link(pool, Some(ip))?)
     }
 
     fn release_p2p_address(&mut self, pool: ipnet::Ipv4Net, ip: Ipv4Addr) {
-        if let (true, Some(p)) = (pool.contains(&ip), self.p2p_pool.as_mut()) {
-            p.release(ip);
-        }
+        self.ipam.give_back_link(pool, ip);
     }
 }
 

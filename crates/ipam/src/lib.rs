@@ -5,8 +5,12 @@
 //! after the last one handed out (as Docker does, so a freed address is not reused at once and
 //! stale ARP entries of a dead container do not catch a new one).
 //!
-//! The pool is in memory; the engine persists each allocation inside the record that owns it and
-//! rebuilds the pools from the records at start.
+//! The pools are in memory, a cache over the store's claims: [`Ipam`] holds them for one host,
+//! by network id, with its point-to-point links' pool.
+
+mod service;
+
+pub use service::Ipam;
 
 use std::net::Ipv4Addr;
 
@@ -30,6 +34,10 @@ pub enum IpamError {
     InUse6(std::net::Ipv6Addr),
     #[error("address {0} is outside {1}")]
     OutOfRange6(std::net::Ipv6Addr, ipnet::Ipv6Net),
+    #[error("network {0} has no address pool on this host")]
+    NoPool(String),
+    #[error("network {0} has no IPv6 subnet")]
+    NoIpv6(String),
 }
 
 /// A pool of subnets to carve networks from (`--default-address-pool base=CIDR,size=N`).
