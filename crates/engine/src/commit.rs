@@ -79,9 +79,9 @@ impl Engine {
     fn writes(&self, txn: &Txn) -> Vec<Write> {
         txn.success
             .iter()
-            .filter_map(|op| match op {
-                Op::Put(k, v) | Op::PutLeased(k, v, _) => Some((k, Some(v))),
-                Op::Delete(k) => Some((k, None)),
+            .map(|op| match op {
+                Op::Put(k, v) | Op::PutLeased(k, v, _) => (k, Some(v)),
+                Op::Delete(k) => (k, None),
             })
             .filter_map(|(key, value)| Some(Write { key: key.clone(), kind: self.kind(key)?, value: value.cloned() }))
             .collect()

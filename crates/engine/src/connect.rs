@@ -20,7 +20,7 @@ impl Engine {
         let bytes = serde_json::to_vec(rec)?;
         let txn = claims.txn([vec![Op::Put(self.keys.container(&rec.id), bytes.clone())], more].concat());
         if !self.commit(txn).await?.succeeded {
-            return Err(self.claims_lost(&claims).await);
+            return Err(self.claims_lost(claims).await);
         }
         crate::mirror::container(&self.data_dir(&rec.id), &bytes);
         Ok(())

@@ -234,18 +234,19 @@ impl Engine {
         for kv in items {
             let Ok(rec) = serde_json::from_slice::<P2pRecord>(&kv.value) else { continue };
             let alive = rec.ends().iter().all(|e| self.sandbox_netns(&e.owner).is_some());
-            let mut st = self.lock();
-            st.revisions.insert(kv.key, kv.mod_revision);
-            if alive {
+            self.lock().revisions.insert(kv.key, kv.mod_revision);
+            if !alive {
+                dead.push(rec);
+                continue;
+            }
+            {
+                let mut st = self.lock();
                 for e in rec.ends() {
                     let _ = st.p2p_address(self.cfg.link_pool, Some(e.addr)).map_err(|err| tracing::error!(error = %err, "address of a live link"));
                 }
                 st.p2p.insert(rec.id.clone(), rec.clone());
-                drop(st);
-                self.ensure_taken(&format!("link {}", rec.id), self.p2p_txn(&rec)?).await?;
-            } else {
-                dead.push(rec);
             }
+            self.ensure_taken(&format!("link {}", rec.id), self.p2p_txn(&rec)?).await?;
         }
         for l in &dead {
             for e in l.ends() {
