@@ -191,7 +191,9 @@ fn cpus_are_a_cfs_quota_and_usage_is_accounted() {
     let used = (b["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap_or(0) - a["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap_or(0)) as f64;
     assert!(used > 0.0, "usage accounted: {b}");
     assert!(used <= 0.5 * wall + 0.15e9, "at most half a CPU: {:.3} s of CPU in {:.3} s", used / 1e9, wall / 1e9);
-    assert!(b["cpu_stats"]["throttling_data"]["throttled_periods"].as_u64() > Some(0), "throttled: {b}");
+    // Throttled by the kernel: at once on an idle machine; a loaded one (a CI run's parallel
+    // tests on two cores) may give both loops less than the quota for a while.
+    weft_itest::eventually_within("the kernel throttles the container", Duration::from_secs(30), || stats(&h, "half")["cpu_stats"]["throttling_data"]["throttled_periods"].as_u64() > Some(0));
     assert_eq!(b["cpu_stats"]["cpu_quota"], 50000);
     // Control: no --cpus, no quota, never throttled, and its time is counted too.
     let f = stats(&h, "free");
