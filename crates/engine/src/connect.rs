@@ -11,7 +11,7 @@ use weft_store::Op;
 
 use crate::claims::Claims;
 use crate::undo::Undo;
-use crate::{blocking, Engine, EngineError, Result};
+use crate::{Engine, EngineError, Result};
 
 impl Engine {
     /// Writes `rec` with `more` (the deletion of a dropped endpoint's claims) and `claims` (the
@@ -69,13 +69,7 @@ impl Engine {
             Ok((c, netns, plan, pending))
         };
         let ((rec, netns, plan, _pending), claims) = self.reserve_claimed(&id, &mut undo, reserve, |r| vec![r.2.endpoint.clone()]).await?;
-        let first = rec.sandbox.endpoints.is_empty();
-        let (p, pl, fw) = (netns.clone(), plan.clone(), self.fw.clone());
-        let busy = self.reaper.busy();
-        blocking(move || pl.attach(&p, first, &fw)).await?;
-        drop(busy);
-        let pl = plan.clone();
-        undo.push("remove the endpoint", move || pl.detach(&netns));
+        self.join(&mut undo, &plan, &netns, rec.sandbox.endpoints.is_empty()).await?;
         let mut updated = rec;
         updated.sandbox.endpoints.push(plan.endpoint.clone());
         self.save(&updated, Vec::new(), &claims).await?;

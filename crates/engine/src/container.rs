@@ -474,12 +474,7 @@ impl Engine {
             match plan {
                 Plan::Networks(plans) => {
                     for (i, plan) in plans.into_iter().enumerate() {
-                        let (p, pl, fw) = (path.clone(), plan.clone(), self.fw.clone());
-                        let busy = self.reaper.busy();
-                        blocking(move || pl.attach(&p, i == 0, &fw)).await?;
-                        drop(busy);
-                        let (p, pl) = (path.clone(), plan.clone());
-                        undo.push("remove the endpoint", move || pl.detach(&p));
+                        self.join(undo, &plan, &path, i == 0).await?;
                         if i == 0 && !links.is_empty() {
                             let rules = crate::publish::link_rules(plan.endpoint.ip, links);
                             self.fw.add_links(&rules)?;

@@ -16,6 +16,7 @@ mod claims;
 mod commit;
 mod connect;
 mod container;
+mod endpoints;
 pub mod events;
 pub mod files;
 mod follow;

@@ -167,31 +167,9 @@ impl Engine {
             let (eng, value) = (self.clone(), serde_json::to_vec(&before)?);
             undo.push("restore the record", move || eng.commit_undo(vec![Op::Put(key, value)]));
         }
-        let (p, eng, busy, made, fw) = (a.netns.to_path_buf(), self.clone(), self.reaper.busy(), plan.clone(), self.fw.clone());
-        let netns = p.clone();
-        blocking(move || {
-            // The first endpoint carries the default route, as a container's eth0.
-            match plan.attach(&p, first, &fw) {
-                // The namespace's previous interface of that name may still be in the reaper's
-                // queue (a detach just before): retired now if it is (~1 ms), else waited for.
-                Err(EngineError::Kernel(k)) if k.is_exists() => {
-                    // Taken out of the map as it is retired: the name may be taken again, by an
-                    // interface of another kind (a macvlan, deleted by the reaper inside), before
-                    // the reaper is done with this one.
-                    let detached = eng.lock().detached.remove(&(p.display().to_string(), plan.endpoint.ifname.clone()));
-                    match detached {
-                        Some(old) => crate::retire_inside(&p, &[old])?,
-                        None => eng.reaper.flush(),
-                    }
-                    plan.attach(&p, first, &fw)
-                }
-                r => r,
-            }
-        })
-        .await?;
-        drop(busy);
+        // The first endpoint carries the default route, as a container's eth0.
+        self.join(&mut undo, &plan, a.netns, first).await?;
         let t_kernel = t0.elapsed();
-        undo.push("remove the endpoint", move || made.detach(&netns));
         if !committing.await?.succeeded {
             return Err(self.claims_lost(&claims).await);
         }
