@@ -61,6 +61,14 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// One create-if-absent transaction through weft's own etcd client, `samples` times in turn:
+    /// prints p50 and p99 in ms.
+    Store {
+        #[arg(long)]
+        etcd: String,
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+    },
     Attach {
         /// Endpoints already attached when sampling (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
@@ -294,6 +302,25 @@ fn weft_model_spec(host_port: u16) -> weft_model::PortSpec {
     }
 }
 
+/// See `Cmd::Store`.
+async fn store_txn(etcd: &str, samples: usize) -> anyhow::Result<()> {
+    use weft_store::{Compare, Op, Store, Txn};
+    let store = weft_store::Etcd::connect(&[etcd.to_string()], None, weft_store::Timeouts::default()).await?;
+    let run = std::process::id();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let key = format!("/bench/client/{run}/{i}");
+        let txn = Txn { compare: vec![Compare::Missing(key.clone())], success: vec![Op::Put(key, b"x".to_vec())], ..Txn::default() };
+        let t0 = Instant::now();
+        anyhow::ensure!(store.txn(txn).await?.succeeded, "the key existed");
+        times.push(t0.elapsed());
+    }
+    times.sort();
+    let q = |p: usize| times[(p * (times.len() - 1)).div_ceil(100)].as_secs_f64() * 1e3;
+    println!("store_txn p50_ms={:.2} p99_ms={:.2}", q(50), q(99));
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     if let Ok(f) = std::env::var("WEFT_LOG") {
@@ -304,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ports { count, dir } => return ports(count, &dir).await,
         Cmd::Dns { server, names, ptr, seconds, clients, label } => return dns_load(server, names, ptr, seconds, clients, &label).await,
         Cmd::Drivers { samples, parent, ovsdb, dir } => return drivers(samples, parent, ovsdb, &dir).await,
+        Cmd::Store { etcd, samples } => return store_txn(&etcd, samples).await,
     };
     existing.sort_unstable();
     let nsdir = dir.join("ns");
