@@ -277,3 +277,33 @@ action!(
     span(s) tracing::info_span!("link rm", link = %s.key),
     act(a, e) e.remove_p2p(&a.key).await
 );
+
+// Containers of other runtimes (`weft-cni`, `weft oci-hook`).
+
+action!(
+    /// CNI `ADD`, the OCI hook: a runtime's container joins a network.
+    AttachRuntime { spec: weft_model::AttachSpec } -> weft_model::AttachReply,
+    span(s) tracing::info_span!("attach", network = %s.spec.network, runtime = ?s.spec.runtime),
+    act(a, e) e.attach_runtime(&a.spec).await
+);
+
+action!(
+    /// CNI `DEL`: idempotent.
+    DetachRuntime { at: weft_model::AttachmentRef } -> (),
+    span(s) tracing::info_span!("detach", network = %s.at.network, runtime = ?s.at.runtime, ifname = %s.at.ifname),
+    act(a, e) e.detach_runtime(&a.at).await
+);
+
+action!(
+    /// CNI `CHECK`.
+    CheckAttachment { at: weft_model::AttachmentRef } -> (),
+    span(s) tracing::debug_span!("check", network = %s.at.network, runtime = ?s.at.runtime, ifname = %s.at.ifname),
+    act(a, e) e.check_runtime(&a.at).await
+);
+
+action!(
+    /// CNI `GC`: the sandboxes detached.
+    CollectAttachments { spec: weft_model::CollectSpec } -> Vec<String>,
+    span(s) tracing::info_span!("gc", network = %s.spec.network, kind = %s.spec.kind),
+    act(a, e) e.collect_runtime(&a.spec).await
+);

@@ -325,6 +325,9 @@ impl Engine {
         }
         for s in self.sandboxes() {
             self.dns_update_sandbox(&s.key);
+            if let Err(e) = self.serve_dns_in(&s.key).await {
+                tracing::warn!(sandbox = %s.key, error = %e, "its resolver is not served");
+            }
             if let Some(pid) = s.pid {
                 self.watch_sandbox(s.key.clone(), pid);
             }

@@ -148,6 +148,7 @@ mod tests {
             pid: None,
             pid_start: None,
             netns_id: None,
+            runtime: None,
         }
     }
 

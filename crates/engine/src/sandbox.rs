@@ -26,6 +26,7 @@ pub struct SandboxAttach<'a> {
     pub netns_id: Option<(u64, u64)>,
     pub mac: Option<String>,
     pub ports: Vec<weft_model::PortSpec>,
+    pub runtime: Option<weft_model::RuntimeRef>,
 }
 
 /// The key of a sandbox among containers' ids (in the DNS index, among published ports).
@@ -36,7 +37,7 @@ pub(crate) fn owner_key(key: &str) -> String {
 impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
-        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None, mac: None, ports: Vec::new() }).await
+        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None, mac: None, ports: Vec::new(), runtime: None }).await
     }
 
     /// `weft network connect NET --netns PATH | --pid PID`.
@@ -49,54 +50,57 @@ impl Engine {
             }
             ConnectTarget::Container(_) => return Err(EngineError::Internal("a container connects as a container".into())),
         };
-        let meta = std::fs::metadata(&path).map_err(|e| EngineError::Namespace(format!("no network namespace at {}: {e}", path.display())))?;
-        let own = std::fs::metadata("/proc/self/ns/net").map_err(|source| EngineError::Io { op: "stat", path: "/proc/self/ns/net".into(), source })?;
-        if (meta.dev(), meta.ino()) == (own.dev(), own.ino()) {
-            return Err(EngineError::Namespace(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
-        }
-        let netns_id = (meta.dev(), meta.ino());
+        let netns_id = namespace_id(&path)?;
         let key = match (&spec.name, pid) {
             (Some(n), _) => n.clone(),
             (None, Some((pid, _))) => format!("pid{pid}"),
             (None, None) => path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
         };
         weft_model::validate_container_name(&key)?;
-        let net = self.network(network)?;
-        {
-            let st = self.lock();
-            if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.sandbox.endpoints.iter().any(|e| e.network_id == net.id)) {
-                return Err(EngineError::Namespace(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
-            }
-            if st.names.contains_key(&key) {
-                return Err(EngineError::NameInUse(key));
-            }
-        }
+        self.check_unattached(netns_id, &path, network, &key)?;
         let ifname = match &spec.ifname {
             Some(i) => i.clone(),
-            None => {
-                let p = path.clone();
-                let names: Vec<String> = blocking(move || Ok(weft_kernel::netns::open_in(&p, &[])?.links()?.into_iter().map(|l| l.name).collect())).await?;
-                // An interface of an attachment just detached, still queued for deletion, does not
-                // hold its name: it is retired when the new one needs it.
-                let ns = path.display().to_string();
-                let st = self.lock();
-                let taken = |n: &String| names.contains(n) && !st.detached.contains_key(&(ns.clone(), n.clone()));
-                (0..).map(|i| format!("eth{i}")).find(|n| !taken(n)).unwrap_or_default()
-            }
+            None => self.free_ifname(&path).await?,
         };
         let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
         let mac = spec.mac_address.as_ref().map(|m| m.to_ascii_lowercase());
-        self.attach_namespace(SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports })
-            .await?;
+        let attach = SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports, runtime: None };
+        self.attach_namespace(attach).await?;
         if let Some((pid, _)) = pid {
             self.watch_sandbox(key, pid);
         }
         Ok(())
     }
 
+    /// Refuses a second attachment of one namespace to `network`, and a sandbox name a
+    /// container holds.
+    pub(crate) fn check_unattached(&self, netns_id: (u64, u64), path: &Path, network: &str, key: &str) -> Result<()> {
+        let net = self.network(network)?;
+        let st = self.lock();
+        if let Some(s) = st.sandboxes.values().find(|s| s.netns_id == Some(netns_id) && s.sandbox.endpoints.iter().any(|e| e.network_id == net.id)) {
+            return Err(EngineError::Namespace(format!("namespace {} is already attached to network {} (as {})", path.display(), net.name, s.key)));
+        }
+        if st.names.contains_key(key) {
+            return Err(EngineError::NameInUse(key.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The first `ethN` free in the namespace at `path`.
+    pub(crate) async fn free_ifname(&self, path: &Path) -> Result<String> {
+        let p = path.to_path_buf();
+        let names: Vec<String> = blocking(move || Ok(weft_kernel::netns::open_in(&p, &[])?.links()?.into_iter().map(|l| l.name).collect())).await?;
+        // An interface of an attachment just detached, still queued for deletion, does not
+        // hold its name: it is retired when the new one needs it.
+        let ns = path.display().to_string();
+        let st = self.lock();
+        let taken = |n: &String| names.contains(n) && !st.detached.contains_key(&(ns.clone(), n.clone()));
+        Ok((0..).map(|i| format!("eth{i}")).find(|n| !taken(n)).unwrap_or_default())
+    }
+
     /// Gives the namespace an endpoint on `a.network`: a new sandbox, or one more endpoint of the
     /// sandbox of that name (the same namespace), as `network connect` adds `eth1` to a container.
-    async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
+    pub(crate) async fn attach_namespace(self: &Arc<Self>, a: SandboxAttach<'_>) -> Result<EndpointRecord> {
         weft_model::validate_ifname(a.ifname)?;
         let t0 = std::time::Instant::now();
         let owner = owner_key(a.key);
@@ -109,7 +113,7 @@ impl Engine {
         let reserve = |u: &mut Undo| {
             let mut st = self.lock();
             if let Some(s) = st.sandboxes.get(a.key) {
-                if s.netns_id != a.netns_id || s.pid != a.pid.map(|(p, _)| p) {
+                if s.netns_id != a.netns_id || s.pid != a.pid.map(|(p, _)| p) || s.runtime != a.runtime {
                     return Err(EngineError::Namespace(format!("sandbox {} is another namespace: give another --name", a.key)));
                 }
                 if !a.ports.is_empty() {
@@ -153,6 +157,7 @@ impl Engine {
                 pid: a.pid.map(|(p, _)| p),
                 pid_start: a.pid.map(|(_, s)| s),
                 netns_id: a.netns_id,
+                runtime: a.runtime.clone(),
             },
         };
         // The record's commit (its fsync) runs while the kernel work does: it is sent now and
@@ -252,14 +257,33 @@ impl Engine {
         spawned.map(|_| ()).map_err(|source| EngineError::Io { op: "start", path: "link monitor".into(), source })
     }
 
-    /// Puts sandbox `key`'s name and aliases into the embedded DNS (or takes them out).
+    /// Puts sandbox `key`'s name and aliases into the embedded DNS (or takes them out). A
+    /// runtime's container on a user network also resolves through it (see `serve_dns_in`).
     pub(crate) fn dns_update_sandbox(&self, key: &str) {
-        let entry = self.lock().sandboxes.get(key).map(|s| crate::dns_names(&s.key, &[], &s.sandbox));
+        let entry = {
+            let st = self.lock();
+            st.sandboxes.get(key).map(|s| {
+                let client = resolves_through_weft(s).then(|| weft_dns::ClientView {
+                    networks: s.sandbox.endpoints.iter().map(|e| e.network_id.clone()).collect(),
+                    internal_only: s.sandbox.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal)),
+                    upstream: weft_dns::upstreams(&[], &self.cfg.dns, &self.host_resolv),
+                });
+                (crate::dns_names(&s.key, &[], &s.sandbox), client)
+            })
+        };
         let id = owner_key(key);
         self.resolver.update(|idx| match entry {
-            Some(endpoints) => idx.set_container(&id, endpoints, None),
+            Some((endpoints, client)) => idx.set_container(&id, endpoints, client),
             None => idx.remove_container(&id),
         });
+    }
+
+    /// Serves the embedded DNS inside sandbox `key`'s namespace if it resolves through weft;
+    /// the nameservers it should use.
+    pub(crate) async fn serve_dns_in(self: &Arc<Self>, key: &str) -> Result<Vec<std::net::IpAddr>> {
+        let Some(s) = self.lock().sandboxes.get(key).cloned().filter(resolves_through_weft) else { return Ok(Vec::new()) };
+        self.start_dns(&owner_key(key), PathBuf::from(s.netns())).await?;
+        Ok(vec![weft_dns::RESOLVER.into()])
     }
 
     /// The attached namespaces, by name.
@@ -302,6 +326,7 @@ impl Engine {
         let unclaim = self.unclaim(&rec.sandbox.endpoints);
         self.commit(Txn::ops([vec![Op::Delete(self.keys.sandbox(key))], unclaim].concat())).await?;
         self.dns_update_sandbox(key);
+        self.stop_dns(&owner_key(key));
         let mut unpublished = Ok(());
         if let Some(e) = rec.sandbox.endpoints.first() {
             unpublished = self.unpublish(&owner_key(key), e.ip, &rec.sandbox.ports).await;
@@ -318,4 +343,21 @@ impl Engine {
         self.drop_p2p_of(&owner_key(key), Some(rec.netns().to_string())).await;
         unpublished
     }
+}
+
+/// A runtime's container on a user network resolves through the embedded DNS, as a container
+/// of weft's does; a namespace attached by hand keeps its own resolver.
+fn resolves_through_weft(s: &SandboxRecord) -> bool {
+    s.runtime.is_some() && crate::dns_client(&s.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect::<Vec<_>>())
+}
+
+/// The identity (device, inode) of the network namespace at `path`, which must not be weftd's
+/// own.
+pub(crate) fn namespace_id(path: &Path) -> Result<(u64, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::Namespace(format!("no network namespace at {}: {e}", path.display())))?;
+    let own = std::fs::metadata("/proc/self/ns/net").map_err(|source| EngineError::Io { op: "stat", path: "/proc/self/ns/net".into(), source })?;
+    if (meta.dev(), meta.ino()) == (own.dev(), own.ino()) {
+        return Err(EngineError::Namespace(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
+    }
+    Ok((meta.dev(), meta.ino()))
 }

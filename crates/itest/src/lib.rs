@@ -32,7 +32,7 @@ pub fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test binary> -> target/<profile>
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-    for b in ["weftd", "weft", "weft-init"] {
+    for b in ["weftd", "weft", "weft-init", "weft-cni"] {
         assert!(dir.join(b).is_file(), "{} missing: run `cargo build --workspace` first", dir.join(b).display());
     }
     dir
@@ -603,6 +603,34 @@ impl Drop for Host {
         } else {
             panic!("host {} dropped without finish(); the leak check found:\n{}", self.ns, listing(&found));
         }
+    }
+}
+
+/// An `ip netns add` namespace of the test's, removed with it.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(h: &Host) -> Self {
+        Self::named(h, "for")
+    }
+    /// A second (third…) namespace of the test's.
+    pub fn named(h: &Host, suffix: &str) -> Self {
+        let name = format!("{}-{suffix}", h.ns);
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip").success();
+        assert!(ok, "ip netns add {name}");
+        Self(name)
+    }
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+    pub fn sh(&self, cmd: &str) -> std::process::Output {
+        Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", cmd]).output().expect("sh")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 

@@ -4,35 +4,7 @@
 
 use std::process::{Child, Command};
 
-use weft_itest::{eventually, Host};
-
-/// An `ip netns add` namespace of the test's, removed with it.
-struct Netns(String);
-
-impl Netns {
-    fn new(h: &Host) -> Self {
-        Self::named(h, "for")
-    }
-    /// A second (third…) namespace of the test's.
-    fn named(h: &Host, suffix: &str) -> Self {
-        let name = format!("{}-{suffix}", h.ns);
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip").success();
-        assert!(ok, "ip netns add {name}");
-        Self(name)
-    }
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-    fn sh(&self, cmd: &str) -> std::process::Output {
-        Command::new("ip").args(["netns", "exec", &self.0, "sh", "-c", cmd]).output().expect("sh")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+use weft_itest::{eventually, Host, Netns};
 
 /// A process of the test's (`unshare -n sleep 300`, a server in a namespace), ended with it.
 struct Sleeper(Child);

@@ -97,3 +97,55 @@ pub struct WaitReply {
 pub struct PruneReply {
     pub networks_deleted: Vec<String>,
 }
+
+/// `POST /attachments`: a container another runtime started joins a network (CNI `ADD`, the OCI
+/// hook). Its namespace becomes a sandbox named `Name` (default: the first 12 characters of
+/// the runtime's id), found again by `Runtime` and `Ifname`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct AttachSpec {
+    pub network: String,
+    pub runtime: Option<crate::RuntimeRef>,
+    pub name: Option<String>,
+    pub netns: String,
+    /// The container's process: its exit detaches the namespace (the OCI hook gives it).
+    pub pid: Option<u32>,
+    pub ifname: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: Option<Ipv4Addr>,
+    pub mac_address: Option<String>,
+    pub aliases: Vec<String>,
+    /// `-p` specs, as `docker run -p`.
+    pub publish: Vec<String>,
+}
+
+/// The answer to `POST /attachments`: the endpoint made, and the resolver the container should
+/// use (the embedded DNS inside its namespace, on a user network).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttachReply {
+    pub sandbox: String,
+    pub endpoint: crate::EndpointRecord,
+    pub nameservers: Vec<std::net::IpAddr>,
+}
+
+/// One attachment of a runtime's container: `POST /attachments/detach` (idempotent: nothing
+/// attached is success) and `POST /attachments/check`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct AttachmentRef {
+    pub network: String,
+    pub runtime: Option<crate::RuntimeRef>,
+    pub ifname: String,
+}
+
+/// `POST /attachments/gc`: detaches the attachments of runtime `Kind` on `Network` that are not
+/// in `Valid` (CNI's `GC`, with `cni.dev/valid-attachments`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct CollectSpec {
+    pub network: String,
+    pub kind: String,
+    /// (runtime id, interface name).
+    pub valid: Vec<(String, String)>,
+}

@@ -15,7 +15,7 @@ mod records;
 pub mod stream;
 mod template;
 
-pub use api::{ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
+pub use api::{AttachReply, AttachSpec, AttachmentRef, CollectSpec, ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use inspect::{container_inspect, network_inspect, rfc3339, sandbox_inspect};
 pub use logopts::{parse_log_opts, LogCap, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE};

@@ -903,6 +903,18 @@ pub struct SandboxRecord {
     /// The namespace's identity (device, inode): one namespace is attached once per network.
     #[serde(default)]
     pub netns_id: Option<(u64, u64)>,
+    /// The runtime whose container this namespace is (a CNI call, an OCI hook), by which its
+    /// plugin finds the attachment again; none for `network connect --netns/--pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeRef>,
+}
+
+/// A container as the runtime that started it names it: `cni` (the CNI container id) or `oci`
+/// (the OCI state's id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimeRef {
+    pub kind: String,
+    pub id: String,
 }
 
 impl SandboxRecord {
@@ -937,6 +949,8 @@ struct SandboxRecordJson {
     pid_start: Option<u64>,
     #[serde(default)]
     netns_id: Option<(u64, u64)>,
+    #[serde(default)]
+    runtime: Option<RuntimeRef>,
 }
 
 impl From<SandboxRecordJson> for SandboxRecord {
@@ -947,6 +961,7 @@ impl From<SandboxRecordJson> for SandboxRecord {
             pid: j.pid,
             pid_start: j.pid_start,
             netns_id: j.netns_id,
+            runtime: j.runtime,
         }
     }
 }

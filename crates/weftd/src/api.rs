@@ -13,13 +13,13 @@ use axum::{Json, Router};
 use axum::extract::FromRequest;
 use hyper::upgrade::OnUpgrade;
 use weft_engine::actions::{
-    Attach, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListNodes, ListP2p, ListSandboxes,
-    Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stats, Stop, Wait,
+    Attach, AttachRuntime, CheckAttachment, CollectAttachments, Connect, CreateNetwork, CreateP2p, Disconnect, Exec, InspectContainer, InspectNetwork, InspectP2p, InspectSandbox, Kill, ListContainers, ListNetworks, ListNodes, ListP2p, ListSandboxes,
+    DetachRuntime, Logs, PruneNetworks, Remove, RemoveNetwork, RemoveP2p, Resize, ResizeExec, Run, RunAttached, Stats, Stop, Wait,
 };
 use weft_engine::{Engine, EngineError};
 use weft_model::stream::{parse_detach_keys, DEFAULT_DETACH_KEYS};
 use weft_model::{
-    container_inspect, network_inspect, sandbox_inspect, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, P2pRecord, P2pSpec, PruneReply, RunSpec, Status, WaitReply,
+    container_inspect, network_inspect, sandbox_inspect, AttachReply, AttachSpec, AttachmentRef, CollectSpec, ConnectSpec, ContainerSummary, DisconnectSpec, ErrorBody, ExecSpec, IdReply, NetworkSpec, P2pRecord, P2pSpec, PruneReply, RunSpec, Status, WaitReply,
 };
 
 use crate::stream::{self, InputOpts};
@@ -119,6 +119,10 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/links", get(p2p_links))
         .route("/links/create", post(p2p_create))
         .route("/links/{key}", get(p2p_link).delete(p2p_remove))
+        .route("/attachments", post(attach_runtime))
+        .route("/attachments/detach", post(detach_runtime))
+        .route("/attachments/check", post(check_attachment))
+        .route("/attachments/gc", post(collect_attachments))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -363,6 +367,24 @@ async fn p2p_create(State(e): Eng, Body(spec): Body<P2pSpec>) -> ApiResult<(Stat
 async fn p2p_remove(State(e): Eng, Path(key): Path<String>) -> ApiResult<StatusCode> {
     e.execute(RemoveP2p { key }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn attach_runtime(State(e): Eng, Body(spec): Body<AttachSpec>) -> ApiResult<(StatusCode, Json<AttachReply>)> {
+    Ok((StatusCode::CREATED, Json(e.execute(AttachRuntime { spec }).await?)))
+}
+
+async fn detach_runtime(State(e): Eng, Body(at): Body<AttachmentRef>) -> ApiResult<StatusCode> {
+    e.execute(DetachRuntime { at }).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn check_attachment(State(e): Eng, Body(at): Body<AttachmentRef>) -> ApiResult<StatusCode> {
+    e.execute(CheckAttachment { at }).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn collect_attachments(State(e): Eng, Body(spec): Body<CollectSpec>) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(e.execute(CollectAttachments { spec }).await?))
 }
 
 async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {

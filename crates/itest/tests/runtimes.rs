@@ -1,0 +1,177 @@
+//! weft under other runtimes (issue 20): the CNI plugin driven by libcni (the library Podman,
+//! containerd and CRI-O use) and run directly, Podman on its CNI backend, and runc with weft's
+//! OCI hook. Each client is the real one; every container it starts gets a weft endpoint, shares
+//! weft's IPAM, DNS and published ports, and leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use weft_itest::{bin_dir, eventually, text, Host, Netns};
+
+/// A directory of CNI plugins: `weft-cni` and the reference plugins weft is chained with.
+fn cni_bin(h: &Host) -> PathBuf {
+    let dir = h.dir.join("cni-bin");
+    std::fs::create_dir_all(&dir).expect("cni bin dir");
+    let link = |from: &Path, name: &str| {
+        let to = dir.join(name);
+        if !to.exists() {
+            std::os::unix::fs::symlink(from, &to).expect("symlink");
+        }
+    };
+    link(&bin_dir().join("weft-cni"), "weft-cni");
+    for p in ["loopback", "tuning"] {
+        let src = Path::new("/usr/lib/cni").join(p);
+        assert!(src.is_file(), "{} missing: scripts/setup.sh installs containernetworking-plugins", src.display());
+        link(&src, p);
+    }
+    dir
+}
+
+/// Builds the libcni client (`tools/cnitool.go`) with Debian's Go and libcni, offline.
+fn cnitool(h: &Host) -> PathBuf {
+    let out = h.dir.join("cnitool");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/cnitool.go");
+    let o = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", format!("{}:/usr/share/gocode", h.dir.join("gopath").display()))
+        .env("GOCACHE", h.dir.join("gocache"))
+        .output()
+        .expect("go (scripts/setup.sh installs golang-go and golang-github-appc-cni-dev)");
+    assert!(o.status.success(), "go build cnitool: {}", text(&o));
+    out
+}
+
+/// `weft-cni` run directly, as a runtime execs it: `CNI_*` from `env`, `conf` on stdin.
+fn plugin(h: &Host, env: &[(&str, &str)], conf: &str) -> (bool, Value) {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{}", h.ns)).arg(bin_dir().join("weft-cni")).env_clear().env("CNI_PATH", cni_bin(h));
+    for (k, v) in env {
+        c.env(format!("CNI_{k}"), v);
+    }
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("weft-cni");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), conf.as_bytes()).expect("write conf");
+    let o = child.wait_with_output().expect("weft-cni");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v = if out.trim().is_empty() { Value::Null } else { serde_json::from_str(&out).unwrap_or_else(|e| panic!("weft-cni printed no JSON ({e}): {}", text(&o))) };
+    (o.status.success(), v)
+}
+
+fn has_addr(ns: &Netns, ifname: &str, cidr: &str) -> bool {
+    String::from_utf8_lossy(&ns.sh(&format!("ip -o addr show {ifname}")).stdout).contains(cidr)
+}
+
+/// libcni drives ADD (after `loopback`, before `tuning`: weft's result chains both ways),
+/// CHECK (which fails once the interface is deleted by hand) and DEL; the container is reached
+/// by name from a weft container, resolves weft's names, and its published port answers from
+/// outside. Run directly, the plugin answers VERSION, STATUS and GC, refuses what it cannot do
+/// with CNI error objects, and its DEL succeeds without a namespace, twice, and after a restart.
+#[test]
+fn the_cni_plugin_under_libcni_and_run_directly() {
+    let mut h = Host::new("cni");
+    h.start(&[]);
+    h.ok(&["network", "create", "--subnet", "10.70.0.0/24", "cninet"]);
+    h.run_d("w1", &["--network", "cninet"], &["sleep", "300"]);
+    let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.cninet.IPAddress}}", "w1"]);
+    h.outside("198.51.100.1", "198.51.100.2");
+    let bin = cni_bin(&h);
+    let tool = cnitool(&h);
+    let list = h.dir.join("cninet.conflist");
+    let conflist = format!(
+        r#"{{"cniVersion":"1.0.0","name":"cninet","plugins":[{{"type":"loopback"}},{{"type":"weft-cni","socket":"{}","capabilities":{{"portMappings":true}}}},{{"type":"tuning","sysctl":{{"net.ipv4.conf.eth0.arp_filter":"1"}}}}]}}"#,
+        h.sock
+    );
+    std::fs::write(&list, conflist).expect("conflist");
+    let ns = Netns::named(&h, "c1");
+    let cache = h.dir.join("cni-cache");
+    let lib = |cmd: &str, id: &str, netns: &str, extra: &[(&str, &str)]| -> Output {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", h.ns)).arg(&tool).args([cmd, &list.display().to_string(), id, netns, "eth0"]);
+        c.env("CNI_PATH", &bin).env("CNI_CACHE", &cache).envs(extra.iter().copied());
+        c.output().expect("cnitool")
+    };
+    let o = lib("add", "libcni-c1", &ns.path(), &[("POD", "cpod"), ("PORTS", r#"[{"hostPort":8089,"containerPort":80,"protocol":"tcp"}]"#)]);
+    assert!(o.status.success(), "libcni ADD: {}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).expect("ADD result");
+    let ips: Vec<&str> = r["ips"].as_array().expect("ips").iter().filter_map(|i| i["address"].as_str()).collect();
+    assert!(ips.contains(&"127.0.0.1/8"), "loopback's address before weft's: {r}");
+    let addr = ips.iter().find(|a| a.starts_with("10.70.0.")).unwrap_or_else(|| panic!("weft's address in the result: {r}")).to_string();
+    assert_eq!(r["dns"]["nameservers"][0], "127.0.0.11", "the embedded DNS: {r}");
+    assert!(has_addr(&ns, "eth0", &addr), "eth0 has {addr}");
+    // `tuning` ran after weft, on weft's interface (it read weft's result).
+    assert_eq!(String::from_utf8_lossy(&ns.sh("cat /proc/sys/net/ipv4/conf/eth0/arp_filter").stdout).trim(), "1");
+    let ip = addr.split('/').next().expect("ip").to_string();
+    assert!(h.ping("w1", "cpod"), "a weft container reaches the CNI container by its pod name");
+    let o = ns.sh(&format!("busybox ping -c1 -W2 {w1} && busybox nslookup w1 127.0.0.11"));
+    assert!(o.status.success(), "the CNI container reaches w1 and resolves its name: {}", text(&o));
+    let web = ns.sh("busybox httpd -p 80 -h /proc/self/cwd");
+    assert!(web.status.success(), "httpd in the CNI container: {}", text(&web));
+    eventually("httpd listens", || ns.sh("busybox netstat -ltn | grep -q ':80 '").status.success());
+    let got = h.in_outside("timeout 5 busybox wget -q -S -O /dev/null http://198.51.100.1:8089/ 2>&1");
+    assert!(String::from_utf8_lossy(&got.stdout).contains("HTTP/1."), "portMappings: the port answers from outside: {}", text(&got));
+
+    let o = lib("check", "libcni-c1", &ns.path(), &[]);
+    assert!(o.status.success(), "libcni CHECK: {}", text(&o));
+    assert!(ns.sh("ip link set eth0 down").status.success());
+    let o = lib("check", "libcni-c1", &ns.path(), &[]);
+    assert!(!o.status.success() && text(&o).contains("eth0") && text(&o).contains("is down"), "CHECK after eth0 was set down: {}", text(&o));
+    // Deleted by hand: weft sees its veth go and drops the attachment, which CHECK then misses.
+    assert!(ns.sh("ip link del eth0").status.success());
+    eventually("CHECK fails once eth0 is deleted", || {
+        let o = lib("check", "libcni-c1", &ns.path(), &[]);
+        !o.status.success() && text(&o).contains("libcni-c1 as eth0 on cninet")
+    });
+    let o = lib("del", "libcni-c1", &ns.path(), &[]);
+    assert!(o.status.success(), "libcni DEL: {}", text(&o));
+    assert!(!h.ok(&["sandbox", "ls"]).contains("cpod"), "DEL removed the attachment");
+    h.run_d("w2", &["--network", "cninet", "--ip", &ip], &["sleep", "300"]);
+    h.ok(&["rm", "-f", "w2"]);
+    let got = h.in_outside("timeout 3 busybox wget -q -O /dev/null http://198.51.100.1:8089/ 2>&1");
+    assert!(!got.status.success(), "the port went with the attachment");
+    drop(ns);
+
+    // Run directly: VERSION, ADD of two containers, GC keeping one, STATUS, errors, DEL.
+    let sock = h.sock.clone();
+    let conf = |v: &str, extra: &str| format!(r#"{{"cniVersion":"{v}","name":"cninet","type":"weft-cni","socket":"{sock}"{extra}}}"#);
+    let (ok, v) = plugin(&h, &[("COMMAND", "VERSION")], &conf("1.1.0", ""));
+    assert!(ok && v["supportedVersions"].as_array().is_some_and(|a| a.contains(&Value::from("1.1.0"))), "VERSION: {v}");
+    let (a, b) = (Netns::named(&h, "ga"), Netns::named(&h, "gb"));
+    for (id, n) in [("gc-a", &a), ("gc-b", &b)] {
+        let (ok, v) = plugin(&h, &[("COMMAND", "ADD"), ("CONTAINERID", id), ("NETNS", &n.path()), ("IFNAME", "eth0")], &conf("1.1.0", ""));
+        assert!(ok, "ADD {id}: {v}");
+        assert_eq!(v["cniVersion"], "1.1.0");
+    }
+    let (ok, v) = plugin(&h, &[("COMMAND", "ADD"), ("CONTAINERID", "gc-a"), ("NETNS", &a.path()), ("IFNAME", "eth0")], &conf("1.1.0", ""));
+    assert!(!ok && v["code"].as_u64() == Some(100) && v["msg"].as_str().is_some_and(|m| m.contains("already")), "a second ADD of one attachment: {v}");
+    let (ok, v) = plugin(&h, &[("COMMAND", "GC")], &conf("1.1.0", r#","cni.dev/valid-attachments":[{"containerID":"gc-a","ifname":"eth0"}]"#));
+    assert!(ok, "GC: {v}");
+    let shown = h.ok(&["sandbox", "ls"]);
+    assert!(shown.contains("gc-a") && !shown.contains("gc-b"), "GC removed only gc-b: {shown}");
+    eventually("gc-b's interface gone", || !has_addr(&b, "eth0", "10.70.0."));
+    assert!(plugin(&h, &[("COMMAND", "STATUS")], &conf("1.1.0", "")).0, "STATUS of an existing network");
+    let (ok, v) = plugin(&h, &[("COMMAND", "STATUS")], &format!(r#"{{"cniVersion":"1.1.0","name":"nonet","socket":"{}"}}"#, h.sock));
+    assert!(!ok && v["code"] == 50, "STATUS of a missing network: {v}");
+    let (ok, v) = plugin(&h, &[("COMMAND", "ADD"), ("CONTAINERID", "x"), ("NETNS", &a.path()), ("IFNAME", "eth1")], &conf("9.9.9", ""));
+    assert!(!ok && v["code"] == 1, "an unknown version: {v}");
+    let (ok, v) = plugin(&h, &[("COMMAND", "ADD"), ("CONTAINERID", "x"), ("IFNAME", "eth1")], &conf("1.0.0", ""));
+    assert!(!ok && v["code"] == 4 && v["msg"].as_str().is_some_and(|m| m.contains("CNI_NETNS")), "no namespace: {v}");
+    let (ok, v) = plugin(&h, &[("COMMAND", "ADD"), ("CONTAINERID", "x"), ("NETNS", &a.path()), ("IFNAME", "eth1")], "{not json");
+    assert!(!ok && v["code"] == 6, "a configuration that is not JSON: {v}");
+    assert!(!h.ok(&["sandbox", "ls"]).contains(" x "), "refused calls made nothing");
+    // DEL: idempotent, without a namespace (containerd sends none), and after a restart.
+    h.stop_daemon();
+    let (ok, v) = plugin(&h, &[("COMMAND", "DEL"), ("CONTAINERID", "gc-a"), ("NETNS", ""), ("IFNAME", "eth0")], &conf("1.0.0", ""));
+    assert!(!ok && v["code"] == 11, "DEL while weftd is away: try again later: {v}");
+    h.start(&[]);
+    for _ in 0..2 {
+        let (ok, v) = plugin(&h, &[("COMMAND", "DEL"), ("CONTAINERID", "gc-a"), ("NETNS", ""), ("IFNAME", "eth0")], &conf("1.0.0", ""));
+        assert!(ok, "DEL with an empty CNI_NETNS after a restart: {v}");
+    }
+    assert!(!h.ok(&["sandbox", "ls"]).contains("gc-a"), "gone");
+    eventually("gc-a's interface gone", || !has_addr(&a, "eth0", "10.70.0."));
+    drop((a, b));
+    h.finish();
+}
