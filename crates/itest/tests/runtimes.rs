@@ -175,3 +175,90 @@ fn the_cni_plugin_under_libcni_and_run_directly() {
     drop((a, b));
     h.finish();
 }
+
+/// A runc bundle: busybox's root filesystem, `cmd` as its process, weft's hook for
+/// createRuntime and poststop, and `annotations`; `own_netns: false` leaves the container in the
+/// runtime's network namespace.
+fn bundle(h: &Host, name: &str, annotations: Value, own_netns: bool) -> PathBuf {
+    let dir = h.dir.join(format!("bundle-{name}"));
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let o = Command::new("runc").arg("spec").current_dir(&dir).output().expect("runc (scripts/setup.sh installs it)");
+    assert!(o.status.success(), "runc spec: {}", text(&o));
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config.json")).expect("config.json");
+    spec["root"] = serde_json::json!({"path": h.rootfs(), "readonly": true});
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["sleep", "300"]);
+    // ping needs a raw socket (runc's default spec leaves NET_RAW out).
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set].as_array_mut().expect("capabilities").push("CAP_NET_RAW".into());
+    }
+    spec["hostname"] = name.into();
+    spec["annotations"] = annotations;
+    spec["linux"]["cgroupsPath"] = format!("/weft-itest-{}-{name}", h.ns).into();
+    if !own_netns {
+        spec["linux"]["namespaces"].as_array_mut().expect("namespaces").retain(|n| n["type"] != "network");
+    }
+    let hook = serde_json::json!([{"path": bin_dir().join("weft"), "args": ["weft", "-H", format!("unix://{}", h.sock), "oci-hook"], "timeout": 30}]);
+    spec["hooks"] = serde_json::json!({"createRuntime": hook, "poststop": hook});
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).expect("write config.json");
+    dir
+}
+
+/// `runc` in the test host's network namespace, its state under the test's directory. Its
+/// output goes through a file: a detached container inherits runc's stdio, and would hold a
+/// pipe open until it exits.
+fn runc(h: &Host, args: &[&str]) -> Output {
+    let log = h.dir.join("runc.out");
+    let f = std::fs::File::create(&log).expect("runc output file");
+    let status = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", h.ns))
+        .arg("runc")
+        .arg("--root")
+        .arg(h.dir.join("runc"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("fd"))
+        .stderr(f)
+        .status()
+        .expect("runc");
+    Output { status, stdout: std::fs::read(&log).expect("runc output"), stderr: Vec::new() }
+}
+
+/// runc runs a bundle whose annotations name a weft network: weft's createRuntime hook gives it
+/// `eth0` there (with the address asked for), a weft container reaches it by name and it reaches
+/// the weft container; a bundle without a network namespace of its own is refused; the
+/// container's exit and its poststop hook release the address.
+#[test]
+fn runc_containers_join_weft_networks_through_the_oci_hook() {
+    let mut h = Host::new("oci");
+    h.start(&[]);
+    h.ok(&["network", "create", "--subnet", "10.71.0.0/24", "ocinet"]);
+    h.run_d("w1", &["--network", "ocinet"], &["sleep", "300"]);
+    let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.ocinet.IPAddress}}", "w1"]);
+    let b = bundle(&h, "r1", serde_json::json!({"io.weft.network": "ocinet", "io.weft.name": "r1", "io.weft.ip": "10.71.0.50"}), true);
+    let o = runc(&h, &["run", "-d", "--bundle", &b.display().to_string(), "r1"]);
+    assert!(o.status.success(), "runc run: {}", text(&o));
+    let o = runc(&h, &["exec", "r1", "ip", "-o", "addr", "show", "eth0"]);
+    assert!(text(&o).contains("10.71.0.50/24"), "eth0 inside the runc container: {}", text(&o));
+    let o = runc(&h, &["exec", "r1", "ping", "-c1", "-W2", &w1]);
+    assert!(o.status.success(), "the runc container reaches w1: {}", text(&o));
+    assert!(h.ping("w1", "r1"), "w1 reaches the runc container by name");
+    assert!(h.ok(&["sandbox", "ls"]).contains("r1"));
+
+    // No network namespace of its own: the hook refuses, runc fails, nothing is attached.
+    let shared = bundle(&h, "r2", serde_json::json!({"io.weft.network": "ocinet", "io.weft.name": "r2"}), false);
+    let o = runc(&h, &["run", "-d", "--bundle", &shared.display().to_string(), "r2"]);
+    assert!(!o.status.success() && text(&o).contains("shares the runtime's network namespace"), "runc run without a network namespace: {}", text(&o));
+    let _ = runc(&h, &["delete", "-f", "r2"]);
+    assert!(!h.ok(&["sandbox", "ls"]).contains("r2"));
+
+    // The container goes: its attachment and address with it.
+    let o = runc(&h, &["kill", "r1", "KILL"]);
+    assert!(o.status.success(), "runc kill: {}", text(&o));
+    eventually("r1 stopped", || text(&runc(&h, &["state", "r1"])).contains("\"stopped\""));
+    let o = runc(&h, &["delete", "r1"]);
+    assert!(o.status.success(), "runc delete (the poststop hook detaches again: a no-op): {}", text(&o));
+    eventually("r1's attachment gone", || !h.ok(&["sandbox", "ls"]).contains("r1"));
+    h.run_d("w2", &["--network", "ocinet", "--ip", "10.71.0.50"], &["sleep", "300"]);
+    h.finish();
+}

@@ -3,6 +3,7 @@
 //! mode when the container has one.
 
 mod client;
+mod oci;
 mod term;
 
 use std::io::Write;
@@ -231,6 +232,9 @@ enum Cmd {
     /// Point-to-point links between two containers or attached namespaces.
     #[command(subcommand)]
     Link(LinkCmd),
+    /// An OCI runtime hook (createRuntime/prestart: attach; poststop: detach): the container's
+    /// state on stdin, its networks in the bundle's `io.weft.*` annotations.
+    OciHook,
 }
 
 #[derive(Subcommand)]
@@ -570,6 +574,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
+        Cmd::OciHook => oci::hook(&c).await.map(|()| Outcome::Exit(0)),
         Cmd::Node(NodeCmd::Ls) => {
             let v = c.json(Method::GET, "/nodes", None).await?;
             println!("{:<24}  {:<15}  {:<16}  {:<5}  SELF", "HOST ID", "ADDRESS", "LEASE", "TTL");
