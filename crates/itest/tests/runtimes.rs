@@ -208,13 +208,17 @@ fn bundle(h: &Host, name: &str, annotations: Value, own_netns: bool) -> PathBuf 
 /// output goes through a file: a detached container inherits runc's stdio, and would hold a
 /// pipe open until it exits.
 fn runc(h: &Host, args: &[&str]) -> Output {
-    let log = h.dir.join("runc.out");
+    runc_in(&h.ns, &h.dir, args)
+}
+
+fn runc_in(ns: &str, dir: &Path, args: &[&str]) -> Output {
+    let log = dir.join("runc.out");
     let f = std::fs::File::create(&log).expect("runc output file");
     let status = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", h.ns))
+        .arg(format!("--net=/run/netns/{ns}"))
         .arg("runc")
         .arg("--root")
-        .arg(h.dir.join("runc"))
+        .arg(dir.join("runc"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(f.try_clone().expect("fd"))
@@ -222,6 +226,17 @@ fn runc(h: &Host, args: &[&str]) -> Output {
         .status()
         .expect("runc");
     Output { status, stdout: std::fs::read(&log).expect("runc output"), stderr: Vec::new() }
+}
+
+/// Deletes runc containers of the test's however it ends (their processes, cgroups and state).
+struct RuncContainers(String, PathBuf, &'static [&'static str]);
+
+impl Drop for RuncContainers {
+    fn drop(&mut self) {
+        for id in self.2 {
+            let _ = runc_in(&self.0, &self.1, &["delete", "-f", id]);
+        }
+    }
 }
 
 /// runc runs a bundle whose annotations name a weft network: weft's createRuntime hook gives it
@@ -235,6 +250,7 @@ fn runc_containers_join_weft_networks_through_the_oci_hook() {
     h.ok(&["network", "create", "--subnet", "10.71.0.0/24", "ocinet"]);
     h.run_d("w1", &["--network", "ocinet"], &["sleep", "300"]);
     let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.ocinet.IPAddress}}", "w1"]);
+    let cleanup = RuncContainers(h.ns.clone(), h.dir.clone(), &["r1", "r2"]);
     let b = bundle(&h, "r1", serde_json::json!({"io.weft.network": "ocinet", "io.weft.name": "r1", "io.weft.ip": "10.71.0.50"}), true);
     let o = runc(&h, &["run", "-d", "--bundle", &b.display().to_string(), "r1"]);
     assert!(o.status.success(), "runc run: {}", text(&o));
@@ -260,5 +276,6 @@ fn runc_containers_join_weft_networks_through_the_oci_hook() {
     assert!(o.status.success(), "runc delete (the poststop hook detaches again: a no-op): {}", text(&o));
     eventually("r1's attachment gone", || !h.ok(&["sandbox", "ls"]).contains("r1"));
     h.run_d("w2", &["--network", "ocinet", "--ip", "10.71.0.50"], &["sleep", "300"]);
+    drop(cleanup);
     h.finish();
 }
