@@ -106,6 +106,11 @@ impl PortTable {
         Ok(h)
     }
 
+    /// Counts `m` as taken without holding its port (its holder is another process).
+    pub fn count(&mut self, m: &PortMapping) {
+        self.used.entry((m.proto, m.host_port)).or_default().push(m.host_ip);
+    }
+
     pub fn release(&mut self, m: &PortMapping) {
         if let Some(ips) = self.used.get_mut(&(m.proto, m.host_port)) {
             if let Some(i) = ips.iter().position(|ip| *ip == m.host_ip) {

@@ -17,7 +17,7 @@ use crate::{blocking, Engine, Result};
 /// (aborted, and the sockets closed, when dropped).
 #[derive(Default)]
 pub(crate) struct Published {
-    _holds: Vec<socket2::Socket>,
+    holds: Vec<socket2::Socket>,
     proxies: Vec<JoinHandle<()>>,
 }
 
@@ -65,12 +65,12 @@ impl Engine {
                     .map_err(|source| crate::EngineError::Io { op: "start proxy", path: format!("{}:{}", m.host_ip, m.host_port), source })?;
                 p.proxies.extend(proxy);
             } else {
-                p._holds.push(sock);
+                p.holds.push(sock);
             }
         }
         let mut st = self.lock();
         let entry = st.published.entry(id.to_string()).or_default();
-        entry._holds.append(&mut p._holds);
+        entry.holds.append(&mut p.holds);
         entry.proxies.append(&mut p.proxies);
         Ok(())
     }
@@ -107,8 +107,23 @@ impl Engine {
         Ok(mappings)
     }
 
-    /// Re-takes the ports of a container adopted at start (the firewall gets them from reset).
-    pub(crate) fn readopt_ports(&self, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping]) {
+    /// Lets go of the sockets that hold `id`'s host ports (not its proxies): under CNI the
+    /// runtime holds them itself (Podman binds each host port after `ADD`, as CRI does), and two
+    /// holders of one port would refuse each other. weft's port table still counts them.
+    pub(crate) fn runtime_holds_ports(&self, id: &str) {
+        if let Some(p) = self.lock().published.get_mut(id) {
+            p.holds.clear();
+        }
+    }
+
+    /// Re-takes the ports of a container adopted at start (the firewall gets them from reset);
+    /// with `runtime_holds`, only counts them (see `runtime_holds_ports`).
+    pub(crate) fn readopt_ports(&self, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping], runtime_holds: bool) {
+        if runtime_holds {
+            let mut st = self.lock();
+            mappings.iter().for_each(|m| st.port_table().count(m));
+            return;
+        }
         let mut holds = Vec::new();
         for m in mappings {
             match self.lock().port_table().reserve(m) {

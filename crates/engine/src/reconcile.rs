@@ -290,25 +290,25 @@ impl Engine {
         let mut ports = Vec::new();
         let mut links = Vec::new();
         // Every live sandbox's published ports, a container's or an attached namespace's.
-        let mut sandboxes: Vec<(String, weft_model::Sandbox)> = Vec::new();
+        let mut sandboxes: Vec<(String, weft_model::Sandbox, bool)> = Vec::new();
         for (id, _) in &live {
             let c = self.container(id)?;
             if let Some(e) = c.sandbox.endpoints.first() {
                 links.extend(crate::publish::link_rules(e.ip, &c.links));
             }
-            sandboxes.push((id.clone(), c.sandbox));
+            sandboxes.push((id.clone(), c.sandbox, false));
         }
-        sandboxes.extend(self.sandboxes().into_iter().map(|s| (crate::sandbox::owner_key(&s.key), s.sandbox)));
-        for (owner, sb) in &sandboxes {
+        sandboxes.extend(self.sandboxes().into_iter().map(|s| (crate::sandbox::owner_key(&s.key), s.sandbox.clone(), crate::sandbox::runtime_holds_ports(&s))));
+        for (owner, sb, runtime_holds) in &sandboxes {
             if let Some(e) = sb.endpoints.first() {
-                self.readopt_ports(owner, e.ip, &sb.ports);
+                self.readopt_ports(owner, e.ip, &sb.ports, *runtime_holds);
                 ports.extend(crate::publish::kernel_ports(&sb.ports, e.ip));
             }
         }
         let guards: Vec<weft_firewall::PortGuard> = {
             let st = self.lock();
             let guarded = |net: &str| st.networks.get(net).is_some_and(|n| n.rec.anti_spoof());
-            sandboxes.iter().flat_map(|(_, sb)| &sb.endpoints).filter(|e| guarded(&e.network_id)).filter_map(crate::endpoint_guard).collect()
+            sandboxes.iter().flat_map(|(_, sb, _)| &sb.endpoints).filter(|e| guarded(&e.network_id)).filter_map(crate::endpoint_guard).collect()
         };
         self.fw.reset(&nets, &ports, &links, &guards, weft_firewall::Options { userland_proxy: self.cfg.userland_proxy })?;
         for (id, _) in &live {

@@ -140,6 +140,9 @@ impl Engine {
         // Published ports, as a container's eth0 has them (on the network's host binding): their
         // rules may exist before the interface does.
         let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
+        if a.runtime.as_ref().is_some_and(|r| r.kind == CNI) {
+            self.runtime_holds_ports(&owner);
+        }
         {
             let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
             undo.push("unpublish ports", move || {
@@ -343,6 +346,13 @@ impl Engine {
         self.drop_p2p_of(&owner_key(key), Some(rec.netns().to_string())).await;
         unpublished
     }
+}
+
+/// The runtime kind of CNI attachments: the runtime holds their host ports.
+pub(crate) const CNI: &str = "cni";
+
+pub(crate) fn runtime_holds_ports(s: &SandboxRecord) -> bool {
+    s.runtime.as_ref().is_some_and(|r| r.kind == CNI)
 }
 
 /// A runtime's container on a user network resolves through the embedded DNS, as a container

@@ -279,3 +279,144 @@ fn runc_containers_join_weft_networks_through_the_oci_hook() {
     drop(cleanup);
     h.finish();
 }
+
+/// Podman 4.3 on its CNI backend, with a private configuration and storage under the test's
+/// directory, run in weftd's network namespace and in weftd's private mount namespace (where
+/// tmpfs covers /run and /var/lib: the namespaces Podman binds under /run/netns are visible to
+/// weftd there, and nothing reaches the machine's own).
+struct Podman {
+    dir: PathBuf,
+    mnt: String,
+    net: String,
+    cgroup: String,
+}
+
+impl Podman {
+    fn new(h: &Host, network: &str) -> Self {
+        let dir = h.dir.join("podman");
+        for d in ["net.d", "tmp", "storage", "run"] {
+            std::fs::create_dir_all(dir.join(d)).expect("podman dirs");
+        }
+        let mnt = format!("/proc/{}/ns/mnt", h.daemon_pid());
+        let o = Command::new("nsenter").arg(format!("--mount={mnt}")).args(["sh", "-c", "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib"]).output().expect("nsenter");
+        assert!(o.status.success(), "tmpfs in weftd's mount namespace: {}", text(&o));
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\ntmp_dir = \"{0}/tmp\"\n[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{1}\"]\nnetwork_config_dir = \"{0}/net.d\"\n",
+                dir.display(),
+                cni_bin(h).display()
+            ),
+        )
+        .expect("containers.conf");
+        std::fs::write(dir.join("storage.conf"), format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n", dir.display())).expect("storage.conf");
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"{network}","plugins":[{{"type":"weft-cni","socket":"{}","capabilities":{{"portMappings":true,"aliases":true}}}}]}}"#,
+            h.sock
+        );
+        std::fs::write(dir.join("net.d").join(format!("{network}.conflist")), conf).expect("conflist");
+        let p = Self { dir, mnt, net: format!("/run/netns/{}", h.ns), cgroup: format!("/weft-itest-{}-podman", h.ns) };
+        let tar = p.dir.join("rootfs.tar");
+        let o = Command::new("tar").arg("-C").arg(h.rootfs()).arg("-cf").arg(&tar).arg(".").output().expect("tar");
+        assert!(o.status.success(), "tar: {}", text(&o));
+        let o = p.run(&["import", &tar.display().to_string(), "localhost/bb"]);
+        assert!(o.status.success(), "podman import: {}", text(&o));
+        p
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let d = &self.dir;
+        Command::new("nsenter")
+            .arg(format!("--mount={}", self.mnt))
+            .arg(format!("--net={}", self.net))
+            .arg("podman")
+            .arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--cni-config-dir")
+            .arg(d.join("net.d"))
+            .args(args)
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman (scripts/setup.sh installs it)")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "podman {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// `podman run -d` of busybox on `network`, with its cgroup under the test's.
+    fn run_d(&self, name: &str, network: &str, extra: &[&str], cmd: &[&str]) -> String {
+        let parent = format!("--cgroup-parent={}", self.cgroup);
+        let args = [&["run", "-d", "--name", name, "--network", network, parent.as_str()], extra, &["localhost/bb"], cmd].concat();
+        self.ok(&args)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        let _ = self.run(&["rmi", "-af"]);
+        // The cgroup parent and what Podman made under it (`conmon`), in every hierarchy.
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            remove_cgroup(&h.path().join(self.cgroup.trim_start_matches('/')));
+        }
+    }
+}
+
+/// Removes cgroup directory `dir` and the cgroups under it, deepest first.
+fn remove_cgroup(dir: &Path) {
+    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if sub.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup(&sub.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Podman on its CNI backend with weft-cni: two Podman containers on a weft network ping each
+/// other by name, a Podman container and a weft container talk, `-p` answers from outside,
+/// `podman network reload` attaches again, and `podman rm` releases the address.
+#[test]
+fn podman_containers_on_a_weft_network() {
+    let mut h = Host::new("pod");
+    h.private_mounts = true;
+    h.start(&[]);
+    h.ok(&["network", "create", "--subnet", "10.72.0.0/24", "pnet"]);
+    h.run_d("w1", &["--network", "pnet"], &["sleep", "300"]);
+    let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.pnet.IPAddress}}", "w1"]);
+    h.outside("198.51.100.1", "198.51.100.2");
+    let p = Podman::new(&h, "pnet");
+    p.run_d("p1", "pnet", &[], &["sleep", "300"]);
+    p.run_d("p2", "pnet", &["-p", "8080:80"], &["httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let ip = |name: &str| p.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.pnet.IPAddress}}", name]);
+    let p1 = ip("p1");
+    assert!(p1.starts_with("10.72.0."), "p1 has a weft address: {p1}");
+    let shown = h.ok(&["sandbox", "ls"]);
+    assert!(shown.contains("p1") && shown.contains("p2"), "weft holds both: {shown}");
+    let o = p.run(&["exec", "p1", "ping", "-c1", "-W2", "p2"]);
+    assert!(o.status.success(), "p1 pings p2 by name: {}", text(&o));
+    let o = p.run(&["exec", "p1", "ping", "-c1", "-W2", &w1]);
+    assert!(o.status.success(), "p1 reaches the weft container w1: {}", text(&o));
+    assert!(h.ping("w1", "p1"), "w1 reaches p1 by name");
+    eventually("p2's httpd answers from outside on 8080", || {
+        String::from_utf8_lossy(&h.in_outside("timeout 3 busybox wget -q -S -O /dev/null http://198.51.100.1:8080/passwd 2>&1").stdout).contains("HTTP/1.")
+    });
+    // Reload: DEL and ADD again, same address.
+    p.ok(&["network", "reload", "p1"]);
+    assert_eq!(ip("p1"), p1);
+    assert!(h.ping("w1", &p1), "p1 answers after the reload");
+    // rm: the address is free again.
+    p.ok(&["rm", "-f", "-t", "0", "p1"]);
+    eventually("p1's attachment gone", || !h.ok(&["sandbox", "ls"]).contains("p1"));
+    h.run_d("w2", &["--network", "pnet", "--ip", &p1], &["sleep", "300"]);
+    drop(p);
+    assert!(!h.ok(&["sandbox", "ls"]).contains("p2"), "podman rm -a detached p2");
+    h.finish();
+}
