@@ -420,3 +420,114 @@ fn podman_containers_on_a_weft_network() {
     assert!(!h.ok(&["sandbox", "ls"]).contains("p2"), "podman rm -a detached p2");
     h.finish();
 }
+
+/// containerd 1.6 started for the test: its own root, state and socket under the test's
+/// directory, in the test host's network namespace and a private mount namespace where tmpfs
+/// covers /run and /opt, and `/etc/cni/net.d` and `/opt/cni/bin` (the only places `ctr run --cni`
+/// reads) are the test's.
+struct Containerd {
+    child: std::process::Child,
+    dir: PathBuf,
+    net: String,
+    /// The cgroup its containers go under (`ctr run --cgroup CGROUP/ID`).
+    cgroup: String,
+}
+
+impl Containerd {
+    fn start(h: &Host, conf_dir: &Path) -> Self {
+        let dir = h.dir.join("containerd");
+        std::fs::create_dir_all(&dir).expect("containerd dir");
+        std::fs::write(dir.join("config.toml"), "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n").expect("config.toml");
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind {bin} /opt/cni/bin && mount --bind {conf} /etc/cni/net.d && exec containerd --config {d}/config.toml --root {d}/root --state {d}/state --address {d}/sock",
+            bin = cni_bin(h).display(),
+            conf = conf_dir.display(),
+            d = dir.display()
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("containerd log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", h.ns))
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", &setup])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("fd"))
+            .stderr(log)
+            .spawn()
+            .expect("containerd (scripts/setup.sh installs it)");
+        let c = Self { child, dir, net: format!("/run/netns/{}", h.ns), cgroup: format!("weft-itest-{}-ctr", h.ns) };
+        eventually("containerd answers", || c.ctr(&["version"]).status.success());
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let out = self.dir.join("ctr.out");
+        let f = std::fs::File::create(&out).expect("ctr output");
+        let status = Command::new("nsenter")
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.child.id()))
+            .arg(format!("--net={}", self.net))
+            .arg("ctr")
+            .arg("--address")
+            .arg(self.dir.join("sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("fd"))
+            .stderr(f)
+            .status()
+            .expect("ctr");
+        Output { status, stdout: std::fs::read(&out).expect("ctr output"), stderr: Vec::new() }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for hier in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            remove_cgroup(&hier.path().join(&self.cgroup));
+        }
+    }
+}
+
+/// A Docker image archive of busybox's root filesystem (for `ctr image import`, no registry).
+fn image_archive(h: &Host) -> PathBuf {
+    let dir = h.dir.join("image");
+    std::fs::create_dir_all(&dir).expect("image dir");
+    let o = Command::new("tar").arg("-C").arg(h.rootfs()).arg("-cf").arg(dir.join("layer.tar")).arg(".").output().expect("tar");
+    assert!(o.status.success(), "tar: {}", text(&o));
+    let sum = |f: &Path| {
+        let o = Command::new("sha256sum").arg(f).output().expect("sha256sum");
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().expect("sum").to_string()
+    };
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sum(&dir.join("layer.tar")))]}});
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["localhost/bb:latest"], "Layers": ["layer.tar"]}]);
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    let archive = h.dir.join("bb.tar");
+    let o = Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&archive).args(["manifest.json", "config.json", "layer.tar"]).output().expect("tar");
+    assert!(o.status.success(), "tar: {}", text(&o));
+    archive
+}
+
+/// `ctr run --cni`: a containerd container gets an address on a weft network and reaches a
+/// weft container; its DEL, sent with an empty CNI_NETNS, detaches it.
+#[test]
+fn containerd_ctr_run_cni_on_a_weft_network() {
+    let mut h = Host::new("ctr");
+    h.start(&[]);
+    h.ok(&["network", "create", "--subnet", "10.73.0.0/24", "cnet"]);
+    h.run_d("w1", &["--network", "cnet"], &["sleep", "300"]);
+    let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.cnet.IPAddress}}", "w1"]);
+    let conf_dir = h.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).expect("net.d");
+    let conf = format!(r#"{{"cniVersion":"1.0.0","name":"cnet","plugins":[{{"type":"weft-cni","socket":"{}"}}]}}"#, h.sock);
+    std::fs::write(conf_dir.join("10-cnet.conflist"), conf).expect("conflist");
+    let c = Containerd::start(&h, &conf_dir);
+    let o = c.ctr(&["image", "import", "--snapshotter", "native", &image_archive(&h).display().to_string()]);
+    assert!(o.status.success(), "ctr image import: {}", text(&o));
+    let cgroup = format!("/{}/c1", c.cgroup);
+    let o = c.ctr(&["run", "--rm", "--cni", "--snapshotter", "native", "--cgroup", &cgroup, "localhost/bb:latest", "c1", "sh", "-c", &format!("ip -o -4 addr show eth0 && ping -c1 -W2 {w1}")]);
+    assert!(o.status.success(), "ctr run --cni: {}", text(&o));
+    assert!(text(&o).contains("10.73.0."), "c1's eth0 had a weft address: {}", text(&o));
+    eventually("c1 detached (ctr's DEL comes with an empty CNI_NETNS)", || !h.ok(&["sandbox", "ls"]).contains("c1"));
+    drop(c);
+    h.finish();
+}
