@@ -155,6 +155,9 @@ impl Engine {
             return Ok(());
         }
         blocking(move || {
+            if weft_kernel::conntrack::tracked() == Some(0) {
+                return Ok(());
+            }
             for p in &ports {
                 weft_kernel::conntrack::delete_by_dst(p.proto.number(), p.host_ip, p.host_port)?;
             }
