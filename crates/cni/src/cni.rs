@@ -145,6 +145,7 @@ pub fn attach_spec(call: &Call, conf: &Conf) -> Result<AttachSpec, CniError> {
         mac_address: mac,
         aliases,
         publish,
+        host_end_only: false,
     })
 }
 

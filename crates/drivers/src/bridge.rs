@@ -126,7 +126,7 @@ impl HostNetwork for BridgeNet {
                 pin: self.proxy_arp.then(|| j.addr.addr()),
             })
             .and_then(|()| if self.proxy_arp && j.host_index == 0 { host.pin_neighbour(self.index, j.host_ifname, j.addr.addr(), j.mac) } else { Ok(()) })
-            .and_then(|()| inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6));
+            .and_then(|()| if j.configure_inside { inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6) } else { Ok(()) });
         if made.is_err() {
             let _ = host.delete_link(j.host_ifname);
         }
@@ -171,6 +171,7 @@ mod tests {
             gateway: Some("172.17.0.1".parse().expect("ip")),
             v6: None,
             mac: [2, 0x42, 172, 17, 0, 2],
+            configure_inside: true,
             host_index: 0,
             index: 0,
         }

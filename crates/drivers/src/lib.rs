@@ -67,6 +67,10 @@ pub struct Join<'a> {
     /// Dual-stack: the IPv6 address and, for the default route, the IPv6 gateway.
     pub v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
     pub mac: [u8; 6],
+    /// Configure the inside end (addresses, routes, up). Without: it is left down and bare in
+    /// the namespace it was made in, for a runtime that moves and configures it itself (Docker's
+    /// `Join` answers with its name).
+    pub configure_inside: bool,
     /// Interface indexes for the host end and the inside one (0: the kernel picks; see
     /// `VethSpec::index`): with them an endpoint is two datagrams, one per namespace.
     pub host_index: u32,

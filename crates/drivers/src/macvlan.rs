@@ -117,7 +117,7 @@ impl HostNetwork for MacvlanNet {
             spec = spec.mtu(m);
         }
         host.create_link(&spec)?;
-        let configured = inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6);
+        let configured = if j.configure_inside { inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6) } else { Ok(()) };
         if configured.is_err() {
             let _ = inside.delete_link(j.ifname);
         }
@@ -154,6 +154,7 @@ mod tests {
             gateway: Some("192.168.50.1".parse().expect("ip")),
             v6: None,
             mac: [2, 0x42, 192, 168, 50, 2],
+            configure_inside: true,
             host_index: 0,
             index: 0x40_0001,
         }

@@ -212,7 +212,7 @@ impl HostNetwork for OvsNet {
         let ids = [("iface-id", j.endpoint_id), ("attached-mac", mac.as_str()), ("iface-status", "active"), ("vm-uuid", j.owner)];
         let ported = self.db.add_port(&self.bridge, j.host_ifname, &ids);
         let made = ported
-            .and_then(|()| inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6))
+            .and_then(|()| if j.configure_inside { inside.configure_interface(j.ifname, j.index, j.addr, j.gateway, j.v6) } else { Ok(()) })
             .and_then(|()| if self.userspace { inside.tx_checksum_off(j.ifname) } else { Ok(()) });
         if made.is_err() {
             let _ = self.db.del_ports(&self.bridge, &[j.host_ifname]);

@@ -307,3 +307,33 @@ action!(
     span(s) tracing::info_span!("gc", network = %s.spec.network, kind = %s.spec.kind),
     act(a, e) e.collect_runtime(&a.spec).await
 );
+
+// Docker's IPAM driver and the steps of its network driver that are not an attachment.
+
+action!(
+    /// `IpamDriver.RequestPool` without a pool: a free subnet.
+    FreeSubnet {} -> ipnet::Ipv4Net,
+    span(_s) tracing::debug_span!("ipam request pool"),
+    act(_a, e) e.free_subnet().await
+);
+
+action!(
+    /// `IpamDriver.RequestAddress`: an address of the network with that subnet, promised.
+    PromiseAddress { subnet: ipnet::Ipv4Net, ip: Option<std::net::Ipv4Addr> } -> std::net::Ipv4Addr,
+    span(s) tracing::debug_span!("ipam request address", subnet = %s.subnet),
+    act(a, e) e.promise_address(a.subnet, a.ip)
+);
+
+action!(
+    /// `IpamDriver.ReleaseAddress`.
+    ReleasePromise { subnet: ipnet::Ipv4Net, ip: std::net::Ipv4Addr } -> (),
+    span(s) tracing::debug_span!("ipam release address", subnet = %s.subnet, ip = %s.ip),
+    act(a, e) { e.release_promise(a.subnet, a.ip); Ok(()) }
+);
+
+action!(
+    /// `NetworkDriver.ProgramExternalConnectivity`: publish ports on an attached sandbox.
+    PublishSandbox { key: String, ports: Vec<weft_model::PortSpec> } -> (),
+    span(s) tracing::info_span!("publish", sandbox = %s.key),
+    act(a, e) e.publish_sandbox(&a.key, &a.ports).await
+);

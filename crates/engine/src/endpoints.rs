@@ -53,7 +53,9 @@ impl Engine {
             return Err(EngineError::Namespace("an attachment needs the container's network namespace".into()));
         }
         let path = PathBuf::from(&spec.netns);
-        let netns_id = crate::sandbox::namespace_id(&path)?;
+        // A namespace the runtime moves the interface into itself may be out of weftd's sight
+        // (Docker's, under dockerd's own mounts).
+        let netns_id = if spec.host_end_only { None } else { Some(crate::sandbox::namespace_id(&path)?) };
         let pid = match spec.pid {
             Some(pid) => Some((pid, weft_runtime::pid_start_time(pid).ok_or_else(|| EngineError::Namespace(format!("no process {pid}")))?)),
             None => None,
@@ -63,11 +65,19 @@ impl Engine {
             None => runtime.id.chars().take(12).collect(),
         };
         weft_model::validate_container_name(&key)?;
-        let ifname = if spec.ifname.is_empty() { self.free_ifname(&path).await? } else { spec.ifname.clone() };
+        let ifname = match spec.ifname.is_empty() {
+            true if spec.host_end_only => return Err(EngineError::Refused("an attachment left for its runtime to move needs an interface name".into())),
+            true => self.free_ifname(&path).await?,
+            false => spec.ifname.clone(),
+        };
         if let Some((_, e)) = self.find_attachment(&AttachmentRef { network: String::new(), runtime: Some(runtime.clone()), ifname: ifname.clone() })? {
             return Err(EngineError::Refused(format!("{} container {} is already attached as {ifname} (to network {})", runtime.kind, runtime.id, e.network_name)));
         }
-        self.check_unattached(netns_id, &path, &spec.network, &key)?;
+        if let Some(id) = netns_id {
+            self.check_unattached(id, &path, &spec.network, &key)?;
+        } else if self.lock().names.contains_key(&key) {
+            return Err(EngineError::NameInUse(key));
+        }
         let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
         let mac = spec.mac_address.as_ref().map(|m| m.to_ascii_lowercase());
         let attach = SandboxAttach {
@@ -78,10 +88,11 @@ impl Engine {
             ip: spec.ip_address,
             aliases: spec.aliases.clone(),
             pid,
-            netns_id: Some(netns_id),
+            netns_id,
             mac,
             ports,
             runtime: Some(runtime),
+            host_end_only: spec.host_end_only,
         };
         let endpoint = self.attach_namespace(attach).await?;
         if let Some((pid, _)) = pid {

@@ -293,6 +293,8 @@ fn free_mac(containers: &Registry<ContainerRecord>, sandboxes: &Registry<weft_mo
 
 #[derive(Default)]
 pub(crate) struct State {
+    /// Addresses Docker's IPAM asked for and its endpoints have not taken yet (network id, ip).
+    pub promised: std::collections::HashSet<(String, std::net::Ipv4Addr)>,
     /// Names of networks being created.
     /// Networks being created (name -> their subnets and bridge), so that concurrent creations
     /// never pick the same subnet or bridge.
@@ -694,6 +696,7 @@ impl State {
             internal: net.rec.internal,
             host_binding: net.rec.host_binding_ipv4,
             anti_spoof: net.rec.anti_spoof(),
+            host_end_only: false,
         })
     }
 
@@ -761,6 +764,9 @@ pub(crate) struct EndpointPlan {
     pub host_binding: Option<std::net::Ipv4Addr>,
     /// Its port may send only from its own MAC and addresses (see `weft_firewall::guard`).
     pub anti_spoof: bool,
+    /// Its inside end is made, bare, in the namespace given to `attach` (weftd's own, for
+    /// Docker's driver: dockerd moves and configures it).
+    pub host_end_only: bool,
 }
 
 impl EndpointPlan {
@@ -818,6 +824,7 @@ impl EndpointPlan {
                 (net, if default_route && !self.internal { e.gateway6 } else { None })
             }),
             mac: weft_model::parse_mac(&e.mac).unwrap_or_else(|_| network::mac_for(e.ip)),
+            configure_inside: !self.host_end_only,
         })
     }
 }

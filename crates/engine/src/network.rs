@@ -58,6 +58,8 @@ pub struct EndpointAttach<'a> {
     /// Dual-stack: the IPv6 address and, for the default route, the IPv6 gateway.
     pub v6: Option<(ipnet::Ipv6Net, Option<std::net::Ipv6Addr>)>,
     pub mac: [u8; 6],
+    /// See [`weft_drivers::Join::configure_inside`].
+    pub configure_inside: bool,
 }
 
 /// Creates and configures the endpoint through its network's driver; on failure the driver
@@ -105,6 +107,7 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
         gateway: a.gateway,
         v6: a.v6,
         mac: a.mac,
+        configure_inside: a.configure_inside,
         host_index: index,
         index: index + 1,
     };
@@ -114,7 +117,7 @@ pub fn attach_endpoint(a: &EndpointAttach<'_>) -> Result<()> {
     // flooded to every port of the bridge and processed in every namespace: +2.2 ms per setup at
     // 1,000 endpoints.) The bridge learns the port's carrier asynchronously, so an announcement
     // right at link-up can be dropped: it is sent now and again 100 ms later, in the background.
-    if attached.is_ok() && a.mac != mac_for(a.addr.addr()) {
+    if attached.is_ok() && a.configure_inside && a.mac != mac_for(a.addr.addr()) {
         let (ns, ifname, ip, mac) = (a.netns.to_path_buf(), a.ifname.to_string(), a.addr.addr(), a.mac);
         std::thread::spawn(move || {
             for delay in [0, 100] {

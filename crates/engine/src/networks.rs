@@ -88,18 +88,7 @@ impl Engine {
         let id = new_id();
         let link = weft_drivers::driver(driver).network_link(&id, &opts, spec.internal);
         let bridge = link.name.clone();
-        // Host routes and addresses, to keep a chosen subnet clear of them.
-        let host_nets: Vec<Ipv4Net> = blocking(|| {
-            with_host(|nl| {
-                let mut v: Vec<Ipv4Net> = nl.routes_v4()?.into_iter().map(|r| r.dst).filter(|d| d.prefix_len() > 0).collect();
-                v.extend(nl.addrs()?.into_iter().filter_map(|a| match a.addr {
-                    IpAddr::V4(ip) if !ip.is_loopback() => Ipv4Net::new(ip, a.prefix_len).ok(),
-                    _ => None,
-                }));
-                Ok(v)
-            })
-        })
-        .await?;
+        let host_nets = host_nets().await?;
         let link_exists = {
             let b = bridge.clone();
             blocking(move || with_host(|nl| nl.link(&b))).await?.is_some()
@@ -143,13 +132,7 @@ impl Engine {
                     }
                     s
                 }
-                None => {
-                    let mut in_use = host_nets.clone();
-                    in_use.extend(st.networks.values().map(|n| n.rec.subnet));
-                    in_use.extend(st.creating.values().map(|c| c.0));
-                    in_use.extend(st.p2p.values().flat_map(|l| l.ends().map(|e| Ipv4Net::from(e.addr))));
-                    weft_ipam::pick_subnet(&self.cfg.default_pools, &in_use).ok_or(EngineError::PoolsExhausted)?
-                }
+                None => self.pick_subnet(&st, &host_nets)?,
             };
             let gateway = spec.gateway.unwrap_or_else(|| subnet.hosts().next().expect("a /30 or larger has hosts"));
             let subnet6 = spec.subnet6.map(|s| s.trunc()).or_else(|| spec.enable_ipv6.then(|| weft_ipam::ula_subnet(&id)));
@@ -526,4 +509,71 @@ pub(crate) fn written(txn: &Txn) -> Vec<String> {
             Op::Put(k, _) | Op::PutLeased(k, _, _) | Op::Delete(k) => k.clone(),
         })
         .collect()
+}
+
+/// Host routes and addresses, to keep a chosen subnet clear of them.
+async fn host_nets() -> Result<Vec<Ipv4Net>> {
+    blocking(|| {
+        with_host(|nl| {
+            let mut v: Vec<Ipv4Net> = nl.routes_v4()?.into_iter().map(|r| r.dst).filter(|d| d.prefix_len() > 0).collect();
+            v.extend(nl.addrs()?.into_iter().filter_map(|a| match a.addr {
+                IpAddr::V4(ip) if !ip.is_loopback() => Ipv4Net::new(ip, a.prefix_len).ok(),
+                _ => None,
+            }));
+            Ok(v)
+        })
+    })
+    .await
+}
+
+impl Engine {
+    /// A subnet of the default pools that no network, link or host route uses.
+    fn pick_subnet(&self, st: &crate::State, host_nets: &[Ipv4Net]) -> Result<Ipv4Net> {
+        let mut in_use = host_nets.to_vec();
+        in_use.extend(st.networks.values().map(|n| n.rec.subnet));
+        in_use.extend(st.creating.values().map(|c| c.0));
+        in_use.extend(st.p2p.values().flat_map(|l| l.ends().map(|e| Ipv4Net::from(e.addr))));
+        weft_ipam::pick_subnet(&self.cfg.default_pools, &in_use).ok_or(EngineError::PoolsExhausted)
+    }
+
+    /// Docker's `IpamDriver.RequestPool` without a pool: a free subnet, as `network create`
+    /// without `--subnet` would pick (it is claimed when the network is made).
+    pub(crate) async fn free_subnet(&self) -> Result<Ipv4Net> {
+        let host_nets = host_nets().await?;
+        let st = self.lock();
+        self.pick_subnet(&st, &host_nets)
+    }
+
+    /// Docker's `IpamDriver.RequestAddress` for an endpoint: an address of the network whose
+    /// subnet is `subnet` (`ip`, or the next free one), promised until the endpoint joins with
+    /// it (see `redeem`) or `release_promise` gives it back. Promises live in memory: Docker asks
+    /// for the address right before it creates the endpoint.
+    pub(crate) fn promise_address(&self, subnet: Ipv4Net, ip: Option<std::net::Ipv4Addr>) -> Result<std::net::Ipv4Addr> {
+        let mut st = self.lock();
+        let id = st.networks.values().find(|n| n.rec.subnet == subnet).map(|n| n.rec.id.clone()).ok_or_else(|| EngineError::NoSuchNetwork(format!("with subnet {subnet}")))?;
+        let (ip, _) = st.ipam.take(&id, ip, None)?;
+        st.promised.insert((id, ip));
+        Ok(ip)
+    }
+
+    /// Docker's `IpamDriver.ReleaseAddress`: a promise not redeemed is given back; an address an
+    /// endpoint holds goes with the endpoint, so there is nothing else to do.
+    pub(crate) fn release_promise(&self, subnet: Ipv4Net, ip: std::net::Ipv4Addr) {
+        let mut st = self.lock();
+        let Some(id) = st.networks.values().find(|n| n.rec.subnet == subnet).map(|n| n.rec.id.clone()) else { return };
+        if st.promised.remove(&(id.clone(), ip)) {
+            st.ipam.give_back(&id, ip, None);
+        }
+    }
+}
+
+impl crate::State {
+    /// Turns the promise of `ip` on network `name` (if there is one) back into a free address,
+    /// for the endpoint being planned under the same lock to take.
+    pub(crate) fn redeem(&mut self, name: &str, ip: std::net::Ipv4Addr) {
+        let Some(id) = self.networks.values().find(|n| n.rec.name == name || n.rec.id == name).map(|n| n.rec.id.clone()) else { return };
+        if self.promised.remove(&(id.clone(), ip)) {
+            self.ipam.give_back(&id, ip, None);
+        }
+    }
 }

@@ -185,6 +185,8 @@ impl Engine {
             };
             let alive = match (rec.pid, rec.pid_start) {
                 (Some(pid), Some(start)) => weft_runtime::pid_start_time(pid) == Some(start),
+                // Docker's namespaces are dockerd's to see: its endpoints live while their veths do.
+                _ if rec.runtime.as_ref().is_some_and(|r| r.kind == crate::sandbox::DOCKER) => true,
                 _ => std::path::Path::new(rec.netns()).exists(),
             } && rec.sandbox.endpoints.iter().all(|e| e.host_end().is_none_or(|h| host_links.contains(h)));
             if alive {

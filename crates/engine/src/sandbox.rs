@@ -27,6 +27,8 @@ pub struct SandboxAttach<'a> {
     pub mac: Option<String>,
     pub ports: Vec<weft_model::PortSpec>,
     pub runtime: Option<weft_model::RuntimeRef>,
+    /// See [`weft_model::AttachSpec::host_end_only`].
+    pub host_end_only: bool,
 }
 
 /// The key of a sandbox among containers' ids (in the DNS index, among published ports).
@@ -37,7 +39,7 @@ pub(crate) fn owner_key(key: &str) -> String {
 impl Engine {
     /// Attaches the namespace at `netns` to `network` as interface `ifname`, under `key`.
     pub async fn attach_sandbox(self: &Arc<Self>, key: &str, netns: &Path, network: &str, ifname: &str) -> Result<EndpointRecord> {
-        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None, mac: None, ports: Vec::new(), runtime: None }).await
+        self.attach_namespace(SandboxAttach { key, netns, network, ifname, ip: None, aliases: Vec::new(), pid: None, netns_id: None, mac: None, ports: Vec::new(), runtime: None, host_end_only: false }).await
     }
 
     /// `weft network connect NET --netns PATH | --pid PID`.
@@ -64,7 +66,7 @@ impl Engine {
         };
         let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
         let mac = spec.mac_address.as_ref().map(|m| m.to_ascii_lowercase());
-        let attach = SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports, runtime: None };
+        let attach = SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports, runtime: None, host_end_only: false };
         self.attach_namespace(attach).await?;
         if let Some((pid, _)) = pid {
             self.watch_sandbox(key, pid);
@@ -120,7 +122,11 @@ impl Engine {
                     return Err(EngineError::Refused(format!("sandbox {} is attached already: ports are published at its first attachment", a.key)));
                 }
             }
+            if let (true, Some(ip)) = (a.host_end_only, a.ip) {
+                st.redeem(a.network, ip);
+            }
             let mut plan = st.plan_endpoint(&owner, a.network, a.ifname, a.ip, None)?;
+            plan.host_end_only = a.host_end_only;
             let (eng, e) = (self.clone(), plan.endpoint.clone());
             u.push("release the address", move || eng.lock().release_addresses(&e));
             plan.publishes(a.ports.len())?;
@@ -176,7 +182,8 @@ impl Engine {
             undo.push("restore the record", move || eng.commit_undo(vec![Op::Put(key, value)]));
         }
         // The first endpoint carries the default route, as a container's eth0.
-        self.join(&mut undo, &plan, a.netns, first).await?;
+        let made_in = if a.host_end_only { Path::new("/proc/self/ns/net") } else { a.netns };
+        self.join(&mut undo, &plan, made_in, first).await?;
         let t_kernel = t0.elapsed();
         if !committing.await?.succeeded {
             return Err(self.claims_lost(&claims).await);
@@ -351,6 +358,10 @@ impl Engine {
 /// The runtime kind of CNI attachments: the runtime holds their host ports.
 pub(crate) const CNI: &str = "cni";
 
+/// The runtime kind of Docker's endpoints (weft as Docker's network driver): dockerd moves their
+/// interfaces into namespaces weftd may not see, and serves their DNS itself.
+pub(crate) const DOCKER: &str = "docker";
+
 pub(crate) fn runtime_holds_ports(s: &SandboxRecord) -> bool {
     s.runtime.as_ref().is_some_and(|r| r.kind == CNI)
 }
@@ -358,7 +369,7 @@ pub(crate) fn runtime_holds_ports(s: &SandboxRecord) -> bool {
 /// A runtime's container on a user network resolves through the embedded DNS, as a container
 /// of weft's does; a namespace attached by hand keeps its own resolver.
 fn resolves_through_weft(s: &SandboxRecord) -> bool {
-    s.runtime.is_some() && crate::dns_client(&s.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect::<Vec<_>>())
+    s.runtime.as_ref().is_some_and(|r| r.kind != DOCKER) && crate::dns_client(&s.sandbox.endpoints.iter().map(|e| e.network_name.clone()).collect::<Vec<_>>())
 }
 
 /// The identity (device, inode) of the network namespace at `path`, which must not be weftd's
@@ -370,4 +381,32 @@ pub(crate) fn namespace_id(path: &Path) -> Result<(u64, u64)> {
         return Err(EngineError::Namespace(format!("{} is weftd's own network namespace (the host's): use --net host", path.display())));
     }
     Ok((meta.dev(), meta.ino()))
+}
+
+impl Engine {
+    /// Publishes `specs` on sandbox `key`'s first endpoint once it is attached (Docker's
+    /// `ProgramExternalConnectivity`, which comes after `Join`). A sandbox publishes once: a
+    /// repeated call changes nothing.
+    pub(crate) async fn publish_sandbox(self: &Arc<Self>, key: &str, specs: &[weft_model::PortSpec]) -> Result<()> {
+        let owner = owner_key(key);
+        let _serial = self.lock_container(&owner).await;
+        let rec = self.lock().sandboxes.get(key).cloned().ok_or_else(|| EngineError::NoSuchSandbox(key.to_string()))?;
+        let Some(e) = rec.endpoint().cloned() else { return Ok(()) };
+        if specs.is_empty() || !rec.sandbox.ports.is_empty() {
+            return Ok(());
+        }
+        let binding = self.network(&e.network_id)?.host_binding_ipv4;
+        let ports = self.publish(&owner, e.ip, specs, binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
+        let mut updated = rec;
+        updated.sandbox.ports = ports.clone();
+        let committed = match serde_json::to_vec(&updated) {
+            Ok(v) => self.commit(Txn::ops(vec![Op::Put(self.keys.sandbox(key), v)])).await,
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = committed {
+            let _ = self.withdraw(&owner, e.ip, &ports);
+            return Err(err);
+        }
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use weft_itest::{bin_dir, eventually, text, Host, Netns};
+use weft_itest::{bin_dir, eventually, text, Host, Killed, Netns};
 
 /// A directory of CNI plugins: `weft-cni` and the reference plugins weft is chained with.
 fn cni_bin(h: &Host) -> PathBuf {
@@ -107,8 +107,7 @@ fn the_cni_plugin_under_libcni_and_run_directly() {
     assert!(h.ping("w1", "cpod"), "a weft container reaches the CNI container by its pod name");
     let o = ns.sh(&format!("busybox ping -c1 -W2 {w1} && busybox nslookup w1 127.0.0.11"));
     assert!(o.status.success(), "the CNI container reaches w1 and resolves its name: {}", text(&o));
-    let web = ns.sh("busybox httpd -p 80 -h /proc/self/cwd");
-    assert!(web.status.success(), "httpd in the CNI container: {}", text(&web));
+    let web = Killed(Command::new("ip").args(["netns", "exec", &ns.0, "busybox", "httpd", "-f", "-p", "80", "-h", "/proc/self/cwd"]).spawn().expect("httpd"));
     eventually("httpd listens", || ns.sh("busybox netstat -ltn | grep -q ':80 '").status.success());
     let got = h.in_outside("timeout 5 busybox wget -q -S -O /dev/null http://198.51.100.1:8089/ 2>&1");
     assert!(String::from_utf8_lossy(&got.stdout).contains("HTTP/1."), "portMappings: the port answers from outside: {}", text(&got));
@@ -131,6 +130,7 @@ fn the_cni_plugin_under_libcni_and_run_directly() {
     h.ok(&["rm", "-f", "w2"]);
     let got = h.in_outside("timeout 3 busybox wget -q -O /dev/null http://198.51.100.1:8089/ 2>&1");
     assert!(!got.status.success(), "the port went with the attachment");
+    drop(web);
     drop(ns);
 
     // Run directly: VERSION, ADD of two containers, GC keeping one, STATUS, errors, DEL.
@@ -529,5 +529,143 @@ fn containerd_ctr_run_cni_on_a_weft_network() {
     assert!(text(&o).contains("10.73.0."), "c1's eth0 had a weft address: {}", text(&o));
     eventually("c1 detached (ctr's DEL comes with an empty CNI_NETNS)", || !h.ok(&["sandbox", "ls"]).contains("c1"));
     drop(c);
+    h.finish();
+}
+
+/// dockerd started for the test in the test host's network namespace (weftd's) and a private
+/// mount namespace (tmpfs on /run and /etc/docker, where a plugin spec points at weftd's Docker
+/// plugin socket), its data, sockets and cgroups the test's.
+struct Dockerd {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    net: String,
+    cgroup: String,
+    plugin_sock: PathBuf,
+}
+
+impl Dockerd {
+    fn start(h: &Host, plugin_sock: &Path) -> Self {
+        let mut d = Self { child: None, dir: h.dir.join("docker"), net: format!("/run/netns/{}", h.ns), cgroup: format!("weft-itest-{}-docker", h.ns), plugin_sock: plugin_sock.to_path_buf() };
+        std::fs::create_dir_all(&d.dir).expect("docker dir");
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.display();
+        let setup = format!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /etc/docker && mkdir -p /etc/docker/plugins && echo unix://{plugin} > /etc/docker/plugins/weft.spec && exec dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock --pidfile {d}/pid --cgroup-parent /{cg}",
+            plugin = self.plugin_sock.display(),
+            cg = self.cgroup
+        );
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("dockerd.log")).expect("dockerd log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.net))
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", &setup])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("fd"))
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (scripts/setup.sh installs docker.io)");
+        self.child = Some(child);
+        weft_itest::eventually_within("dockerd answers", std::time::Duration::from_secs(60), || self.docker(&["info"]).status.success());
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(20) && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker").arg("-H").arg(format!("unix://{}/docker.sock", self.dir.display())).args(args).stdin(Stdio::null()).output().expect("docker")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}\ndockerd log: {}", text(&o), std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default().lines().rev().take(15).collect::<Vec<_>>().join("\n"));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.docker(&["rm", "-f", "d1", "d2", "d3", "d4"]);
+        }
+        self.stop();
+        for hier in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            remove_cgroup(&hier.path().join(&self.cgroup));
+        }
+    }
+}
+
+/// dockerd with weft as its network and IPAM driver: two Docker containers on a weft network
+/// ping each other, one reaches a weft container (and is reached), `-p` answers from outside,
+/// restarts of weftd and of dockerd keep it all, and `docker rm` / `network rm` leave nothing in
+/// weft or the kernel.
+#[test]
+fn dockerd_runs_containers_on_weft_networks_through_the_plugin() {
+    let mut h = Host::new("dkr");
+    let plugin = h.dir.join("docker-plugin.sock");
+    let plugin_arg = plugin.display().to_string();
+    h.start(&["--docker-plugin-socket", &plugin_arg]);
+    h.outside("198.51.100.1", "198.51.100.2");
+    let mut d = Dockerd::start(&h, &plugin);
+    let tar = h.dir.join("bb.tar");
+    let o = Command::new("tar").arg("-C").arg(h.rootfs()).arg("-cf").arg(&tar).arg(".").output().expect("tar");
+    assert!(o.status.success(), "tar: {}", text(&o));
+    let o = Command::new("sh").arg("-c").arg(format!("docker -H unix://{}/docker.sock import {} bb", d.dir.display(), tar.display())).output().expect("docker import");
+    assert!(o.status.success(), "docker import: {}", text(&o));
+
+    d.ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.74.0.0/24", "-o", "weft.name=dnet", "dnet"]);
+    let shown = h.ok(&["network", "inspect", "-f", "{{.IPAM.Config}}", "dnet"]);
+    assert!(shown.contains("10.74.0.0/24"), "weft has the network: {shown}");
+    h.run_d("w1", &["--network", "dnet"], &["sleep", "300"]);
+    let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.dnet.IPAddress}}", "w1"]);
+    d.ok(&["run", "-d", "--name", "d1", "--network", "dnet", "bb", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "d2", "--network", "dnet", "-p", "8090:80", "bb", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let ip = |d: &Dockerd, name: &str| d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.dnet.IPAddress}}", name]);
+    let (d1, d2) = (ip(&d, "d1"), ip(&d, "d2"));
+    assert!(d1.starts_with("10.74.0.") && d2.starts_with("10.74.0.") && d1 != w1 && d2 != w1 && d1 != d2, "weft's IPAM: w1 {w1}, d1 {d1}, d2 {d2}");
+    assert!(h.ok(&["sandbox", "ls"]).lines().count() == 3, "two Docker endpoints in weft: {}", h.ok(&["sandbox", "ls"]));
+    let o = d.docker(&["exec", "d1", "ping", "-c1", "-W2", "d2"]);
+    assert!(o.status.success(), "d1 pings d2 by name: {}", text(&o));
+    let o = d.docker(&["exec", "d1", "ping", "-c1", "-W2", &w1]);
+    assert!(o.status.success(), "d1 reaches the weft container: {}", text(&o));
+    assert!(h.ping("w1", &d1), "w1 reaches d1");
+    let fetched = |h: &Host, port: u16| String::from_utf8_lossy(&h.in_outside(&format!("timeout 3 busybox wget -q -S -O /dev/null http://198.51.100.1:{port}/passwd 2>&1")).stdout).contains("HTTP/1.");
+    eventually("d2's -p 8090 answers from outside", || fetched(&h, 8090));
+
+    // weftd restarts: the network, the endpoints and the port stay.
+    h.stop_daemon();
+    h.start(&["--docker-plugin-socket", &plugin_arg]);
+    assert!(h.ping("w1", &d1) && fetched(&h, 8090), "after weftd's restart");
+    d.ok(&["run", "-d", "--name", "d3", "--network", "dnet", "bb", "sleep", "300"]);
+    assert!(h.ping("w1", &ip(&d, "d3")), "a container started after weftd's restart");
+
+    // docker rm: weft releases the endpoints (an address is free again at once).
+    d.ok(&["rm", "-f", "d1", "d2", "d3"]);
+    eventually("Docker's endpoints gone from weft", || h.ok(&["sandbox", "ls"]).lines().count() == 1);
+    assert!(!fetched(&h, 8090), "the port went with d2");
+    h.run_d("w2", &["--network", "dnet", "--ip", &d1], &["sleep", "300"]);
+    eventually("no interface of Docker's left on the host", || !h.link_names().iter().any(|l| l.starts_with("wd")));
+
+    // dockerd restarts (it replays nothing to a network driver): the network still works.
+    d.stop();
+    d.launch();
+    d.ok(&["run", "-d", "--name", "d4", "--network", "dnet", "bb", "sleep", "300"]);
+    assert!(h.ping("w1", &ip(&d, "d4")), "a container after dockerd's restart");
+    d.ok(&["rm", "-f", "d4"]);
+    h.ok(&["rm", "-f", "w1", "w2"]);
+    d.ok(&["network", "rm", "dnet"]);
+    assert!(h.fails(&["network", "inspect", "dnet"]).contains("dnet"), "docker network rm removed weft's network");
+    drop(d);
     h.finish();
 }

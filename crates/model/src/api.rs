@@ -117,6 +117,9 @@ pub struct AttachSpec {
     pub aliases: Vec<String>,
     /// `-p` specs, as `docker run -p`.
     pub publish: Vec<String>,
+    /// Make the pair with its inside end left bare in weftd's own namespace, named `Ifname`,
+    /// for the runtime to move into `Netns` and configure (Docker's `Join`).
+    pub host_end_only: bool,
 }
 
 /// The answer to `POST /attachments`: the endpoint made, and the resolver the container should

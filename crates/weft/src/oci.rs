@@ -65,6 +65,7 @@ pub async fn hook(c: &Client) -> anyhow::Result<()> {
                     mac_address: None,
                     aliases: list("io.weft.alias"),
                     publish: if first { list("io.weft.publish") } else { Vec::new() },
+                    host_end_only: false,
                 };
                 let _: AttachReply = c.typed(Method::POST, "/attachments", Some(&spec)).await?;
             }

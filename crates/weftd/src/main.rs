@@ -1,6 +1,7 @@
 //! `weftd`: parses dockerd-style flags, opens the store and the engine, serves the API.
 
 mod api;
+mod docker_plugin;
 mod server;
 mod stream;
 
@@ -123,6 +124,10 @@ struct Args {
     /// Pids limit of containers run without --pids-limit (0 or -1: none, as Docker's default).
     #[arg(long, default_value_t = weft_engine::config::DEFAULT_PIDS_LIMIT as i64, allow_negative_numbers = true)]
     default_pids_limit: i64,
+    /// Also serve Docker's plugin protocol (network and IPAM driver `weft`) on this unix
+    /// socket: point dockerd at it with /etc/docker/plugins/weft.spec (`docs/integrations.md`).
+    #[arg(long)]
+    docker_plugin_socket: Option<PathBuf>,
     /// Log filter (RUST_LOG syntax), e.g. debug or weft_engine=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -306,6 +311,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
         tracing::info!("shutting down; containers keep running");
     };
+    if let Some(path) = &args.docker_plugin_socket {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let router = docker_plugin::router(engine.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "Docker plugin socket");
+            }
+        });
+        tracing::info!(socket = %path.display(), "serving Docker's network and IPAM driver weft");
+    }
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     server::serve(listener, api::router(engine.clone(), stopping_rx), stopping, shutdown).await;
     engine.shutdown();
