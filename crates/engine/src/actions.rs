@@ -284,7 +284,7 @@ action!(
     /// CNI `ADD`, the OCI hook: a runtime's container joins a network.
     AttachRuntime { spec: weft_model::AttachSpec } -> weft_model::AttachReply,
     span(s) tracing::info_span!("attach", network = %s.spec.network, runtime = ?s.spec.runtime),
-    act(a, e) e.attach_runtime(&a.spec).await
+    act(a, e) e.attach_netns(&a.spec).await
 );
 
 action!(

@@ -46,9 +46,13 @@ impl Engine {
 /// runtime's reference, attached, checked, detached and collected through the same flow as a
 /// namespace attached by `network connect --netns`.
 impl Engine {
-    /// Attaches a runtime's container (CNI `ADD`, the OCI hook).
-    pub(crate) async fn attach_runtime(self: &Arc<Self>, spec: &AttachSpec) -> Result<AttachReply> {
-        let runtime = runtime_of(&spec.runtime)?;
+    /// Attaches a namespace: a runtime's container (CNI `ADD`, the OCI hook, Docker's `Join`),
+    /// or one named by `network connect --netns/--pid` (no runtime).
+    pub(crate) async fn attach_netns(self: &Arc<Self>, spec: &AttachSpec) -> Result<AttachReply> {
+        let runtime = match &spec.runtime {
+            Some(_) => Some(runtime_of(&spec.runtime)?),
+            None => None,
+        };
         if spec.netns.is_empty() {
             return Err(EngineError::Namespace("an attachment needs the container's network namespace".into()));
         }
@@ -60,9 +64,10 @@ impl Engine {
             Some(pid) => Some((pid, weft_runtime::pid_start_time(pid).ok_or_else(|| EngineError::Namespace(format!("no process {pid}")))?)),
             None => None,
         };
-        let key = match &spec.name {
-            Some(n) => n.clone(),
-            None => runtime.id.chars().take(12).collect(),
+        let key = match (&spec.name, &runtime) {
+            (Some(n), _) => n.clone(),
+            (None, Some(r)) => r.id.chars().take(12).collect(),
+            (None, None) => return Err(EngineError::Refused("an attachment needs a name".into())),
         };
         weft_model::validate_container_name(&key)?;
         let ifname = match spec.ifname.is_empty() {
@@ -70,8 +75,10 @@ impl Engine {
             true => self.free_ifname(&path).await?,
             false => spec.ifname.clone(),
         };
-        if let Some((_, e)) = self.find_attachment(&AttachmentRef { network: String::new(), runtime: Some(runtime.clone()), ifname: ifname.clone() })? {
-            return Err(EngineError::Refused(format!("{} container {} is already attached as {ifname} (to network {})", runtime.kind, runtime.id, e.network_name)));
+        if let Some(r) = &runtime {
+            if let Some((_, e)) = self.find_attachment(&AttachmentRef { network: String::new(), runtime: Some(r.clone()), ifname: ifname.clone() })? {
+                return Err(EngineError::Refused(format!("{} container {} is already attached as {ifname} (to network {})", r.kind, r.id, e.network_name)));
+            }
         }
         if let Some(id) = netns_id {
             self.check_unattached(id, &path, &spec.network, &key)?;
@@ -91,7 +98,7 @@ impl Engine {
             netns_id,
             mac,
             ports,
-            runtime: Some(runtime),
+            runtime,
             host_end_only: spec.host_end_only,
         };
         let endpoint = self.attach_namespace(attach).await?;

@@ -52,26 +52,25 @@ impl Engine {
             }
             ConnectTarget::Container(_) => return Err(EngineError::Internal("a container connects as a container".into())),
         };
-        let netns_id = namespace_id(&path)?;
         let key = match (&spec.name, pid) {
             (Some(n), _) => n.clone(),
             (None, Some((pid, _))) => format!("pid{pid}"),
             (None, None) => path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
         };
-        weft_model::validate_container_name(&key)?;
-        self.check_unattached(netns_id, &path, network, &key)?;
-        let ifname = match &spec.ifname {
-            Some(i) => i.clone(),
-            None => self.free_ifname(&path).await?,
+        let attach = weft_model::AttachSpec {
+            network: network.to_string(),
+            runtime: None,
+            name: Some(key),
+            netns: path.display().to_string(),
+            pid: pid.map(|(p, _)| p),
+            ifname: spec.ifname.clone().unwrap_or_default(),
+            ip_address: spec.ip_address,
+            mac_address: spec.mac_address.clone(),
+            aliases: spec.aliases.clone(),
+            publish: spec.publish.clone(),
+            host_end_only: false,
         };
-        let ports = spec.publish.iter().map(|p| weft_model::parse_publish(p)).collect::<Result<Vec<_>, _>>()?;
-        let mac = spec.mac_address.as_ref().map(|m| m.to_ascii_lowercase());
-        let attach = SandboxAttach { key: &key, netns: &path, network, ifname: &ifname, ip: spec.ip_address, aliases: spec.aliases.clone(), pid, netns_id: Some(netns_id), mac, ports, runtime: None, host_end_only: false };
-        self.attach_namespace(attach).await?;
-        if let Some((pid, _)) = pid {
-            self.watch_sandbox(key, pid);
-        }
-        Ok(())
+        self.attach_netns(&attach).await.map(|_| ())
     }
 
     /// Refuses a second attachment of one namespace to `network`, and a sandbox name a
