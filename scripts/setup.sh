@@ -7,12 +7,13 @@
 # and the well-known protobuf types (the etcd client's build compiles etcd's API), and etcd (the
 # multi-host tests start their own cluster in namespaces; the package's service is not started),
 # and the runtimes weft plugs into, driven by the integration tests in private namespaces: the
-# CNI reference plugins, Go and libcni (a small libcni client is built offline), Podman, runc
-# and containerd.
+# CNI reference plugins, Go and libcni (a small libcni client is built offline), Podman, runc,
+# containerd and Docker (their services are not started: the tests start them in private mount
+# namespaces).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd docker.io; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

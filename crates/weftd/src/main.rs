@@ -311,6 +311,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
         tracing::info!("shutting down; containers keep running");
     };
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     if let Some(path) = &args.docker_plugin_socket {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -318,15 +319,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
         let l = tokio::net::UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let router = docker_plugin::router(engine.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router).await {
-                tracing::error!(error = %e, "Docker plugin socket");
-            }
-        });
+        // Served as the API is (bounded connections, header timeout); it stops with it.
+        let mut main_stopping = stopping.subscribe();
+        let until = async move {
+            let _ = main_stopping.wait_for(|s| *s).await;
+        };
+        tokio::spawn(server::serve(l, docker_plugin::router(engine.clone()), tokio::sync::watch::channel(false).0, until));
         tracing::info!(socket = %path.display(), "serving Docker's network and IPAM driver weft");
     }
-    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     server::serve(listener, api::router(engine.clone(), stopping_rx), stopping, shutdown).await;
     engine.shutdown();
     let _ = std::fs::remove_file(&sock);
