@@ -624,9 +624,16 @@ fn dockerd_runs_containers_on_weft_networks_through_the_plugin() {
     let o = Command::new("sh").arg("-c").arg(format!("docker -H unix://{}/docker.sock import {} bb", d.dir.display(), tar.display())).output().expect("docker import");
     assert!(o.status.success(), "docker import: {}", text(&o));
 
-    d.ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.74.0.0/24", "-o", "weft.name=dnet", "dnet"]);
+    // Bad input is refused in one line and makes nothing.
+    let before = h.ok(&["network", "ls"]);
+    let o = d.docker(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.74.0.0/24", "-o", "com.docker.network.driver.mtu=nonsense", "bad"]);
+    assert!(!o.status.success() && text(&o).contains("mtu"), "a bad -o: {}", text(&o));
+    assert_eq!(h.ok(&["network", "ls"]), before, "nothing made");
+    // -o options pass through (com.docker.network.generic): the bridge's name.
+    d.ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "--subnet", "10.74.0.0/24", "-o", "weft.name=dnet", "-o", "com.docker.network.bridge.name=br-dnet", "dnet"]);
     let shown = h.ok(&["network", "inspect", "-f", "{{.IPAM.Config}}", "dnet"]);
     assert!(shown.contains("10.74.0.0/24"), "weft has the network: {shown}");
+    assert!(h.link_names().iter().any(|l| l == "br-dnet"), "the bridge is named as -o said");
     h.run_d("w1", &["--network", "dnet"], &["sleep", "300"]);
     let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.dnet.IPAddress}}", "w1"]);
     d.ok(&["run", "-d", "--name", "d1", "--network", "dnet", "bb", "sleep", "300"]);
