@@ -204,28 +204,23 @@ fn bundle(h: &Host, name: &str, annotations: Value, own_netns: bool) -> PathBuf 
     dir
 }
 
-/// `runc` in the test host's network namespace, its state under the test's directory. Its
-/// output goes through a file: a detached container inherits runc's stdio, and would hold a
-/// pipe open until it exits.
+/// `runc` in the test host's network namespace, its state under the test's directory.
 fn runc(h: &Host, args: &[&str]) -> Output {
     runc_in(&h.ns, &h.dir, args)
 }
 
 fn runc_in(ns: &str, dir: &Path, args: &[&str]) -> Output {
-    let log = dir.join("runc.out");
-    let f = std::fs::File::create(&log).expect("runc output file");
-    let status = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{ns}"))
-        .arg("runc")
-        .arg("--root")
-        .arg(dir.join("runc"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().expect("fd"))
-        .stderr(f)
-        .status()
-        .expect("runc");
-    Output { status, stdout: std::fs::read(&log).expect("runc output"), stderr: Vec::new() }
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}")).arg("runc").arg("--root").arg(dir.join("runc")).args(args);
+    through_file(&mut c, &dir.join("runc.out"))
+}
+
+/// Runs `c` with its output (both streams) through file `out`: a container it starts detached
+/// inherits the output, and would hold a pipe open until it exits.
+fn through_file(c: &mut Command, out: &Path) -> Output {
+    let f = std::fs::File::create(out).expect("output file");
+    let status = c.stdin(Stdio::null()).stdout(f.try_clone().expect("fd")).stderr(f).status().expect("spawn");
+    Output { status, stdout: std::fs::read(out).expect("output"), stderr: Vec::new() }
 }
 
 /// Deletes runc containers of the test's however it ends (their processes, cgroups and state).
@@ -459,21 +454,9 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        let out = self.dir.join("ctr.out");
-        let f = std::fs::File::create(&out).expect("ctr output");
-        let status = Command::new("nsenter")
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.child.id()))
-            .arg(format!("--net={}", self.net))
-            .arg("ctr")
-            .arg("--address")
-            .arg(self.dir.join("sock"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("fd"))
-            .stderr(f)
-            .status()
-            .expect("ctr");
-        Output { status, stdout: std::fs::read(&out).expect("ctr output"), stderr: Vec::new() }
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.child.id())).arg(format!("--net={}", self.net)).arg("ctr").arg("--address").arg(self.dir.join("sock")).args(args);
+        through_file(&mut c, &self.dir.join("ctr.out"))
     }
 }
 

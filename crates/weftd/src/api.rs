@@ -56,16 +56,20 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        // The whole chain of causes on one line: "create veth vethabc: File exists (os error 17)".
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
-        Self { status, message }
+        Self { status, message: one_line(&e) }
     }
+}
+
+/// The whole chain of causes on one line: "create veth vethabc: File exists (os error 17)".
+pub fn one_line(e: &EngineError) -> String {
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    message
 }
 
 type ApiResult<T> = Result<T, ApiError>;

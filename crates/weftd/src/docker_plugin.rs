@@ -75,6 +75,15 @@ fn reply(v: Value) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/vnd.docker.plugins.v1+json")], v.to_string()).into_response()
 }
 
+/// The reply to a call: its body, or its error in `field`, `Err` (network driver) or `Error`
+/// (IPAM).
+fn answer(field: &str, r: Result<Value, String>) -> Response {
+    match r {
+        Ok(v) => reply(v),
+        Err(e) => failed(field, e),
+    }
+}
+
 /// A failed call: `field` is `Err` (network driver) or `Error` (IPAM).
 fn failed(field: &str, msg: impl std::fmt::Display) -> Response {
     reply(json!({ field: msg.to_string() }))
@@ -98,14 +107,7 @@ fn runtime(endpoint: &str) -> Option<RuntimeRef> {
 }
 
 fn engine_error(e: EngineError) -> String {
-    let mut m = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(c) = src {
-        m.push_str(": ");
-        m.push_str(&c.to_string());
-        src = c.source();
-    }
-    m
+    crate::api::one_line(&e)
 }
 
 /// An address as Docker gives it: `IP/LEN` or a plain IP.
@@ -145,10 +147,7 @@ async fn create_network(State(p): State<Plugin>, b: Bytes) -> Response {
         p.engine.execute(CreateNetwork { spec }).await.map_err(engine_error)
     }
     .await;
-    match r {
-        Ok(_) => reply(json!({})),
-        Err(e) => failed("Err", e),
-    }
+    answer("Err", r.map(|_| json!({})))
 }
 
 async fn delete_network(State(p): State<Plugin>, b: Bytes) -> Response {
@@ -160,10 +159,7 @@ async fn delete_network(State(p): State<Plugin>, b: Bytes) -> Response {
         }
     }
     .await;
-    match r {
-        Ok(()) => reply(json!({})),
-        Err(e) => failed("Err", e),
-    }
+    answer("Err", r.map(|_| json!({})))
 }
 
 async fn create_endpoint(State(p): State<Plugin>, b: Bytes) -> Response {
@@ -227,10 +223,8 @@ async fn detach(p: &Plugin, v: &Value) -> Result<(), String> {
 }
 
 async fn leave(State(p): State<Plugin>, b: Bytes) -> Response {
-    match async { detach(&p, &body(&b)?).await }.await {
-        Ok(()) => reply(json!({})),
-        Err(e) => failed("Err", e),
-    }
+    let r = async { detach(&p, &body(&b)?).await }.await;
+    answer("Err", r.map(|()| json!({})))
 }
 
 async fn delete_endpoint(State(p): State<Plugin>, b: Bytes) -> Response {
@@ -240,10 +234,7 @@ async fn delete_endpoint(State(p): State<Plugin>, b: Bytes) -> Response {
         detach(&p, &v).await
     }
     .await;
-    match r {
-        Ok(()) => reply(json!({})),
-        Err(e) => failed("Err", e),
-    }
+    answer("Err", r.map(|_| json!({})))
 }
 
 /// `-p`: `com.docker.network.portmap`, `{Proto: 6|17|132, IP, Port, HostIP, HostPort, HostPortEnd}`.
@@ -273,10 +264,7 @@ async fn program_external(State(p): State<Plugin>, b: Bytes) -> Response {
         p.engine.execute(PublishSandbox { key, ports }).await.map_err(engine_error)
     }
     .await;
-    match r {
-        Ok(()) => reply(json!({})),
-        Err(e) => failed("Err", e),
-    }
+    answer("Err", r.map(|_| json!({})))
 }
 
 async fn request_pool(State(p): State<Plugin>, b: Bytes) -> Response {
@@ -323,8 +311,5 @@ async fn release_address(State(p): State<Plugin>, b: Bytes) -> Response {
         p.engine.execute(ReleasePromise { subnet, ip }).await.map_err(engine_error)
     }
     .await;
-    match r {
-        Ok(()) => reply(json!({})),
-        Err(e) => failed("Error", e),
-    }
+    answer("Error", r.map(|_| json!({})))
 }
