@@ -511,11 +511,13 @@ pub(crate) fn written(txn: &Txn) -> Vec<String> {
         .collect()
 }
 
-/// Host routes and addresses, to keep a chosen subnet clear of them.
+/// Host routes and addresses, to keep a chosen subnet clear of them (not weft's own routes to
+/// other hosts' blocks of routed networks: the store's claims keep those apart, and one may
+/// outlive its network's removal by a watch delivery).
 async fn host_nets() -> Result<Vec<Ipv4Net>> {
     blocking(|| {
         with_host(|nl| {
-            let mut v: Vec<Ipv4Net> = nl.routes_v4()?.into_iter().map(|r| r.dst).filter(|d| d.prefix_len() > 0).collect();
+            let mut v: Vec<Ipv4Net> = nl.routes_v4()?.into_iter().filter(|r| !r.weft).map(|r| r.dst).filter(|d| d.prefix_len() > 0).collect();
             v.extend(nl.addrs()?.into_iter().filter_map(|a| match a.addr {
                 IpAddr::V4(ip) if !ip.is_loopback() => Ipv4Net::new(ip, a.prefix_len).ok(),
                 _ => None,

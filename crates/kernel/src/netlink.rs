@@ -51,7 +51,13 @@ pub struct AddrInfo {
 pub struct RouteInfo {
     pub dst: Ipv4Net,
     pub oif: Option<u32>,
+    /// Installed by weft (`replace_route`: a route to another host's block), not the host's own.
+    pub weft: bool,
 }
+
+/// The routing protocol number weft's routes to other hosts' blocks carry (`ip route` shows
+/// `proto 247`), so that weft tells them from the host's own routes.
+pub const WEFT_ROUTE_PROTO: u8 = 247;
 
 /// `ip link add HOST [master BR] mtu M up type veth peer name PEER [address MAC] [netns FD]`.
 #[derive(Debug, Clone)]
@@ -284,7 +290,7 @@ impl Netlink {
                         _ => None,
                     });
                     let dst = Ipv4Net::new(dst, r.header.destination_prefix_length).ok()?;
-                    Some(RouteInfo { dst, oif })
+                    Some(RouteInfo { dst, oif, weft: r.header.protocol == RouteProtocol::Other(WEFT_ROUTE_PROTO) })
                 }
                 _ => None,
             })
@@ -349,12 +355,13 @@ impl Netlink {
 
     /// `ip route replace DST via GATEWAY` (another host's subnet behind its address).
     pub fn replace_route(&mut self, dst: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
-        self.batch("replace route", &dst.to_string(), vec![(RouteNetlinkMessage::NewRoute(via_route(dst, gateway)), NLM_F_CREATE | NLM_F_REPLACE)])
+        self.batch("replace route", &dst.to_string(), vec![(RouteNetlinkMessage::NewRoute(via_route(dst, gateway, RouteProtocol::Other(WEFT_ROUTE_PROTO))), NLM_F_CREATE | NLM_F_REPLACE)])
     }
 
-    /// `ip route del DST via GATEWAY`; a route already gone is fine.
+    /// `ip route del DST via GATEWAY` (whatever its protocol: also one an earlier weft made);
+    /// a route already gone is fine.
     pub fn delete_route(&mut self, dst: Ipv4Net, gateway: Ipv4Addr) -> Result<()> {
-        match self.batch("delete route", &dst.to_string(), vec![(RouteNetlinkMessage::DelRoute(via_route(dst, gateway)), 0)]) {
+        match self.batch("delete route", &dst.to_string(), vec![(RouteNetlinkMessage::DelRoute(via_route(dst, gateway, RouteProtocol::Unspec)), 0)]) {
             Err(e) if e.is_not_found() => Ok(()),
             r => r,
         }
@@ -707,13 +714,13 @@ fn host_route(oif: u32, dst: Ipv4Addr) -> RouteNetlinkMessage {
 }
 
 /// `DST via GATEWAY` in the main table.
-fn via_route(dst: Ipv4Net, gateway: Ipv4Addr) -> RouteMessage {
+fn via_route(dst: Ipv4Net, gateway: Ipv4Addr, protocol: RouteProtocol) -> RouteMessage {
     let mut r = RouteMessage::default();
     r.header = RouteHeader {
         address_family: AddressFamily::Inet,
         destination_prefix_length: dst.prefix_len(),
         table: RouteHeader::RT_TABLE_MAIN,
-        protocol: RouteProtocol::Static,
+        protocol,
         scope: RouteScope::Universe,
         kind: RouteType::Unicast,
         ..RouteHeader::default()
