@@ -190,9 +190,9 @@ action!(
 
 action!(
     /// `weft network prune`: the names of the networks removed.
-    PruneNetworks {} -> Vec<String>,
+    PruneNetworks { only: Option<Vec<String>> } -> Vec<String>,
     span(_s) tracing::info_span!("network prune"),
-    act(_a, e) e.prune_networks().await
+    act(a, e) e.prune_networks(a.only.as_deref()).await
 );
 
 action!(

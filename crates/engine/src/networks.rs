@@ -399,10 +399,11 @@ impl Engine {
     }
 
     /// `weft network prune`: removes every user network without endpoints; returns their names.
-    pub(crate) async fn prune_networks(self: &Arc<Self>) -> Result<Vec<String>> {
+    /// `network prune`: the user networks no endpoint uses (of `only`, ids, when given).
+    pub(crate) async fn prune_networks(self: &Arc<Self>, only: Option<&[String]>) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for n in self.networks() {
-            if n.name == DEFAULT_NETWORK {
+            if n.name == DEFAULT_NETWORK || only.is_some_and(|o| !o.contains(&n.id)) {
                 continue;
             }
             match self.remove_network(&n.id).await {

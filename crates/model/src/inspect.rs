@@ -25,6 +25,27 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Seconds since 1970 of an RFC 3339 UTC date (`2026-12-04T10:00:00Z`, fractions ignored); the
+/// inverse of [`rfc3339`] (days-from-civil, Howard Hinnant's algorithm).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split('.').next()?.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
 /// The `docker inspect` shape of a container.
 pub fn container_inspect(c: &ContainerRecord) -> Value {
     let mut networks = Map::new();
@@ -191,9 +212,13 @@ pub fn network_inspect(n: &NetworkRecord, containers: &[&ContainerRecord]) -> Va
         "Created": rfc3339(n.created),
         "Scope": n.scope.name(),
         "Driver": n.driver.name(),
-        "IPAM": {"Driver": "default", "Config": configs},
+        "IPAM": {"Driver": "default", "Options": {}, "Config": configs},
         "EnableIPv6": n.subnet6.is_some(),
         "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
         "Labels": n.labels,
         "Containers": members,
         "Options": options,

@@ -5,6 +5,7 @@
 
 mod api;
 mod caps;
+pub mod docker;
 mod inspect;
 mod limits;
 mod logopts;
@@ -17,7 +18,7 @@ mod template;
 
 pub use api::{AttachReply, AttachSpec, AttachmentRef, CollectSpec, ConnectSpec, ConnectTarget, DisconnectSpec, IdReply, PruneReply, WaitReply};
 pub use caps::{effective_caps, ALL_CAPS, DEFAULT_CAPS};
-pub use inspect::{container_inspect, network_inspect, rfc3339, sandbox_inspect};
+pub use inspect::{container_inspect, network_inspect, parse_rfc3339, rfc3339, sandbox_inspect};
 pub use logopts::{parse_log_opts, LogCap, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE};
 pub use limits::{
     check_pids_limit, default_device_rules, parse_cpus, parse_memory, ContainerStats, CpuStats, CpuUsage, DeviceRule, MemoryStats, PidsStats, Throttling,

@@ -96,7 +96,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 
 pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
-        .route("/_ping", get(|| async { "OK" }))
+        .route("/_ping", get(crate::docker_api::ping_unprefixed))
         .route("/containers/json", get(list))
         .route("/containers/run", post(run))
         .route("/containers/{id}/json", get(inspect))
@@ -127,7 +127,8 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/attachments/detach", post(detach_runtime))
         .route("/attachments/check", post(check_attachment))
         .route("/attachments/gc", post(collect_attachments))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
+        .merge(crate::docker_api::routes())
+        .fallback(crate::docker_api::not_served)
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Stopping(stopping)))
@@ -319,13 +320,13 @@ async fn network_remove(State(e): Eng, Path(id): Path<String>) -> ApiResult<Stat
 }
 
 async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
-    let networks_deleted = e.execute(PruneNetworks {}).await?;
+    let networks_deleted = e.execute(PruneNetworks { only: None }).await?;
     Ok(Json(PruneReply { networks_deleted }))
 }
 
 /// `GET /events`: the committed changes from now on, one JSON object per line (Docker's shape,
 /// with the store revision), until the client goes or weftd stops.
-async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
+pub(crate) async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
     let rx = e.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let line = match rx.recv().await {

@@ -1,6 +1,7 @@
 //! `weftd`: parses dockerd-style flags, opens the store and the engine, serves the API.
 
 mod api;
+mod docker_api;
 mod docker_plugin;
 mod server;
 mod stream;
