@@ -74,6 +74,28 @@ fn the_docker_cli_manages_weft_networks_and_reads_its_containers() {
     let nets = h.ok(&["network", "ls"]);
     assert!(!nets.contains("n2") && !nets.contains("n3"), "{nets}");
 
+    // docker events, filtered to networks: what the state layer publishes, in order.
+    let mut events = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", h.sock))
+        .args(["events", "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}}"])
+        .env("DOCKER_CONFIG", h.dir.join("docker-config"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    docker_ok(&h, &["network", "create", "n5"]);
+    docker_ok(&h, &["network", "connect", "n5", "c1"]);
+    docker_ok(&h, &["network", "disconnect", "n5", "c1"]);
+    docker_ok(&h, &["network", "rm", "n5"]);
+    h.run_d("c3", &["--net", "none"], &["true"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = events.kill();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().expect("docker events").stdout).to_string();
+    assert_eq!(seen.lines().collect::<Vec<_>>(), ["create n5", "connect n5", "disconnect n5", "destroy n5"], "docker events (no container events: filtered)");
+    let since = docker(&h, &["events", "--since", "10m", "--until", "1s"]);
+    assert!(!since.status.success() && text(&since).contains("from now on"), "a since in the past: {}", text(&since));
+
     // What weft does not serve says so.
     let images = docker(&h, &["image", "ls"]);
     assert!(!images.status.success() && text(&images).contains("weft does not serve"), "{}", text(&images));

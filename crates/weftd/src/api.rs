@@ -326,18 +326,38 @@ async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
 
 /// `GET /events`: the committed changes from now on, one JSON object per line (Docker's shape,
 /// with the store revision), until the client goes or weftd stops.
-pub(crate) async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
+async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
+    event_stream(&e, stopping, |_| true, None)
+}
+
+/// The event stream, the events `keep` keeps, until weftd stops, the client goes, or `until`
+/// (a deadline) passes.
+pub(crate) fn event_stream(e: &Arc<Engine>, stopping: Stopping, keep: impl Fn(&serde_json::Value) -> bool + Send + Sync + 'static, until: Option<std::time::Duration>) -> Response {
     let rx = e.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let line = match rx.recv().await {
-            Ok(ev) => ev.to_json(),
-            // A reader this far behind lost events: it is told, and goes on from here.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => serde_json::json!({"Type": "events", "Action": "lost", "Actor": {"Attributes": {"count": n.to_string()}}}),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok::<_, std::io::Error>(format!("{line}\n")), rx))
+    let keep = Arc::new(keep);
+    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+        let keep = keep.clone();
+        async move {
+            loop {
+                let line = match rx.recv().await {
+                    Ok(ev) => ev.to_json(),
+                    // A reader this far behind lost events: it is told, and goes on from here.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => serde_json::json!({"Type": "events", "Action": "lost", "Actor": {"Attributes": {"count": n.to_string()}}}),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                };
+                if keep(&line) {
+                    return Some((Ok::<_, std::io::Error>(format!("{line}\n")), rx));
+                }
+            }
+        }
     });
-    let stream = futures_util::StreamExt::take_until(stream, Box::pin(stopping.wait()));
+    let end = async move {
+        match until {
+            Some(d) => tokio::select! { () = stopping.wait() => {}, () = tokio::time::sleep(d) => {} },
+            None => stopping.wait().await,
+        }
+    };
+    let stream = futures_util::StreamExt::take_until(stream, Box::pin(end));
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     resp

@@ -335,7 +335,46 @@ async fn container(State(e): Eng, Path((v, id)): Path<(String, String)>) -> R<Js
     Ok(Json(container_inspect(&e.execute(InspectContainer { id }).await?)))
 }
 
-async fn events(Path(v): Path<String>, State(e): Eng, ext: axum::Extension<crate::api::Stopping>) -> R<Response> {
+/// `filters`: `type`, `event` (the action), `container` and `network` (an id prefix or a name),
+/// `label`; `until` ends the stream then. weft streams from now on: a `since` in the past is
+/// refused.
+async fn events(Path(v): Path<String>, State(e): Eng, axum::Extension(stopping): axum::Extension<crate::api::Stopping>, Query(q): Q) -> R<Response> {
     check(&v)?;
-    Ok(crate::api::events(State(e), ext).await)
+    let f = filters(&q)?;
+    for k in f.keys() {
+        if !["type", "event", "container", "network", "label"].contains(&k.as_str()) {
+            return Err(bad(format!("invalid filter '{k}'")));
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let time = |k: &str| -> R<Option<u64>> {
+        match q.get(k).filter(|s| !s.is_empty()) {
+            Some(s) => until_secs(s).map(Some).ok_or_else(|| bad(format!("invalid {k} {s:?}: expected a Unix time or an RFC 3339 date"))),
+            None => Ok(None),
+        }
+    };
+    if time("since")?.is_some_and(|s| s + 1 < now) {
+        return Err(bad("weft streams events from now on: a since in the past is not served"));
+    }
+    let until = time("until")?.map(|u| std::time::Duration::from_secs(u.saturating_sub(now)));
+    let keep = move |ev: &Value| {
+        let actor = &ev["Actor"];
+        let id = actor["ID"].as_str().unwrap_or_default();
+        let attr = |k: &str| actor["Attributes"][k].as_str().unwrap_or_default().to_string();
+        let kind = ev["Type"].as_str().unwrap_or_default();
+        let any = |k: &str, ok: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vals| vals.is_empty() || vals.iter().any(|v| ok(v)));
+        let names = |v: &str| !v.is_empty() && (id.starts_with(v) || attr("name") == v);
+        any("type", &|v| v == kind)
+            && any("event", &|v| ev["Action"].as_str() == Some(v))
+            && any("container", &|v| match kind {
+                "container" => names(v),
+                _ => attr("container").starts_with(v) || attr("container_name") == v,
+            })
+            && any("network", &|v| kind == "network" && names(v))
+            && any("label", &|v| match v.split_once('=') {
+                Some((k, x)) => attr(k) == x,
+                None => !attr(v).is_empty(),
+            })
+    };
+    Ok(crate::api::event_stream(&e, stopping, keep, until))
 }
