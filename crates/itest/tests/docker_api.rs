@@ -96,6 +96,19 @@ fn the_docker_cli_manages_weft_networks_and_reads_its_containers() {
     let since = docker(&h, &["events", "--since", "10m", "--until", "1s"]);
     assert!(!since.status.success() && text(&since).contains("from now on"), "a since in the past: {}", text(&since));
 
+    // Without the version prefix: Docker's bodies and filters are taken too (weft's own shapes
+    // stay weft's, unknown fields refused).
+    let json = Some("application/json");
+    let (code, _, body) = weft_itest::http(&h, "POST", "/networks/create", json, br#"{"Name":"n6","CheckDuplicate":true,"IPAM":{"Driver":"default","Config":[{"Subnet":"10.62.0.0/24"}]}}"#);
+    assert_eq!(code, 201, "{body}");
+    let (code, _, body) = weft_itest::http(&h, "GET", "/networks?filters=%7B%22name%22%3A%7B%22n6%22%3Atrue%7D%7D", None, b"");
+    assert!(code == 200 && body.contains("10.62.0.0/24") && !body.contains(r#""Name":"bridge""#), "{code} {body}");
+    let (code, _, body) = weft_itest::http(&h, "POST", "/networks/n6/connect", json, br#"{"Container":"c1","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.62.0.7"}}}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.n6.IPAddress}}", "c1"]), "10.62.0.7");
+    h.ok(&["network", "disconnect", "n6", "c1"]);
+    h.ok(&["network", "rm", "n6"]);
+
     // What weft does not serve says so.
     let images = docker(&h, &["image", "ls"]);
     assert!(!images.status.success() && text(&images).contains("weft does not serve"), "{}", text(&images));

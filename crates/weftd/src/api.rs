@@ -296,10 +296,29 @@ async fn stats(State(e): Eng, Path(id): Path<String>, Query(q): Q) -> ApiResult<
     Ok(Json(e.execute(Stats { id }).await?))
 }
 
-async fn networks(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {
+/// (Docker's `filters` apply here too, as under `/vX.YY/`.)
+async fn networks(State(e): Eng, Query(q): Q) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let f = weft_model::docker::parse_filters(q.get("filters").map(String::as_str)).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let containers = e.execute(ListContainers {}).await?;
     let refs: Vec<_> = containers.iter().collect();
-    Ok(Json(e.execute(ListNetworks {}).await?.iter().map(|n| network_inspect(n, &refs)).collect()))
+    let mut out = Vec::new();
+    for n in e.execute(ListNetworks {}).await? {
+        if weft_model::docker::network_matches(&n, &f).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))? {
+            out.push(network_inspect(&n, &refs));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// A body in weft's shape (unknown fields refused), or in Docker's if it has one of
+/// `docker_keys`, fields only Docker's shape has (unprefixed paths take both).
+fn weft_or_docker<W: serde::de::DeserializeOwned, D: serde::de::DeserializeOwned>(v: serde_json::Value, docker_keys: &[&str], from_docker: impl FnOnce(D) -> Result<W, weft_model::ModelError>) -> ApiResult<W> {
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
+    if docker_keys.iter().any(|k| v.get(k).is_some()) {
+        let d = serde_json::from_value::<D>(v).map_err(|e| bad(format!("invalid body: {e}")))?;
+        return from_docker(d).map_err(|e| bad(e.to_string()));
+    }
+    serde_json::from_value::<W>(v).map_err(|e| bad(format!("invalid body: {e}")))
 }
 
 async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
@@ -309,7 +328,8 @@ async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_
     Ok(Json(network_inspect(&n, &refs)))
 }
 
-async fn network_create(State(e): Eng, Body(spec): Body<NetworkSpec>) -> ApiResult<(StatusCode, Json<IdReply>)> {
+async fn network_create(State(e): Eng, Body(v): Body<serde_json::Value>) -> ApiResult<(StatusCode, Json<IdReply>)> {
+    let spec: NetworkSpec = weft_or_docker(v, &["IPAM", "CheckDuplicate", "EnableIPv6", "Attachable", "Ingress", "ConfigOnly", "ConfigFrom"], weft_model::docker::NetworkCreate::into_spec)?;
     let id = e.execute(CreateNetwork { spec }).await?.id;
     Ok((StatusCode::CREATED, Json(IdReply { id })))
 }
@@ -412,7 +432,8 @@ async fn collect_attachments(State(e): Eng, Body(spec): Body<CollectSpec>) -> Ap
     Ok(Json(e.execute(CollectAttachments { spec }).await?))
 }
 
-async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(spec): Body<ConnectSpec>) -> ApiResult<StatusCode> {
+async fn network_connect(State(e): Eng, Path(network): Path<String>, Body(v): Body<serde_json::Value>) -> ApiResult<StatusCode> {
+    let spec: ConnectSpec = weft_or_docker(v, &["EndpointConfig"], weft_model::docker::NetworkConnect::into_spec)?;
     e.execute(Connect { network, spec }).await?;
     Ok(StatusCode::OK)
 }
