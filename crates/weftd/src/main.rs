@@ -1,6 +1,7 @@
 //! `weftd`: parses dockerd-style flags, opens the store and the engine, serves the API.
 
 mod api;
+mod config_file;
 mod docker_api;
 mod docker_plugin;
 mod server;
@@ -20,6 +21,10 @@ use weft_ipam::AddressPool;
 #[derive(Parser, Debug)]
 #[command(name = "weftd", version, about = "weft container networking daemon")]
 struct Args {
+    /// Options as in dockerd's daemon.json (default /etc/weft/daemon.json, read if it exists);
+    /// flags given here win.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
     /// API socket.
     #[arg(short = 'H', long, default_value = "unix:///run/weft/weft.sock")]
     host: String,
@@ -206,7 +211,15 @@ fn socket_path(host: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = match config_file::args(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) if e.starts_with("config file") => {
+            eprintln!("weftd: {e}");
+            std::process::exit(1);
+        }
+        // clap's own output (--help, --version, a bad flag), as it prints it.
+        Err(_) => Args::parse(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
