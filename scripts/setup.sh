@@ -13,7 +13,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd docker.io python3-docker; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd docker.io python3-docker python3-prometheus-client; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

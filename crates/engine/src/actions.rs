@@ -22,6 +22,8 @@ use crate::{Engine, EngineError, Result};
 /// Something a client asks of the engine.
 pub trait Action: Send + 'static {
     type Reply: Send + 'static;
+    /// Its name in the metrics.
+    const KIND: &'static str;
     /// The span the action runs in.
     fn span(&self) -> tracing::Span;
     fn act(self, eng: Arc<Engine>) -> impl Future<Output = Result<Self::Reply>> + Send;
@@ -34,7 +36,9 @@ impl Engine {
         let eng = self.clone();
         let work = async move {
             let t0 = std::time::Instant::now();
+            let metrics = eng.clone();
             let r = action.act(eng).await;
+            metrics.metrics.action(A::KIND, r.is_ok(), t0.elapsed().as_secs_f64());
             match &r {
                 Ok(_) => tracing::debug!(us = t0.elapsed().as_micros() as u64, "done"),
                 Err(e) => tracing::info!(error = %e, "refused or failed"),
@@ -55,6 +59,7 @@ macro_rules! action {
 
         impl Action for $name {
             type Reply = $reply;
+            const KIND: &'static str = stringify!($name);
             fn span(&self) -> tracing::Span {
                 let $s = self;
                 $span

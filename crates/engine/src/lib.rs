@@ -23,6 +23,7 @@ mod follow;
 mod globals;
 mod keys;
 mod limits;
+mod metrics;
 mod mirror;
 mod network;
 mod networks;
@@ -375,6 +376,8 @@ pub struct Engine {
     pub(crate) ctr_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host's resolvers, read at start (the default upstreams of the embedded DNS).
     pub(crate) host_resolv: files::Resolv,
+    /// What `GET /metrics` reports of the actions.
+    pub(crate) metrics: metrics::Metrics,
     /// Wakes the followers of container logs.
     pub(crate) logs: stdio::LogWatch,
     /// Where containers' cgroups are (`--cgroup-parent` in this machine's hierarchies).
@@ -408,6 +411,7 @@ impl Engine {
             forwarder,
             ctr_locks: Mutex::default(),
             host_resolv: weft_dns::host_resolv(),
+            metrics: metrics::Metrics::default(),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
             cgroups,
             events: events::Events::default(),

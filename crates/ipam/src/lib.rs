@@ -111,7 +111,7 @@ impl Pool {
     fn offset(&self, a: Ipv4Addr) -> Option<u32> {
         self.range.contains(&a).then(|| u32::from(a) - u32::from(self.range.network()))
     }
-    fn size(&self) -> u32 {
+    pub fn size(&self) -> u32 {
         (1u64 << (32 - self.range.prefix_len())).min(u64::from(u32::MAX)) as u32
     }
     fn get(&self, off: u32) -> bool {

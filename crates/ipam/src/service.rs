@@ -52,6 +52,11 @@ impl Ipam {
         self.nets.get(id).is_some_and(|n| n.v6.is_some())
     }
 
+    /// Network `id`'s IPv4 addresses in use (endpoints, the gateway, claims) and in all.
+    pub fn usage(&self, id: &str) -> Option<(usize, u64)> {
+        self.nets.get(id).map(|n| (n.v4.in_use(), u64::from(n.v4.size())))
+    }
+
     /// Whether network `id` has no IPv4 address left.
     pub fn is_full(&self, id: &str) -> bool {
         self.nets.get(id).is_some_and(|n| n.v4.is_full())

@@ -138,7 +138,8 @@ net.disconnect("c1")
 net.remove()
 print("containers", sorted(x.name for x in c.containers.list()))
 "#;
-    let o = Command::new("python3").args(["-c", script, &h.sock]).output().expect("python3 (scripts/setup.sh installs python3-docker)");
+    // Debian's interpreter, where python3-docker is (not another python3 on the PATH).
+    let o = Command::new("/usr/bin/python3").args(["-c", script, &h.sock]).output().expect("python3 (scripts/setup.sh installs python3-docker)");
     let out = text(&o);
     assert!(o.status.success(), "docker-py: {out}");
     for line in ["api 1.41", "subnet 10.61.0.0/24", "members ['c1']", "listed ['py1']", "containers ['c1']"] {

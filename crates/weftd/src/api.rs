@@ -118,6 +118,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/nodes", get(nodes))
         .route("/events", get(events))
+        .route("/metrics", get(metrics))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
         .route("/links", get(p2p_links))
@@ -381,6 +382,11 @@ pub(crate) fn event_stream(e: &Arc<Engine>, stopping: Stopping, keep: impl Fn(&s
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     resp
+}
+
+/// Prometheus metrics, in the OpenMetrics text format.
+pub(crate) async fn metrics(State(e): Eng) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], e.metrics_text()).into_response()
 }
 
 async fn nodes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {

@@ -130,6 +130,10 @@ struct Args {
     /// Pids limit of containers run without --pids-limit (0 or -1: none, as Docker's default).
     #[arg(long, default_value_t = weft_engine::config::DEFAULT_PIDS_LIMIT as i64, allow_negative_numbers = true)]
     default_pids_limit: i64,
+    /// Also serve `GET /metrics` (Prometheus) over TCP at ADDR:PORT (it is always on the API
+    /// socket).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Also serve Docker's plugin protocol (network and IPAM driver `weft`) on this unix
     /// socket: point dockerd at it with /etc/docker/plugins/weft.spec (`docs/integrations.md`).
     #[arg(long)]
@@ -326,6 +330,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down; containers keep running");
     };
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = args.metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr} for metrics"))?;
+        let router = axum::Router::new().route("/metrics", axum::routing::get(api::metrics)).with_state(engine.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "metrics listener");
+            }
+        });
+        tracing::info!(%addr, "serving metrics");
+    }
     if let Some(path) = &args.docker_plugin_socket {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

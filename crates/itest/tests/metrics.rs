@@ -1,0 +1,72 @@
+//! `GET /metrics` (issue 22): Prometheus metrics on the API socket and on `--metrics-addr`,
+//! parsed with the Prometheus client's own OpenMetrics parser (Debian's python3-prometheus-client);
+//! the counters move after a run.
+
+use std::process::Command;
+
+use weft_itest::{text, Host};
+
+/// The scrape parsed: `name{labels} value` per sample, one per line.
+fn samples(h: &Host, exposition: &str) -> String {
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        print(f"{s.name}{{{labels}}} {s.value}")
+"#;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/setup.sh installs python3-prometheus-client)");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), exposition.as_bytes()).expect("write");
+    let o = child.wait_with_output().expect("parser");
+    assert!(o.status.success(), "the OpenMetrics parser refused weftd's metrics: {}\n{exposition}\n{}", text(&o), h.sock);
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn value(samples: &str, sample: &str) -> f64 {
+    samples.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_parse_and_move_after_a_run() {
+    let mut h = Host::new("met");
+    h.start(&["--metrics-addr", "127.0.0.1:9323"]);
+    let scrape = |h: &Host| {
+        let (code, head, body) = weft_itest::http(h, "GET", "/metrics", None, b"");
+        assert_eq!(code, 200, "{head}");
+        assert!(head.to_ascii_lowercase().contains("application/openmetrics-text"), "{head}");
+        samples(h, &body)
+    };
+    let before = scrape(&h);
+    let runs = r#"weft_action_duration_seconds_count{action="Run",outcome="ok"}"#;
+    assert_eq!(value(&before, runs), 0.0);
+    assert_eq!(value(&before, r#"weft_endpoints{driver="bridge",network="bridge"}"#), 0.0);
+    let used_before = value(&before, r#"weft_ipam_addresses_used{driver="bridge",network="bridge"}"#);
+    assert!(used_before >= 1.0, "the gateway is in use: {before}");
+    assert_eq!(value(&before, r#"weft_ipam_addresses{driver="bridge",network="bridge"}"#), 65536.0);
+
+    h.run_d("web", &["-p", "8080:80"], &["sleep", "300"]);
+    let fail = h.fails(&["run", "-d", "--name", "web", "--", "true"]);
+    assert!(fail.contains("web"), "{fail}");
+    let after = scrape(&h);
+    assert_eq!(value(&after, runs), 1.0, "{after}");
+    assert_eq!(value(&after, r#"weft_action_duration_seconds_count{action="Run",outcome="error"}"#), 1.0, "the refused run: {after}");
+    assert!(value(&after, r#"weft_action_duration_seconds_sum{action="Run",outcome="ok"}"#) > 0.0);
+    assert_eq!(value(&after, r#"weft_endpoints{driver="bridge",network="bridge"}"#), 1.0);
+    assert_eq!(value(&after, r#"weft_ipam_addresses_used{driver="bridge",network="bridge"}"#), used_before + 1.0);
+    assert_eq!(value(&after, "weft_published_ports{}"), 1.0);
+    assert_eq!(value(&after, "weft_containers_running{}"), 1.0);
+
+    // The same over TCP (--metrics-addr), from inside the host's namespace.
+    let o = h.sh("busybox wget -q -O- http://127.0.0.1:9323/metrics");
+    assert!(o.status.success(), "metrics over TCP: {}", text(&o));
+    let tcp = samples(&h, &String::from_utf8_lossy(&o.stdout));
+    assert_eq!(value(&tcp, runs), 1.0, "{tcp}");
+    h.finish();
+}
