@@ -115,3 +115,33 @@ fn events_tell_what_committed_in_order() {
     until(&rx, "network", "destroy");
     h.finish();
 }
+
+/// `weft events --format --filter --until`, as `docker events`: run, stop and rm of a container
+/// in order, a filter to one type, and the stream ending at `--until`; a `--since` in the past
+/// is refused (weft streams from now on).
+#[test]
+fn weft_events_formats_filters_and_ends_at_until() {
+    let mut h = Host::new("evf");
+    h.start(&[]);
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() + 6).to_string();
+    let spawn = |extra: &[&str]| {
+        let mut args = vec!["events", "--until", until.as_str()];
+        args.extend_from_slice(extra);
+        h.cli().args(&args).stdout(Stdio::piped()).spawn().expect("weft events")
+    };
+    let all = spawn(&["--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"]);
+    let nets = spawn(&["--filter", "type=network", "--format", "{{.Action}}"]);
+    std::thread::sleep(Duration::from_millis(500));
+    h.run_d("c1", &[], &["sleep", "300"]);
+    h.ok(&["stop", "-t", "0", "c1"]);
+    h.ok(&["rm", "c1"]);
+    // Both end by themselves at --until.
+    let lines = |c: std::process::Child| String::from_utf8_lossy(&c.wait_with_output().expect("weft events").stdout).lines().map(str::to_string).collect::<Vec<_>>();
+    let seen = lines(all);
+    assert_eq!(seen, ["container create c1", "container start c1", "network connect bridge", "network disconnect bridge", "container die c1", "container destroy c1"], "run, stop, rm in order");
+    assert_eq!(lines(nets), ["connect", "disconnect"], "--filter type=network");
+    let past = h.fails(&["events", "--since", "10m"]);
+    assert!(past.contains("from now on"), "{past}");
+    assert!(h.fails(&["events", "--filter", "nonsense"]).contains("KEY=VALUE"));
+    h.finish();
+}

@@ -228,6 +228,18 @@ enum Cmd {
         /// One JSON object per line (Docker's shape, with the store revision).
         #[arg(long)]
         json: bool,
+        /// KEY=VALUE, as docker events: type, event, container, network, label (repeatable).
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// A Go template per event, e.g. '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'.
+        #[arg(long)]
+        format: Option<String>,
+        /// Stop at this time: a Unix time, an RFC 3339 date, or a duration ago (10s, 5m, 1h), as docker's.
+        #[arg(long)]
+        until: Option<String>,
+        /// From this time (weft streams from now on: a time in the past is refused).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Point-to-point links between two containers or attached namespaces.
     #[command(subcommand)]
@@ -553,8 +565,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             c.json(Method::POST, &format!("/networks/{}/disconnect", enc(&network)), Some(serde_json::to_value(&spec)?)).await?;
             Ok(Outcome::Exit(0))
         }
-        Cmd::Events { json } => {
-            let resp = c.request(Method::GET, "/events", None).await?;
+        Cmd::Events { json, filter, format, until, since } => {
+            let mut filters = serde_json::Map::new();
+            for f in &filter {
+                let (k, v) = f.split_once('=').with_context(|| format!("invalid --filter {f:?}: expected KEY=VALUE"))?;
+                filters.entry(k.to_string()).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(v.to_string(), json!(true)));
+            }
+            let mut query = vec![format!("filters={}", enc(&Value::Object(filters).to_string()))];
+            for (k, t) in [("until", until), ("since", since)] {
+                if let Some(t) = t {
+                    query.push(format!("{k}={}", enc(&event_time(&t)?)));
+                }
+            }
+            let resp = c.request(Method::GET, &format!("/events?{}", query.join("&")), None).await?;
             let mut body = resp.into_body();
             let mut out = std::io::stdout();
             let mut pending = Vec::new();
@@ -566,6 +589,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     let v: serde_json::Value = serde_json::from_slice(&line)?;
                     if json {
                         out.write_all(&line)?;
+                    } else if let Some(f) = &format {
+                        writeln!(out, "{}", render_template(f, &v)?)?;
                     } else {
                         writeln!(out, "{}", event_line(&v))?;
                     }
@@ -761,6 +786,25 @@ async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty:
 }
 
 /// An event as `docker events` prints it: `TIME TYPE ACTION ID (k=v, …)`, with the revision.
+/// A time of `--since`/`--until`, as docker's: a duration (`10s`, `5m`, `1h`) is that long ago;
+/// a Unix time or an RFC 3339 date goes as it is.
+fn event_time(t: &str) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let unit = |u: &str| match u {
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        _ => None,
+    };
+    if let Some((n, u)) = t.char_indices().last().and_then(|(i, _)| Some((t[..i].parse::<u64>().ok()?, unit(&t[i..])?))) {
+        return Ok(now.saturating_sub(n * u).to_string());
+    }
+    if t.parse::<u64>().is_ok() || weft_model::parse_rfc3339(t).is_some() {
+        return Ok(t.to_string());
+    }
+    bail!("invalid time {t:?}: expected a Unix time, an RFC 3339 date or a duration such as 10s, 5m, 1h")
+}
+
 fn event_line(v: &serde_json::Value) -> String {
     let attrs: Vec<String> = v["Actor"]["Attributes"].as_object().into_iter().flatten().map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default())).collect();
     let nanos = v["timeNano"].as_u64().unwrap_or_default();

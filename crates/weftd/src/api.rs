@@ -117,7 +117,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/nodes", get(nodes))
-        .route("/events", get(events))
+        .route("/events", get(crate::docker_api::filtered_events))
         .route("/metrics", get(metrics))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
@@ -347,10 +347,6 @@ async fn network_prune(State(e): Eng) -> ApiResult<Json<PruneReply>> {
 
 /// `GET /events`: the committed changes from now on, one JSON object per line (Docker's shape,
 /// with the store revision), until the client goes or weftd stops.
-async fn events(State(e): Eng, axum::Extension(stopping): axum::Extension<Stopping>) -> Response {
-    event_stream(&e, stopping, |_| true, None)
-}
-
 /// The event stream, the events `keep` keeps, until weftd stops, the client goes, or `until`
 /// (a deadline) passes.
 pub(crate) fn event_stream(e: &Arc<Engine>, stopping: Stopping, keep: impl Fn(&serde_json::Value) -> bool + Send + Sync + 'static, until: Option<std::time::Duration>) -> Response {

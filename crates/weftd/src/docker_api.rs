@@ -338,8 +338,13 @@ async fn container(State(e): Eng, Path((v, id)): Path<(String, String)>) -> R<Js
 /// `filters`: `type`, `event` (the action), `container` and `network` (an id prefix or a name),
 /// `label`; `until` ends the stream then. weft streams from now on: a `since` in the past is
 /// refused.
-async fn events(Path(v): Path<String>, State(e): Eng, axum::Extension(stopping): axum::Extension<crate::api::Stopping>, Query(q): Q) -> R<Response> {
+async fn events(Path(v): Path<String>, State(e): Eng, stopping: axum::Extension<crate::api::Stopping>, q: Q) -> R<Response> {
     check(&v)?;
+    filtered_events(State(e), stopping, q).await
+}
+
+/// The event stream with Docker's query (also weft's own `GET /events`, and `weft events`).
+pub(crate) async fn filtered_events(State(e): Eng, axum::Extension(stopping): axum::Extension<crate::api::Stopping>, Query(q): Q) -> R<Response> {
     let f = filters(&q)?;
     for k in f.keys() {
         if !["type", "event", "container", "network", "label"].contains(&k.as_str()) {
