@@ -122,6 +122,19 @@ struct RunArgs {
     cmd: Vec<String>,
 }
 
+/// `--filter` and `--format` of the `ls` commands, as docker's.
+#[derive(clap::Args, Default)]
+struct ListOpts {
+    /// KEY=VALUE (repeatable; a key's values are alternatives, keys all apply): name (a part of
+    /// it), id (a prefix), and the list's own keys (ps: status, network; network ls: driver,
+    /// scope, label).
+    #[arg(short = 'f', long = "filter")]
+    filter: Vec<String>,
+    /// A Go template per row, e.g. '{{.Name}}', or `json` (one object per line).
+    #[arg(long)]
+    format: Option<String>,
+}
+
 #[derive(Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
 enum Cmd {
@@ -133,6 +146,8 @@ enum Cmd {
         all: bool,
         #[arg(short = 'q', long)]
         quiet: bool,
+        #[command(flatten)]
+        list: ListOpts,
     },
     /// Docker-shaped JSON of containers.
     Inspect {
@@ -267,7 +282,7 @@ enum LinkCmd {
         b: String,
     },
     /// List links.
-    Ls,
+    Ls(ListOpts),
     /// JSON of links (id, id prefix, or A:B).
     Inspect {
         #[arg(short = 'f', long)]
@@ -292,7 +307,7 @@ enum NodeCmd {
 #[derive(Subcommand)]
 enum SandboxCmd {
     /// List attached namespaces.
-    Ls,
+    Ls(ListOpts),
     /// JSON of attached namespaces.
     Inspect {
         #[arg(short = 'f', long)]
@@ -380,7 +395,7 @@ enum NetCmd {
         container: String,
     },
     /// List networks.
-    Ls,
+    Ls(ListOpts),
     /// Docker-shaped JSON of networks.
     Inspect {
         #[arg(short = 'f', long)]
@@ -408,6 +423,52 @@ enum Outcome {
     Exit(i32),
 }
 
+/// The rows of an `ls` kept by `--filter` (`keys`: filter key -> the row's field, a dotted path;
+/// a key may name several fields, any matching), or `None` once `--format` printed them.
+fn listed(rows: Value, o: &ListOpts, keys: &[(&str, &str)]) -> anyhow::Result<Option<Value>> {
+    let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+    for f in &o.filter {
+        let (k, v) = f.split_once('=').with_context(|| format!("invalid --filter {f:?}: expected KEY=VALUE"))?;
+        if !keys.iter().any(|(key, _)| *key == k) {
+            bail!("invalid filter '{k}': this list filters by {}", keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "));
+        }
+        match wanted.iter_mut().find(|(key, _)| key == k) {
+            Some((_, vals)) => vals.push(v.to_string()),
+            None => wanted.push((k.to_string(), vec![v.to_string()])),
+        }
+    }
+    let field = |row: &Value, path: &str| path.split('.').fold(row.clone(), |v, p| v[p].clone());
+    let matches = |row: &Value, key: &str, want: &str| {
+        keys.iter().filter(|(k, _)| *k == key).any(|(_, path)| {
+            let v = field(row, path);
+            match (key, &v) {
+                ("label", Value::Object(m)) => match want.split_once('=') {
+                    Some((lk, lv)) => m.get(lk).and_then(Value::as_str) == Some(lv),
+                    None => m.contains_key(want),
+                },
+                ("name", _) => v.as_str().is_some_and(|s| s.contains(want)),
+                ("id", _) => v.as_str().is_some_and(|s| s.starts_with(want)),
+                // (A status "Exited (0)" is `exited`, as docker's.)
+                _ => v.as_str().is_some_and(|s| s == want || s.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case(want))),
+            }
+        })
+    };
+    let kept: Vec<Value> = rows.as_array().into_iter().flatten().filter(|r| wanted.iter().all(|(k, vals)| vals.iter().any(|v| matches(r, k, v)))).cloned().collect();
+    match o.format.as_deref() {
+        None => Ok(Some(Value::Array(kept))),
+        Some("json") => {
+            kept.iter().for_each(|r| println!("{r}"));
+            Ok(None)
+        }
+        Some(f) => {
+            for r in &kept {
+                println!("{}", render_template(f, r)?);
+            }
+            Ok(None)
+        }
+    }
+}
+
 fn print_formatted(format: &Option<String>, items: Vec<Value>) -> anyhow::Result<()> {
     match format {
         Some(f) => {
@@ -424,8 +485,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     let c = Client::new(&cli.host)?;
     match cli.cmd {
         Cmd::Run(a) => run(&c, a).await,
-        Cmd::Ps { all, quiet } => {
+        Cmd::Ps { all, quiet, list } => {
             let v = c.json(Method::GET, &format!("/containers/json?all={}", u8::from(all)), None).await?;
+            let Some(v) = listed(v, &list, &[("name", "Name"), ("id", "Id"), ("status", "Status"), ("network", "NetworkMode")])? else { return Ok(Outcome::Exit(0)) };
             let rows: Vec<ContainerSummary> = serde_json::from_value(v)?;
             if quiet {
                 rows.iter().for_each(|r| println!("{}", short_id(&r.id)));
@@ -609,8 +671,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Exit(0))
         }
-        Cmd::Sandbox(SandboxCmd::Ls) => {
+        Cmd::Sandbox(SandboxCmd::Ls(list)) => {
             let v = c.json(Method::GET, "/sandboxes", None).await?;
+            let Some(v) = listed(v, &list, &[("name", "Name"), ("network", "Network")])? else { return Ok(Outcome::Exit(0)) };
             println!("{:<20}  {:<16}  {:<15}  {:<8}  NETNS", "NAME", "NETWORK", "IP", "PID");
             for s in v.as_array().into_iter().flatten() {
                 let pid = s["Pid"].as_u64().map(|p| p.to_string()).unwrap_or_default();
@@ -625,8 +688,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             println!("{}", r.id);
             Ok(Outcome::Exit(0))
         }
-        Cmd::Link(LinkCmd::Ls) => {
+        Cmd::Link(LinkCmd::Ls(list)) => {
             let v = c.json(Method::GET, "/links", None).await?;
+            let Some(v) = listed(v, &list, &[("id", "Id"), ("name", "A.Name"), ("name", "B.Name")])? else { return Ok(Outcome::Exit(0)) };
             println!("{:<12}  {:<34}  B", "LINK ID", "A");
             let end = |e: &serde_json::Value| format!("{}:{} {}", e["Name"].as_str().unwrap_or_default(), e["Interface"].as_str().unwrap_or_default(), e["Address"].as_str().unwrap_or_default());
             for l in v.as_array().into_iter().flatten() {
@@ -639,8 +703,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Cmd::Sandbox(SandboxCmd::Inspect { format, names }) => {
             inspect(&c, &names, &format, |n| format!("/sandboxes/{}", enc(n))).await
         }
-        Cmd::Network(NetCmd::Ls) => {
+        Cmd::Network(NetCmd::Ls(list)) => {
             let v = c.json(Method::GET, "/networks", None).await?;
+            let Some(v) = listed(v, &list, &[("name", "Name"), ("id", "Id"), ("driver", "Driver"), ("scope", "Scope"), ("label", "Labels")])? else { return Ok(Outcome::Exit(0)) };
             println!("{:<12}  {:<20}  {:<8}  SCOPE", "NETWORK ID", "NAME", "DRIVER");
             for n in v.as_array().into_iter().flatten() {
                 println!("{:<12}  {:<20}  {:<8}  {}", short_id(n["Id"].as_str().unwrap_or_default()), n["Name"].as_str().unwrap_or_default(), n["Driver"].as_str().unwrap_or_default(), n["Scope"].as_str().unwrap_or_default());

@@ -1,0 +1,41 @@
+//! `--filter` and `--format` on the lists (issue 22): `ps`, `network ls`, `sandbox ls`, `link ls`
+//! filtered and formatted as docker's, and a bad filter refused in one line.
+
+use weft_itest::{Host, Netns};
+
+#[test]
+fn lists_filter_and_format_as_dockers() {
+    let mut h = Host::new("lst");
+    h.start(&[]);
+    h.ok(&["network", "create", "--label", "team=a", "front"]);
+    h.ok(&["network", "create", "back"]);
+    h.run_d("c1", &[], &["sleep", "300"]);
+    h.run_d("c2", &["--network", "front"], &["sleep", "300"]);
+    h.run_d("c3", &["--net", "none"], &["true"]);
+    h.ok(&["wait", "c3"]);
+    let lines = |args: &[&str]| {
+        let mut v: Vec<String> = h.ok(args).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&["ps", "--format", "{{.Name}}"]), ["c1", "c2"]);
+    assert_eq!(lines(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Name}}"]), ["c3"], "{}", h.ok(&["ps", "-a", "--format", "json"]));
+    assert_eq!(lines(&["ps", "--filter", "network=front", "--format", "{{.Name}} {{.NetworkMode}}"]), ["c2 front"]);
+    assert_eq!(lines(&["ps", "--filter", "name=c", "--filter", "name=nothing", "--format", "{{.Name}}"]), ["c1", "c2"], "a key's values are alternatives");
+    let json: Vec<serde_json::Value> = h.ok(&["ps", "--format", "json"]).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert_eq!(json.len(), 2);
+    assert_eq!(lines(&["network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}"]), ["front"]);
+    assert_eq!(lines(&["network", "ls", "--filter", "name=ba", "--format", "{{.Name}} {{.Driver}}"]), ["back bridge"]);
+    let ns = Netns::named(&h, "s1");
+    h.ok(&["network", "connect", "--netns", &ns.path(), "--name", "probe", "back"]);
+    assert_eq!(lines(&["sandbox", "ls", "--filter", "network=back", "--format", "{{.Name}}"]), ["probe"]);
+    h.ok(&["link", "create", "c1", "probe"]);
+    assert_eq!(lines(&["link", "ls", "--filter", "name=probe", "--format", "{{.A.Name}}-{{.B.Name}}"]), ["c1-probe"]);
+    assert!(h.ok(&["link", "ls", "--filter", "name=c2", "--format", "{{.Id}}"]).is_empty());
+    let bad = h.fails(&["ps", "--filter", "driver=bridge"]);
+    assert!(bad.contains("invalid filter 'driver'") && bad.lines().count() == 1, "{bad}");
+    assert!(h.fails(&["network", "ls", "--filter", "nonsense"]).contains("KEY=VALUE"));
+    h.ok(&["network", "disconnect", "back", "probe"]);
+    drop(ns);
+    h.finish();
+}
