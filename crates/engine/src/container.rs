@@ -426,7 +426,8 @@ impl Engine {
             _ => false,
         };
         let host_resolv = files::parse_resolv(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-        let dns = if spec.dns.is_empty() { &self.cfg.dns } else { &spec.dns };
+        let daemon_dns = self.daemon_dns();
+        let dns = if spec.dns.is_empty() { &daemon_dns } else { &spec.dns };
         let resolv = if dns_client {
             weft_dns::container_resolv(&self.host_resolv, &spec.dns_search, &spec.dns_options)
         } else {

@@ -378,6 +378,8 @@ pub struct Engine {
     pub(crate) host_resolv: files::Resolv,
     /// What `GET /metrics` reports of the actions.
     pub(crate) metrics: metrics::Metrics,
+    /// The daemon's DNS servers (`--dns`): `cfg.dns` until a reload changes them.
+    daemon_dns: std::sync::RwLock<Vec<std::net::IpAddr>>,
     /// Wakes the followers of container logs.
     pub(crate) logs: stdio::LogWatch,
     /// Where containers' cgroups are (`--cgroup-parent` in this machine's hierarchies).
@@ -391,6 +393,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the store, sets up the default network and reconciles state and kernel.
     pub async fn open(cfg: Config, store: Arc<dyn Store>) -> Result<Arc<Self>> {
+        let daemon_dns = cfg.dns.clone();
         cfg.validate()?;
         for dir in [cfg.exec_root.join("netns"), cfg.exec_root.join("containers"), cfg.data_root.join("containers")] {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
@@ -412,6 +415,7 @@ impl Engine {
             ctr_locks: Mutex::default(),
             host_resolv: weft_dns::host_resolv(),
             metrics: metrics::Metrics::default(),
+            daemon_dns: std::sync::RwLock::new(daemon_dns),
             logs: stdio::LogWatch::start().map_err(|source| EngineError::Io { op: "start", path: "inotify log watch".into(), source })?,
             cgroups,
             events: events::Events::default(),
@@ -462,12 +466,30 @@ impl Engine {
     pub(crate) fn dns_update(&self, id: &str) {
         let entry = {
             let st = self.lock();
-            st.containers.get(id).filter(|c| c.state.status == weft_model::Status::Running).map(|c| dns_entry(&st, c, &self.cfg.dns, &self.host_resolv))
+            st.containers.get(id).filter(|c| c.state.status == weft_model::Status::Running).map(|c| dns_entry(&st, c, &self.daemon_dns(), &self.host_resolv))
         };
         self.resolver.update(|idx| match entry {
             Some((endpoints, client)) => idx.set_container(id, endpoints, client),
             None => idx.remove_container(id),
         });
+    }
+
+    /// The daemon's DNS servers now.
+    pub(crate) fn daemon_dns(&self) -> Vec<std::net::IpAddr> {
+        self.daemon_dns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the daemon's DNS servers (a reload): containers started from now on get them in
+    /// their resolv.conf, and the embedded DNS forwards every running container's questions to
+    /// them at once (those with their own `--dns` keep theirs).
+    pub fn set_daemon_dns(&self, dns: Vec<std::net::IpAddr>) {
+        *self.daemon_dns.write().unwrap_or_else(|p| p.into_inner()) = dns;
+        let (containers, sandboxes): (Vec<String>, Vec<String>) = {
+            let st = self.lock();
+            (st.containers.keys().cloned().collect(), st.sandboxes.keys().cloned().collect())
+        };
+        containers.iter().for_each(|id| self.dns_update(id));
+        sandboxes.iter().for_each(|k| self.dns_update_sandbox(k));
     }
 
     /// Starts serving the embedded DNS inside container `id`'s namespace (idempotent).

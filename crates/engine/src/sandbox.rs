@@ -275,7 +275,7 @@ impl Engine {
                 let client = resolves_through_weft(s).then(|| weft_dns::ClientView {
                     networks: s.sandbox.endpoints.iter().map(|e| e.network_id.clone()).collect(),
                     internal_only: s.sandbox.endpoints.iter().all(|e| st.networks.get(&e.network_id).is_some_and(|n| n.rec.internal)),
-                    upstream: weft_dns::upstreams(&[], &self.cfg.dns, &self.host_resolv),
+                    upstream: weft_dns::upstreams(&[], &self.daemon_dns(), &self.host_resolv),
                 });
                 (crate::dns_names(&s.key, &[], &s.sandbox), client)
             })

@@ -49,3 +49,40 @@ fn daemon_json_configures_the_default_bridge_and_flags_win() {
     assert!(ipam.contains("10.66.") && ipam.contains("/24"), "default-address-pools: {ipam}");
     h.finish();
 }
+
+/// SIGHUP reads the configuration again: the DNS servers change at once for running containers
+/// (the embedded DNS forwards to the new one), the log level changes, and a key that needs a
+/// restart is named as such.
+#[test]
+fn sighup_reloads_dns_servers_and_log_level_and_names_the_rest() {
+    let mut h = Host::new("hup");
+    let conf = h.dir.join("daemon.json");
+    std::fs::write(&conf, r#"{"dns": ["198.51.100.2"], "log-level": "info"}"#).expect("config");
+    let conf_arg = conf.display().to_string();
+    h.start(&["--config-file", &conf_arg]);
+    let out = h.outside("198.51.100.1", "198.51.100.2");
+    let o = std::process::Command::new("ip").args(["-n", &out, "addr", "add", "198.51.100.3/24", "dev", "eth0"]).output().expect("ip");
+    assert!(o.status.success(), "a second upstream address");
+    let _first = weft_itest::dns_server(&out, "198.51.100.2", "db.example.test", "203.0.113.7", "0");
+    let _second = weft_itest::dns_server(&out, "198.51.100.3", "db.example.test", "203.0.113.8", "0");
+    h.ok(&["network", "create", "front"]);
+    h.run_d("c1", &["--network", "front"], &["sleep", "300"]);
+    let answer = |h: &Host| String::from_utf8_lossy(&h.exec("c1", &["nslookup", "db.example.test", "127.0.0.11"]).stdout).to_string();
+    assert!(answer(&h).contains("203.0.113.7"), "through the first server: {}", answer(&h));
+
+    std::fs::write(&conf, r#"{"dns": ["198.51.100.3"], "log-level": "debug", "mtu": 1400}"#).expect("config");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.daemon_pid() as i32), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    weft_itest::eventually("the second server answers for the running container", || answer(&h).contains("203.0.113.8"));
+    let log = h.daemon_log();
+    assert!(log.contains("SIGHUP: DNS servers changed") && log.contains("SIGHUP: log level changed"), "{log}");
+    assert!(log.lines().any(|l| l.contains("SIGHUP: changed, applied when weftd restarts") && l.contains("keys=mtu")), "{log}");
+    h.ok(&["ps"]);
+    assert!(h.daemon_log().lines().any(|l| l.contains("DEBUG")), "debug lines once the level is debug");
+    // A bad file on SIGHUP changes nothing and says so.
+    std::fs::write(&conf, r#"{"dns": ["nonsense"]}"#).expect("config");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(h.daemon_pid() as i32), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    weft_itest::eventually("the refusal is logged", || h.daemon_log().contains("SIGHUP: the configuration was not reloaded"));
+    assert!(answer(&h).contains("203.0.113.8"), "still the second server");
+    drop((_first, _second));
+    h.finish();
+}

@@ -224,20 +224,76 @@ fn main() {
         // clap's own output (--help, --version, a bad flag), as it prints it.
         Err(_) => Args::parse(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colours for a terminal only: a log file (or journald) gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The filter can change on SIGHUP (`reload_on_hangup`).
+    let (filter, log_filter) = tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| "info".into()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colours for a terminal only: a log file (or journald) gets plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(serve(args)) {
+    if let Err(e) = rt.block_on(serve(args, log_filter)) {
         eprintln!("weftd: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+type LogFilter = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// On SIGHUP: reads the configuration again (the command line and the config file) and applies
+/// what can change live, the log level and the DNS servers; what else changed is named as
+/// needing a restart.
+fn reload_on_hangup(engine: Arc<Engine>, mut running: Args, log: LogFilter) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let new: Args = match config_file::args(std::env::args().collect()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e.lines().next().unwrap_or_default(), "SIGHUP: the configuration was not reloaded");
+                    continue;
+                }
+            };
+            if new.log_level != running.log_level {
+                match tracing_subscriber::EnvFilter::try_new(&new.log_level).map_err(|e| e.to_string()).and_then(|f| log.reload(f).map_err(|e| e.to_string())) {
+                    Ok(()) => tracing::info!(level = %new.log_level, "SIGHUP: log level changed"),
+                    Err(e) => tracing::error!(level = %new.log_level, error = %e, "SIGHUP: log level not changed"),
+                }
+            }
+            if new.dns != running.dns {
+                engine.set_daemon_dns(new.dns.clone());
+                tracing::info!(dns = ?new.dns, "SIGHUP: DNS servers changed");
+            }
+            let restart: Vec<String> = fields(&running).into_iter().zip(fields(&new)).filter(|(a, b)| a != b && !["log_level", "dns"].contains(&a.0.as_str())).map(|(a, _)| a.0.replace('_', "-")).collect();
+            if !restart.is_empty() {
+                tracing::warn!(keys = %restart.join(", "), "SIGHUP: changed, applied when weftd restarts");
+            }
+            running = Args { log_level: new.log_level, dns: new.dns, ..running };
+        }
+    });
+    Ok(())
+}
+
+/// Args' fields and their values, by name (from its Debug form).
+fn fields(a: &Args) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in format!("{a:#?}").lines().skip(1) {
+        match (line.strip_prefix("    ").filter(|l| !l.starts_with(' ')).and_then(|l| l.split_once(": ")), out.last_mut()) {
+            (Some((k, v)), _) => out.push((k.to_string(), v.to_string())),
+            (None, Some(last)) => last.1.push_str(line.trim()),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+async fn serve(args: Args, log_filter: LogFilter) -> anyhow::Result<()> {
     let sock = socket_path(&args.host)?;
     if let Err(e) = weft_kernel::raise_nofile_limit() {
         tracing::warn!(error = %e, "open-files limit stays low: fewer ports can be published");
@@ -316,6 +372,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
     };
     let engine = Engine::open(cfg, store).await?;
+    // What runs now, to tell a reload what changed (parsed again: `args` was taken apart above).
+    let running: Args = config_file::args(std::env::args().collect()).map_err(|e| anyhow::anyhow!(e))?;
+    reload_on_hangup(engine.clone(), running, log_filter)?;
 
     if let Some(dir) = sock.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
