@@ -32,6 +32,30 @@ fn lists_filter_and_format_as_dockers() {
     h.ok(&["link", "create", "c1", "probe"]);
     assert_eq!(lines(&["link", "ls", "--filter", "name=probe", "--format", "{{.A.Name}}-{{.B.Name}}"]), ["c1-probe"]);
     assert!(h.ok(&["link", "ls", "--filter", "name=c2", "--format", "{{.Id}}"]).is_empty());
+    // The picture: valid SVG naming every network, container, namespace, address and port.
+    h.run_d("web", &["--network", "front", "-p", "8080:80"], &["sleep", "300"]);
+    let svg = h.ok(&["network", "graph"]);
+    let script = "import sys, xml.etree.ElementTree as ET\nroot = ET.fromstring(sys.stdin.read())\nprint('\\n'.join(t.text.strip() for t in root.iter('{http://www.w3.org/2000/svg}text') if t.text))";
+    let mut py = std::process::Command::new("/usr/bin/python3").args(["-c", script]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("python3");
+    std::io::Write::write_all(&mut py.stdin.take().expect("stdin"), svg.as_bytes()).expect("svg to the parser");
+    let o = py.wait_with_output().expect("parser");
+    assert!(o.status.success(), "not valid SVG (XML): {svg}");
+    let texts = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut wanted: Vec<String> = vec!["bridge (bridge)".into(), "front (bridge)".into(), "back (bridge)".into(), "probe".into(), "port 0.0.0.0:8080→80/tcp".into()];
+    for c in ["c1", "c2", "web"] {
+        wanted.push(c.into());
+        wanted.push(h.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", c]));
+    }
+    wanted.push(h.ok(&["sandbox", "inspect", "-f", "{{.IPAddress}}", "probe"]));
+    for w in &wanted {
+        assert!(texts.lines().any(|l| l == w || l.contains(w.as_str())), "{w:?} in the picture: {texts}");
+    }
+    assert!(texts.contains("c1:") && texts.contains("probe:"), "the link: {texts}");
+    let only = h.ok(&["network", "graph", "back"]);
+    assert!(only.contains("back (bridge)") && !only.contains("front (bridge)"), "one network");
+    assert!(h.fails(&["network", "graph", "nosuch"]).contains("no such network: nosuch"));
+    std::fs::write(h.dir.join("net.svg"), &svg).expect("svg file");
+
     let bad = h.fails(&["ps", "--filter", "driver=bridge"]);
     assert!(bad.contains("invalid filter 'driver'") && bad.lines().count() == 1, "{bad}");
     assert!(h.fails(&["network", "ls", "--filter", "nonsense"]).contains("KEY=VALUE"));

@@ -3,6 +3,7 @@
 //! mode when the container has one.
 
 mod client;
+mod graph;
 mod oci;
 mod term;
 
@@ -396,6 +397,9 @@ enum NetCmd {
     },
     /// List networks.
     Ls(ListOpts),
+    /// Draw the networks (all, or these) with their containers, attached namespaces, addresses,
+    /// published ports and point-to-point links, as SVG on stdout: `weft network graph > net.svg`.
+    Graph { networks: Vec<String> },
     /// Docker-shaped JSON of networks.
     Inspect {
         #[arg(short = 'f', long)]
@@ -702,6 +706,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Cmd::Link(LinkCmd::Rm { links }) => each(&c, Method::DELETE, &links, |n| format!("/links/{}", enc(n))).await,
         Cmd::Sandbox(SandboxCmd::Inspect { format, names }) => {
             inspect(&c, &names, &format, |n| format!("/sandboxes/{}", enc(n))).await
+        }
+        Cmd::Network(NetCmd::Graph { networks }) => {
+            let mut nets: Vec<Value> = c.json(Method::GET, "/networks", None).await?.as_array().cloned().unwrap_or_default();
+            for n in &networks {
+                if !nets.iter().any(|x| x["Name"] == n.as_str() || x["Id"].as_str().is_some_and(|id| id.starts_with(n.as_str()))) {
+                    bail!("no such network: {n}");
+                }
+            }
+            if !networks.is_empty() {
+                nets.retain(|x| networks.iter().any(|n| x["Name"] == n.as_str() || x["Id"].as_str().is_some_and(|id| id.starts_with(n.as_str()))));
+            }
+            let rows: Vec<ContainerSummary> = serde_json::from_value(c.json(Method::GET, "/containers/json", None).await?)?;
+            let mut containers = Vec::new();
+            for r in rows {
+                containers.push(c.json(Method::GET, &format!("/containers/{}/json", enc(&r.id)), None).await?);
+            }
+            let sandboxes = c.json(Method::GET, "/sandboxes", None).await?.as_array().cloned().unwrap_or_default();
+            let links = c.json(Method::GET, "/links", None).await?.as_array().cloned().unwrap_or_default();
+            let host = c.json(Method::GET, "/info", None).await?["Name"].as_str().unwrap_or_default().to_string();
+            println!("{}", graph::render(&host, &nets, &containers, &sandboxes, &links));
+            Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Ls(list)) => {
             let v = c.json(Method::GET, "/networks", None).await?;
