@@ -30,14 +30,17 @@ fn ports(c: &Value) -> Vec<String> {
     out
 }
 
+/// A row of a network's column: kind (container or namespace), name, address, published ports.
+type Member = (&'static str, String, String, Vec<String>);
+
 /// The SVG: `host` names the machine; `networks` as `network inspect` gives them; `containers`
 /// as `inspect` does; `sandboxes` and `links` as their lists do.
 pub fn render(host: &str, networks: &[Value], containers: &[Value], sandboxes: &[Value], links: &[Value]) -> String {
     // Each network's members: (kind, name, address, ports).
-    let columns: Vec<(&Value, Vec<(&str, String, String, Vec<String>)>)> = networks
+    let columns: Vec<(&Value, Vec<Member>)> = networks
         .iter()
         .map(|n| {
-            let mut members: Vec<(&str, String, String, Vec<String>)> = Vec::new();
+            let mut members: Vec<Member> = Vec::new();
             for c in containers {
                 if let Some(e) = c["NetworkSettings"]["Networks"].get(s(n, "Name")) {
                     // Ports are published on the first endpoint's address (`NetworkSettings.IPAddress`).
