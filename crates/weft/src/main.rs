@@ -263,6 +263,11 @@ enum Cmd {
     /// An OCI runtime hook (createRuntime/prestart: attach; poststop: detach): the container's
     /// state on stdin, its networks in the bundle's `io.weft.*` annotations.
     OciHook,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -666,6 +671,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Exit(0))
         }
         Cmd::OciHook => oci::hook(&c).await.map(|()| Outcome::Exit(0)),
+        Cmd::Completion { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "weft", &mut std::io::stdout());
+            Ok(Outcome::Exit(0))
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(Outcome::Exit(0))
+        }
         Cmd::Node(NodeCmd::Ls) => {
             let v = c.json(Method::GET, "/nodes", None).await?;
             println!("{:<24}  {:<15}  {:<16}  {:<5}  SELF", "HOST ID", "ADDRESS", "LEASE", "TTL");

@@ -215,6 +215,11 @@ fn socket_path(host: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn main() {
+    // The man page, for the package (scripts/package.sh).
+    if std::env::args().nth(1).as_deref() == Some("--print-man") {
+        let rendered = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).render(&mut std::io::stdout());
+        std::process::exit(i32::from(rendered.is_err()));
+    }
     let args: Args = match config_file::args(std::env::args().collect()) {
         Ok(a) => a,
         Err(e) if e.starts_with("config file") => {
