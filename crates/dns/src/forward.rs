@@ -65,6 +65,30 @@ pub struct Forwarder {
     checks: Checks,
     forwards: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
+    /// What the resolvers did, for the metrics.
+    pub stats: Stats,
+}
+
+/// Counts of the embedded DNS's UDP work since weftd started (the metrics read them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Questions received.
+    pub queries: std::sync::atomic::AtomicU64,
+    /// Answered by weft itself (names of its networks, refusals of what may not leave).
+    pub answered: std::sync::atomic::AtomicU64,
+    /// Sent on to an upstream server, and of those, the ones that got no usable answer.
+    pub forwarded: std::sync::atomic::AtomicU64,
+    pub forward_failures: std::sync::atomic::AtomicU64,
+    /// Not forwarded: over the forwarding bounds.
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Time spent waiting for upstream answers, in microseconds.
+    pub forward_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A container's share of the forwarder, held by its serving tasks.
@@ -79,7 +103,7 @@ pub(crate) struct Admitted(#[allow(dead_code)] OwnedSemaphorePermit, #[allow(dea
 
 impl Forwarder {
     pub fn new(limits: Limits, checks: Checks) -> Self {
-        Self { limits, checks, forwards: Arc::new(Semaphore::new(limits.forwards)), tcp: Arc::new(Semaphore::new(limits.tcp)) }
+        Self { limits, checks, forwards: Arc::new(Semaphore::new(limits.forwards)), tcp: Arc::new(Semaphore::new(limits.tcp)), stats: Stats::default() }
     }
 
     pub fn limits(&self) -> Limits {
@@ -119,10 +143,21 @@ impl ClientShare {
     }
 
     pub(crate) async fn udp(&self, query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
-        match self.forwarder.checks {
+        let (s, t0) = (&self.forwarder.stats, std::time::Instant::now());
+        Stats::add(&s.forwarded, 1);
+        let answer = match self.forwarder.checks {
             Checks::Strict => forward_udp(query, upstream).await,
             Checks::Off => forward_udp_unchecked(query, upstream).await,
+        };
+        Stats::add(&s.forward_micros, t0.elapsed().as_micros() as u64);
+        if answer.is_none() {
+            Stats::add(&s.forward_failures, 1);
         }
+        answer
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.forwarder.stats
     }
 
     pub(crate) async fn tcp(&self, query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {

@@ -25,7 +25,7 @@ mod index;
 pub mod resolv;
 mod server;
 
-pub use forward::{Checks, Forwarder, Limits};
+pub use forward::{Checks, Forwarder, Limits, Stats};
 pub use index::{ClientView, Endpoint, Index, Resolver};
 pub use resolv::{container_resolv, host_resolv, parse_resolv, upstreams, Resolv};
 pub use server::{open_sockets, serve};

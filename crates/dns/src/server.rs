@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 use crate::codec::{decide, fast_answer, fit_udp, servfail, Verdict};
-use crate::forward::{ClientShare, Forwarder};
+use crate::forward::{ClientShare, Forwarder, Stats};
 use crate::index::{ClientView, Resolver};
 use crate::RESOLVER;
 
@@ -98,6 +98,8 @@ async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, share: Arc<Clien
             tokio::time::sleep(ERROR_PAUSE).await;
             continue;
         };
+        let stats = share.stats();
+        Stats::add(&stats.queries, 1);
         let verdict = {
             let generation = resolver.generation();
             let idx = resolver.read();
@@ -111,12 +113,14 @@ async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, share: Arc<Clien
             }
         };
         let Some(verdict) = verdict else {
+            Stats::add(&stats.answered, 1);
             let _ = udp.send_to(&out, peer).await;
             continue;
         };
         let packet = buf[..n].to_vec();
         match verdict {
             Verdict::Reply(r) => {
+                Stats::add(&stats.answered, 1);
                 let _ = udp.send_to(&fit_udp(r, &packet), peer).await;
             }
             Verdict::Forward(up) => match share.admit_forward() {
@@ -131,6 +135,7 @@ async fn udp_loop(udp: Arc<UdpSocket>, resolver: Arc<Resolver>, share: Arc<Clien
                     });
                 }
                 None => {
+                    Stats::add(&stats.refused, 1);
                     if let Some(r) = servfail(&packet) {
                         let _ = udp.send_to(&r, peer).await;
                     }

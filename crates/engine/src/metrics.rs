@@ -1,7 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, `weftd --metrics-addr`), through the Prometheus project's
 //! own Rust client: the durations of the actions by kind and outcome (histograms, kept as actions
-//! run), and gauges read from the state at each scrape (containers, endpoints per network, IPAM
-//! pool usage, published ports, attached namespaces).
+//! run), gauges read from the state at each scrape (containers, endpoints per network, IPAM
+//! pool usage, published ports, attached namespaces), and the embedded DNS's counters.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -83,6 +83,16 @@ impl Engine {
         reg.register("containers_running", "Containers running", gauge(running));
         reg.register("sandboxes", "Namespaces weft did not start, attached (connect --netns, CNI, Docker, OCI)", gauge(sandboxes));
         reg.register("published_ports", "Host ports published", gauge(ports));
+        // The embedded DNS over UDP, since weftd started.
+        let d = &self.forwarder.stats;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let counter = |v: u64| prometheus_client::metrics::counter::ConstCounter::new(v);
+        reg.register("dns_queries", "Questions the embedded DNS received (UDP)", counter(load(&d.queries)));
+        reg.register("dns_answered", "Questions the embedded DNS answered itself", counter(load(&d.answered)));
+        reg.register("dns_forwarded", "Questions sent on to an upstream server", counter(load(&d.forwarded)));
+        reg.register("dns_forward_failures", "Forwarded questions that got no usable answer", counter(load(&d.forward_failures)));
+        reg.register("dns_refused", "Questions not forwarded: over the forwarding bounds", counter(load(&d.refused)));
+        reg.register("dns_forward_seconds", "Time spent waiting for upstream answers (divide by dns_forwarded for the mean)", prometheus_client::metrics::counter::ConstCounter::new(load(&d.forward_micros) as f64 / 1e6));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
             tracing::warn!(error = %e, "encoding the metrics");

@@ -63,10 +63,20 @@ fn metrics_parse_and_move_after_a_run() {
     assert_eq!(value(&after, "weft_published_ports{}"), 1.0);
     assert_eq!(value(&after, "weft_containers_running{}"), 1.0);
 
+    // The embedded DNS counts what it answered.
+    h.ok(&["network", "create", "front"]);
+    h.run_d("db", &["--network", "front"], &["sleep", "300"]);
+    h.run_d("cli", &["--network", "front"], &["sleep", "300"]);
+    let q0 = value(&scrape(&h), "weft_dns_queries_total{}");
+    h.exec_ok("cli", &["nslookup", "db", "127.0.0.11"]);
+    let dns = scrape(&h);
+    assert!(value(&dns, "weft_dns_queries_total{}") >= q0 + 1.0 && value(&dns, "weft_dns_answered_total{}") >= 1.0, "{dns}");
+    assert_eq!(value(&dns, r#"weft_endpoints{driver="bridge",network="front"}"#), 2.0);
+
     // The same over TCP (--metrics-addr), from inside the host's namespace.
     let o = h.sh("busybox wget -q -O- http://127.0.0.1:9323/metrics");
     assert!(o.status.success(), "metrics over TCP: {}", text(&o));
     let tcp = samples(&h, &String::from_utf8_lossy(&o.stdout));
-    assert_eq!(value(&tcp, runs), 1.0, "{tcp}");
+    assert_eq!(value(&tcp, runs), 3.0, "web, db and cli: {tcp}");
     h.finish();
 }
