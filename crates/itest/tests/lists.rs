@@ -63,3 +63,30 @@ fn lists_filter_and_format_as_dockers() {
     drop(ns);
     h.finish();
 }
+
+/// Long operations show where they are on a terminal and stay quiet when piped: `rm -f` of many
+/// containers.
+#[test]
+fn rm_of_many_shows_progress_on_a_terminal_only() {
+    let mut h = Host::new("prg");
+    h.start(&[]);
+    let names: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
+    for n in &names {
+        h.run_d(n, &["--net", "none"], &["sleep", "300"]);
+    }
+    let mut args = vec!["rm", "-f"];
+    args.extend(names[..2].iter().map(String::as_str));
+    let piped = h.weft(&args);
+    assert!(piped.status.success());
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("removing") && !err.contains('\r'), "nothing on a pipe: {err:?}");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().collect::<Vec<_>>(), ["p0", "p1"]);
+    let mut args = vec!["rm", "-f"];
+    args.extend(names[2..].iter().map(String::as_str));
+    let mut t = h.terminal(&args);
+    t.expect("removing 2/2 p3");
+    let seen = t.seen.clone();
+    assert!(seen.contains("removing 1/2 p2"), "{seen:?}");
+    assert_eq!(t.wait(), 0);
+    h.finish();
+}

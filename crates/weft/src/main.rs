@@ -619,7 +619,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Cmd::Network(NetCmd::Rm { names }) => each(&c, Method::DELETE, &names, |n| format!("/networks/{}", enc(n))).await,
         Cmd::Network(NetCmd::Prune { .. }) => {
-            let r: PruneReply = c.typed(Method::POST, "/networks/prune", None::<&()>).await?;
+            let spinner = term::spinner("pruning networks");
+            let r: anyhow::Result<PruneReply> = c.typed(Method::POST, "/networks/prune", None::<&()>).await;
+            term::stop_spinner(spinner);
+            let r = r?;
             r.networks_deleted.iter().for_each(|n| println!("{n}"));
             Ok(Outcome::Exit(0))
         }
@@ -770,8 +773,19 @@ async fn inspect(c: &Client, names: &[String], format: &Option<String>, path: im
 /// failed.
 async fn each(c: &Client, method: Method, names: &[String], path: impl Fn(&str) -> String) -> anyhow::Result<Outcome> {
     let mut code = 0;
-    for n in names {
-        match c.json(method.clone(), &path(n), None).await {
+    // Many at once: where it is, on a terminal.
+    let verb = if method == Method::DELETE { "removing" } else { "working on" };
+    let mut progress = term::Progress::new(verb, names.len());
+    for (i, n) in names.iter().enumerate() {
+        if let Some(p) = progress.as_mut() {
+            p.step(i + 1, n);
+        }
+        let r = c.json(method.clone(), &path(n), None).await;
+        if progress.is_some() {
+            // (The line is cleared for what is printed.)
+            eprint!("\r\x1b[2K");
+        }
+        match r {
             Ok(_) => println!("{n}"),
             Err(e) => {
                 eprintln!("weft: {e:#}");

@@ -44,3 +44,63 @@ pub fn size() -> Option<(u16, u16)> {
     }
     None
 }
+
+/// Progress of a long operation on the user's terminal (stderr), one line redrawn in place and
+/// cleared at the end; nothing at all when stderr is not a terminal (piped, logged).
+pub struct Progress {
+    verb: &'static str,
+    total: usize,
+    shown: bool,
+}
+
+impl Progress {
+    /// `None` when there is no terminal to draw on, or a single item (nothing to follow).
+    pub fn new(verb: &'static str, total: usize) -> Option<Self> {
+        (total > 1 && std::io::stderr().is_terminal()).then_some(Self { verb, total, shown: false })
+    }
+
+    /// Item `done` (counting from 1) of the total, named `what`.
+    pub fn step(&mut self, done: usize, what: &str) {
+        use std::io::Write;
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r\x1b[2K{} {done}/{} {what}", self.verb, self.total);
+        let _ = e.flush();
+        self.shown = true;
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.shown {
+            use std::io::Write;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
+}
+
+/// A line that says an operation without steps is under way (`network prune`), with the time
+/// it has taken, redrawn until the returned guard is dropped; nothing when stderr is not a
+/// terminal.
+pub fn spinner(what: &'static str) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let t0 = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            use std::io::Write;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{what}… {:.1} s", t0.elapsed().as_secs_f64());
+            let _ = std::io::stderr().flush();
+        }
+    }))
+}
+
+/// Ends a [`spinner`] and clears its line.
+pub fn stop_spinner(s: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(s) = s {
+        s.abort();
+        use std::io::Write;
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
+}
