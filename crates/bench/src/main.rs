@@ -208,7 +208,7 @@ async fn ports(count: usize, dir: &Path) -> anyhow::Result<()> {
         let hp = 20_000 + i as u16;
         let spec = weft_model_spec(hp);
         let t = Instant::now();
-        engine.publish("target", ep.ip, &[spec], "0.0.0.0".parse()?)?;
+        engine.publish("target", ep.ip, &[spec], "0.0.0.0".parse()?, false)?;
         times.push(t.elapsed());
     }
     let wall = t_all.elapsed();

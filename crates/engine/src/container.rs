@@ -486,7 +486,7 @@ impl Engine {
                         }
                         if i == 0 {
                             let default_ip = plan.host_binding.map(IpAddr::V4).unwrap_or(self.cfg.ip);
-                            ports = self.publish(id, plan.endpoint.ip, port_specs, default_ip)?;
+                            ports = self.publish(id, plan.endpoint.ip, port_specs, default_ip, false)?;
                             let (eng, cid, ip, p) = (self.clone(), id.to_string(), plan.endpoint.ip, ports.clone());
                             undo.push("unpublish ports", move || {
                                 let _ = eng.withdraw(&cid, ip, &p);

@@ -54,8 +54,11 @@ pub(crate) fn link_rules(own_ip: std::net::Ipv4Addr, links: &[weft_model::LinkRe
 }
 
 impl Engine {
-    /// Takes the sockets of `holds` and starts the proxies the mappings need.
-    fn hold(&self, id: &str, container_ip: std::net::Ipv4Addr, holds: Vec<(PortMapping, Hold)>) -> Result<()> {
+    /// Takes the sockets of `holds` and starts the proxies the mappings need. With
+    /// `runtime_holds` the sockets that would only reserve a port are let go: under CNI the
+    /// runtime holds each host port itself (Podman binds it after `ADD`, as CRI does), and two
+    /// holders of one port would refuse each other; weft's port table still counts it.
+    fn hold(&self, id: &str, container_ip: std::net::Ipv4Addr, holds: Vec<(PortMapping, Hold)>, runtime_holds: bool) -> Result<()> {
         let mut p = Published::default();
         for (m, h) in holds {
             let Some(sock) = h.socket() else { continue };
@@ -64,7 +67,7 @@ impl Engine {
                 let proxy = crate::proxy::spawn(m.proto, sock, target)
                     .map_err(|source| crate::EngineError::Io { op: "start proxy", path: format!("{}:{}", m.host_ip, m.host_port), source })?;
                 p.proxies.extend(proxy);
-            } else {
+            } else if !runtime_holds {
                 p.holds.push(sock);
             }
         }
@@ -77,8 +80,9 @@ impl Engine {
 
     /// Allocates and publishes `specs` for `id` (a container, or a sandbox key) at `container_ip`
     /// (`default_ip`: the host address of specs without one):
-    /// host ports held, DNAT elements added in one transaction, proxies started where needed.
-    pub fn publish(self: &Arc<Self>, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec], default_ip: IpAddr) -> Result<Vec<PortMapping>> {
+    /// host ports held (by the runtime instead, with `runtime_holds`: see `hold`), DNAT elements
+    /// added in one transaction, proxies started where needed.
+    pub fn publish(self: &Arc<Self>, id: &str, container_ip: std::net::Ipv4Addr, specs: &[PortSpec], default_ip: IpAddr, runtime_holds: bool) -> Result<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
@@ -102,22 +106,13 @@ impl Engine {
                 let _ = eng.fw.remove_ports(&kernel);
             });
         }
-        self.hold(id, container_ip, holds)?;
+        self.hold(id, container_ip, holds, runtime_holds)?;
         undo.commit();
         Ok(mappings)
     }
 
-    /// Lets go of the sockets that hold `id`'s host ports (not its proxies): under CNI the
-    /// runtime holds them itself (Podman binds each host port after `ADD`, as CRI does), and two
-    /// holders of one port would refuse each other. weft's port table still counts them.
-    pub(crate) fn runtime_holds_ports(&self, id: &str) {
-        if let Some(p) = self.lock().published.get_mut(id) {
-            p.holds.clear();
-        }
-    }
-
     /// Re-takes the ports of a container adopted at start (the firewall gets them from reset);
-    /// with `runtime_holds`, only counts them (see `runtime_holds_ports`).
+    /// with `runtime_holds`, only counts them (see `hold`).
     pub(crate) fn readopt_ports(&self, id: &str, container_ip: std::net::Ipv4Addr, mappings: &[PortMapping], runtime_holds: bool) {
         if runtime_holds {
             let mut st = self.lock();
@@ -131,7 +126,7 @@ impl Engine {
                 Err(e) => tracing::error!(container = id, error = %e, "cannot hold a published port again"),
             }
         }
-        if let Err(e) = self.hold(id, container_ip, holds) {
+        if let Err(e) = self.hold(id, container_ip, holds, false) {
             tracing::error!(container = id, error = %e, "cannot restart a port proxy");
         }
     }

@@ -144,10 +144,8 @@ impl Engine {
         let (endpoint, host_binding) = (plan.endpoint.clone(), plan.host_binding);
         // Published ports, as a container's eth0 has them (on the network's host binding): their
         // rules may exist before the interface does.
-        let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
-        if a.runtime.as_ref().is_some_and(|r| r.kind == CNI) {
-            self.runtime_holds_ports(&owner);
-        }
+        let runtime_holds = a.runtime.as_ref().is_some_and(|r| r.kind == CNI);
+        let ports = self.publish(&owner, endpoint.ip, &a.ports, host_binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip), runtime_holds)?;
         {
             let (eng, o, ip, p) = (self.clone(), owner.clone(), endpoint.ip, ports.clone());
             undo.push("unpublish ports", move || {
@@ -395,7 +393,7 @@ impl Engine {
             return Ok(());
         }
         let binding = self.network(&e.network_id)?.host_binding_ipv4;
-        let ports = self.publish(&owner, e.ip, specs, binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip))?;
+        let ports = self.publish(&owner, e.ip, specs, binding.map(std::net::IpAddr::V4).unwrap_or(self.cfg.ip), false)?;
         let mut updated = rec;
         updated.sandbox.ports = ports.clone();
         let committed = match serde_json::to_vec(&updated) {

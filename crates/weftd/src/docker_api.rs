@@ -269,6 +269,15 @@ fn until_secs(u: &str) -> Option<u64> {
     weft_model::parse_rfc3339(u)
 }
 
+/// A container's `State` in `docker ps`'s shape.
+fn state(c: &ContainerRecord) -> &'static str {
+    match c.state.status {
+        Status::Running => "running",
+        Status::Exited => "exited",
+        _ => "created",
+    }
+}
+
 /// A container in `docker ps`'s shape.
 fn summary(c: &ContainerRecord) -> Value {
     let mut networks = serde_json::Map::new();
@@ -284,10 +293,10 @@ fn summary(c: &ContainerRecord) -> Value {
         .iter()
         .map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto.to_string()}))
         .collect();
-    let (state, status) = match c.state.status {
-        Status::Running => ("running", "Up".to_string()),
-        Status::Exited => ("exited", format!("Exited ({})", c.state.exit_code)),
-        s => ("created", s.to_string()),
+    let status = match c.state.status {
+        Status::Running => "Up".to_string(),
+        Status::Exited => format!("Exited ({})", c.state.exit_code),
+        s => s.to_string(),
     };
     json!({
         "Id": c.id,
@@ -298,7 +307,7 @@ fn summary(c: &ContainerRecord) -> Value {
         "Created": c.created,
         "Ports": ports,
         "Labels": {},
-        "State": state,
+        "State": state(c),
         "Status": status,
         "HostConfig": {"NetworkMode": c.network_mode().to_string()},
         "NetworkSettings": {"Networks": networks},
@@ -316,13 +325,12 @@ async fn containers(State(e): Eng, Path(v): Path<String>, Query(q): Q) -> R<Json
             return Err(bad(format!("invalid filter '{k}'")));
         }
     }
-    let status_of = |c: &ContainerRecord| summary(c)["State"].as_str().unwrap_or_default().to_string();
     let keep = |c: &ContainerRecord| {
         let any = |k: &str, ok: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vals| vals.is_empty() || vals.iter().any(|v| ok(v)));
         (all || c.state.status == Status::Running || f.contains_key("status"))
             && any("id", &|v| c.id.starts_with(v))
             && any("name", &|v| c.name.contains(v.trim_start_matches('/')))
-            && any("status", &|v| status_of(c) == v)
+            && any("status", &|v| state(c) == v)
             && any("network", &|v| c.sandbox.endpoints.iter().any(|e| e.network_name == v || e.network_id.starts_with(v)))
     };
     let mut cs = containers_of(&e).await?;
