@@ -495,7 +495,8 @@ fn image_archive(h: &Host) -> PathBuf {
 #[test]
 fn containerd_ctr_run_cni_on_a_weft_network() {
     let mut h = Host::new("ctr");
-    h.start(&[]);
+    // (The actions' outcomes in the log: ctr's DEL must be seen to arrive and succeed.)
+    h.start(&["--log-level", "info,weft_engine::actions=debug"]);
     h.ok(&["network", "create", "--subnet", "10.73.0.0/24", "cnet"]);
     h.run_d("w1", &["--network", "cnet"], &["sleep", "300"]);
     let w1 = h.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.cnet.IPAddress}}", "w1"]);
@@ -511,6 +512,10 @@ fn containerd_ctr_run_cni_on_a_weft_network() {
     assert!(o.status.success(), "ctr run --cni: {}", text(&o));
     assert!(text(&o).contains("10.73.0."), "c1's eth0 had a weft address: {}", text(&o));
     eventually("c1 detached (ctr's DEL comes with an empty CNI_NETNS)", || !h.ok(&["sandbox", "ls"]).contains("c1"));
+    // The DEL itself (ctr names the container default-c1), not only the link monitor seeing the
+    // namespace go, succeeded.
+    let log = h.daemon_log();
+    assert!(log.lines().any(|l| l.contains("detach{") && l.contains(r#"id: "default-c1""#) && l.contains("actions: done")), "ctr's DEL reached weftd and succeeded: {log}");
     drop(c);
     h.finish();
 }
