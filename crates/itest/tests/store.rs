@@ -224,6 +224,7 @@ fn etcd_lost_connection_fails_fast_and_recovers() {
     let mut etcd = EtcdCluster::start(&ul, "sl", 1);
     let ns = etcd.member_ns(0).to_string();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
     let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
     let client = std::thread::spawn(move || {
         in_netns(&ns, move || {
@@ -233,7 +234,9 @@ fn etcd_lost_connection_fails_fast_and_recovers() {
                 let mut w = s.watch("/t/", Some(seen));
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 tx.send(()).expect("signal");
-                // The test kills the member now.
+                // The test kills the member; the requests start once it is gone (a get sent
+                // before the kill could still be answered).
+                killed_rx.recv().expect("member killed");
                 let get = unavailable_within("get", async { Some(s.get("/t/x").await) }).await;
                 let txn = unavailable_within("txn", async { Some(s.txn(Txn::ops(vec![put("/t/x", "2")])).await) }).await;
                 let watch = unavailable_within("watch", w.next()).await;
@@ -260,6 +263,7 @@ fn etcd_lost_connection_fails_fast_and_recovers() {
     });
     rx.recv().expect("client ready");
     etcd.kill(0);
+    killed_tx.send(()).expect("signal");
     rx.recv().expect("client saw the loss");
     etcd.restart(0);
     back_tx.send(()).expect("signal");
