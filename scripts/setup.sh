@@ -9,11 +9,11 @@
 # and the runtimes weft plugs into, driven by the integration tests in private namespaces: the
 # CNI reference plugins, Go and libcni (a small libcni client is built offline), Podman, runc,
 # containerd and Docker (their services are not started: the tests start them in private mount
-# namespaces).
+# namespaces); and a font for the benches' plots.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd docker.io python3-docker python3-prometheus-client; do
+for p in nftables libnftables-dev pkg-config iproute2 util-linux procps busybox-static conntrack python3-minimal gcc libc6-dev openvswitch-switch protobuf-compiler libprotobuf-dev etcd-server etcd-client containernetworking-plugins golang-go golang-github-appc-cni-dev podman runc containerd docker.io python3-docker python3-prometheus-client fonts-dejavu-core; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+mod plot;
 use clap::{Parser, Subcommand};
 use weft_engine::actions::{Connect, Disconnect};
 use weft_engine::{Config, Engine};
@@ -68,6 +70,34 @@ enum Cmd {
         etcd: String,
         #[arg(long, default_value_t = 100)]
         samples: usize,
+    },
+    /// A PNG plot of a table the bench printed (markdown on stdin): lines with `--x` and
+    /// `--series`, grouped bars with `--label`.
+    Plot {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        title: String,
+        /// Lines: the x column.
+        #[arg(long)]
+        x: Option<String>,
+        /// Lines: the column naming each line.
+        #[arg(long)]
+        series: Option<String>,
+        /// Bars: the column naming each group.
+        #[arg(long)]
+        label: Option<String>,
+        /// The value columns (one for lines; one or more, each a bar, for bars).
+        #[arg(long, required = true)]
+        y: Vec<String>,
+        #[arg(long)]
+        x_desc: Option<String>,
+        #[arg(long)]
+        y_desc: Option<String>,
+        #[arg(long)]
+        log_x: bool,
+        #[arg(long)]
+        log_y: bool,
     },
     Attach {
         /// Endpoints already attached when sampling (comma-separated).
@@ -332,6 +362,11 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Dns { server, names, ptr, seconds, clients, label } => return dns_load(server, names, ptr, seconds, clients, &label).await,
         Cmd::Drivers { samples, parent, ovsdb, dir } => return drivers(samples, parent, ovsdb, &dir).await,
         Cmd::Store { etcd, samples } => return store_txn(&etcd, samples).await,
+        Cmd::Plot { out, title, x, series, label, y, x_desc, y_desc, log_x, log_y } => {
+            let input = std::io::read_to_string(std::io::stdin())?;
+            let style = plot::Style { title, x_desc: x_desc.or_else(|| x.clone()).or_else(|| y.first().cloned()).unwrap_or_default(), y_desc: y_desc.unwrap_or_else(|| y.join(", ")), log_x, log_y };
+            return plot::run(plot::Request { out, style, x, series, label, y }, &input);
+        }
     };
     existing.sort_unstable();
     let nsdir = dir.join("ns");
