@@ -130,7 +130,7 @@ pub fn draw_lines(out: &Path, style: &Style, data: &[(String, Vec<(f64, f64)>)])
                 c.draw_series(LineSeries::new(pts.iter().copied(), color))?.label(name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
                 c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
             }
-            c.configure_series_labels().position(SeriesLabelPosition::UpperLeft).label_font(("sans-serif", 14)).border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
+            c.configure_series_labels().position(SeriesLabelPosition::UpperRight).label_font(("sans-serif", 14)).border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
         }};
     }
     match (style.log_x, style.log_y) {

@@ -81,8 +81,19 @@ pub struct Stats {
     pub forward_failures: std::sync::atomic::AtomicU64,
     /// Not forwarded: over the forwarding bounds.
     pub refused: std::sync::atomic::AtomicU64,
-    /// Time spent waiting for upstream answers, in microseconds.
-    pub forward_micros: std::sync::atomic::AtomicU64,
+    /// How long each forward waited for its upstream answer (or gave up).
+    pub forward_seconds: ForwardLatency,
+}
+
+/// A histogram of forward latencies (Prometheus's own type, which the metrics register as is):
+/// 250 µs to ~8 s.
+#[derive(Debug, Clone)]
+pub struct ForwardLatency(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for ForwardLatency {
+    fn default() -> Self {
+        Self(prometheus_client::metrics::histogram::Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16)))
+    }
 }
 
 impl Stats {
@@ -149,7 +160,7 @@ impl ClientShare {
             Checks::Strict => forward_udp(query, upstream).await,
             Checks::Off => forward_udp_unchecked(query, upstream).await,
         };
-        Stats::add(&s.forward_micros, t0.elapsed().as_micros() as u64);
+        s.forward_seconds.0.observe(t0.elapsed().as_secs_f64());
         if answer.is_none() {
             Stats::add(&s.forward_failures, 1);
         }

@@ -263,6 +263,7 @@ impl Engine {
         }
         if !ops.is_empty() {
             tracing::info!(changes = ops.len(), "address claims repaired");
+            self.metrics.repaired(crate::metrics::repair::CLAIMS, ops.len());
             self.store.txn(Txn::ops(ops)).await?;
         }
         Ok(())

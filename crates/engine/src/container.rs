@@ -392,13 +392,28 @@ impl Engine {
         Ok(Reserved { plan, links, _pending: pending })
     }
 
+    /// Bytes read of archive `path` and its size, while a run unpacks it (`weft run` draws
+    /// this on the user's terminal).
+    pub fn unpack_progress(&self, path: &str) -> Option<(u64, u64)> {
+        self.unpacks.lock().unwrap_or_else(|p| p.into_inner()).get(path).copied()
+    }
+
     /// `--rootfs`: a directory as it is; a tar archive (`docker export`, `podman export`)
     /// unpacked once into the data-root.
     async fn resolve_rootfs(&self, rootfs: Option<String>) -> Result<Option<String>> {
         let Some(r) = rootfs else { return Ok(None) };
         if Path::new(&r).is_file() {
             let cache = self.cfg.data_root.join("rootfs");
-            let dir = blocking(move || Ok(weft_runtime::rootfs::unpacked(Path::new(&r), &cache).map_err(weft_runtime::RuntimeError::from)?)).await?;
+            let unpacks = self.unpacks.clone();
+            let dir = blocking(move || {
+                let progress = |read, size| {
+                    unpacks.lock().unwrap_or_else(|p| p.into_inner()).insert(r.clone(), (read, size));
+                };
+                let dir = weft_runtime::rootfs::unpacked(Path::new(&r), &cache, &progress);
+                unpacks.lock().unwrap_or_else(|p| p.into_inner()).remove(&r);
+                Ok(dir.map_err(weft_runtime::RuntimeError::from)?)
+            })
+            .await?;
             return Ok(Some(dir.display().to_string()));
         }
         if !Path::new(&r).is_dir() {

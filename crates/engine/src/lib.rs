@@ -53,6 +53,7 @@ use weft_store::Store;
 
 pub use actions::Action;
 pub use config::Config;
+pub use peers::RemoteMember;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -388,6 +389,8 @@ pub struct Engine {
     pub(crate) events: events::Events,
     /// The store revision up to which the global networks' watch is applied (`globals`).
     pub(crate) globals: tokio::sync::watch::Sender<u64>,
+    /// Archives being unpacked for `--rootfs`: bytes read and size, by path.
+    pub(crate) unpacks: Arc<Mutex<HashMap<String, (u64, u64)>>>,
 }
 
 impl Engine {
@@ -420,6 +423,7 @@ impl Engine {
             cgroups,
             events: events::Events::default(),
             globals: tokio::sync::watch::channel(0).0,
+            unpacks: Arc::default(),
         });
         engine.migrate_keys().await?;
         // First: what start-up repairs is part of the stream too.

@@ -28,6 +28,36 @@ pub(crate) struct RemoteEndpoint {
     pub names: Vec<String>,
 }
 
+/// Another host's endpoint on a global network, as `network inspect` and `network graph` show
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMember {
+    pub host: String,
+    /// The host's `--advertise-addr` (None: it is not registered now).
+    pub host_addr: Option<Ipv4Addr>,
+    /// Its first name (the container's or namespace's), and its endpoint's id.
+    pub name: String,
+    pub endpoint: String,
+    pub ip: Ipv4Addr,
+}
+
+impl Engine {
+    /// The other hosts' endpoints on network `network_id` (a global network's), by host then
+    /// address.
+    pub fn remote_members(&self, network_id: &str) -> Vec<RemoteMember> {
+        let st = self.lock();
+        let mut v: Vec<RemoteMember> = st
+            .peers
+            .remote
+            .iter()
+            .filter(|((n, _), _)| n == network_id)
+            .map(|((_, ip), r)| RemoteMember { host: r.host.clone(), host_addr: st.nodes.get(&r.host).and_then(|n| n.addr), name: r.names.first().cloned().unwrap_or_default(), endpoint: r.endpoint.clone(), ip: *ip })
+            .collect();
+        v.sort_by(|a, b| (&a.host, a.ip).cmp(&(&b.host, b.ip)));
+        v
+    }
+}
+
 /// What one remote endpoint needs on this host: its network's VXLAN device, its MAC, its host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {

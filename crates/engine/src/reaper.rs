@@ -51,14 +51,26 @@ enum Job {
     Now(Option<Then>),
 }
 
-/// Setups in flight, and when the last one started (µs since `epoch`).
+/// Setups in flight, and when the last one started (µs since `epoch`); and the reaper's own
+/// backlog, for the metrics.
 struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
     last_start: AtomicU64,
+    /// Links queued and not yet deleted (host ends and links inside namespaces).
+    queued: AtomicUsize,
+    /// Links deleted, and the deletions (batches) that took them.
+    deleted: AtomicU64,
+    batches: AtomicU64,
 }
 
 impl Activity {
+    fn done(&self, links: usize, batches: u64) {
+        self.queued.fetch_sub(links, Ordering::Relaxed);
+        self.deleted.fetch_add(links as u64, Ordering::Relaxed);
+        self.batches.fetch_add(batches, Ordering::Relaxed);
+    }
+
     fn quiet(&self) -> bool {
         let last = Duration::from_micros(self.last_start.load(Ordering::Relaxed));
         self.in_flight.load(Ordering::Relaxed) == 0 && self.epoch.elapsed().saturating_sub(last) >= QUIET
@@ -92,7 +104,14 @@ impl Reaper {
     /// Starts the thread; it lives in the namespace of the caller (the daemon's).
     pub fn start() -> std::io::Result<Self> {
         let (tx, rx) = channel::<Job>();
-        let activity = Arc::new(Activity { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_start: AtomicU64::new(0) });
+        let activity = Arc::new(Activity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_start: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            deleted: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        });
         let act = activity.clone();
         let thread = std::thread::Builder::new().name("veth-reaper".into()).spawn(move || {
             let mut links: Vec<(String, Box<dyn FnOnce() + Send>)> = Vec::new();
@@ -148,6 +167,7 @@ impl Reaper {
                     match delete_links(&names) {
                         Ok(()) => {
                             tracing::debug!(links = names.len(), "veths deleted");
+                            act.done(names.len(), 1);
                             for (_, then) in links.drain(..) {
                                 then();
                             }
@@ -163,6 +183,7 @@ impl Reaper {
                     }
                 }
                 // Links inside namespaces, one by one (a namespace already gone took its link).
+                act.done(inside.len(), inside.len() as u64);
                 for (ns, name, then) in inside.drain(..) {
                     if let Err(e) = weft_kernel::netns::delete_link_in(std::path::Path::new(&ns), &name) {
                         tracing::debug!(link = %name, error = %e, "link not deleted inside (its namespace may be gone)");
@@ -192,10 +213,20 @@ impl Reaper {
         Busy(a.clone())
     }
 
+    /// Links waiting for deletion now; links deleted and the deletions that took them, since
+    /// the start.
+    pub fn backlog(&self) -> (usize, u64, u64) {
+        let a = &self.activity;
+        (a.queued.load(Ordering::Relaxed), a.deleted.load(Ordering::Relaxed), a.batches.load(Ordering::Relaxed))
+    }
+
     fn send(&self, job: Job) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         match (tx.as_ref(), job) {
             (Some(tx), job) => {
+                if matches!(job, Job::Link(..) | Job::Inside(..)) {
+                    self.activity.queued.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = tx.send(job);
             }
             // Shutting down: do it inline.

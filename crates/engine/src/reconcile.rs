@@ -26,6 +26,7 @@ use weft_store::{Op, Txn};
 
 use crate::network::with_host;
 use crate::config::EmptyStore;
+use crate::metrics::repair;
 use crate::{blocking, Engine, EngineError, Result};
 
 /// The containers an earlier run left in the exec-root and data-root (their namespace files and
@@ -196,8 +197,10 @@ impl Engine {
                 st.sandboxes.insert(rec.key.clone(), rec);
             } else {
                 self.commit(Txn::ops(vec![Op::Delete(kv.key)])).await?;
+                self.metrics.repaired(repair::SANDBOX_GONE, 1);
             }
         }
+        self.metrics.repaired(repair::EXITED_WHILE_AWAY, dead.len());
         for id in &dead {
             tracing::info!(container = %id, "pid 1 gone while the daemon was away");
             self.on_exit(id).await?;
@@ -212,17 +215,22 @@ impl Engine {
                 .filter(|(id, _, path)| st.containers.get(id).and_then(|c| c.sandbox.netns.as_deref()).is_some_and(|n| std::path::Path::new(n) == path))
                 .collect()
         };
-        blocking(move || {
+        let rebound = blocking(move || {
+            let mut rebound = 0;
             for (id, pid, path) in rebind {
                 match weft_kernel::netns::rebind(pid, &path) {
-                    Ok(true) => tracing::warn!(container = %id, pid, "network namespace bound again from pid 1 (its mount was gone)"),
+                    Ok(true) => {
+                        tracing::warn!(container = %id, pid, "network namespace bound again from pid 1 (its mount was gone)");
+                        rebound += 1;
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::error!(container = %id, error = %e, "cannot bind the network namespace again"),
                 }
             }
-            Ok(())
+            Ok(rebound)
         })
         .await?;
+        self.metrics.repaired(repair::NETNS_REBOUND, rebound);
         // The claims match the live endpoints now (dead sandboxes' went with nothing holding them).
         self.reconcile_claims().await?;
         self.load_p2p().await?;
@@ -287,6 +295,7 @@ impl Engine {
         if swept > 0 {
             tracing::info!(objects = swept, "removed leftovers of an earlier run");
         }
+        self.metrics.repaired(repair::LEFTOVERS, swept);
 
         let nets: Vec<weft_firewall::NetworkFw> = self.networks().iter().filter_map(crate::networks::fw_of).collect();
         let mut ports = Vec::new();

@@ -255,8 +255,9 @@ impl Engine {
                 let eng = eng.clone();
                 rt.spawn(async move {
                     tracing::info!(sandbox = %key, "its namespace is gone: detaching");
-                    if let Err(e) = eng.detach_sandbox(&key).await {
-                        tracing::warn!(sandbox = %key, error = %e, "detaching failed");
+                    match eng.detach_sandbox(&key).await {
+                        Ok(()) => eng.metrics.repaired(crate::metrics::repair::NAMESPACE_GONE, 1),
+                        Err(e) => tracing::warn!(sandbox = %key, error = %e, "detaching failed"),
                     }
                 });
             }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use weft_itest::{eventually, Host};
+use weft_itest::{eventually, text, Host};
 
 const PROMPT: &str = "/ # ";
 
@@ -253,6 +253,48 @@ fn rootfs_from_a_tar_archive_is_unpacked_once() {
     let junk = h.dir.join("junk.tar");
     std::fs::write(&junk, b"not a tar at all").expect("write");
     assert!(h.fails(&["run", "--rm", "--rootfs", &junk.display().to_string(), "--", "true"]).contains("is not a tar archive"));
+    h.finish();
+}
+
+/// A first run from a large archive shows on a terminal how far weftd's unpacking has come
+/// (`GET /rootfs/progress`, polled by the CLI); a run that finds the archive unpacked shows
+/// nothing, and neither does a piped run.
+#[test]
+fn a_first_unpack_shows_its_progress_on_a_terminal() {
+    let mut h = Host::new("unp");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    // busybox's tree and 160 MB of zeros: an unpacking that lasts long enough to be seen.
+    let zeros = h.dir.join("zeros");
+    std::fs::create_dir_all(&zeros).expect("dir");
+    std::fs::File::create(zeros.join("big")).and_then(|f| f.set_len(160 << 20)).expect("big file");
+    let big = h.dir.join("big.tar");
+    let o = Command::new("tar").args(["-C", &rootfs, "-cf"]).arg(&big).args([".", "-C"]).arg(&zeros).arg("big").output().expect("tar");
+    assert!(o.status.success(), "{o:?}");
+    std::fs::remove_dir_all(&zeros).expect("rm");
+    let big = big.display().to_string();
+
+    let mut t = h.terminal(&["run", "--rm", "--rootfs", &big, "--", "echo", "ran"]);
+    t.expect("ran");
+    let seen = t.seen.clone();
+    assert_eq!(t.wait(), 0);
+    // `unpacking big.tar NN% (read/size MiB)`, the size the archive's.
+    let size = format!("/{:.1} MiB)", std::fs::metadata(&big).expect("size").len() as f64 / (1024.0 * 1024.0));
+    assert!(seen.contains("unpacking big.tar") && seen.contains(&size), "the unpacking was drawn ({size}): {seen:?}");
+
+    let mut again = h.terminal(&["run", "--rm", "--rootfs", &big, "--", "echo", "again"]);
+    again.expect("again");
+    let seen = again.seen.clone();
+    assert_eq!(again.wait(), 0);
+    assert!(!seen.contains("unpacking"), "already unpacked: nothing drawn: {seen:?}");
+
+    // A new modification time makes it a new archive: unpacked again, piped this time.
+    let o = Command::new("touch").args(["-d", "2001-01-01", &big]).output().expect("touch");
+    assert!(o.status.success());
+    let o = h.weft(&["run", "--rm", "--rootfs", &big, "--", "echo", "piped"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!((String::from_utf8_lossy(&o.stdout).trim(), String::from_utf8_lossy(&o.stderr).trim()), ("piped", ""), "nothing drawn when piped");
+    assert_eq!(std::fs::read_dir(h.dir.join("data/rootfs")).expect("cache").count(), 2, "unpacked twice");
     h.finish();
 }
 

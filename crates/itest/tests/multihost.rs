@@ -106,6 +106,21 @@ fn overlay_joins_containers_across_hosts() {
     h1.listening("c1", 80);
     assert_eq!(h0.get("c0", "c1"), "from-c1", "TCP across hosts by name");
     assert_eq!(h2.get("c2", "c1.ov"), "from-c1", "and by name.network");
+    // Host 0's inspect names the hosts on ov (Docker's Peers) and the other hosts' members; its
+    // graph draws them under their host.
+    let (_, _, body) = weft_itest::http(h0, "GET", "/networks/ov", None, b"");
+    let ov: serde_json::Value = serde_json::from_str(&body).expect("inspect json");
+    let peers: Vec<(&str, &str)> = ov["Peers"].as_array().expect("Peers").iter().map(|p| (p["Name"].as_str().unwrap_or(""), p["IP"].as_str().unwrap_or(""))).collect();
+    assert_eq!(peers.len(), 3, "{body}");
+    assert_eq!(peers[0].1, "192.168.200.1", "this host first: {body}");
+    let remote: Vec<(&str, &str)> = ov["RemoteContainers"].as_object().expect("RemoteContainers").values().map(|r| (r["Name"].as_str().unwrap_or(""), r["IPv4Address"].as_str().unwrap_or(""))).collect();
+    for (name, ip) in [("c1", &c1), ("c2", &c2)] {
+        assert!(remote.contains(&(name, &format!("{ip}/24"))), "{name} {ip} in {body}");
+    }
+    let svg = h0.ok(&["network", "graph", "ov"]);
+    for needle in ["hosts sharing the store", "ov (overlay, global)", "192.168.200.2)", "192.168.200.3)", "\nc0\n", "\nc1\n", "\nc2\n", &c0, &c1, &c2] {
+        assert!(svg.contains(needle), "{needle} in {svg}");
+    }
     // Nothing learnt, nothing flooded: only static entries with a destination, no default one.
     let fdb = h0.sh_ok(&format!("bridge fdb show dev {vx}"));
     assert!(!fdb.contains("00:00:00:00:00:00"), "no flooding entry: {fdb}");

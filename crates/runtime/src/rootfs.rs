@@ -21,8 +21,9 @@ pub enum RootfsError {
 
 /// The directory archive `archive` unpacks to under `cache`, unpacking it first unless an
 /// earlier run did (the key is the archive's path, device, inode, size and modification time:
-/// an archive replaced or rewritten is unpacked again). Blocking.
-pub fn unpacked(archive: &Path, cache: &Path) -> Result<PathBuf, RootfsError> {
+/// an archive replaced or rewritten is unpacked again). Blocking. While it unpacks, `progress`
+/// hears (bytes of the archive read, its size).
+pub fn unpacked(archive: &Path, cache: &Path, progress: &dyn Fn(u64, u64)) -> Result<PathBuf, RootfsError> {
     let name = archive.display().to_string();
     let io = |source| RootfsError::Io { path: name.clone(), source };
     let meta = std::fs::metadata(archive).map_err(io)?;
@@ -37,7 +38,7 @@ pub fn unpacked(archive: &Path, cache: &Path) -> Result<PathBuf, RootfsError> {
     // two runs unpacking at once both end with one whole tree.
     static UNPACKS: AtomicU64 = AtomicU64::new(0);
     let partial = cache.join(format!(".partial-{}-{}", std::process::id(), UNPACKS.fetch_add(1, Ordering::Relaxed)));
-    let result = unpack(archive, &partial);
+    let result = unpack(archive, &partial, &|read| progress(read, meta.size()));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&partial);
         return Err(e);
@@ -51,7 +52,23 @@ pub fn unpacked(archive: &Path, cache: &Path) -> Result<PathBuf, RootfsError> {
     Ok(dir)
 }
 
-fn unpack(archive: &Path, dst: &Path) -> Result<(), RootfsError> {
+/// A reader that reports how many bytes have gone through it.
+struct Counted<'a, R> {
+    inner: R,
+    read: u64,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress)(self.read);
+        Ok(n)
+    }
+}
+
+fn unpack(archive: &Path, dst: &Path, progress: &dyn Fn(u64)) -> Result<(), RootfsError> {
     let name = archive.display().to_string();
     let io = |source| RootfsError::Io { path: name.clone(), source };
     let not_archive = |reason: String| RootfsError::NotArchive { path: name.clone(), reason };
@@ -60,8 +77,8 @@ fn unpack(archive: &Path, dst: &Path) -> Result<(), RootfsError> {
     // (Fewer than two bytes: not gzip, and tar says what it is.)
     let _ = f.read(&mut magic).map_err(io)?;
     f.seek(SeekFrom::Start(0)).map_err(io)?;
-    let file = BufReader::new(f);
-    let reader: Box<dyn Read> = if magic == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let file = BufReader::new(Counted { inner: f, read: 0, progress });
+    let reader: Box<dyn Read + '_> = if magic == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
     std::fs::create_dir(dst).map_err(io)?;
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);

@@ -740,8 +740,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             let sandboxes = c.json(Method::GET, "/sandboxes", None).await?.as_array().cloned().unwrap_or_default();
             let links = c.json(Method::GET, "/links", None).await?.as_array().cloned().unwrap_or_default();
-            let host = c.json(Method::GET, "/info", None).await?["Name"].as_str().unwrap_or_default().to_string();
-            println!("{}", graph::render(&host, &nets, &containers, &sandboxes, &links));
+            let nodes = c.json(Method::GET, "/nodes", None).await?.as_array().cloned().unwrap_or_default();
+            // The host's name as the store knows it (its --host-id) when it shares one.
+            let host = match nodes.iter().find(|n| n["Self"] == true) {
+                Some(me) => me["ID"].as_str().unwrap_or_default().to_string(),
+                None => c.json(Method::GET, "/info", None).await?["Name"].as_str().unwrap_or_default().to_string(),
+            };
+            println!("{}", graph::render(&host, &nodes, &nets, &containers, &sandboxes, &links));
             Ok(Outcome::Exit(0))
         }
         Cmd::Network(NetCmd::Ls(list)) => {
@@ -829,8 +834,21 @@ fn detach_query(keys: &Option<String>) -> anyhow::Result<String> {
 /// stderr, stdin to the daemon when `stdin`, the terminal raw and its size followed when `tty`;
 /// returns the exit code (0 after a detach).
 async fn attached(c: &Client, path: &str, body: Option<Value>, stdin: bool, tty: bool, id_header: &str, resize: impl Fn(&str) -> String) -> anyhow::Result<i32> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (headers, io) = c.upgrade(path, body).await?;
+    stream_attached(c, headers, io, stdin, tty, id_header, resize).await
+}
+
+/// The streaming half of [`attached`], on a connection already upgraded.
+async fn stream_attached(
+    c: &Client,
+    headers: hyper::HeaderMap,
+    io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+    stdin: bool,
+    tty: bool,
+    id_header: &str,
+    resize: impl Fn(&str) -> String,
+) -> anyhow::Result<i32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let id = headers.get(id_header).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     // Raw only when the keys go to the container (as docker: `-t` alone leaves ^C to the CLI).
     let _raw = if tty && stdin { term::RawMode::enter()? } else { None };
@@ -993,14 +1011,20 @@ async fn run(c: &Client, a: RunArgs) -> anyhow::Result<Outcome> {
         stdin_once: a.interactive && !a.detach,
     };
     spec.validate()?;
+    // A first run from an archive waits for weftd to unpack it: show how far it has come.
+    let unpacking = spec.rootfs.clone().filter(|r| std::path::Path::new(r).is_file()).and_then(|r| term::unpack_progress(c.socket().to_string(), r));
     if a.detach {
-        let r: IdReply = c.typed(Method::POST, "/containers/run", Some(&spec)).await?;
-        println!("{}", r.id);
+        let r = c.typed::<_, IdReply>(Method::POST, "/containers/run", Some(&spec)).await;
+        term::stop_spinner(unpacking);
+        println!("{}", r?.id);
         return Ok(Outcome::Exit(0));
     }
     // Foreground: one request creates, attaches (output from its first byte) and starts.
     let path = format!("/containers/run?attach=1&stdin={}{detach_keys}", u8::from(a.interactive));
-    let code = attached(c, &path, Some(serde_json::to_value(&spec)?), a.interactive, a.tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
+    let upgraded = c.upgrade(&path, Some(serde_json::to_value(&spec)?)).await;
+    term::stop_spinner(unpacking);
+    let (headers, io) = upgraded?;
+    let code = stream_attached(c, headers, io, a.interactive, a.tty, "Weft-Container-Id", |id| format!("/containers/{id}/resize")).await?;
     Ok(Outcome::Exit(code))
 }
 

@@ -96,6 +96,43 @@ pub fn spinner(what: &'static str) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
+/// While weftd unpacks `archive` for a run (its first run from that archive), the share read
+/// and the size, redrawn on the terminal; nothing when stderr is not a terminal or the archive
+/// was unpacked before. Polls `GET /rootfs/progress` until the unpacking is over (or did not
+/// start within two seconds of the run); end it with [`stop_spinner`].
+pub fn unpack_progress(socket: String, archive: String) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let Ok(c) = crate::client::Client::new(&format!("unix://{socket}")) else { return };
+        let path = format!("/rootfs/progress?archive={}", crate::client::enc(&archive));
+        let name = std::path::Path::new(&archive).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let t0 = std::time::Instant::now();
+        let mut seen = false;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            use std::io::Write;
+            match c.json(hyper::Method::GET, &path, None).await {
+                Ok(p) => {
+                    let (read, size) = (p["read"].as_u64().unwrap_or(0), p["size"].as_u64().unwrap_or(0).max(1));
+                    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                    let _ = write!(std::io::stderr(), "\r\x1b[2Kunpacking {name} {:>3}% ({:.1}/{:.1} MiB)", read * 100 / size, mib(read), mib(size));
+                    let _ = std::io::stderr().flush();
+                    seen = true;
+                }
+                Err(_) if seen || t0.elapsed() > std::time::Duration::from_secs(2) => {
+                    if seen {
+                        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+                    }
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    }))
+}
+
 /// Ends a [`spinner`] and clears its line.
 pub fn stop_spinner(s: Option<tokio::task::JoinHandle<()>>) {
     if let Some(s) = s {

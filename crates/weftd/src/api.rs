@@ -119,6 +119,7 @@ pub fn router(engine: Arc<Engine>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/nodes", get(nodes))
         .route("/events", get(crate::docker_api::filtered_events))
         .route("/metrics", get(metrics))
+        .route("/rootfs/progress", get(unpack_progress))
         .route("/sandboxes", get(sandboxes))
         .route("/sandboxes/{name}", get(sandbox))
         .route("/links", get(p2p_links))
@@ -305,7 +306,7 @@ async fn networks(State(e): Eng, Query(q): Q) -> ApiResult<Json<Vec<serde_json::
     let mut out = Vec::new();
     for n in e.execute(ListNetworks {}).await? {
         if weft_model::docker::network_matches(&n, &f).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))? {
-            out.push(network_inspect(&n, &refs));
+            out.push(inspect_network(&e, &n, &refs));
         }
     }
     Ok(Json(out))
@@ -326,7 +327,7 @@ async fn network(State(e): Eng, Path(id): Path<String>) -> ApiResult<Json<serde_
     let n = e.execute(InspectNetwork { id }).await?;
     let containers = e.execute(ListContainers {}).await?;
     let refs: Vec<_> = containers.iter().collect();
-    Ok(Json(network_inspect(&n, &refs)))
+    Ok(Json(inspect_network(&e, &n, &refs)))
 }
 
 async fn network_create(State(e): Eng, Body(v): Body<serde_json::Value>) -> ApiResult<(StatusCode, Json<IdReply>)> {
@@ -383,6 +384,38 @@ pub(crate) fn event_stream(e: &Arc<Engine>, stopping: Stopping, keep: impl Fn(&s
 /// Prometheus metrics, in the OpenMetrics text format.
 pub(crate) async fn metrics(State(e): Eng) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], e.metrics_text()).into_response()
+}
+
+/// `network inspect` as the model writes it; a global network's also names the hosts with
+/// endpoints on it as Docker's overlay networks do (`Peers`: this host first) and the other
+/// hosts' endpoints (`RemoteContainers`, by endpoint id, with their `Host`).
+pub(crate) fn inspect_network(e: &Engine, n: &weft_model::NetworkRecord, containers: &[&weft_model::ContainerRecord]) -> serde_json::Value {
+    let mut v = network_inspect(n, containers);
+    if n.scope != weft_model::Scope::Global {
+        return v;
+    }
+    let remote = e.remote_members(&n.id);
+    let me = e.nodes().into_iter().find(|x| x.id == e.host_id());
+    let addr = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let mut peers = vec![serde_json::json!({ "Name": e.host_id(), "IP": addr(me.and_then(|m| m.addr)) })];
+    for m in &remote {
+        if !peers.iter().any(|p| p["Name"] == m.host.as_str()) {
+            peers.push(serde_json::json!({ "Name": m.host, "IP": addr(m.host_addr) }));
+        }
+    }
+    let members: serde_json::Map<String, serde_json::Value> =
+        remote.iter().map(|m| (m.endpoint.clone(), serde_json::json!({ "Name": m.name, "IPv4Address": format!("{}/{}", m.ip, n.subnet.prefix_len()), "Host": m.host }))).collect();
+    v["Peers"] = serde_json::Value::Array(peers);
+    v["RemoteContainers"] = serde_json::Value::Object(members);
+    v
+}
+
+/// How far the unpacking of `?archive=PATH` (a run's `--rootfs`) has come: `{"read","size"}`
+/// in bytes of the archive; 404 when it is not being unpacked.
+async fn unpack_progress(State(e): Eng, Query(q): Q) -> ApiResult<Json<serde_json::Value>> {
+    let path = q.get("archive").ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "archive: a path is needed"))?;
+    let (read, size) = e.unpack_progress(path).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("{path} is not being unpacked")))?;
+    Ok(Json(serde_json::json!({ "read": read, "size": size })))
 }
 
 async fn nodes(State(e): Eng) -> ApiResult<Json<Vec<serde_json::Value>>> {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use weft_engine::actions::{Connect, CreateNetwork, Disconnect, InspectContainer, InspectNetwork, ListContainers, ListNetworks, PruneNetworks, RemoveNetwork};
 use weft_engine::Engine;
 use weft_model::docker::{self, NetworkConnect, NetworkCreate, NetworkCreated, NetworkDisconnect, API_VERSION, MIN_API_VERSION};
-use weft_model::{container_inspect, network_inspect, ContainerRecord, PruneReply, Status};
+use weft_model::{container_inspect, ContainerRecord, PruneReply, Status};
 
 use crate::api::ApiError;
 
@@ -191,7 +191,7 @@ async fn networks(State(e): Eng, Path(v): Path<String>, Query(q): Q) -> R<Json<V
     let mut out = Vec::new();
     for n in e.execute(ListNetworks {}).await? {
         if docker::network_matches(&n, &f).map_err(bad)? {
-            out.push(network_inspect(&n, &refs));
+            out.push(crate::api::inspect_network(&e, &n, &refs));
         }
     }
     Ok(Json(out))
@@ -202,7 +202,7 @@ async fn network(State(e): Eng, Path((v, id)): Path<(String, String)>) -> R<Json
     let n = e.execute(InspectNetwork { id }).await?;
     let cs = containers_of(&e).await?;
     let refs: Vec<_> = cs.iter().collect();
-    Ok(Json(network_inspect(&n, &refs)))
+    Ok(Json(crate::api::inspect_network(&e, &n, &refs)))
 }
 
 async fn network_create(State(e): Eng, Path(v): Path<String>, b: Bytes) -> R<(StatusCode, Json<NetworkCreated>)> {
