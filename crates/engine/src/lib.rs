@@ -391,6 +391,9 @@ pub struct Engine {
     pub(crate) globals: tokio::sync::watch::Sender<u64>,
     /// Archives being unpacked for `--rootfs`: bytes read and size, by path.
     pub(crate) unpacks: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    /// The `--cgroup-parent` directories that did not exist when the daemon started: removed
+    /// at its stop when no container's cgroup is left in them.
+    made_cgroup_parents: Vec<PathBuf>,
 }
 
 impl Engine {
@@ -402,6 +405,7 @@ impl Engine {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
         }
         let cgroups = weft_runtime::cgroup::Hierarchy::detect(&cfg.cgroup_parent).map_err(|e| EngineError::Config(limits::chain(&e)))?;
+        let made_cgroup_parents = cgroups.parent_dirs().into_iter().filter(|d| !d.exists()).collect();
         let fw = Arc::new(Firewall::new(cfg.iptables)?);
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };
@@ -424,6 +428,7 @@ impl Engine {
             events: events::Events::default(),
             globals: tokio::sync::watch::channel(0).0,
             unpacks: Arc::default(),
+            made_cgroup_parents,
         });
         engine.migrate_keys().await?;
         // First: what start-up repairs is part of the stream too.
@@ -444,6 +449,12 @@ impl Engine {
     /// gives uplinks back to the host; call before the process exits.
     pub fn shutdown(&self) {
         self.reaper.shutdown();
+        for dir in &self.made_cgroup_parents {
+            // Fails, as it should, while a container's cgroup is in it (`--live-restore`).
+            if std::fs::remove_dir(dir).is_ok() {
+                tracing::debug!(dir = %dir.display(), "cgroup parent removed");
+            }
+        }
         if self.cfg.keep_uplink {
             return;
         }

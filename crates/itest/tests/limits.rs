@@ -326,3 +326,28 @@ fn cgroups_go_with_containers_and_a_failed_setup_leaves_nothing() {
     std::fs::write(parent_cpu.join("cpu.cfs_quota_us"), "-1").expect("uncap");
     h.finish();
 }
+
+/// The `--cgroup-parent` weftd made goes when it stops with no container left in it; one that
+/// was there before it started is the operator's and stays.
+#[test]
+fn the_cgroup_parent_weftd_made_goes_when_it_stops() {
+    let mut h = Host::new("cgpar");
+    let dirs = h.cgroup_dirs();
+    assert!(dirs.iter().all(|d| !d.exists()), "no parent before the start: {dirs:?}");
+    h.start(&[]);
+    let rootfs = h.rootfs();
+    h.ok(&["run", "--rm", "--rootfs", &rootfs, "--", "true"]);
+    assert!(dirs.iter().any(|d| d.exists()), "made for the container: {dirs:?}");
+    h.stop_daemon();
+    let left: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "removed at the stop: {left:?}");
+    for d in &dirs {
+        std::fs::create_dir_all(d).expect("the operator's parent");
+    }
+    h.start(&[]);
+    h.ok(&["run", "--rm", "--rootfs", &rootfs, "--", "true"]);
+    h.stop_daemon();
+    assert!(dirs.iter().all(|d| d.exists()), "the operator's parent stays");
+    h.start(&[]);
+    h.finish();
+}
