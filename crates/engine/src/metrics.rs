@@ -1,7 +1,9 @@
 //! Prometheus metrics (`GET /metrics`, `weftd --metrics-addr`), through the Prometheus project's
 //! own Rust client: the durations of the actions by kind and outcome (histograms, kept as actions
-//! run), gauges read from the state at each scrape (containers, endpoints per network, IPAM
-//! pool usage, published ports, attached namespaces), and the embedded DNS's counters.
+//! run) and the repairs of reconcile and the link monitor (counted as they happen); gauges read
+//! from the state at each scrape (containers, endpoints per network, IPAM pool usage, published
+//! ports, attached namespaces, the reaper's backlog); the embedded DNS's counters and its
+//! forward latency histogram (kept by `weft_dns`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
