@@ -262,9 +262,10 @@ impl Engine {
             }
         }
         if !ops.is_empty() {
-            tracing::info!(changes = ops.len(), "address claims repaired");
-            self.metrics.repaired(crate::metrics::repair::CLAIMS, ops.len());
+            let n = ops.len();
+            tracing::info!(changes = n, "address claims repaired");
             self.store.txn(Txn::ops(ops)).await?;
+            self.metrics.repaired(crate::metrics::repair::CLAIMS, n);
         }
         Ok(())
     }

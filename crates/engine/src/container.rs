@@ -406,12 +406,24 @@ impl Engine {
             let cache = self.cfg.data_root.join("rootfs");
             let unpacks = self.unpacks.clone();
             let dir = blocking(move || {
+                /// Forgets the archive's progress when its unpacking ends, however it ends.
+                struct Forget<'a>(&'a std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>, &'a str);
+                impl Drop for Forget<'_> {
+                    fn drop(&mut self) {
+                        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(self.1);
+                    }
+                }
+                let _forget = Forget(&unpacks, &r);
                 let progress = |read, size| {
-                    unpacks.lock().unwrap_or_else(|p| p.into_inner()).insert(r.clone(), (read, size));
+                    let mut u = unpacks.lock().unwrap_or_else(|p| p.into_inner());
+                    match u.get_mut(&r) {
+                        Some(p) => *p = (read, size),
+                        None => {
+                            u.insert(r.clone(), (read, size));
+                        }
+                    }
                 };
-                let dir = weft_runtime::rootfs::unpacked(Path::new(&r), &cache, &progress);
-                unpacks.lock().unwrap_or_else(|p| p.into_inner()).remove(&r);
-                Ok(dir.map_err(weft_runtime::RuntimeError::from)?)
+                Ok(weft_runtime::rootfs::unpacked(Path::new(&r), &cache, &progress).map_err(weft_runtime::RuntimeError::from)?)
             })
             .await?;
             return Ok(Some(dir.display().to_string()));

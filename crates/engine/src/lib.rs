@@ -391,8 +391,9 @@ pub struct Engine {
     pub(crate) globals: tokio::sync::watch::Sender<u64>,
     /// Archives being unpacked for `--rootfs`: bytes read and size, by path.
     pub(crate) unpacks: Arc<Mutex<HashMap<String, (u64, u64)>>>,
-    /// The `--cgroup-parent` directories that did not exist when the daemon started: removed
-    /// at its stop when no container's cgroup is left in them.
+    /// The `--cgroup-parent` directories (and their ancestors) that did not exist when the
+    /// daemon started, deepest first: removed at its stop when no container's cgroup is left
+    /// in them.
     made_cgroup_parents: Vec<PathBuf>,
 }
 
@@ -405,7 +406,8 @@ impl Engine {
             std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io { op: "create directory", path: dir.display().to_string(), source })?;
         }
         let cgroups = weft_runtime::cgroup::Hierarchy::detect(&cfg.cgroup_parent).map_err(|e| EngineError::Config(limits::chain(&e)))?;
-        let made_cgroup_parents = cgroups.parent_dirs().into_iter().filter(|d| !d.exists()).collect();
+        // Each parent directory missing now, and its missing ancestors (`a/b`), deepest first.
+        let made_cgroup_parents = cgroups.parent_dirs().iter().flat_map(|d| d.ancestors().take_while(|a| !a.exists()).map(std::path::Path::to_path_buf).collect::<Vec<_>>()).collect();
         let fw = Arc::new(Firewall::new(cfg.iptables)?);
         let reaper = reaper::Reaper::start().map_err(|source| EngineError::Io { op: "start", path: "veth reaper".into(), source })?;
         let state = State { ports: Some(ports::PortTable::new()), ..State::default() };

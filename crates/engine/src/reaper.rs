@@ -183,13 +183,14 @@ impl Reaper {
                     }
                 }
                 // Links inside namespaces, one by one (a namespace already gone took its link).
-                act.done(inside.len(), inside.len() as u64);
+                let n = inside.len();
                 for (ns, name, then) in inside.drain(..) {
                     if let Err(e) = weft_kernel::netns::delete_link_in(std::path::Path::new(&ns), &name) {
                         tracing::debug!(link = %name, error = %e, "link not deleted inside (its namespace may be gone)");
                     }
                     then();
                 }
+                act.done(n, n as u64);
                 if links.is_empty() {
                     oldest = None;
                 }
@@ -224,10 +225,13 @@ impl Reaper {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         match (tx.as_ref(), job) {
             (Some(tx), job) => {
-                if matches!(job, Job::Link(..) | Job::Inside(..)) {
+                let counted = matches!(job, Job::Link(..) | Job::Inside(..));
+                if counted {
                     self.activity.queued.fetch_add(1, Ordering::Relaxed);
                 }
-                let _ = tx.send(job);
+                if tx.send(job).is_err() && counted {
+                    self.activity.queued.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             // Shutting down: do it inline.
             (None, Job::Link(ifname, then)) => {

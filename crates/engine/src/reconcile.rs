@@ -200,10 +200,10 @@ impl Engine {
                 self.metrics.repaired(repair::SANDBOX_GONE, 1);
             }
         }
-        self.metrics.repaired(repair::EXITED_WHILE_AWAY, dead.len());
         for id in &dead {
             tracing::info!(container = %id, "pid 1 gone while the daemon was away");
             self.on_exit(id).await?;
+            self.metrics.repaired(repair::EXITED_WHILE_AWAY, 1);
         }
         // A namespace file whose bind mount died with an earlier daemon's mount namespace is
         // bound again from the living pid 1 (checked by start time above).

@@ -118,9 +118,11 @@ fn overlay_joins_containers_across_hosts() {
         assert!(remote.contains(&(name, &format!("{ip}/24"))), "{name} {ip} in {body}");
     }
     let svg = h0.ok(&["network", "graph", "ov"]);
-    for needle in ["hosts sharing the store", "ov (overlay, global)", "192.168.200.2)", "192.168.200.3)", "\nc0\n", "\nc1\n", "\nc2\n", &c0, &c1, &c2] {
+    let headings: Vec<String> = peers[1..].iter().map(|(name, ip)| format!("on {name} ({ip})")).collect();
+    for needle in ["hosts sharing the store", "ov (overlay, global)", "\nc0\n", "\nc1\n", "\nc2\n", &c0, &c1, &c2].into_iter().chain(headings.iter().map(String::as_str)) {
         assert!(svg.contains(needle), "{needle} in {svg}");
     }
+    assert!(headings.iter().any(|h| h.contains("192.168.200.2")) && headings.iter().any(|h| h.contains("192.168.200.3")), "{headings:?}");
     // Nothing learnt, nothing flooded: only static entries with a destination, no default one.
     let fdb = h0.sh_ok(&format!("bridge fdb show dev {vx}"));
     assert!(!fdb.contains("00:00:00:00:00:00"), "no flooding entry: {fdb}");

@@ -38,6 +38,7 @@ pub fn unpacked(archive: &Path, cache: &Path, progress: &dyn Fn(u64, u64)) -> Re
     // two runs unpacking at once both end with one whole tree.
     static UNPACKS: AtomicU64 = AtomicU64::new(0);
     let partial = cache.join(format!(".partial-{}-{}", std::process::id(), UNPACKS.fetch_add(1, Ordering::Relaxed)));
+    progress(0, meta.size());
     let result = unpack(archive, &partial, &|read| progress(read, meta.size()));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&partial);
@@ -52,7 +53,7 @@ pub fn unpacked(archive: &Path, cache: &Path, progress: &dyn Fn(u64, u64)) -> Re
     Ok(dir)
 }
 
-/// A reader that reports how many bytes have gone through it.
+/// A reader that reports how many bytes have gone through it, at each MiB.
 struct Counted<'a, R> {
     inner: R,
     read: u64,
@@ -62,8 +63,11 @@ struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let before = self.read;
         self.read += n as u64;
-        (self.progress)(self.read);
+        if before >> 20 != self.read >> 20 {
+            (self.progress)(self.read);
+        }
         Ok(n)
     }
 }

@@ -740,7 +740,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             let sandboxes = c.json(Method::GET, "/sandboxes", None).await?.as_array().cloned().unwrap_or_default();
             let links = c.json(Method::GET, "/links", None).await?.as_array().cloned().unwrap_or_default();
-            let nodes = c.json(Method::GET, "/nodes", None).await?.as_array().cloned().unwrap_or_default();
+            let nodes = c.json(Method::GET, "/nodes", None).await.ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
             // The host's name as the store knows it (its --host-id) when it shares one.
             let host = match nodes.iter().find(|n| n["Self"] == true) {
                 Some(me) => me["ID"].as_str().unwrap_or_default().to_string(),

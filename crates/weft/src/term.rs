@@ -61,10 +61,7 @@ impl Progress {
 
     /// Item `done` (counting from 1) of the total, named `what`.
     pub fn step(&mut self, done: usize, what: &str) {
-        use std::io::Write;
-        let mut e = std::io::stderr().lock();
-        let _ = write!(e, "\r\x1b[2K{} {done}/{} {what}", self.verb, self.total);
-        let _ = e.flush();
+        draw(&format!("{} {done}/{} {what}", self.verb, self.total));
         self.shown = true;
     }
 }
@@ -72,8 +69,7 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         if self.shown {
-            use std::io::Write;
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            draw("");
         }
     }
 }
@@ -89,9 +85,7 @@ pub fn spinner(what: &'static str) -> Option<tokio::task::JoinHandle<()>> {
         let t0 = std::time::Instant::now();
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            use std::io::Write;
-            let _ = write!(std::io::stderr(), "\r\x1b[2K{what}… {:.1} s", t0.elapsed().as_secs_f64());
-            let _ = std::io::stderr().flush();
+            draw(&format!("{what}… {:.1} s", t0.elapsed().as_secs_f64()));
         }
     }))
 }
@@ -111,33 +105,38 @@ pub fn unpack_progress(socket: String, archive: String) -> Option<tokio::task::J
         let t0 = std::time::Instant::now();
         let mut seen = false;
         loop {
-            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-            use std::io::Write;
             match c.json(hyper::Method::GET, &path, None).await {
                 Ok(p) => {
                     let (read, size) = (p["read"].as_u64().unwrap_or(0), p["size"].as_u64().unwrap_or(0).max(1));
                     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-                    let _ = write!(std::io::stderr(), "\r\x1b[2Kunpacking {name} {:>3}% ({:.1}/{:.1} MiB)", read * 100 / size, mib(read), mib(size));
-                    let _ = std::io::stderr().flush();
+                    draw(&format!("unpacking {name} {:>3}% ({:.1}/{:.1} MiB)", read * 100 / size, mib(read), mib(size)));
                     seen = true;
                 }
                 Err(_) if seen || t0.elapsed() > std::time::Duration::from_secs(2) => {
                     if seen {
-                        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+                        draw("");
                     }
                     return;
                 }
                 Err(_) => {}
             }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }))
 }
 
-/// Ends a [`spinner`] and clears its line.
+/// Ends a [`spinner`] (or [`unpack_progress`]) and clears its line.
 pub fn stop_spinner(s: Option<tokio::task::JoinHandle<()>>) {
     if let Some(s) = s {
         s.abort();
-        use std::io::Write;
-        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        draw("");
     }
+}
+
+/// Redraws the terminal's (stderr's) last line as `line` (empty: clears it).
+fn draw(line: &str) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    let _ = write!(e, "\r\x1b[2K{line}");
+    let _ = e.flush();
 }
