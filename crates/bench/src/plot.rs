@@ -151,7 +151,8 @@ pub fn draw_bars(out: &Path, style: &Style, labels: &[String], columns: &[String
         bail!("nothing to plot: no numbers in the value columns");
     }
     register_font()?;
-    // Each group: a slot for its label, then one per bar; the first row at the top.
+    // Each group: a slot for its label, then one per bar; the first row at the top (the
+    // legend goes beside its label, top right).
     let per = columns.len() + 1;
     let slots = (labels.len() * per) as f64;
     let h = (H as usize).max(100 + labels.len() * per * 24) as u32;
@@ -172,7 +173,7 @@ pub fn draw_bars(out: &Path, style: &Style, labels: &[String], columns: &[String
         c.draw_series(rows.clone().map(|(row, v)| bar(row, v).1))?.label(name.as_str()).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color));
         c.draw_series(rows.map(|(row, v)| Text::new(format!("{v}"), (v + max * 0.01, bar(row, v).0 - 0.2), font.clone())))?;
     }
-    c.configure_series_labels().position(SeriesLabelPosition::LowerRight).label_font(("sans-serif", 14)).border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
+    c.configure_series_labels().position(SeriesLabelPosition::UpperRight).label_font(("sans-serif", 14)).border_style(BLACK).background_style(WHITE.mix(0.9)).draw()?;
     root.present()?;
     Ok(())
 }
