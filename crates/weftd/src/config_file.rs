@@ -20,8 +20,14 @@ const ALIASES: &[(&str, &str)] = &[("hosts", "host"), ("default-address-pools", 
 /// Keys that are not flags: the file's own path.
 const NOT_IN_FILE: &[&str] = &["config-file", "help", "version"];
 
-/// The arguments: the file's keys (as flags) before the command line's.
-pub fn args<T: CommandFactory + FromArgMatches>(argv: Vec<String>) -> Result<T, String> {
+/// The arguments, the file's keys (as flags) before the command line's: as `T`, and as clap
+/// parsed them (by id, which SIGHUP compares).
+pub fn parse<T: CommandFactory + FromArgMatches>(argv: Vec<String>) -> Result<(T, clap::ArgMatches), String> {
+    let m = matches::<T>(argv)?;
+    Ok((T::from_arg_matches(&m).map_err(|e| e.to_string())?, m))
+}
+
+fn matches<T: CommandFactory>(argv: Vec<String>) -> Result<clap::ArgMatches, String> {
     let cmd = T::command();
     // Where the file is: --config-file on the command line, else the default if it exists.
     let given = argv.windows(2).find(|w| w[0] == "--config-file").map(|w| PathBuf::from(&w[1])).or_else(|| argv.iter().find_map(|a| a.strip_prefix("--config-file=").map(PathBuf::from)));
@@ -36,7 +42,7 @@ pub fn args<T: CommandFactory + FromArgMatches>(argv: Vec<String>) -> Result<T, 
     }
     merged.extend(argv.iter().skip(1).cloned());
     match cmd.clone().try_get_matches_from(merged) {
-        Ok(m) => T::from_arg_matches(&m).map_err(|e| e.to_string()),
+        Ok(m) => Ok(m),
         // The command line parses alone: the file's keys together are what is wrong (two
         // options that exclude each other).
         Err(e) if path.is_some() && cmd.try_get_matches_from(&argv).is_ok() => {
@@ -45,6 +51,18 @@ pub fn args<T: CommandFactory + FromArgMatches>(argv: Vec<String>) -> Result<T, 
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The long names of the options whose values differ between `a` and `b`, except `live` (ids of
+/// options applied without a restart).
+pub fn changed<T: CommandFactory>(a: &clap::ArgMatches, b: &clap::ArgMatches, live: &[&str]) -> Vec<String> {
+    let raw = |m: &clap::ArgMatches, id: &str| -> Vec<std::ffi::OsString> { m.get_raw(id).map(|v| v.map(|s| s.to_os_string()).collect()).unwrap_or_default() };
+    T::command()
+        .get_arguments()
+        .filter(|arg| !live.contains(&arg.get_id().as_str()))
+        .filter(|arg| raw(a, arg.get_id().as_str()) != raw(b, arg.get_id().as_str()))
+        .map(|arg| arg.get_long().map_or_else(|| arg.get_id().to_string(), str::to_string))
+        .collect()
 }
 
 /// The file's keys as `--flag=value` arguments, except those the command line gives.

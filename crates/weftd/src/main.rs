@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{FromArgMatches, Parser};
 use ipnet::Ipv4Net;
 use weft_engine::{Config, Engine};
 use weft_ipam::AddressPool;
@@ -220,14 +220,18 @@ fn main() {
         let rendered = clap_mangen::Man::new(<Args as clap::CommandFactory>::command()).render(&mut std::io::stdout());
         std::process::exit(i32::from(rendered.is_err()));
     }
-    let args: Args = match config_file::args(std::env::args().collect()) {
+    // Parsed once: the options become `Args`; the matches stay for SIGHUP to compare against.
+    let (args, started) = match config_file::parse::<Args>(std::env::args().collect()) {
         Ok(a) => a,
         Err(e) if e.starts_with("config file") => {
             eprintln!("weftd: {e}");
             std::process::exit(1);
         }
         // clap's own output (--help, --version, a bad flag), as it prints it.
-        Err(_) => Args::parse(),
+        Err(_) => {
+            Args::parse();
+            std::process::exit(2);
+        }
     };
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -243,7 +247,7 @@ fn main() {
         )
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = rt.block_on(serve(args, log_filter)) {
+    if let Err(e) = rt.block_on(serve(args, started, log_filter)) {
         eprintln!("weftd: {e:#}");
         std::process::exit(1);
     }
@@ -252,13 +256,14 @@ fn main() {
 type LogFilter = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
 /// On SIGHUP: reads the configuration again (the command line and the config file) and applies
-/// what can change live, the log level and the DNS servers; what else changed is named as
-/// needing a restart.
-fn reload_on_hangup(engine: Arc<Engine>, mut running: Args, log: LogFilter) -> anyhow::Result<()> {
+/// what can change live, the log level and the DNS servers; what else differs from what weftd
+/// started with is named as needing a restart.
+fn reload_on_hangup(engine: Arc<Engine>, started: clap::ArgMatches, log: LogFilter) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut running = Args::from_arg_matches(&started)?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let new: Args = match config_file::args(std::env::args().collect()) {
+            let (new, matches) = match config_file::parse::<Args>(std::env::args().collect()) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(error = %e.lines().next().unwrap_or_default(), "SIGHUP: the configuration was not reloaded");
@@ -275,7 +280,7 @@ fn reload_on_hangup(engine: Arc<Engine>, mut running: Args, log: LogFilter) -> a
                 engine.set_daemon_dns(new.dns.clone());
                 tracing::info!(dns = ?new.dns, "SIGHUP: DNS servers changed");
             }
-            let restart: Vec<String> = fields(&running).into_iter().zip(fields(&new)).filter(|(a, b)| a != b && !["log_level", "dns"].contains(&a.0.as_str())).map(|(a, _)| a.0.replace('_', "-")).collect();
+            let restart = config_file::changed::<Args>(&started, &matches, &["log_level", "dns"]);
             if !restart.is_empty() {
                 tracing::warn!(keys = %restart.join(", "), "SIGHUP: changed, applied when weftd restarts");
             }
@@ -285,20 +290,7 @@ fn reload_on_hangup(engine: Arc<Engine>, mut running: Args, log: LogFilter) -> a
     Ok(())
 }
 
-/// Args' fields and their values, by name (from its Debug form).
-fn fields(a: &Args) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in format!("{a:#?}").lines().skip(1) {
-        match (line.strip_prefix("    ").filter(|l| !l.starts_with(' ')).and_then(|l| l.split_once(": ")), out.last_mut()) {
-            (Some((k, v)), _) => out.push((k.to_string(), v.to_string())),
-            (None, Some(last)) => last.1.push_str(line.trim()),
-            (None, None) => {}
-        }
-    }
-    out
-}
-
-async fn serve(args: Args, log_filter: LogFilter) -> anyhow::Result<()> {
+async fn serve(args: Args, started: clap::ArgMatches, log_filter: LogFilter) -> anyhow::Result<()> {
     let sock = socket_path(&args.host)?;
     if let Err(e) = weft_kernel::raise_nofile_limit() {
         tracing::warn!(error = %e, "open-files limit stays low: fewer ports can be published");
@@ -378,8 +370,7 @@ async fn serve(args: Args, log_filter: LogFilter) -> anyhow::Result<()> {
     };
     let engine = Engine::open(cfg, store).await?;
     // What runs now, to tell a reload what changed (parsed again: `args` was taken apart above).
-    let running: Args = config_file::args(std::env::args().collect()).map_err(|e| anyhow::anyhow!(e))?;
-    reload_on_hangup(engine.clone(), running, log_filter)?;
+    reload_on_hangup(engine.clone(), started, log_filter)?;
 
     if let Some(dir) = sock.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
